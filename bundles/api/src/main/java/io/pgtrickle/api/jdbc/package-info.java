@@ -1,0 +1,9 @@
+/**
+ * Service properties under which the platform publishes its pooled {@link javax.sql.DataSource}.
+ */
+@Export
+@Version("1.0.0")
+package io.pgtrickle.api.jdbc;
+
+import org.osgi.annotation.bundle.Export;
+import org.osgi.annotation.versioning.Version;
