@@ -1,0 +1,72 @@
+package io.pgtrickle.versionsync;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+
+/** {@code check-version-sync}: the project, the catalog, the features XML and the docs state one version. */
+class VersionSyncTest {
+
+    private static final String PROJECT_VERSION = System.getProperty("project.version");
+    private static final Path ROOT = Path.of(System.getProperty("project.root", "../.."));
+
+    @Test
+    void projectCatalogFeaturesAndDocsAgree() throws IOException {
+        List<String> problems = new ArrayList<>();
+        problems.addAll(VersionSync.checkCatalog(PROJECT_VERSION, catalogRelease()));
+        problems.addAll(VersionSync.checkFeatures(PROJECT_VERSION, Files.readString(Path.of(System.getProperty("features.xml")))));
+
+        String readme = Files.readString(ROOT.resolve("README.md"));
+        if (!VersionSync.statesVersion(PROJECT_VERSION, readme)) {
+            problems.add("README.md does not state the version (pgtrickle " + PROJECT_VERSION + ")");
+        }
+        problems.addAll(VersionSync.checkDocument(PROJECT_VERSION, "README.md", readme));
+        try (Stream<Path> docs = Files.walk(ROOT.resolve("docs"))) {
+            for (Path doc : docs.filter(p -> p.toString().endsWith(".md")).sorted().toList()) {
+                problems.addAll(VersionSync.checkDocument(PROJECT_VERSION, ROOT.relativize(doc).toString(), Files.readString(doc)));
+            }
+        }
+        assertEquals(List.of(), problems, "versions disagree");
+    }
+
+    /** The catalog bundle's newest migration, read from the bundle jar itself. */
+    private static String catalogRelease() throws IOException {
+        try (InputStream in = VersionSyncTest.class.getClassLoader().getResourceAsStream("io/pgtrickle/catalog/migrations/index.txt")) {
+            String last = null;
+            for (String line : new String(in.readAllBytes(), StandardCharsets.UTF_8).split("\n")) {
+                if (!line.isBlank() && !line.startsWith("#")) {
+                    last = line.split("\\s+")[0];
+                }
+            }
+            String[] parts = last.split("\\.");
+            return parts[0] + "." + parts[1] + "." + parts[2];
+        }
+    }
+
+    @Test
+    void eachRuleReportsAMismatch() {
+        assertEquals(1, VersionSync.checkCatalog("0.33.0", "0.32.0").size());
+        assertEquals(List.of(), VersionSync.checkCatalog("0.33.0-SNAPSHOT", "0.33.0"));
+
+        String features = "<features xmlns=\"x\" name=\"pgtrickle-0.33.0\">"
+                + "<feature name=\"pgtrickle-core\" version=\"0.33.0\"><bundle>mvn:io.pgtrickle/pgtrickle-api/0.32.0</bundle></feature></features>";
+        List<String> featureProblems = VersionSync.checkFeatures("0.33.0", features);
+        assertEquals(1, featureProblems.size(), featureProblems.toString());
+        assertTrue(featureProblems.get(0).contains("pgtrickle-api 0.32.0"));
+        assertEquals(2, VersionSync.checkFeatures("0.34.0", features.replace("0.32.0", "0.34.0")).size());
+
+        List<String> doc = VersionSync.checkDocument("0.33.0", "README.md", "intro\nrun pgtrickle-0.33.0/bin/pgtrickle\nthis is pgtrickle 0.32.1\n");
+        assertEquals(List.of("README.md:3 states 'pgtrickle 0.32.1', project is 0.33.0"), doc);
+        assertTrue(VersionSync.statesVersion("0.33.0", "pgtrickle v0.33.0"));
+        assertEquals(false, VersionSync.statesVersion("0.33.0", "catalog 0.33.0"));
+    }
+}
