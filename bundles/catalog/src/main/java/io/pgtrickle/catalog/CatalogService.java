@@ -10,6 +10,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import javax.sql.DataSource;
+import org.osgi.annotation.bundle.Capability;
 import org.osgi.framework.BundleContext;
 import org.osgi.framework.ServiceRegistration;
 import org.osgi.service.component.annotations.Activate;
@@ -25,6 +26,8 @@ import org.slf4j.LoggerFactory;
  * advisory lock). Connection failures are retried with backoff; a {@link CatalogRefusedException}
  * is logged once and not retried, because only an operator can fix it.
  */
+// Registered by hand once migrated; declared so that resolvers enforcing service requirements see it.
+@Capability(namespace = "osgi.service", attribute = "objectClass:List<String>=io.pgtrickle.api.catalog.Catalog", uses = Catalog.class)
 @Component(immediate = true)
 public class CatalogService {
 

@@ -9,6 +9,7 @@ import java.util.Hashtable;
 import java.util.Properties;
 import java.util.concurrent.TimeUnit;
 import javax.sql.DataSource;
+import org.osgi.annotation.bundle.Capability;
 import org.osgi.framework.BundleContext;
 import org.osgi.framework.ServiceRegistration;
 import org.osgi.service.component.annotations.Activate;
@@ -34,6 +35,9 @@ import org.slf4j.LoggerFactory;
  * <p>A configuration change (ConfigAdmin PID {@value #PID}) re-creates the component, so a corrected
  * URL or password takes effect without a restart.
  */
+// Registered by hand (only once the database answers), so bnd cannot see it: declare it, or resolvers
+// that enforce service requirements (Karaf's) refuse bundles that reference the DataSource.
+@Capability(namespace = "osgi.service", attribute = "objectClass:List<String>=javax.sql.DataSource", uses = DataSource.class)
 @Component(configurationPid = PooledDataSource.PID, configurationPolicy = ConfigurationPolicy.REQUIRE, immediate = true)
 @Designate(ocd = PooledDataSource.Config.class)
 public class PooledDataSource {
@@ -113,10 +117,10 @@ public class PooledDataSource {
             } catch (SQLException e) {
                 if (!reported) {
                     LOG.error("cannot connect to {} as {}: {} (retrying with backoff up to {}s; fix PID {} or the database)",
-                            safeUrl, config.user(), e.getMessage(), config.maxRetryDelaySeconds(), PID);
+                            safeUrl, config.user(), rootCause(e), config.maxRetryDelaySeconds(), PID);
                     reported = true;
                 } else {
-                    LOG.debug("still cannot connect to {}: {}", safeUrl, e.getMessage());
+                    LOG.debug("still cannot connect to {}: {}", safeUrl, rootCause(e));
                 }
             } catch (RuntimeException e) {
                 if (pool.isClosed()) {
@@ -131,6 +135,15 @@ public class PooledDataSource {
             }
             delayMillis = Math.min(delayMillis * 2, maxDelayMillis);
         }
+    }
+
+    /** Hikari wraps the driver's error ("password authentication failed ...") in a pool timeout. */
+    static String rootCause(Throwable e) {
+        Throwable root = e;
+        while (root.getCause() != null && root.getCause() != root) {
+            root = root.getCause();
+        }
+        return root == e ? e.getMessage() : root.getMessage() + " (" + e.getMessage() + ")";
     }
 
     private synchronized void publish(BundleContext context, Config config) {
