@@ -10,6 +10,8 @@ import java.util.Map;
 import org.osgi.framework.BundleContext;
 import org.osgi.service.cm.Configuration;
 import org.osgi.service.cm.ConfigurationAdmin;
+import org.osgi.service.cm.ConfigurationEvent;
+import org.osgi.service.cm.ConfigurationListener;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
@@ -18,32 +20,57 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Pushes the settings found in {@code etc/pgtrickle.properties}, the environment and system
- * properties into ConfigAdmin, once, when the bundle starts. Only the properties a source actually
- * sets are written; the other properties of the same PID (from a FileInstall {@code .cfg}, say) are
- * kept, and a PID none of whose settings is set is not touched at all.
+ * properties into ConfigAdmin. Only the properties a source actually sets are written; the other
+ * properties of the same PID (from a FileInstall {@code .cfg}, say) are kept, and a PID none of whose
+ * settings is set is not touched at all.
+ *
+ * <p>The settings are read once, when the bundle starts. Whenever one of our PIDs is updated by
+ * someone else (FileInstall replaces a configuration whole when it reads a {@code .cfg} file, in no
+ * particular order relative to this bundle), the settings are merged in again, so the documented
+ * precedence holds: these sources beat {@code .cfg} files for the properties they set.
  *
  * <p>The directory holding {@code pgtrickle.properties} is the framework property
  * {@code pgtrickle.etc} (set by the launcher), else Karaf's {@code karaf.etc}, else {@code ./etc}.
  */
-@Component(immediate = true)
-public class ConfigurationBridge {
+@Component(immediate = true, service = ConfigurationListener.class)
+public class ConfigurationBridge implements ConfigurationListener {
 
     private static final Logger LOG = LoggerFactory.getLogger(ConfigurationBridge.class);
 
     @Reference
     private ConfigurationAdmin configurationAdmin;
 
+    private Settings settings;
+    private Map<String, Map<String, Object>> wanted;
+
     @Activate
     void activate(BundleContext context) throws IOException {
         Path file = etcDirectory(context).resolve("pgtrickle.properties");
-        Settings settings = Settings.load(file);
-        for (Map.Entry<String, Map<String, Object>> pid : byPid(settings).entrySet()) {
-            Configuration configuration = configurationAdmin.getConfiguration(pid.getKey(), "?");
-            Dictionary<String, Object> merged = copy(configuration.getProperties());
-            pid.getValue().forEach(merged::put);
-            if (configuration.updateIfDifferent(merged)) {
-                LOG.info("configuration {} updated: {}", pid.getKey(), describe(settings, pid.getKey()));
+        settings = Settings.load(file);
+        wanted = byPid(settings);
+        for (String pid : wanted.keySet()) {
+            apply(pid);
+        }
+    }
+
+    @Override
+    public void configurationEvent(ConfigurationEvent event) {
+        if (event.getType() == ConfigurationEvent.CM_UPDATED && event.getFactoryPid() == null && wanted.containsKey(event.getPid())) {
+            try {
+                apply(event.getPid());
+            } catch (IOException e) {
+                LOG.error("cannot merge settings into configuration {}: {}", event.getPid(), e.getMessage());
             }
+        }
+    }
+
+    /** Merges our settings into the PID; a no-op (and no event) when they are already there. */
+    private synchronized void apply(String pid) throws IOException {
+        Configuration configuration = configurationAdmin.getConfiguration(pid, "?");
+        Dictionary<String, Object> merged = copy(configuration.getProperties());
+        wanted.get(pid).forEach(merged::put);
+        if (configuration.updateIfDifferent(merged)) {
+            LOG.info("configuration {} updated: {}", pid, describe(settings, pid));
         }
     }
 

@@ -80,6 +80,30 @@ public class ConfigBundleIT {
     }
 
     @Test
+    public void settingsAreMergedBackWhenSomeoneElseReplacesTheConfiguration() throws Exception {
+        ConfigurationAdmin configurationAdmin = awaitService(ConfigurationAdmin.class, null, SERVICE_TIMEOUT_MILLIS);
+        awaitService(DataSource.class, PgTrickleDataSource.DEFAULT_TARGET, SERVICE_TIMEOUT_MILLIS);
+        org.osgi.service.cm.Configuration c = configurationAdmin.getConfiguration(FelixOptions.DATASOURCE_PID, "?");
+        // what FileInstall does when it reads etc/io.pgtrickle.datasource.cfg: replace the whole dictionary
+        java.util.Hashtable<String, Object> fromCfgFile = new java.util.Hashtable<>();
+        fromCfgFile.put("url", "jdbc:postgresql://cfg-file-host/overridden");
+        fromCfgFile.put("connectTimeoutSeconds", "7");
+        c.update(fromCfgFile);
+
+        long deadline = System.currentTimeMillis() + SERVICE_TIMEOUT_MILLIS;
+        Dictionary<String, Object> p = c.getProperties();
+        while (!requiredSetting(ContainerSettings.DB_URL).equals(p.get("url")) && System.currentTimeMillis() < deadline) {
+            Thread.sleep(50);
+            p = configurationAdmin.getConfiguration(FelixOptions.DATASOURCE_PID, "?").getProperties();
+        }
+        // the properties file's settings win again; the .cfg file's own property is kept
+        assertEquals(requiredSetting(ContainerSettings.DB_URL), p.get("url"));
+        assertEquals("3", String.valueOf(p.get("maxPoolSize")));
+        assertEquals("7", String.valueOf(p.get("connectTimeoutSeconds")));
+        awaitService(Catalog.class, null, SERVICE_TIMEOUT_MILLIS);
+    }
+
+    @Test
     public void catalogIsMigratedThroughTheConfiguredDatabase() throws Exception {
         Catalog catalog = awaitService(Catalog.class, "(" + Catalog.VERSION_PROPERTY + "=" + expectedVersion() + ")", SERVICE_TIMEOUT_MILLIS);
         assertEquals(expectedVersion(), catalog.version());

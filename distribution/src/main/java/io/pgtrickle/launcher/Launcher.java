@@ -1,0 +1,323 @@
+package io.pgtrickle.launcher;
+
+import io.pgtrickle.config.Setting;
+import io.pgtrickle.config.Settings;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.ServiceLoader;
+import java.util.concurrent.TimeUnit;
+import org.apache.felix.main.AutoProcessor;
+import org.osgi.framework.Bundle;
+import org.osgi.framework.BundleException;
+import org.osgi.framework.Constants;
+import org.osgi.framework.FrameworkEvent;
+import org.osgi.framework.launch.Framework;
+import org.osgi.framework.launch.FrameworkFactory;
+
+/**
+ * Runs pgtrickle: settings, then the database (an existing one, or an embedded PostgreSQL), then Felix
+ * with everything in {@code bundle/}, until the framework stops or the JVM is told to exit.
+ *
+ * <p>Shutdown order matters: the framework stops first, so the bundles close their pools and
+ * finish their transactions while the database is still up; the embedded database stops last. The
+ * same {@link #shutdown()} runs from the JVM shutdown hook (Ctrl-C, SIGTERM, Gogo's {@code exit}, which
+ * is {@code System.exit}) and from the main thread (Gogo's {@code stop 0}, Ctrl-D on the console).
+ */
+final class Launcher {
+
+    /** How long the shutdown waits for the bundles to stop before stopping the database anyway. */
+    private static final long FRAMEWORK_STOP_TIMEOUT_MILLIS = TimeUnit.SECONDS.toMillis(60);
+
+    private static final String GOSH_HOME = "gosh.home";
+
+    private final Options options;
+    private final PrintStream out;
+    private final PrintStream err;
+
+    // The main thread holds this while it starts the database or the framework; the shutdown hook takes it
+    // too, so a Ctrl-C during startup waits for the step in progress and then stops what was started,
+    // instead of leaving a PostgreSQL server running without its owner.
+    private final Object lifecycle = new Object();
+    private boolean shutDown;            // guarded by lifecycle
+    private EmbeddedDatabase embedded;   // guarded by lifecycle
+    private Framework framework;         // guarded by lifecycle
+
+    Launcher(Options options, PrintStream out, PrintStream err) {
+        this.options = options;
+        this.out = out;
+        this.err = err;
+    }
+
+    /** @return the process exit status */
+    int run() throws LauncherException {
+        Home home = Home.fromSystemProperty();
+        // normalised and absolute, because etc/config.properties builds every framework path from ${pgtrickle.home}
+        System.setProperty(Home.PROPERTY, home.root().toString());
+        // before any library is touched: slf4j-simple reads its settings once, when the first logger is made
+        SystemPropertyDefaults.apply(home.systemProperties());
+        Settings settings = loadSettings(home);
+        // read before anything is started, so a broken file fails fast and leaves nothing running
+        Map<String, String> frameworkConfig = FrameworkConfig.load(home, this::warn);
+        int osgiLogThreshold = OsgiLogForwarder.threshold(System.getProperty(OsgiLogForwarder.LEVEL_PROPERTY, "warn"));
+        createDirectories(home);
+        chooseConsole(home);
+
+        Runtime.getRuntime().addShutdownHook(new Thread(this::shutdown, "pgtrickle-shutdown"));
+        try {
+            connectDatabase(home, settings);
+            startFramework(frameworkConfig, osgiLogThreshold);
+            return awaitFrameworkStop();
+        } finally {
+            shutdown();
+        }
+    }
+
+    static Settings loadSettings(Home home) throws LauncherException {
+        Path file = home.pgtrickleProperties();
+        // A missing file is fine (all settings have defaults or come from the environment), but one that is
+        // there and cannot be read is a mistake the operator must hear about, not silently ignore.
+        if (Files.exists(file) && !Files.isRegularFile(file)) {
+            throw new LauncherException("cannot read " + file + ": not a regular file");
+        }
+        if (Files.exists(file) && !Files.isReadable(file)) {
+            throw new LauncherException("cannot read " + file + ": permission denied");
+        }
+        try {
+            return Settings.load(file);
+        } catch (IllegalArgumentException e) {
+            throw new LauncherException(e.getMessage(), e);
+        }
+    }
+
+    private void createDirectories(Home home) throws LauncherException {
+        for (Path dir : new Path[] {home.data(), home.deploy()}) {
+            try {
+                Files.createDirectories(dir);
+            } catch (IOException e) {
+                throw new LauncherException("cannot create " + dir + ": " + e, e);
+            }
+        }
+    }
+
+    /**
+     * Gogo's console reads stdin; under a service manager or with stdin redirected there is no one to
+     * type, and an interactive console would stop the framework at end of input. {@code gosh.args} must
+     * be a system property, not a framework property (osgi_stack.md trap 11); an explicit
+     * {@code -Dgosh.args} is respected.
+     */
+    private void chooseConsole(Home home) {
+        boolean headless = options.headless() || System.console() == null;
+        if (headless && System.getProperty(FrameworkConfig.GOSH_ARGS) == null) {
+            System.setProperty(FrameworkConfig.GOSH_ARGS, "--nointeractive");
+        }
+        // Gogo reads etc/gosh_profile (which redefines 'exit') and etc/motd relative to gosh.home
+        if (System.getProperty(GOSH_HOME) == null) {
+            System.setProperty(GOSH_HOME, home.root().toString());
+        }
+        if (headless) {
+            out.println("pgtrickle: running headless (no console); stop with Ctrl-C or SIGTERM");
+        } else {
+            out.println("pgtrickle: Gogo console enabled; 'help' lists commands, 'exit' (or 'stop 0', Ctrl-D) stops pgtrickle");
+        }
+    }
+
+    private void connectDatabase(Home home, Settings settings) throws LauncherException {
+        if (settings.get(Setting.JDBC_URL).isPresent()) {
+            Settings.Value url = settings.lookup(Setting.JDBC_URL).orElseThrow();
+            String user = settings.lookup(Setting.JDBC_USER)
+                    .map(v -> v.value() + " (" + v.source() + ")")
+                    .orElse("postgres (default)");
+            out.println("pgtrickle: database " + Redaction.jdbcUrl(url.value()) + " (" + url.source() + " "
+                    + url.spelledAs() + "), user " + user);
+            return;
+        }
+        EmbeddedDatabase.Spec spec = EmbeddedDatabase.Spec.from(settings, home);
+        // postgresql.conf is the file zonky checks to decide whether to run initdb
+        boolean reuse = Files.isRegularFile(spec.dataDirectory().resolve("postgresql.conf"));
+        out.println("pgtrickle: no " + Setting.JDBC_URL.key() + " configured; starting the embedded PostgreSQL on port "
+                + spec.port() + " (" + (reuse ? "reusing existing" : "initialising new") + " data directory "
+                + home.display(spec.dataDirectory()) + ")");
+        EmbeddedDatabase started;
+        synchronized (lifecycle) {
+            if (shutDown) {
+                return;
+            }
+            started = EmbeddedDatabase.start(spec);
+            embedded = started;
+        }
+        // System properties outrank the environment and the properties file (Settings' precedence), so the
+        // config bundle pushes exactly this database to ConfigAdmin.
+        System.setProperty(Setting.JDBC_URL.key(), started.jdbcUrl());
+        System.setProperty(Setting.JDBC_USER.key(), EmbeddedDatabase.USER);
+        out.println("pgtrickle: embedded PostgreSQL " + started.serverVersion() + " ready at " + started.jdbcUrl()
+                + " (server log: " + home.display(spec.logFile()) + ")");
+        out.println("pgtrickle: connect with: " + started.psqlCommand());
+    }
+
+    private void startFramework(Map<String, String> config, int osgiLogThreshold) throws LauncherException {
+        synchronized (lifecycle) {
+            if (shutDown) {
+                return;
+            }
+            FrameworkFactory factory = ServiceLoader.load(FrameworkFactory.class, Launcher.class.getClassLoader())
+                    .findFirst()
+                    .orElseThrow(() -> new LauncherException("no OSGi framework on the class path: lib/ is incomplete"));
+            if (System.getProperty(OsgiLogForwarder.LOGGER_ADMIN_LEVEL_PROPERTY) == null) {
+                config.putIfAbsent(OsgiLogForwarder.LOGGER_ADMIN_LEVEL_PROPERTY, OsgiLogForwarder.levelName(osgiLogThreshold));
+            }
+            Framework started = factory.newFramework(config);
+            framework = started;
+            try {
+                started.init();
+                OsgiLogForwarder.install(started.getBundleContext(), osgiLogThreshold);
+                // installs and marks for start every jar in bundle/ (felix.auto.deploy.*); failures are printed by Felix
+                AutoProcessor.process(config, started.getBundleContext());
+                started.start();
+            } catch (BundleException | RuntimeException e) {
+                throw new LauncherException("the OSGi framework did not start: " + e.getMessage(), e);
+            }
+            reportBundles(started);
+        }
+    }
+
+    /**
+     * One line per bundle that did not start, with the resolver's reason, then a summary line the
+     * operator (and the integration tests) can check.
+     */
+    private void reportBundles(Framework started) {
+        int total = 0;
+        int running = 0;
+        for (Bundle bundle : started.getBundleContext().getBundles()) {
+            if (bundle.getBundleId() == 0) {
+                continue;
+            }
+            total++;
+            boolean fragment = bundle.getHeaders().get(Constants.FRAGMENT_HOST) != null;
+            if (fragment ? bundle.getState() == Bundle.RESOLVED : isRunning(bundle)) {
+                running++;
+                continue;
+            }
+            String reason = "";
+            if (!fragment) {
+                // Starting again yields the resolver's explanation (missing package or capability), which
+                // is what the operator needs; if it succeeds now, all the better.
+                try {
+                    bundle.start();
+                } catch (BundleException | IllegalStateException e) {
+                    reason = ": " + LauncherException.oneLine(e.getMessage());
+                }
+                if (isRunning(bundle)) {
+                    running++;
+                    continue;
+                }
+            }
+            warn("bundle " + bundle.getSymbolicName() + " " + bundle.getVersion() + " (" + bundle.getLocation()
+                    + ") is " + stateName(bundle.getState()) + reason);
+        }
+        out.println("pgtrickle: OSGi framework started, " + running + " of " + total + " bundles active");
+    }
+
+    private static boolean isRunning(Bundle bundle) {
+        return bundle.getState() == Bundle.ACTIVE || bundle.getState() == Bundle.STARTING;
+    }
+
+    private static String stateName(int state) {
+        return switch (state) {
+            case Bundle.INSTALLED -> "INSTALLED (not resolved)";
+            case Bundle.RESOLVED -> "RESOLVED (not started)";
+            case Bundle.STARTING -> "STARTING";
+            case Bundle.STOPPING -> "STOPPING";
+            case Bundle.ACTIVE -> "ACTIVE";
+            case Bundle.UNINSTALLED -> "UNINSTALLED";
+            default -> "in state " + state;
+        };
+    }
+
+    /** Waits until the framework stops for good; an update or a system refresh restarts it, as in Felix's launcher. */
+    private int awaitFrameworkStop() throws LauncherException {
+        Framework running;
+        synchronized (lifecycle) {
+            running = framework;
+        }
+        if (running == null) {
+            return 0; // shut down while starting
+        }
+        while (true) {
+            FrameworkEvent event;
+            try {
+                event = running.waitForStop(0);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return 0;
+            }
+            int type = event.getType();
+            if (type == FrameworkEvent.STOPPED_UPDATE || type == FrameworkEvent.STOPPED_SYSTEM_REFRESHED) {
+                synchronized (lifecycle) {
+                    if (shutDown) {
+                        return 0;
+                    }
+                    out.println("pgtrickle: restarting the OSGi framework");
+                    try {
+                        running.start();
+                    } catch (BundleException e) {
+                        throw new LauncherException("the OSGi framework did not restart: " + e.getMessage(), e);
+                    }
+                }
+                continue;
+            }
+            if (type == FrameworkEvent.ERROR) {
+                err.println("pgtrickle: error: the OSGi framework stopped with an error: "
+                        + (event.getThrowable() == null ? "unknown" : LauncherException.oneLine(String.valueOf(event.getThrowable()))));
+                return 1;
+            }
+            return 0;
+        }
+    }
+
+    /** Idempotent: stops the framework (bounded wait), then the embedded database. */
+    void shutdown() {
+        synchronized (lifecycle) {
+            if (shutDown) {
+                return;
+            }
+            shutDown = true;
+            if (framework == null && embedded == null) {
+                return;
+            }
+            if (framework != null) {
+                // after 'stop 0' or Ctrl-D the framework has already stopped itself
+                if ((framework.getState() & (Bundle.STARTING | Bundle.ACTIVE)) != 0) {
+                    out.println("pgtrickle: stopping the OSGi framework");
+                }
+                stopFramework(framework);
+            }
+            if (embedded != null) {
+                embedded.close();
+                out.println("pgtrickle: embedded PostgreSQL stopped");
+            }
+            out.println("pgtrickle: stopped");
+            out.flush();
+        }
+    }
+
+    private void stopFramework(Framework running) {
+        try {
+            running.stop();
+            FrameworkEvent event = running.waitForStop(FRAMEWORK_STOP_TIMEOUT_MILLIS);
+            if (event.getType() == FrameworkEvent.WAIT_TIMEDOUT) {
+                warn("the OSGi framework did not stop within " + FRAMEWORK_STOP_TIMEOUT_MILLIS / 1000 + " s; stopping anyway");
+            }
+        } catch (BundleException | RuntimeException e) {
+            warn("stopping the OSGi framework: " + LauncherException.oneLine(e.getMessage()));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private void warn(String message) {
+        err.println("pgtrickle: warning: " + message);
+    }
+}
