@@ -21,7 +21,10 @@ record Migration(MigrationVersion version, String description, String sql, Strin
         return new Migration(MigrationVersion.parse(version), description, sql, checksum(sql));
     }
 
-    /** The migrations this bundle ships, oldest first, as listed in {@code migrations/index.txt}. */
+    /**
+     * The migrations this bundle ships, oldest first, as listed in {@code migrations/index.txt}; the
+     * scripts of consecutive lines with the same version are joined into one migration.
+     */
     static List<Migration> shipped() {
         ClassLoader loader = Migration.class.getClassLoader();
         List<Migration> result = new ArrayList<>();
@@ -35,7 +38,14 @@ record Migration(MigrationVersion version, String description, String sql, Strin
                 throw new IllegalStateException("malformed line in migrations/index.txt: " + line);
             }
             Migration m = of(fields[0], fields[2], read(loader, ROOT + fields[1]));
-            if (!result.isEmpty() && result.get(result.size() - 1).version().compareTo(m.version()) >= 0) {
+            Migration previous = result.isEmpty() ? null : result.get(result.size() - 1);
+            if (previous != null && previous.version().equals(m.version())) {
+                // another script of the same version: one migration, one transaction, one checksum
+                result.set(result.size() - 1, of(m.version().toString(), previous.description() + "; " + m.description(),
+                        previous.sql() + m.sql()));
+                continue;
+            }
+            if (previous != null && previous.version().compareTo(m.version()) > 0) {
                 throw new IllegalStateException("migrations/index.txt is not in ascending version order at " + m.version());
             }
             result.add(m);

@@ -1,4 +1,4 @@
--- pgtrickle catalog 0.33.0: reactive subscriptions and zero-downtime ALTER QUERY.
+-- pgtrickle catalog 0.33.0, part 1: reactive subscriptions and zero-downtime ALTER QUERY.
 CREATE TABLE pgtrickle.pgt_subscriptions (
     stream_table text NOT NULL,
     channel      text NOT NULL,

@@ -1,0 +1,246 @@
+package io.pgtrickle.catalog;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.pgtrickle.testing.TestDatabase;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** Change capture (catalog 0.33.0): buffers, statement triggers and the snapshot frontier. */
+class ChangeCaptureTest {
+
+    private TestDatabase.Database db;
+    private Connection c;
+
+    @BeforeEach
+    void migratedDatabase() throws SQLException {
+        db = TestDatabase.get().createDatabase("capture");
+        c = db.connect();
+        new CatalogMigrator().migrate(c);
+        exec("CREATE TABLE public.orders (id int PRIMARY KEY, customer text, amount numeric, total numeric GENERATED ALWAYS AS (amount * 2) STORED)");
+    }
+
+    @AfterEach
+    void drop() throws SQLException {
+        c.close();
+        db.drop();
+    }
+
+    @Test
+    void everyKindOfWriteIsCapturedWithTheWritersTransactionId() throws SQLException {
+        long consumer = consumer("st_a");
+        assertEquals("pgtrickle_changes.changes_" + stableName("public.orders"), string("SELECT pgtrickle.ensure_change_capture('public.orders', " + consumer + ")::text"));
+
+        c.setAutoCommit(false);
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'ann', 10), (2, 'bob', 20)");
+        exec("UPDATE public.orders SET amount = 11 WHERE id = 1");
+        exec("DELETE FROM public.orders WHERE id = 2");
+        String writer = string("SELECT pg_current_xact_id()::text");
+        c.commit();
+        exec("TRUNCATE public.orders");
+        c.commit();
+        c.setAutoCommit(true);
+
+        assertEquals(List.of(
+                        "I|1|ann|10|" + writer, "I|2|bob|20|" + writer,
+                        "D|1|ann|10|" + writer, "I|1|ann|11|" + writer,
+                        "D|2|bob|20|" + writer,
+                        "T"),
+                strings("SELECT concat_ws('|', action, id, customer, amount, CASE WHEN action <> 'T' THEN xid::text END)"
+                        + " FROM " + buffer() + " ORDER BY change_id"));
+        // generated columns are recomputed by the query, not captured
+        assertEquals(List.of(), strings("SELECT attname FROM pg_attribute WHERE attrelid = '" + buffer() + "'::regclass AND attname = 'total'"));
+    }
+
+    @Test
+    void rolledBackWritesLeaveNothing() throws SQLException {
+        call("ensure_change_capture", consumer("st_a"));
+        c.setAutoCommit(false);
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'ann', 10)");
+        c.rollback();
+        exec("SAVEPOINT s");
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (2, 'bob', 20)");
+        exec("ROLLBACK TO SAVEPOINT s");
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (3, 'cy', 30)");
+        c.commit();
+        c.setAutoCommit(true);
+        assertEquals(List.of("I|3"), strings("SELECT action::text || '|' || id FROM " + buffer()));
+    }
+
+    @Test
+    void writersNeedNoPrivilegeOnTheBuffers() throws SQLException {
+        call("ensure_change_capture", consumer("st_a"));
+        exec("CREATE ROLE capture_writer");
+        exec("GRANT ALL ON public.orders TO capture_writer");
+        exec("SET ROLE capture_writer");
+        try {
+            exec("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'ann', 10)");
+            SQLException denied = assertThrows(SQLException.class, () -> strings("SELECT count(*) FROM " + buffer()));
+            assertEquals("42501", denied.getSQLState());
+        } finally {
+            exec("RESET ROLE");
+        }
+        assertEquals(List.of("1"), strings("SELECT count(*) FROM " + buffer()));
+    }
+
+    @Test
+    void oneBufferIsSharedAndDroppedWithItsLastConsumer() throws SQLException {
+        long a = consumer("st_a");
+        long b = consumer("st_b");
+        String bufferA = string("SELECT pgtrickle.ensure_change_capture('public.orders', " + a + ")::text");
+        String bufferB = string("SELECT pgtrickle.ensure_change_capture('public.orders', " + b + ")::text");
+        call("ensure_change_capture", a); // idempotent
+        assertEquals(bufferA, bufferB);
+        assertEquals(List.of("{" + a + "," + b + "}"), strings("SELECT tracked_by_pgt_ids::text FROM pgtrickle.pgt_change_tracking"));
+        assertEquals(List.of("4"), strings("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass"));
+
+        call("release_change_capture", a);
+        assertEquals(bufferA, string("SELECT pgtrickle.change_buffer('public.orders')::text"));
+        call("release_change_capture", a); // not held any more: no-op
+        call("release_change_capture", b);
+        assertEquals(null, string("SELECT pgtrickle.change_buffer('public.orders')::text"));
+        assertEquals(List.of("0"), strings("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass"));
+        assertEquals(List.of(), strings("SELECT proname FROM pg_proc WHERE pronamespace = 'pgtrickle_changes'::regnamespace"));
+        assertEquals(List.of(), strings("SELECT * FROM pgtrickle.pgt_change_tracking"));
+        // the source works without capture
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (9, 'zed', 1)");
+    }
+
+    @Test
+    void aWriterThatCommitsLateIsConsumedByTheFirstRefreshThatSeesIt() throws SQLException {
+        long consumer = consumer("st_a");
+        call("ensure_change_capture", consumer);
+        String frontier0 = string("SELECT pg_current_snapshot()::text");
+        String frontier2;
+
+        try (Connection late = db.connect(); Connection quick = db.connect()) {
+            late.setAutoCommit(false);
+            try (Statement s = late.createStatement()) {
+                s.execute("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'late', 10)");
+            }
+            try (Statement s = quick.createStatement()) {
+                s.execute("INSERT INTO public.orders (id, customer, amount) VALUES (2, 'quick', 20)");
+            }
+            // refresh 1 runs while the late writer is still open
+            String frontier1 = string("SELECT pg_current_snapshot()::text");
+            assertEquals(List.of("quick"), consumed(frontier0, frontier1));
+            assertEquals("1", pending(frontier0));
+
+            // more refreshes pass while it stays open: it is never consumed early
+            frontier2 = string("SELECT pg_current_snapshot()::text");
+            assertEquals(List.of(), consumed(frontier1, frontier2));
+            assertEquals("0", pending(frontier2));
+
+            late.commit();
+        }
+        // ...and never skipped: its xid was in progress in every earlier frontier
+        assertEquals("1", pending(frontier2));
+        String frontier3 = string("SELECT pg_current_snapshot()::text");
+        assertEquals(List.of("late"), consumed(frontier2, frontier3));
+        assertEquals("0", pending(frontier3));
+    }
+
+    @Test
+    void pruningKeepsWhatAnyConsumerStillNeeds() throws SQLException {
+        long a = consumer("st_a");
+        long b = consumer("st_b");
+        call("ensure_change_capture", a);
+        call("ensure_change_capture", b);
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'one', 1)");
+        setFrontier(a);
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (2, 'two', 2)");
+        // a has passed row 1; b has never refreshed (its first refresh is a full one), so row 1 goes
+        assertEquals("1", string("SELECT pgtrickle.prune_change_buffer('public.orders')"));
+        assertEquals(List.of("2"), strings("SELECT id::text FROM " + buffer()));
+        // b has passed row 2, but a still needs it
+        setFrontier(b);
+        assertEquals("0", string("SELECT pgtrickle.prune_change_buffer('public.orders')"));
+        assertEquals(List.of("2"), strings("SELECT id::text FROM " + buffer()));
+        setFrontier(a);
+        assertEquals("1", string("SELECT pgtrickle.prune_change_buffer('public.orders')"));
+        assertEquals(List.of(), strings("SELECT id FROM " + buffer()));
+    }
+
+    @Test
+    void badInputIsRefusedWithAClearError() throws SQLException {
+        long consumer = consumer("st_a");
+        exec("CREATE VIEW public.order_view AS SELECT * FROM public.orders");
+        SQLException notATable = assertThrows(SQLException.class, () -> call("ensure_change_capture", "public.order_view", consumer));
+        assertTrue(notATable.getMessage().contains("order_view") && notATable.getMessage().contains("not a table"), notATable.getMessage());
+        SQLException noConsumer = assertThrows(SQLException.class, () -> call("ensure_change_capture", "public.orders", 424242));
+        assertTrue(noConsumer.getMessage().contains("424242"), noConsumer.getMessage());
+        SQLException uncaptured = assertThrows(SQLException.class, () -> string("SELECT pgtrickle.pending_change_count('public.orders', NULL)"));
+        assertTrue(uncaptured.getMessage().contains("not captured"), uncaptured.getMessage());
+        assertEquals(List.of(), strings("SELECT relname FROM pg_class WHERE relnamespace = 'pgtrickle_changes'::regnamespace"));
+    }
+
+    private List<String> consumed(String since, String upTo) throws SQLException {
+        return strings("SELECT customer FROM " + buffer() + " WHERE pg_visible_in_snapshot(xid, '" + upTo + "')"
+                + " AND NOT pg_visible_in_snapshot(xid, '" + since + "') ORDER BY change_id");
+    }
+
+    private String pending(String since) throws SQLException {
+        return string("SELECT pgtrickle.pending_change_count('public.orders', '" + since + "')");
+    }
+
+    private void setFrontier(long consumer) throws SQLException {
+        exec("UPDATE pgtrickle.pgt_stream_tables SET frontier = jsonb_build_object('snapshot', pg_current_snapshot()::text) WHERE pgt_id = " + consumer);
+    }
+
+    private String buffer() throws SQLException {
+        return string("SELECT pgtrickle.change_buffer('public.orders')::text");
+    }
+
+    private String stableName(String table) throws SQLException {
+        return string("SELECT pgtrickle.source_stable_name('" + table + "')");
+    }
+
+    private long consumer(String name) throws SQLException {
+        exec("CREATE TABLE public." + name + " (x int)");
+        return Long.parseLong(string("INSERT INTO pgtrickle.pgt_stream_tables (pgt_relid, pgt_name, pgt_schema, defining_query)"
+                + " VALUES ('public." + name + "'::regclass, '" + name + "', 'public', 'SELECT 1') RETURNING pgt_id"));
+    }
+
+    private void call(String function, long consumer) throws SQLException {
+        call(function, "public.orders", consumer);
+    }
+
+    private void call(String function, String source, long consumer) throws SQLException {
+        try (PreparedStatement p = c.prepareStatement("SELECT pgtrickle." + function + "(?::regclass, ?)")) {
+            p.setString(1, source);
+            p.setLong(2, consumer);
+            p.execute();
+        }
+    }
+
+    private void exec(String sql) throws SQLException {
+        try (Statement s = c.createStatement()) {
+            s.execute(sql);
+        }
+    }
+
+    private String string(String sql) throws SQLException {
+        List<String> rows = strings(sql);
+        return rows.isEmpty() ? null : rows.get(0);
+    }
+
+    private List<String> strings(String sql) throws SQLException {
+        List<String> out = new ArrayList<>();
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            while (rs.next()) {
+                out.add(rs.getString(1));
+            }
+        }
+        return out;
+    }
+}
