@@ -9,3 +9,11 @@ CREATE TABLE pgtrickle.pgt_subscriptions (
 ALTER TABLE pgtrickle.pgt_stream_tables
     ADD COLUMN in_shadow_build boolean NOT NULL DEFAULT false,
     ADD COLUMN shadow_table_name text;
+
+-- What the user asked for (AUTO included) and why the effective refresh_mode differs from it.
+ALTER TABLE pgtrickle.pgt_stream_tables
+    ADD COLUMN requested_refresh_mode text NOT NULL DEFAULT 'AUTO'
+        CHECK (requested_refresh_mode IN ('AUTO', 'FULL', 'DIFFERENTIAL')),
+    ADD COLUMN refresh_mode_reason text;
+-- Stream tables created before 0.33.0 asked for the mode they run in.
+UPDATE pgtrickle.pgt_stream_tables SET requested_refresh_mode = refresh_mode WHERE refresh_mode IN ('FULL', 'DIFFERENTIAL');

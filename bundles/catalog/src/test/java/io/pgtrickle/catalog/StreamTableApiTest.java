@@ -1,0 +1,289 @@
+package io.pgtrickle.catalog;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.pgtrickle.testing.TestDatabase;
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** The stream-table SQL API from a plain JDBC connection, as a psql user would call it. */
+class StreamTableApiTest {
+
+    private static final String TOTALS = "SELECT customer, sum(amount) AS total, count(*) AS orders FROM orders GROUP BY customer";
+
+    private TestDatabase.Database db;
+    private Connection c;
+
+    @BeforeEach
+    void migratedDatabaseWithOrders() throws SQLException {
+        db = TestDatabase.get().createDatabase("api");
+        c = db.connect();
+        new CatalogMigrator().migrate(c);
+        exec("CREATE TABLE orders (id int PRIMARY KEY, customer text, amount numeric)");
+        exec("INSERT INTO orders VALUES (1, 'ann', 10), (2, 'ann', 5), (3, 'bob', 7), (4, 'cy', NULL)");
+    }
+
+    @AfterEach
+    void drop() throws SQLException {
+        c.close();
+        db.drop();
+    }
+
+    @Test
+    void createdStreamTableHoldsTheQueryResultAndIsRecorded() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
+        assertMatchesQuery("order_totals", TOTALS);
+        assertEquals(List.of("public|order_totals|ACTIVE|t|1s|FULL|AUTO"),
+                strings("SELECT concat_ws('|', pgt_schema, pgt_name, status, is_populated, schedule, refresh_mode, requested_refresh_mode) FROM pgtrickle.pgt_stream_tables"));
+        assertEquals(List.of("INITIAL|FULL|COMPLETED|3|0"),
+                strings("SELECT concat_ws('|', initiated_by, action, status, rows_inserted, rows_deleted) FROM pgtrickle.pgt_refresh_history"));
+        assertEquals(List.of("AUTO|FULL|differential maintenance is not available in this version"),
+                strings("SELECT concat_ws('|', configured_mode, effective_mode, downgrade_reason) FROM pgtrickle.explain_refresh_mode('order_totals')"));
+        assertEquals(List.of("orders|TABLE"), strings("SELECT source_relid::regclass || '|' || source_type FROM pgtrickle.pgt_dependencies"));
+        assertEquals("4", string("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass"));
+        // the stored query is PostgreSQL's normalised form, the user's text is kept beside it
+        assertTrue(string("SELECT defining_query FROM pgtrickle.pgt_stream_tables").matches("(?s).*GROUP BY (orders\\.)?customer.*"));
+        assertEquals(TOTALS, string("SELECT original_query FROM pgtrickle.pgt_stream_tables"));
+    }
+
+    @Test
+    void refreshAppliesOnlyTheDifferenceWithExactCounts() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
+        String untouched = string("SELECT xmin::text FROM order_totals WHERE customer = 'cy'");
+
+        exec("UPDATE orders SET amount = 6 WHERE id = 2");            // ann's row changes
+        exec("INSERT INTO orders VALUES (5, 'dee', 1)");                // a new row
+        exec("DELETE FROM orders WHERE id = 3");                        // bob's row goes
+        exec("SELECT pgtrickle.refresh_stream_table('order_totals')");
+
+        assertMatchesQuery("order_totals", TOTALS);
+        assertEquals(List.of("MANUAL|FULL|2|2"), strings("SELECT concat_ws('|', initiated_by, action, rows_inserted, rows_deleted)"
+                + " FROM pgtrickle.pgt_refresh_history ORDER BY refresh_id DESC LIMIT 1"));
+        assertEquals(untouched, string("SELECT xmin::text FROM order_totals WHERE customer = 'cy'"), "unchanged rows are not rewritten");
+    }
+
+    @Test
+    void duplicateRowsAreCountedAsAMultiset() throws SQLException {
+        exec("INSERT INTO orders VALUES (10, 'ann', 10)");
+        exec("SELECT pgtrickle.create_stream_table('order_rows', 'SELECT customer, amount FROM orders')");
+        assertEquals("2", string("SELECT count(*) FROM order_rows WHERE customer = 'ann' AND amount = 10"));
+        exec("DELETE FROM orders WHERE id = 10");
+        exec("SELECT pgtrickle.refresh_stream_table('order_rows')");
+        assertMatchesQuery("order_rows", "SELECT customer, amount FROM orders");
+        assertEquals("0|1", string("SELECT rows_inserted || '|' || rows_deleted FROM pgtrickle.pgt_refresh_history ORDER BY refresh_id DESC LIMIT 1"));
+    }
+
+    @Test
+    void aRefreshWithNothingNewIsNoDataAndALateCommitIsPickedUp() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
+        exec("SELECT pgtrickle.refresh_stream_table('order_totals')");
+        assertEquals("NO_DATA|0|0", lastRefresh());
+
+        try (Connection late = db.connect()) {
+            late.setAutoCommit(false);
+            try (Statement s = late.createStatement()) {
+                s.execute("INSERT INTO orders VALUES (20, 'late', 100)");
+            }
+            exec("SELECT pgtrickle.refresh_stream_table('order_totals')");
+            assertEquals("NO_DATA|0|0", lastRefresh());
+            late.commit();
+        }
+        exec("SELECT pgtrickle.refresh_stream_table('order_totals')");
+        assertEquals("FULL|1|0", lastRefresh());
+        assertMatchesQuery("order_totals", TOTALS);
+        // the buffer was pruned up to the new frontier
+        assertEquals("0", string("SELECT count(*) FROM " + string("SELECT pgtrickle.change_buffer('orders')::text")));
+    }
+
+    @Test
+    void queriesWithoutCapturedSourcesAreAlwaysRecomputed() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('tables_seen', 'SELECT count(*) AS n FROM pg_class WHERE relname = ''late_table''')");
+        assertEquals("0", string("SELECT n FROM tables_seen"));
+        exec("CREATE TABLE late_table (x int)");
+        exec("SELECT pgtrickle.refresh_stream_table('tables_seen')");
+        assertEquals("1", string("SELECT n FROM tables_seen"));
+    }
+
+    @Test
+    void badCreateCallsFailClearlyAndLeaveNothingBehind() throws SQLException {
+        exec("CREATE TEMPORARY TABLE scratch (x int)");
+        exec("CREATE TABLE taken (x int)");
+        List<String> before = objects();
+        assertCreateFails("'bad', 'SELEC nonsense'", "invalid query for stream table bad", "42601");
+        assertCreateFails("'bad', 'SELECT * FROM no_such_table'", "no_such_table", "42P01");
+        assertCreateFails("'taken', 'SELECT 1 AS x'", "already exists", "42P07");
+        assertCreateFails("'bad', 'SELECT * FROM orders LIMIT 2'", "LIMIT or OFFSET without ORDER BY", "0A000");
+        assertCreateFails("'bad', 'SELECT * FROM orders OFFSET 1'", "LIMIT or OFFSET without ORDER BY", "0A000");
+        assertCreateFails("'bad', 'SELECT id, random() AS r FROM orders', refresh_mode => 'DIFFERENTIAL'", "volatile functions (random())", "0A000");
+        assertCreateFails("'bad', 'SELECT id FROM orders', refresh_mode => 'DIFFERENTIAL'", "DIFFERENTIAL refresh is not available", "0A000");
+        assertCreateFails("'bad', 'SELECT id FROM orders', refresh_mode => 'SOMETIMES'", "invalid refresh_mode 'SOMETIMES'", "22023");
+        assertCreateFails("'bad', 'SELECT id FROM orders', schedule => 'often'", "invalid schedule 'often'", "22023");
+        assertCreateFails("'bad', 'SELECT id FROM orders', schedule => '50ms'", "shorter than the minimum of 100ms", "22023");
+        assertCreateFails("'bad', 'SELECT id AS __pgt_id FROM orders'", "reserved", "42939");
+        assertCreateFails("'bad', 'SELECT x FROM scratch'", "temporary tables", "0A000");
+        assertCreateFails("'no_schema.bad', 'SELECT 1 AS x'", "schema \"no_schema\" does not exist", "3F000");
+        assertCreateFails("'a.b.c', 'SELECT 1 AS x'", "invalid stream table name", "42602");
+        assertEquals(before, objects());
+    }
+
+    @Test
+    void orderByWithLimitIsAccepted() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('top_orders', 'SELECT id, amount FROM orders ORDER BY amount DESC NULLS LAST, id LIMIT 2')");
+        assertEquals(List.of("1", "3"), strings("SELECT id::text FROM top_orders ORDER BY id"));
+    }
+
+    @Test
+    void autoSaysWhyAVolatileQueryRunsFull() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('sampled', 'SELECT id, random() < 2 AS kept FROM orders')");
+        assertEquals("the query calls volatile functions (random())", string("SELECT downgrade_reason FROM pgtrickle.explain_refresh_mode('sampled')"));
+    }
+
+    @Test
+    void createIsTransactional() throws SQLException {
+        List<String> before = objects();
+        c.setAutoCommit(false);
+        exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
+        assertEquals("3", string("SELECT count(*) FROM order_totals"));
+        c.rollback();
+        c.setAutoCommit(true);
+        assertEquals(before, objects());
+    }
+
+    @Test
+    void dropRemovesTheTableItsCatalogRowsAndUnsharedCapture() throws SQLException {
+        List<String> before = objects();
+        exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
+        exec("SELECT pgtrickle.create_stream_table('order_ids', 'SELECT id FROM orders')");
+        exec("SELECT pgtrickle.drop_stream_table('order_totals')");
+        // the other stream table still reads orders: capture stays
+        assertEquals("4", string("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass"));
+        assertEquals(List.of("order_ids"), strings("SELECT pgt_name FROM pgtrickle.pgt_stream_tables"));
+        exec("SELECT pgtrickle.drop_stream_table('public.order_ids')");
+        assertEquals(before, objects());
+        assertEquals("0", string("SELECT count(*) FROM pgtrickle.pgt_refresh_history"));
+        SQLException e = assertThrows(SQLException.class, () -> exec("SELECT pgtrickle.drop_stream_table('order_ids')"));
+        assertTrue(e.getMessage().contains("stream table 'order_ids' does not exist"), e.getMessage());
+    }
+
+    @Test
+    void streamTablesReadingStreamTables() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
+        exec("SELECT pgtrickle.create_stream_table('big_customers', 'SELECT customer FROM order_totals WHERE total > 6')");
+        assertEquals(List.of("order_totals|STREAM_TABLE"), strings("SELECT source_relid::regclass || '|' || source_type FROM pgtrickle.pgt_dependencies d"
+                + " JOIN pgtrickle.pgt_stream_tables s USING (pgt_id) WHERE s.pgt_name = 'big_customers'"));
+        assertEquals(List.of("ann", "bob"), strings("SELECT customer FROM big_customers ORDER BY 1"));
+        SQLException e = assertThrows(SQLException.class, () -> exec("SELECT pgtrickle.drop_stream_table('order_totals')"));
+        assertTrue(e.getMessage().contains("read by other stream tables (public.big_customers)"), e.getMessage());
+
+        exec("DELETE FROM orders WHERE customer = 'bob'");
+        exec("SELECT pgtrickle.refresh_stream_table('order_totals')");
+        exec("SELECT pgtrickle.refresh_stream_table('big_customers')");
+        assertEquals("FULL|0|1", lastRefresh());
+        assertEquals(List.of("ann"), strings("SELECT customer FROM big_customers"));
+    }
+
+    @Test
+    void failuresSuspendAfterTheLimitAndResumeBringsItBack() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
+        String id = string("SELECT pgt_id FROM pgtrickle.pgt_stream_tables");
+        assertEquals("ACTIVE", string("SELECT pgtrickle.record_refresh_failure(" + id + ", 'boom 1', 2)"));
+        assertEquals("SUSPENDED", string("SELECT pgtrickle.record_refresh_failure(" + id + ", 'boom 2', 2)"));
+        assertEquals("public.order_totals|SUSPENDED|2|boom 2", string("SELECT concat_ws('|', name, status, consecutive_errors, last_error_message) FROM pgtrickle.pgt_status()"));
+        assertEquals(List.of("FAILED|boom 2", "FAILED|boom 1"), strings("SELECT status || '|' || error_message FROM pgtrickle.get_refresh_history('order_totals', 2)"));
+        assertEquals(List.of(), strings("SELECT * FROM pgtrickle.due_stream_tables()"));
+
+        SQLException e = assertThrows(SQLException.class, () -> exec("SELECT pgtrickle.refresh_stream_table('order_totals')"));
+        assertTrue(e.getMessage().contains("SUSPENDED after 2 consecutive errors (last: boom 2)"), e.getMessage());
+        exec("SELECT pgtrickle.resume_stream_table('order_totals')");
+        exec("SELECT pgtrickle.refresh_stream_table('order_totals')");
+        assertEquals("ACTIVE|0", string("SELECT status || '|' || consecutive_errors FROM pgtrickle.pgt_stream_tables"));
+    }
+
+    @Test
+    void dueStreamTablesFollowTheirSchedules() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('every_hour', 'SELECT id FROM orders', schedule => '1h')");
+        exec("SELECT pgtrickle.create_stream_table('on_change', 'SELECT id FROM orders', schedule => 'calculated')");
+        exec("SELECT pgtrickle.create_stream_table('not_yet', 'SELECT id FROM orders', schedule => '1h', initialize => false)");
+        assertEquals(List.of("public.not_yet"), strings("SELECT name FROM pgtrickle.due_stream_tables()"));
+        assertEquals("0", string("SELECT count(*) FROM not_yet"));
+
+        exec("INSERT INTO orders VALUES (30, 'eve', 3)");
+        assertEquals(List.of("public.on_change", "public.not_yet"), strings("SELECT name FROM pgtrickle.due_stream_tables()"));
+        exec("UPDATE pgtrickle.pgt_stream_tables SET last_refresh_at = now() - interval '61 minutes' WHERE pgt_name = 'every_hour'");
+        assertEquals(List.of("public.every_hour", "public.on_change", "public.not_yet"), strings("SELECT name FROM pgtrickle.due_stream_tables()"));
+    }
+
+    @Test
+    void schedulesParse() throws SQLException {
+        assertEquals("00:00:00.1", string("SELECT pgtrickle.parse_schedule('100ms')"));
+        assertEquals("01:30:00", string("SELECT pgtrickle.parse_schedule('1h30m')"));
+        assertEquals("2 days", string("SELECT pgtrickle.parse_schedule('2d')"));
+        assertEquals(null, string("SELECT pgtrickle.parse_schedule('CALCULATED')"));
+    }
+
+    @Test
+    void namesResolveThroughTheSearchPathAndQuoting() throws SQLException {
+        exec("CREATE SCHEMA \"Sales Data\"");
+        exec("SELECT pgtrickle.create_stream_table('\"Sales Data\".\"Order Totals\"', '" + TOTALS + "')");
+        assertEquals("3", string("SELECT count(*) FROM \"Sales Data\".\"Order Totals\""));
+        exec("SET search_path = \"Sales Data\", public");
+        exec("SELECT pgtrickle.refresh_stream_table('\"Order Totals\"')");
+        assertEquals("\"Sales Data\".\"Order Totals\"", string("SELECT name FROM pgtrickle.pgt_status()"));
+    }
+
+    private void assertCreateFails(String arguments, String message, String sqlState) {
+        SQLException e = assertThrows(SQLException.class, () -> exec("SELECT pgtrickle.create_stream_table(" + arguments + ")"), arguments);
+        assertTrue(e.getMessage().contains(message), arguments + " -> " + e.getMessage());
+        assertEquals(sqlState, e.getSQLState(), arguments + " -> " + e.getMessage());
+    }
+
+    /** Every table, trigger, function and catalog row a failed or rolled-back create could leave. */
+    private List<String> objects() throws SQLException {
+        return strings("SELECT 'rel ' || oid::regclass FROM pg_class WHERE relnamespace IN ('public'::regnamespace, 'pgtrickle_changes'::regnamespace)"
+                + " UNION ALL SELECT 'trigger ' || tgname FROM pg_trigger WHERE NOT tgisinternal"
+                + " UNION ALL SELECT 'function ' || oid::regprocedure FROM pg_proc WHERE pronamespace = 'pgtrickle_changes'::regnamespace"
+                + " UNION ALL SELECT 'st ' || pgt_name FROM pgtrickle.pgt_stream_tables"
+                + " UNION ALL SELECT 'tracking ' || source_relid FROM pgtrickle.pgt_change_tracking ORDER BY 1");
+    }
+
+    private void assertMatchesQuery(String table, String query) throws SQLException {
+        assertEquals("0|0", string("SELECT (SELECT count(*) FROM (TABLE " + table + " EXCEPT ALL (" + query + ")) a) || '|' ||"
+                + " (SELECT count(*) FROM ((" + query + ") EXCEPT ALL TABLE " + table + ") b)"));
+        assertNotEquals("0", string("SELECT count(*) FROM " + table));
+    }
+
+    private String lastRefresh() throws SQLException {
+        return string("SELECT concat_ws('|', action, rows_inserted, rows_deleted) FROM pgtrickle.pgt_refresh_history ORDER BY refresh_id DESC LIMIT 1");
+    }
+
+    private void exec(String sql) throws SQLException {
+        try (Statement s = c.createStatement()) {
+            s.execute(sql);
+        }
+    }
+
+    private String string(String sql) throws SQLException {
+        List<String> rows = strings(sql);
+        return rows.isEmpty() ? null : rows.get(0);
+    }
+
+    private List<String> strings(String sql) throws SQLException {
+        List<String> out = new ArrayList<>();
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            while (rs.next()) {
+                out.add(rs.getString(1));
+            }
+        }
+        return out;
+    }
+}
