@@ -1,0 +1,97 @@
+package io.pgtrickle.refresh;
+
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The scheduler's settings. The container's values (ConfigAdmin, PID {@code io.pgtrickle.refresh})
+ * are defaults only: a value a DBA set the PostgreSQL way ({@code ALTER DATABASE d SET
+ * pg_trickle.max_consecutive_errors = 5}, {@code ALTER ROLE}, {@code postgresql.conf}) wins, because
+ * the database is where pg_trickle's operators expect to tune it and where every container sharing
+ * the database sees the same value. The database values are read anew on every tick.
+ *
+ * @param schedulerIntervalMs  pause between two ticks
+ * @param workers              refreshes that may run at once in this container
+ * @param maxConsecutiveErrors failed refreshes in a row after which a stream table is suspended
+ */
+record EngineSettings(long schedulerIntervalMs, int workers, int maxConsecutiveErrors) {
+
+    static final String SCHEDULER_INTERVAL_GUC = "pg_trickle.scheduler_interval_ms";
+    static final String MAX_CONSECUTIVE_ERRORS_GUC = "pg_trickle.max_consecutive_errors";
+
+    /** Below this the tick loop would only burn CPU and connections. */
+    static final long MIN_INTERVAL_MS = 10;
+
+    static final EngineSettings DEFAULTS = new EngineSettings(1000, 4, 3);
+
+    private static final Logger LOG = LoggerFactory.getLogger(EngineSettings.class);
+
+    EngineSettings {
+        if (schedulerIntervalMs < MIN_INTERVAL_MS) {
+            throw new IllegalArgumentException("schedulerIntervalMs must be at least " + MIN_INTERVAL_MS + ", not " + schedulerIntervalMs);
+        }
+        if (workers < 1) {
+            throw new IllegalArgumentException("workers must be at least 1, not " + workers);
+        }
+        if (maxConsecutiveErrors < 1) {
+            throw new IllegalArgumentException("maxConsecutiveErrors must be at least 1, not " + maxConsecutiveErrors);
+        }
+    }
+
+    /** The values in effect for one tick: the database's where it sets them, else these defaults. */
+    record Effective(long schedulerIntervalMs, int maxConsecutiveErrors) {
+    }
+
+    /**
+     * Reads the database's overrides through {@code connection}. Invalid database values are ignored
+     * (with one warning per distinct value): a typo by a DBA must not stop every refresh.
+     */
+    Effective effective(Connection connection, InvalidValueLog log) throws SQLException {
+        String interval;
+        String maxErrors;
+        try (Statement s = connection.createStatement();
+             ResultSet rs = s.executeQuery("SELECT current_setting('" + SCHEDULER_INTERVAL_GUC + "', true), "
+                     + "current_setting('" + MAX_CONSECUTIVE_ERRORS_GUC + "', true)")) {
+            rs.next();
+            interval = rs.getString(1);
+            maxErrors = rs.getString(2);
+        }
+        return new Effective(
+                parse(SCHEDULER_INTERVAL_GUC, interval, MIN_INTERVAL_MS, schedulerIntervalMs, log),
+                (int) parse(MAX_CONSECUTIVE_ERRORS_GUC, maxErrors, 1, maxConsecutiveErrors, log));
+    }
+
+    private static long parse(String guc, String raw, long min, long fallback, InvalidValueLog log) {
+        // NULL: never defined in this session; '': a placeholder GUC that was RESET
+        if (raw == null || raw.isBlank()) {
+            return fallback;
+        }
+        try {
+            long v = Long.parseLong(raw.trim());
+            if (v >= min && v <= Integer.MAX_VALUE) {
+                return v;
+            }
+        } catch (NumberFormatException ignored) {
+            // reported below like an out-of-range value
+        }
+        log.invalid(guc, raw, min, fallback);
+        return fallback;
+    }
+
+    /** Warns once per GUC and invalid value, not on every tick. */
+    static final class InvalidValueLog {
+        private final Map<String, String> warned = new ConcurrentHashMap<>();
+
+        void invalid(String guc, String raw, long min, long fallback) {
+            if (!raw.equals(warned.put(guc, raw))) {
+                LOG.warn("ignoring {} = '{}' set in the database: not an integer of at least {}; using {}", guc, raw, min, fallback);
+            }
+        }
+    }
+}
