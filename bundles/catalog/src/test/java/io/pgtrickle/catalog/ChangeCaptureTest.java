@@ -4,23 +4,27 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.pgtrickle.testing.SqlStatements;
 import io.pgtrickle.testing.TestDatabase;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
-import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
-import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /** Change capture (catalog 0.33.0): buffers, statement triggers and the snapshot frontier. */
-class ChangeCaptureTest {
+class ChangeCaptureTest implements SqlStatements {
 
     private TestDatabase.Database db;
     private Connection c;
+
+    @Override
+    public Connection connection() {
+        return c;
+    }
 
     @BeforeEach
     void migratedDatabase() throws SQLException {
@@ -221,26 +225,5 @@ class ChangeCaptureTest {
             p.setLong(2, consumer);
             p.execute();
         }
-    }
-
-    private void exec(String sql) throws SQLException {
-        try (Statement s = c.createStatement()) {
-            s.execute(sql);
-        }
-    }
-
-    private String string(String sql) throws SQLException {
-        List<String> rows = strings(sql);
-        return rows.isEmpty() ? null : rows.get(0);
-    }
-
-    private List<String> strings(String sql) throws SQLException {
-        List<String> out = new ArrayList<>();
-        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            while (rs.next()) {
-                out.add(rs.getString(1));
-            }
-        }
-        return out;
     }
 }

@@ -5,24 +5,28 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.pgtrickle.testing.SqlStatements;
 import io.pgtrickle.testing.TestDatabase;
 import java.sql.Connection;
-import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
-import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /** The stream-table SQL API from a plain JDBC connection, as a psql user would call it. */
-class StreamTableApiTest {
+class StreamTableApiTest implements SqlStatements {
 
     private static final String TOTALS = "SELECT customer, sum(amount) AS total, count(*) AS orders FROM orders GROUP BY customer";
 
     private TestDatabase.Database db;
     private Connection c;
+
+    @Override
+    public Connection connection() {
+        return c;
+    }
 
     @BeforeEach
     void migratedDatabaseWithOrders() throws SQLException {
@@ -264,26 +268,5 @@ class StreamTableApiTest {
 
     private String lastRefresh() throws SQLException {
         return string("SELECT concat_ws('|', action, rows_inserted, rows_deleted) FROM pgtrickle.pgt_refresh_history ORDER BY refresh_id DESC LIMIT 1");
-    }
-
-    private void exec(String sql) throws SQLException {
-        try (Statement s = c.createStatement()) {
-            s.execute(sql);
-        }
-    }
-
-    private String string(String sql) throws SQLException {
-        List<String> rows = strings(sql);
-        return rows.isEmpty() ? null : rows.get(0);
-    }
-
-    private List<String> strings(String sql) throws SQLException {
-        List<String> out = new ArrayList<>();
-        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            while (rs.next()) {
-                out.add(rs.getString(1));
-            }
-        }
-        return out;
     }
 }
