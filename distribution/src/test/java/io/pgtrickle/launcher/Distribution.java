@@ -46,7 +46,8 @@ final class Distribution {
             "io.pgtrickle.api",
             "io.pgtrickle.config",
             "io.pgtrickle.datasource",
-            "io.pgtrickle.catalog");
+            "io.pgtrickle.catalog",
+            "io.pgtrickle.shell");
 
     private Distribution() {
     }

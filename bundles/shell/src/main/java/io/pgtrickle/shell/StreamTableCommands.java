@@ -1,0 +1,149 @@
+package io.pgtrickle.shell;
+
+import io.pgtrickle.api.catalog.Catalog;
+import java.io.PrintStream;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.ResultSetMetaData;
+import java.sql.SQLException;
+import java.util.ArrayList;
+import java.util.List;
+import javax.sql.DataSource;
+import org.osgi.service.component.annotations.Activate;
+import org.osgi.service.component.annotations.Component;
+import org.osgi.service.component.annotations.Reference;
+
+/**
+ * Shell commands {@code pgtrickle:list|create|refresh|drop|resume|history|mode}. Each one calls the
+ * SQL function of the same name, so the shell does exactly what {@code psql} would; errors are the
+ * database's own messages. Gogo finds the methods through the {@code osgi.command.*} properties;
+ * Karaf's shell supports the same convention, so no shell API is imported.
+ */
+@Component(service = StreamTableCommands.class, property = {
+        "osgi.command.scope=pgtrickle",
+        "osgi.command.function=list",
+        "osgi.command.function=create",
+        "osgi.command.function=refresh",
+        "osgi.command.function=drop",
+        "osgi.command.function=resume",
+        "osgi.command.function=history",
+        "osgi.command.function=mode"})
+public class StreamTableCommands {
+
+    private final DataSource dataSource;
+    private final PrintStream out;
+
+    @Activate
+    public StreamTableCommands(@Reference(name = "catalog") Catalog catalog) {
+        this(catalog.dataSource(), System.out);
+    }
+
+    StreamTableCommands(DataSource dataSource, PrintStream out) {
+        this.dataSource = dataSource;
+        this.out = out;
+    }
+
+    /** {@code pgtrickle:list}: every stream table with its status (pgtrickle.pgt_status()). */
+    public void list() throws SQLException {
+        table("SELECT name, status, refresh_mode AS mode, is_populated AS populated, schedule,"
+                + " consecutive_errors AS errors, data_timestamp, last_error_message AS last_error FROM pgtrickle.pgt_status()");
+    }
+
+    /** {@code pgtrickle:create NAME QUERY}, refreshed every second in AUTO mode. */
+    public void create(String name, String query) throws SQLException {
+        create(name, query, "1s", "AUTO");
+    }
+
+    /** {@code pgtrickle:create NAME QUERY SCHEDULE MODE}. */
+    public void create(String name, String query, String schedule, String mode) throws SQLException {
+        call("SELECT pgtrickle.create_stream_table(?, ?, schedule => ?, refresh_mode => ?)", name, query, schedule, mode);
+        out.println("created " + name);
+    }
+
+    /** {@code pgtrickle:refresh NAME}: a synchronous manual refresh, then what it did. */
+    public void refresh(String name) throws SQLException {
+        call("SELECT pgtrickle.refresh_stream_table(?)", name);
+        table("SELECT refresh_id, action, rows_inserted, rows_deleted, round(duration_ms::numeric, 1) AS ms"
+                + " FROM pgtrickle.get_refresh_history(?, 1)", name);
+    }
+
+    public void drop(String name) throws SQLException {
+        call("SELECT pgtrickle.drop_stream_table(?)", name);
+        out.println("dropped " + name);
+    }
+
+    public void resume(String name) throws SQLException {
+        call("SELECT pgtrickle.resume_stream_table(?)", name);
+        out.println("resumed " + name);
+    }
+
+    /** {@code pgtrickle:history NAME}: the last 20 refreshes. */
+    public void history(String name) throws SQLException {
+        table("SELECT refresh_id, start_time, action, status, rows_inserted, rows_deleted,"
+                + " round(duration_ms::numeric, 1) AS ms, error_message FROM pgtrickle.get_refresh_history(?, 20)", name);
+    }
+
+    /** {@code pgtrickle:mode NAME}: the mode asked for, the mode that runs, and why. */
+    public void mode(String name) throws SQLException {
+        table("SELECT * FROM pgtrickle.explain_refresh_mode(?)", name);
+    }
+
+    private void call(String sql, String... arguments) throws SQLException {
+        try (Connection c = dataSource.getConnection(); PreparedStatement p = prepare(c, sql, arguments)) {
+            p.execute();
+        }
+    }
+
+    /** Prints a result set as an aligned text table, like psql. */
+    private void table(String sql, String... arguments) throws SQLException {
+        List<String[]> rows = new ArrayList<>();
+        String[] header;
+        try (Connection c = dataSource.getConnection(); PreparedStatement p = prepare(c, sql, arguments); ResultSet rs = p.executeQuery()) {
+            ResultSetMetaData meta = rs.getMetaData();
+            header = new String[meta.getColumnCount()];
+            for (int i = 0; i < header.length; i++) {
+                header[i] = meta.getColumnLabel(i + 1);
+            }
+            while (rs.next()) {
+                String[] row = new String[header.length];
+                for (int i = 0; i < row.length; i++) {
+                    String v = rs.getString(i + 1);
+                    row[i] = v == null ? "" : v;
+                }
+                rows.add(row);
+            }
+        }
+        int[] width = new int[header.length];
+        for (int i = 0; i < header.length; i++) {
+            width[i] = header[i].length();
+            for (String[] row : rows) {
+                width[i] = Math.max(width[i], row[i].length());
+            }
+        }
+        print(header, width);
+        StringBuilder rule = new StringBuilder();
+        for (int i = 0; i < width.length; i++) {
+            rule.append(i == 0 ? "" : "-+-").append("-".repeat(width[i]));
+        }
+        out.println(rule);
+        rows.forEach(r -> print(r, width));
+        out.println("(" + rows.size() + (rows.size() == 1 ? " row)" : " rows)"));
+    }
+
+    private void print(String[] cells, int[] width) {
+        StringBuilder line = new StringBuilder();
+        for (int i = 0; i < cells.length; i++) {
+            line.append(i == 0 ? "" : " | ").append(String.format("%-" + width[i] + "s", cells[i]));
+        }
+        out.println(line.toString().stripTrailing());
+    }
+
+    private static PreparedStatement prepare(Connection c, String sql, String... arguments) throws SQLException {
+        PreparedStatement p = c.prepareStatement(sql);
+        for (int i = 0; i < arguments.length; i++) {
+            p.setString(i + 1, arguments[i]);
+        }
+        return p;
+    }
+}

@@ -1,0 +1,100 @@
+package io.pgtrickle.shell;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.pgtrickle.catalog.CatalogMigrator;
+import io.pgtrickle.testing.SqlStatements;
+import io.pgtrickle.testing.TestDatabase;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.sql.Connection;
+import java.sql.SQLException;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+class StreamTableCommandsTest implements SqlStatements {
+
+    private TestDatabase.Database db;
+    private Connection c;
+    private final ByteArrayOutputStream printed = new ByteArrayOutputStream();
+    private StreamTableCommands commands;
+
+    @Override
+    public Connection connection() {
+        return c;
+    }
+
+    @BeforeEach
+    void setUp() throws SQLException {
+        db = TestDatabase.get().createDatabase("shell");
+        c = db.connect();
+        new CatalogMigrator().migrate(c);
+        exec("CREATE TABLE orders (id int PRIMARY KEY, customer text, amount numeric)");
+        exec("INSERT INTO orders VALUES (1, 'ann', 10), (2, 'bob', 7)");
+        commands = new StreamTableCommands(db.dataSource(), new PrintStream(printed, true, StandardCharsets.UTF_8));
+    }
+
+    @AfterEach
+    void tearDown() throws SQLException {
+        c.close();
+        db.drop();
+    }
+
+    private String output() {
+        String s = printed.toString(StandardCharsets.UTF_8);
+        printed.reset();
+        return s;
+    }
+
+    @Test
+    void commandsGoThroughTheSqlApi() throws SQLException {
+        commands.create("order_totals", "SELECT customer, sum(amount) AS total FROM orders GROUP BY customer");
+        assertEquals("created order_totals\n", output());
+        assertEquals("2", string("SELECT count(*) FROM order_totals"));
+        assertEquals("INITIAL", string("SELECT initiated_by FROM pgtrickle.pgt_refresh_history"));
+
+        commands.list();
+        String list = output();
+        assertTrue(list.startsWith("name                | status | mode | populated | schedule | errors | data_timestamp"), list);
+        assertTrue(list.contains("public.order_totals | ACTIVE | FULL | t         | 1s       | 0"), list);
+        assertTrue(list.endsWith("(1 row)\n"), list);
+
+        exec("INSERT INTO orders VALUES (3, 'ann', 5)");
+        commands.refresh("order_totals");
+        String refresh = output();
+        assertTrue(refresh.contains("| FULL   | 1             | 1"), refresh);
+        assertEquals("15", string("SELECT total FROM order_totals WHERE customer = 'ann'"));
+
+        commands.history("order_totals");
+        assertTrue(output().contains("(2 rows)"));
+        commands.mode("order_totals");
+        assertTrue(output().contains("AUTO            | FULL           | differential maintenance is not available in this version"));
+
+        commands.drop("order_totals");
+        assertEquals("dropped order_totals\n", output());
+        assertEquals(null, string("SELECT to_regclass('order_totals')"));
+    }
+
+    @Test
+    void errorsAreTheDatabasesOwn() throws SQLException {
+        SQLException e = assertThrows(SQLException.class, () -> commands.refresh("nope"));
+        assertTrue(e.getMessage().contains("stream table 'nope' does not exist"), e.getMessage());
+        e = assertThrows(SQLException.class, () -> commands.create("bad", "SELECT * FROM orders LIMIT 1", "1s", "AUTO"));
+        assertTrue(e.getMessage().contains("LIMIT or OFFSET without ORDER BY"), e.getMessage());
+        assertEquals("", output());
+    }
+
+    @Test
+    void resumeBringsASuspendedStreamTableBack() throws SQLException {
+        commands.create("ids", "SELECT id FROM orders", "calculated", "FULL");
+        output();
+        exec("SELECT pgtrickle.record_refresh_failure(pgt_id, 'boom', 1) FROM pgtrickle.pgt_stream_tables");
+        commands.resume("ids");
+        assertEquals("resumed ids\n", output());
+        assertEquals("ACTIVE", string("SELECT status FROM pgtrickle.pgt_stream_tables"));
+    }
+}
