@@ -204,13 +204,38 @@ class StreamTableApiTest implements SqlStatements {
         assertEquals("SUSPENDED", string("SELECT pgtrickle.record_refresh_failure(" + id + ", 'boom 2', 2)"));
         assertEquals("public.order_totals|SUSPENDED|2|boom 2", string("SELECT concat_ws('|', name, status, consecutive_errors, last_error_message) FROM pgtrickle.pgt_status()"));
         assertEquals(List.of("FAILED|boom 2", "FAILED|boom 1"), strings("SELECT status || '|' || error_message FROM pgtrickle.get_refresh_history('order_totals', 2)"));
+        assertEquals(List.of("SCHEDULER", "SCHEDULER", "INITIAL"), strings("SELECT initiated_by FROM pgtrickle.pgt_refresh_history ORDER BY refresh_id DESC"));
         assertEquals(List.of(), strings("SELECT * FROM pgtrickle.due_stream_tables()"));
 
         SQLException e = assertThrows(SQLException.class, () -> exec("SELECT pgtrickle.refresh_stream_table('order_totals')"));
-        assertTrue(e.getMessage().contains("SUSPENDED after 2 consecutive errors (last: boom 2)"), e.getMessage());
+        assertTrue(e.getMessage().contains("public.order_totals is SUSPENDED after 2 consecutive errors (last: boom 2)"), e.getMessage());
+        assertEquals("55000", e.getSQLState());
+        // the refresh itself refuses, whoever calls it
+        SQLException direct = assertThrows(SQLException.class, () -> exec("SELECT pgtrickle.run_refresh(" + id + ", 'SCHEDULER', false)"));
+        assertEquals("55000", direct.getSQLState());
         exec("SELECT pgtrickle.resume_stream_table('order_totals')");
         exec("SELECT pgtrickle.refresh_stream_table('order_totals')");
         assertEquals("ACTIVE|0", string("SELECT status || '|' || consecutive_errors FROM pgtrickle.pgt_stream_tables"));
+    }
+
+    @Test
+    void aManualFailureIsRecordedAsManual() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
+        exec("SELECT pgtrickle.record_refresh_failure(pgt_id, 'typo', 3, 'MANUAL') FROM pgtrickle.pgt_stream_tables");
+        assertEquals("MANUAL|FAILED|typo", string("SELECT concat_ws('|', initiated_by, status, error_message) FROM pgtrickle.pgt_refresh_history ORDER BY refresh_id DESC LIMIT 1"));
+    }
+
+    @Test
+    void aDroppedSourceIsNamedAsTheReason() throws SQLException {
+        List<String> before = objects();
+        exec("CREATE TABLE refunds (id int)");
+        exec("SELECT pgtrickle.create_stream_table('refund_ids', 'SELECT id FROM refunds')");
+        exec("DROP TABLE refunds");
+        SQLException e = assertThrows(SQLException.class, () -> exec("SELECT pgtrickle.refresh_stream_table('refund_ids')"));
+        assertTrue(e.getMessage().contains("a source of stream table public.refund_ids has been dropped"), e.getMessage());
+        exec("SELECT pgtrickle.drop_stream_table('refund_ids')");
+        // the dropped source's buffer and capture function go with its last stream table
+        assertEquals(before, objects());
     }
 
     @Test

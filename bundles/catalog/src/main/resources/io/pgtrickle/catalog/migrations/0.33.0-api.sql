@@ -160,6 +160,7 @@ END
 $fn$;
 
 -- Refreshes one stream table in the caller's transaction and returns the refresh history id.
+-- Refused for a SUSPENDED stream table and for one whose source was dropped.
 -- wait = false: when another session is refreshing it, return NULL at once (the scheduler's way
 -- of never refreshing one stream table twice at the same time, across containers).
 CREATE FUNCTION pgtrickle.run_refresh(pgt_id bigint, initiated_by text, wait boolean DEFAULT true) RETURNS bigint
@@ -186,6 +187,17 @@ BEGIN
     END IF;
     IF st.pgt_id IS NULL THEN
         RAISE EXCEPTION 'pgtrickle: no stream table with pgt_id %', run_refresh.pgt_id USING ERRCODE = 'undefined_table';
+    END IF;
+    -- A refresh would reset the error count of a stream table an operator has not resumed.
+    IF st.status = 'SUSPENDED' THEN
+        RAISE EXCEPTION 'pgtrickle: stream table %.% is SUSPENDED after % consecutive errors (last: %)',
+            st.pgt_schema, st.pgt_name, st.consecutive_errors, coalesce(st.last_error_message, 'none')
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Fix the cause, then SELECT pgtrickle.resume_stream_table(...).';
+    END IF;
+    IF EXISTS (SELECT FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id
+                  AND NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = d.source_relid)) THEN
+        RAISE EXCEPTION 'pgtrickle: a source of stream table %.% has been dropped', st.pgt_schema, st.pgt_name
+            USING ERRCODE = 'undefined_table', HINT = 'Drop the stream table, or re-create it on the new source.';
     END IF;
 
     -- Nothing to do when every source is captured and none has a change past the frontier; the
@@ -228,7 +240,8 @@ $fn$;
 -- Records a refresh that failed (called in a new transaction after the failed one rolled back):
 -- a FAILED history row, the error on the stream table, and SUSPENDED once consecutive_errors
 -- reaches max_consecutive_errors. Returns the stream table's status.
-CREATE FUNCTION pgtrickle.record_refresh_failure(pgt_id bigint, error text, max_consecutive_errors integer) RETURNS text
+CREATE FUNCTION pgtrickle.record_refresh_failure(pgt_id bigint, error text, max_consecutive_errors integer,
+                                                 initiated_by text DEFAULT 'SCHEDULER') RETURNS text
     LANGUAGE plpgsql
 AS $fn$
 DECLARE
@@ -236,7 +249,7 @@ DECLARE
 BEGIN
     INSERT INTO pgtrickle.pgt_refresh_history (pgt_id, start_time, end_time, action, status, error_message, initiated_by)
     SELECT s.pgt_id, now(), clock_timestamp(), CASE WHEN s.refresh_mode = 'DIFFERENTIAL' THEN 'DIFFERENTIAL' ELSE 'FULL' END,
-           'FAILED', error, 'SCHEDULER'
+           'FAILED', error, record_refresh_failure.initiated_by
       FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = record_refresh_failure.pgt_id;
     UPDATE pgtrickle.pgt_stream_tables s
        SET consecutive_errors = s.consecutive_errors + 1,
@@ -371,8 +384,7 @@ BEGIN
             USING ERRCODE = 'dependent_objects_still_exist', HINT = 'Drop those first.';
     END IF;
     FOR dep IN SELECT d.source_relid FROM pgtrickle.pgt_dependencies d
-                WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE')
-                  AND EXISTS (SELECT FROM pg_class c WHERE c.oid = d.source_relid) LOOP
+                WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE') LOOP
         PERFORM pgtrickle.release_change_capture(dep.source_relid::regclass, st.pgt_id);
     END LOOP;
     DELETE FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = st.pgt_id;
@@ -383,15 +395,8 @@ $fn$;
 CREATE FUNCTION pgtrickle.refresh_stream_table(name text) RETURNS void
     LANGUAGE plpgsql
 AS $fn$
-DECLARE
-    st pgtrickle.pgt_stream_tables := pgtrickle.find_stream_table(name);
 BEGIN
-    IF st.status = 'SUSPENDED' THEN
-        RAISE EXCEPTION 'pgtrickle: stream table % is SUSPENDED after % consecutive errors (last: %)',
-            name, st.consecutive_errors, coalesce(st.last_error_message, 'none')
-            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Fix the cause, then SELECT pgtrickle.resume_stream_table(...).';
-    END IF;
-    PERFORM pgtrickle.run_refresh(st.pgt_id, 'MANUAL');
+    PERFORM pgtrickle.run_refresh((pgtrickle.find_stream_table(name)).pgt_id, 'MANUAL');
 END
 $fn$;
 

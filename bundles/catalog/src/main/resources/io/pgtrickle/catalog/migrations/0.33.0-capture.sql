@@ -104,15 +104,20 @@ END
 $fn$;
 
 -- Stops capturing for a consumer; the last consumer's release drops the triggers, the trigger
--- function and the buffer. Releasing a consumer that does not hold the source is a no-op.
+-- function and the buffer. Releasing a consumer that does not hold the source is a no-op. Works
+-- for a source that has been dropped too (by its OID): its buffer and function still go.
 CREATE FUNCTION pgtrickle.release_change_capture(source regclass, consumer bigint) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    stable    text := pgtrickle.source_stable_name(source);
+    -- the name recorded at set-up: a dropped source has no name to hash any more
+    stable    text := (SELECT t.source_stable_name FROM pgtrickle.pgt_change_tracking t WHERE t.source_relid = source);
     remaining bigint[];
 BEGIN
+    IF stable IS NULL THEN
+        RETURN;
+    END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended('pgtrickle change capture ' || stable, 0));
     UPDATE pgtrickle.pgt_change_tracking
        SET tracked_by_pgt_ids = array_remove(tracked_by_pgt_ids, consumer)
@@ -121,10 +126,12 @@ BEGIN
     IF remaining IS NULL OR cardinality(remaining) > 0 THEN
         RETURN;
     END IF;
-    EXECUTE format('DROP TRIGGER IF EXISTS pgt_capture_ins ON %s', source);
-    EXECUTE format('DROP TRIGGER IF EXISTS pgt_capture_upd ON %s', source);
-    EXECUTE format('DROP TRIGGER IF EXISTS pgt_capture_del ON %s', source);
-    EXECUTE format('DROP TRIGGER IF EXISTS pgt_capture_trunc ON %s', source);
+    IF EXISTS (SELECT FROM pg_class c WHERE c.oid = source) THEN
+        EXECUTE format('DROP TRIGGER IF EXISTS pgt_capture_ins ON %s', source);
+        EXECUTE format('DROP TRIGGER IF EXISTS pgt_capture_upd ON %s', source);
+        EXECUTE format('DROP TRIGGER IF EXISTS pgt_capture_del ON %s', source);
+        EXECUTE format('DROP TRIGGER IF EXISTS pgt_capture_trunc ON %s', source);
+    END IF;
     EXECUTE format('DROP FUNCTION IF EXISTS pgtrickle_changes.%I()', 'capture_' || stable);
     EXECUTE format('DROP TABLE IF EXISTS pgtrickle_changes.%I', 'changes_' || stable);
     DELETE FROM pgtrickle.pgt_change_tracking WHERE source_relid = source;
