@@ -47,6 +47,7 @@ final class Distribution {
             "io.pgtrickle.config",
             "io.pgtrickle.datasource",
             "io.pgtrickle.catalog",
+            "io.pgtrickle.refresh",
             "io.pgtrickle.shell");
 
     private Distribution() {

@@ -16,6 +16,9 @@ public enum Setting {
     JDBC_POOL_SIZE("pgtrickle.jdbc.pool_size", Pids.DATASOURCE, "maxPoolSize", false),
     JDBC_CONNECT_TIMEOUT_SECONDS("pgtrickle.jdbc.connect_timeout_seconds", Pids.DATASOURCE, "connectTimeoutSeconds", false),
     JDBC_MAX_RETRY_DELAY_SECONDS("pgtrickle.jdbc.max_retry_delay_seconds", Pids.DATASOURCE, "maxRetryDelaySeconds", false),
+    SCHEDULER_INTERVAL_MS("pg_trickle.scheduler_interval_ms", Pids.REFRESH, "schedulerIntervalMs", false),
+    MAX_CONSECUTIVE_ERRORS("pg_trickle.max_consecutive_errors", Pids.REFRESH, "maxConsecutiveErrors", false),
+    MAX_CONCURRENT_REFRESHES("pg_trickle.max_concurrent_refreshes", Pids.REFRESH, "workers", false),
     /** Read by the launcher only: where the embedded PostgreSQL listens when no URL is configured. */
     EMBEDDED_PORT("pgtrickle.embedded.port", null, null, false),
     /** Read by the launcher only: the embedded PostgreSQL's data directory. */
@@ -69,6 +72,7 @@ public enum Setting {
     /** ConfigAdmin PIDs the settings are pushed to. */
     public static final class Pids {
         public static final String DATASOURCE = "io.pgtrickle.datasource";
+        public static final String REFRESH = "io.pgtrickle.refresh";
 
         private Pids() {
         }

@@ -93,6 +93,13 @@ class SettingsTest {
     }
 
     @Test
+    void engineSettingsUsePgTrickleNamesAndReachTheRefreshPid() {
+        Settings s = Settings.load(null, Map.of("PG_TRICKLE_SCHEDULER_INTERVAL_MS", "250"), Map.of("pg_trickle.max_consecutive_errors", "5"));
+        assertEquals(Map.of("io.pgtrickle.refresh", Map.of("schedulerIntervalMs", "250", "maxConsecutiveErrors", "5")), ConfigurationBridge.byPid(s));
+        assertEquals("PG_TRICKLE_MAX_CONCURRENT_REFRESHES", Setting.MAX_CONCURRENT_REFRESHES.environmentVariable());
+    }
+
+    @Test
     void environmentVariableNamesAreDerivedFromKeys() {
         assertEquals("PGTRICKLE_JDBC_URL", Setting.JDBC_URL.environmentVariable());
         assertEquals("PGTRICKLE_JDBC_POOL_SIZE", Setting.JDBC_POOL_SIZE.environmentVariable());

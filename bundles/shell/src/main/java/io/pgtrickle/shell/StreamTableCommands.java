@@ -1,6 +1,7 @@
 package io.pgtrickle.shell;
 
 import io.pgtrickle.api.catalog.Catalog;
+import io.pgtrickle.api.refresh.RefreshService;
 import java.io.PrintStream;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
@@ -17,7 +18,8 @@ import org.osgi.service.component.annotations.Reference;
 /**
  * Shell commands {@code pgtrickle:list|create|refresh|drop|resume|history|mode}. Each one calls the
  * SQL function of the same name, so the shell does exactly what {@code psql} would; errors are the
- * database's own messages. Gogo finds the methods through the {@code osgi.command.*} properties;
+ * database's own messages. {@code refresh} goes through the {@link RefreshService}, which runs the
+ * same {@code pgtrickle.run_refresh} and also calls the post-refresh listeners, as the scheduler does. Gogo finds the methods through the {@code osgi.command.*} properties;
  * Karaf's shell supports the same convention, so no shell API is imported.
  */
 @Component(service = StreamTableCommands.class, property = {
@@ -32,15 +34,17 @@ import org.osgi.service.component.annotations.Reference;
 public class StreamTableCommands {
 
     private final DataSource dataSource;
+    private final RefreshService refreshService;
     private final PrintStream out;
 
     @Activate
-    public StreamTableCommands(@Reference(name = "catalog") Catalog catalog) {
-        this(catalog.dataSource(), System.out);
+    public StreamTableCommands(@Reference(name = "catalog") Catalog catalog, @Reference(name = "refresh") RefreshService refreshService) {
+        this(catalog.dataSource(), refreshService, System.out);
     }
 
-    StreamTableCommands(DataSource dataSource, PrintStream out) {
+    StreamTableCommands(DataSource dataSource, RefreshService refreshService, PrintStream out) {
         this.dataSource = dataSource;
+        this.refreshService = refreshService;
         this.out = out;
     }
 
@@ -63,9 +67,9 @@ public class StreamTableCommands {
 
     /** {@code pgtrickle:refresh NAME}: a synchronous manual refresh, then what it did. */
     public void refresh(String name) throws SQLException {
-        call("SELECT pgtrickle.refresh_stream_table(?)", name);
-        table("SELECT refresh_id, action, rows_inserted, rows_deleted, round(duration_ms::numeric, 1) AS ms"
-                + " FROM pgtrickle.get_refresh_history(?, 1)", name);
+        long refreshId = refreshService.refresh(name);
+        table("SELECT refresh_id, action, rows_inserted, rows_deleted, round(extract(epoch FROM end_time - start_time) * 1000, 1) AS ms"
+                + " FROM pgtrickle.pgt_refresh_history WHERE refresh_id = ?::bigint", Long.toString(refreshId));
     }
 
     public void drop(String name) throws SQLException {

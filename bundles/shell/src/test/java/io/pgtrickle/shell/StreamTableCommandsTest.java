@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.pgtrickle.api.refresh.RefreshService;
 import io.pgtrickle.catalog.CatalogMigrator;
 import io.pgtrickle.testing.SqlStatements;
 import io.pgtrickle.testing.TestDatabase;
@@ -11,6 +12,8 @@ import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
 import java.sql.SQLException;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -35,7 +38,18 @@ class StreamTableCommandsTest implements SqlStatements {
         new CatalogMigrator().migrate(c);
         exec("CREATE TABLE orders (id int PRIMARY KEY, customer text, amount numeric)");
         exec("INSERT INTO orders VALUES (1, 'ann', 10), (2, 'bob', 7)");
-        commands = new StreamTableCommands(db.dataSource(), new PrintStream(printed, true, StandardCharsets.UTF_8));
+        // the refresh bundle's service runs pgtrickle.run_refresh; here it is called directly
+        RefreshService refreshService = name -> {
+            try (Connection r = db.connect(); PreparedStatement p = r.prepareStatement(
+                    "SELECT pgtrickle.run_refresh((pgtrickle.find_stream_table(?)).pgt_id, 'MANUAL')")) {
+                p.setString(1, name);
+                try (ResultSet rs = p.executeQuery()) {
+                    rs.next();
+                    return rs.getLong(1);
+                }
+            }
+        };
+        commands = new StreamTableCommands(db.dataSource(), refreshService, new PrintStream(printed, true, StandardCharsets.UTF_8));
     }
 
     @AfterEach
@@ -67,6 +81,7 @@ class StreamTableCommandsTest implements SqlStatements {
         commands.refresh("order_totals");
         String refresh = output();
         assertTrue(refresh.contains("| FULL   | 1             | 1"), refresh);
+        assertEquals("MANUAL", string("SELECT initiated_by FROM pgtrickle.pgt_refresh_history ORDER BY refresh_id DESC LIMIT 1"));
         assertEquals("15", string("SELECT total FROM order_totals WHERE customer = 'ann'"));
 
         commands.history("order_totals");

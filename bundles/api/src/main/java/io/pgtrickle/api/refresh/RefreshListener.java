@@ -5,9 +5,12 @@ import java.sql.SQLException;
 import org.osgi.annotation.versioning.ConsumerType;
 
 /**
- * Takes part in every refresh of every stream table: register an implementation as an OSGi service
+ * Takes part in the refreshes of every stream table: register an implementation as an OSGi service
  * (whiteboard pattern) and the refresh bundle calls it after the refresh has been applied and its
  * history row written, <em>inside the refresh transaction</em>, before that transaction commits.
+ * That covers every refresh the container runs: scheduled ones and those requested through
+ * {@link RefreshService}. A refresh run by SQL alone, without the container (the initial population
+ * inside {@code pgtrickle.create_stream_table}, {@code pgtrickle.refresh_stream_table}), is not seen.
  *
  * <p>Because the listener shares the refresh transaction, whatever it writes through
  * {@code connection} commits if and only if the refresh commits: a {@code pg_notify} sent here is

@@ -73,6 +73,11 @@ final class FelixOptions {
                 ourBundle("pgtrickle-config"));
     }
 
+    /** The refresh scheduler bundle, which publishes the RefreshService and runs due refreshes. */
+    static Option refreshBundle() {
+        return ourBundle("pgtrickle-refresh");
+    }
+
     /** One of our bundles, from the copy the build made of the reactor's (or local repository's) jar. */
     private static Option ourBundle(String artifactId) {
         File jar = new File(required("bundles.dir"), artifactId + ".jar");

@@ -1,0 +1,373 @@
+package io.pgtrickle.refresh;
+
+import io.pgtrickle.api.refresh.RefreshEvent;
+import io.pgtrickle.api.refresh.RefreshEvent.Initiator;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.LongSupplier;
+import javax.sql.DataSource;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The refresh scheduler without OSGi: one tick thread and a fixed pool of workers over a
+ * {@link DataSource}. The DS component {@link RefreshScheduler} only feeds it configuration and
+ * listeners, so the tests drive this class directly.
+ *
+ * <p>Each tick reads the database's settings, asks {@code pgtrickle.due_stream_tables()} what is due
+ * and hands as many of those as there are idle workers to the pool, in the order the function
+ * returns them. What is left stays for the next tick, or for another container whose workers are
+ * free: claiming only what can run now spreads the work across containers instead of queueing it
+ * behind a busy one.
+ *
+ * <p>Two guards keep refreshes of one stream table from overlapping: within this container the
+ * in-flight set (a stream table is handed to one worker at a time); across containers
+ * {@code run_refresh(..., wait => false)} takes the catalog row with {@code SKIP LOCKED} and returns
+ * NULL when another session holds it, and that stream table is simply skipped.
+ *
+ * <p>A failed refresh is retried after a backoff ({@link Backoff}); the durable error count and the
+ * suspension are the catalog's ({@code record_refresh_failure}).
+ */
+final class RefreshEngine implements AutoCloseable {
+
+    /** What became of one scheduled refresh. */
+    enum Outcome {
+        /** Committed. */
+        REFRESHED,
+        /** Another session (another container, or a manual refresh) was refreshing it; skipped. */
+        LOCKED_ELSEWHERE,
+        /** Rolled back and recorded in the catalog. */
+        FAILED,
+        /** Rolled back without a record: the connection failed or the engine stopped. */
+        ABANDONED
+    }
+
+    /** Counters since start, for operators and tests. */
+    record Stats(long refreshed, long lockedElsewhere, long failed, long abandoned) {
+    }
+
+    private record Due(long pgtId, String name) {
+    }
+
+    static final long DEFAULT_STOP_GRACE_MILLIS = TimeUnit.SECONDS.toMillis(10);
+    private static final long ABORT_WAIT_MILLIS = TimeUnit.SECONDS.toMillis(5);
+
+    private static final Logger LOG = LoggerFactory.getLogger(RefreshEngine.class);
+    private static final AtomicInteger ENGINES = new AtomicInteger();
+
+    private final DataSource dataSource;
+    private final EngineSettings settings;
+    private final StreamTableRefresher refresher;
+    private final LongSupplier nanoClock;
+    private final long stopGraceMillis;
+    private final Backoff backoff = new Backoff();
+    private final Set<Long> inFlight = ConcurrentHashMap.newKeySet();
+    private final EngineSettings.InvalidValueLog invalidValues = new EngineSettings.InvalidValueLog();
+    private final ThreadPoolExecutor workers;
+    private final ScheduledExecutorService ticker;
+    private final AtomicLong refreshed = new AtomicLong();
+    private final AtomicLong lockedElsewhere = new AtomicLong();
+    private final AtomicLong failed = new AtomicLong();
+    private final AtomicLong abandoned = new AtomicLong();
+
+    private volatile EngineSettings.Effective effective;
+    private volatile boolean started;
+    private volatile boolean closed;
+    private volatile String lastTickError;
+
+    RefreshEngine(DataSource dataSource, EngineSettings settings, Listeners listeners) {
+        this(dataSource, settings, listeners, System::nanoTime, DEFAULT_STOP_GRACE_MILLIS);
+    }
+
+    /**
+     * @param nanoClock       the clock the backoff runs on ({@link System#nanoTime()} outside tests)
+     * @param stopGraceMillis how long {@link #close()} lets running refreshes finish before cutting them off
+     */
+    RefreshEngine(DataSource dataSource, EngineSettings settings, Listeners listeners, LongSupplier nanoClock, long stopGraceMillis) {
+        this.dataSource = dataSource;
+        this.settings = settings;
+        this.refresher = new StreamTableRefresher(dataSource, listeners);
+        this.nanoClock = nanoClock;
+        this.stopGraceMillis = stopGraceMillis;
+        this.effective = new EngineSettings.Effective(settings.schedulerIntervalMs(), settings.maxConsecutiveErrors());
+        int engine = ENGINES.incrementAndGet();
+        // Fixed size: at most `workers` refreshes (and connections) at once. The queue stays short
+        // because a tick never hands out more stream tables than there are idle workers.
+        this.workers = new ThreadPoolExecutor(settings.workers(), settings.workers(), 0, TimeUnit.MILLISECONDS,
+                new LinkedBlockingQueue<>(), threads("pgtrickle-refresh-" + engine + "-worker-"));
+        this.ticker = Executors.newSingleThreadScheduledExecutor(threads("pgtrickle-refresh-" + engine + "-scheduler-"));
+    }
+
+    private static ThreadFactory threads(String prefix) {
+        AtomicInteger n = new AtomicInteger();
+        return r -> {
+            Thread t = new Thread(r, prefix + n.incrementAndGet());
+            // never keep a JVM alive; close() is what stops them
+            t.setDaemon(true);
+            return t;
+        };
+    }
+
+    /** Starts ticking: the first tick runs at once, the next one interval after each tick ends. */
+    synchronized void start() {
+        if (closed) {
+            throw new IllegalStateException("the refresh engine is closed");
+        }
+        if (!started) {
+            started = true;
+            ticker.execute(this::tickAndReschedule);
+            LOG.info("pgtrickle refresh scheduler started: {} workers, interval {} ms, suspend after {} errors"
+                    + " (the database's {} and {} win when set)", settings.workers(), settings.schedulerIntervalMs(),
+                    settings.maxConsecutiveErrors(), EngineSettings.SCHEDULER_INTERVAL_GUC, EngineSettings.MAX_CONSECUTIVE_ERRORS_GUC);
+        }
+    }
+
+    private void tickAndReschedule() {
+        try {
+            tick();
+        } catch (RuntimeException e) {
+            // a bug here must not end scheduling for good
+            LOG.error("pgtrickle refresh tick failed", e);
+        } finally {
+            if (!closed) {
+                try {
+                    ticker.schedule(this::tickAndReschedule, effective.schedulerIntervalMs(), TimeUnit.MILLISECONDS);
+                } catch (RejectedExecutionException e) {
+                    // close() shut the ticker down between the check and the schedule
+                }
+            }
+        }
+    }
+
+    /**
+     * One tick: reads the settings and the due stream tables, hands what it can to the workers and
+     * returns their outcomes (the tests wait on them; the scheduler does not).
+     */
+    List<CompletableFuture<Outcome>> tick() {
+        if (closed) {
+            return List.of();
+        }
+        EngineSettings.Effective now;
+        List<Due> due = new ArrayList<>();
+        try (Connection c = dataSource.getConnection()) {
+            now = settings.effective(c, invalidValues);
+            try (Statement s = c.createStatement();
+                 ResultSet rs = s.executeQuery("SELECT pgt_id, name FROM pgtrickle.due_stream_tables()")) {
+                while (rs.next()) {
+                    due.add(new Due(rs.getLong(1), rs.getString(2)));
+                }
+            }
+        } catch (SQLException e) {
+            tickFailed(e);
+            return List.of();
+        }
+        if (lastTickError != null) {
+            LOG.info("pgtrickle refresh scheduler reaches the database again");
+            lastTickError = null;
+        }
+        effective = now;
+
+        long clock = nanoClock.getAsLong();
+        Set<Long> dueIds = new HashSet<>();
+        due.forEach(d -> dueIds.add(d.pgtId()));
+        backoff.forgetAllBut(dueIds, clock);
+
+        List<CompletableFuture<Outcome>> outcomes = new ArrayList<>();
+        for (Due d : due) {
+            if (inFlight.size() >= settings.workers()) {
+                break;
+            }
+            if (!backoff.ready(d.pgtId(), clock) || !inFlight.add(d.pgtId())) {
+                continue;
+            }
+            int maxErrors = now.maxConsecutiveErrors();
+            try {
+                outcomes.add(CompletableFuture.supplyAsync(() -> runScheduled(d, maxErrors), workers));
+            } catch (RejectedExecutionException e) {
+                inFlight.remove(d.pgtId());
+                break;
+            }
+        }
+        return outcomes;
+    }
+
+    private void tickFailed(SQLException e) {
+        String message = e.getMessage();
+        // once per distinct problem: a database that is down for an hour must not write 3600 warnings
+        if (!String.valueOf(message).equals(lastTickError)) {
+            LOG.warn("pgtrickle refresh scheduler cannot read due stream tables, retrying every {} ms: {}",
+                    effective.schedulerIntervalMs(), message);
+        } else {
+            LOG.debug("pgtrickle refresh tick failed again: {}", message);
+        }
+        lastTickError = String.valueOf(message);
+    }
+
+    private Outcome runScheduled(Due d, int maxConsecutiveErrors) {
+        try {
+            if (closed) {
+                abandoned.incrementAndGet();
+                return Outcome.ABANDONED;
+            }
+            RefreshEvent event = refresher.refresh(d.pgtId(), d.name(), Initiator.SCHEDULER, false, maxConsecutiveErrors);
+            if (event == null) {
+                lockedElsewhere.incrementAndGet();
+                LOG.debug("{} is being refreshed by another session; skipped", d.name());
+                return Outcome.LOCKED_ELSEWHERE;
+            }
+            backoff.succeeded(d.pgtId());
+            refreshed.incrementAndGet();
+            LOG.debug("refreshed {}: refresh {} {} +{} -{}", d.name(), event.refreshId(), event.action(),
+                    event.rowsInserted(), event.rowsDeleted());
+            return Outcome.REFRESHED;
+        } catch (RefreshFailedException e) {
+            if (closed && !e.recorded()) {
+                abandoned.incrementAndGet();
+                LOG.info("{} (the scheduler is stopping)", e.getMessage());
+                return Outcome.ABANDONED;
+            }
+            long delayMillis = TimeUnit.NANOSECONDS.toMillis(backoff.failed(d.pgtId(), nanoClock.getAsLong()));
+            if (!e.recorded()) {
+                abandoned.incrementAndGet();
+                LOG.warn("{}; retrying in {} ms", e.getMessage(), delayMillis);
+                return Outcome.ABANDONED;
+            }
+            failed.incrementAndGet();
+            if ("SUSPENDED".equals(e.status())) {
+                LOG.error("{}; {} is now SUSPENDED after {} consecutive failures and will not be refreshed until "
+                        + "pgtrickle.resume_stream_table is called", e.getMessage(), d.name(), maxConsecutiveErrors);
+            } else {
+                LOG.warn("{}; status {}, retrying in {} ms", e.getMessage(), e.status(), delayMillis);
+            }
+            return Outcome.FAILED;
+        } finally {
+            inFlight.remove(d.pgtId());
+        }
+    }
+
+    /**
+     * A manual refresh ({@code initiated_by = 'MANUAL'}): waits for a refresh of the same stream table
+     * running elsewhere, then refreshes through the same transaction as the scheduler.
+     */
+    RefreshEvent refresh(String streamTableName) throws SQLException {
+        if (closed) {
+            throw new SQLException("the pgtrickle refresh scheduler is stopped");
+        }
+        long pgtId;
+        String label;
+        int maxErrors;
+        try (Connection c = dataSource.getConnection()) {
+            maxErrors = settings.effective(c, invalidValues).maxConsecutiveErrors();
+            // the catalog's own name resolution, so SQL, Java and the shell accept the same names;
+            // run_refresh itself refuses a SUSPENDED stream table
+            try (PreparedStatement ps = c.prepareStatement("SELECT st.pgt_id, format('%I.%I', st.pgt_schema, st.pgt_name)"
+                    + " FROM pgtrickle.find_stream_table(?) st")) {
+                ps.setString(1, streamTableName);
+                try (ResultSet rs = ps.executeQuery()) {
+                    rs.next();
+                    pgtId = rs.getLong(1);
+                    label = rs.getString(2);
+                }
+            }
+        }
+        RefreshEvent event = refresher.refresh(pgtId, label, Initiator.MANUAL, true, maxErrors);
+        if (event == null) {
+            throw new SQLException("pgtrickle.run_refresh(" + pgtId + ", 'MANUAL', true) returned NULL although it was asked to wait");
+        }
+        // it works again: the scheduler need not wait out an earlier failure's backoff
+        backoff.succeeded(pgtId);
+        return event;
+    }
+
+    /** The settings the last successful tick used. */
+    EngineSettings.Effective effectiveSettings() {
+        return effective;
+    }
+
+    Stats stats() {
+        return new Stats(refreshed.get(), lockedElsewhere.get(), failed.get(), abandoned.get());
+    }
+
+    /** Whether a stream table is waiting out a backoff (or failed and was not retried yet). */
+    boolean backingOff(long pgtId) {
+        return !backoff.ready(pgtId, nanoClock.getAsLong());
+    }
+
+    /**
+     * Stops ticking, lets running refreshes finish for the grace period, then cuts off those still
+     * running (they roll back and are not counted as failures). Returns once every thread of this
+     * engine has ended, or after a bounded wait with a warning naming what is still running.
+     */
+    @Override
+    public void close() {
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+        }
+        ticker.shutdownNow();
+        workers.shutdown();
+        try {
+            long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(stopGraceMillis);
+            boolean done = ticker.awaitTermination(stopGraceMillis, TimeUnit.MILLISECONDS)
+                    && workers.awaitTermination(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+            if (!done) {
+                cutOff();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            cutOff();
+        }
+        LOG.info("pgtrickle refresh scheduler stopped ({} refreshed, {} failed, {} skipped as locked elsewhere)",
+                refreshed.get(), failed.get(), lockedElsewhere.get());
+    }
+
+    private void cutOff() {
+        refresher.stopping();
+        int aborted = refresher.abortRunning();
+        // interrupts listeners that wait in Java rather than in the database
+        workers.shutdownNow();
+        ticker.shutdownNow();
+        boolean interrupted = Thread.interrupted();
+        try {
+            if (!workers.awaitTermination(ABORT_WAIT_MILLIS, TimeUnit.MILLISECONDS)
+                    || !ticker.awaitTermination(ABORT_WAIT_MILLIS, TimeUnit.MILLISECONDS)) {
+                LOG.warn("pgtrickle refresh threads still running after stop; {} refresh(es) in flight: {}",
+                        inFlight.size(), inFlight);
+            } else if (aborted > 0) {
+                LOG.warn("cut off {} refresh(es) still running {} ms after stop; they were rolled back", aborted, stopGraceMillis);
+            }
+        } catch (InterruptedException e) {
+            interrupted = true;
+        } finally {
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    /** Every thread ended? */
+    boolean terminated() {
+        return workers.isTerminated() && ticker.isTerminated();
+    }
+}
