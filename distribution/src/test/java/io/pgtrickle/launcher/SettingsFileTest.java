@@ -52,7 +52,7 @@ class SettingsFileTest {
     void templateKeysAreSpelledSoTheConfigBundleFindsThem() throws Exception {
         // uncomment every example line: each must then be read as its setting
         String uncommented = Files.readAllLines(TEMPLATE).stream()
-                .map(line -> line.startsWith("#pgtrickle.") ? line.substring(1) : line)
+                .map(line -> line.startsWith("#pgtrickle.") || line.startsWith("#pg_trickle.") ? line.substring(1) : line)
                 .map(line -> line.endsWith("=") ? line + "x" : line)
                 .collect(Collectors.joining("\n"));
         Files.writeString(home.pgtrickleProperties(), uncommented);
