@@ -8,7 +8,6 @@ import static io.pgtrickle.itests.felix.InFramework.expectedVersion;
 import static io.pgtrickle.itests.felix.InFramework.requiredSetting;
 import static org.junit.Assert.assertEquals;
 import static org.ops4j.pax.exam.CoreOptions.options;
-import static org.ops4j.pax.exam.cm.ConfigurationAdminOptions.newConfiguration;
 
 import io.pgtrickle.api.catalog.Catalog;
 import io.pgtrickle.api.jdbc.PgTrickleDataSource;
@@ -18,7 +17,6 @@ import org.junit.Test;
 import org.junit.runner.RunWith;
 import org.ops4j.pax.exam.Configuration;
 import org.ops4j.pax.exam.Option;
-import org.ops4j.pax.exam.cm.ConfigurationOption;
 import org.ops4j.pax.exam.junit.PaxExam;
 import org.ops4j.pax.exam.spi.reactors.ExamReactorStrategy;
 import org.ops4j.pax.exam.spi.reactors.PerClass;
@@ -35,13 +33,7 @@ public class ConfigAdminIT {
     @Configuration
     public Option[] configuration() {
         TestDatabase.Database db = FelixOptions.database("felix_cm");
-        ConfigurationOption datasource = newConfiguration(FelixOptions.DATASOURCE_PID)
-                .put("url", db.url())
-                .put("user", db.user());
-        if (db.password() != null) {
-            datasource.put("password", db.password());
-        }
-        return options(FelixOptions.platform(), FelixOptions.databaseProperties(db), datasource.asOption());
+        return options(FelixOptions.platform(), FelixOptions.databaseProperties(db), FelixOptions.datasourceConfiguration(db).asOption());
     }
 
     @Test

@@ -20,6 +20,8 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.util.Properties;
 import org.ops4j.pax.exam.Option;
+import org.ops4j.pax.exam.cm.ConfigurationAdminOptions;
+import org.ops4j.pax.exam.cm.ConfigurationOption;
 
 /**
  * Container setup shared by the test classes. Runs in the driver only (in {@code @Configuration}
@@ -71,6 +73,17 @@ final class FelixOptions {
                 mavenBundle("commons-logging", "commons-logging").versionAsInProject(),
                 mavenBundle("org.apache.commons", "commons-configuration2").versionAsInProject(),
                 ourBundle("pgtrickle-config"));
+    }
+
+    /** ConfigAdmin configuration of the datasource PID for a test database. */
+    static ConfigurationOption datasourceConfiguration(TestDatabase.Database db) {
+        ConfigurationOption datasource = ConfigurationAdminOptions.newConfiguration(DATASOURCE_PID)
+                .put("url", db.url())
+                .put("user", db.user());
+        if (db.password() != null) {
+            datasource.put("password", db.password());
+        }
+        return datasource;
     }
 
     /** The refresh scheduler bundle, which publishes the RefreshService and runs due refreshes. */

@@ -25,7 +25,6 @@ import org.junit.Test;
 import org.junit.runner.RunWith;
 import org.ops4j.pax.exam.Configuration;
 import org.ops4j.pax.exam.Option;
-import org.ops4j.pax.exam.cm.ConfigurationOption;
 import org.ops4j.pax.exam.junit.PaxExam;
 import org.ops4j.pax.exam.spi.reactors.ExamReactorStrategy;
 import org.ops4j.pax.exam.spi.reactors.PerClass;
@@ -42,14 +41,8 @@ public class SchedulerIT {
     @Configuration
     public Option[] configuration() {
         TestDatabase.Database db = FelixOptions.database("felix_sched");
-        ConfigurationOption datasource = newConfiguration(FelixOptions.DATASOURCE_PID)
-                .put("url", db.url())
-                .put("user", db.user());
-        if (db.password() != null) {
-            datasource.put("password", db.password());
-        }
         return options(FelixOptions.platform(), FelixOptions.refreshBundle(), FelixOptions.databaseProperties(db),
-                datasource.asOption(),
+                FelixOptions.datasourceConfiguration(db).asOption(),
                 newConfiguration("io.pgtrickle.refresh").put("schedulerIntervalMs", "100").asOption());
     }
 

@@ -1,0 +1,356 @@
+package io.pgtrickle.itests.felix;
+
+import static io.pgtrickle.itests.felix.InFramework.SERVICE_TIMEOUT_MILLIS;
+import static io.pgtrickle.itests.felix.InFramework.assertAllBundlesActive;
+import static io.pgtrickle.itests.felix.InFramework.assertNoServiceFor;
+import static io.pgtrickle.itests.felix.InFramework.awaitService;
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertNotNull;
+import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
+import static org.ops4j.pax.exam.CoreOptions.options;
+import static org.ops4j.pax.exam.cm.ConfigurationAdminOptions.newConfiguration;
+
+import io.pgtrickle.api.catalog.Catalog;
+import io.pgtrickle.api.refresh.RefreshService;
+import io.pgtrickle.testing.TestDatabase;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.OffsetDateTime;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Queue;
+import java.util.Random;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import javax.sql.DataSource;
+import org.junit.Test;
+import org.junit.runner.RunWith;
+import org.ops4j.pax.exam.Configuration;
+import org.ops4j.pax.exam.Option;
+import org.ops4j.pax.exam.junit.PaxExam;
+import org.ops4j.pax.exam.spi.reactors.ExamReactorStrategy;
+import org.ops4j.pax.exam.spi.reactors.PerClass;
+import org.osgi.framework.Bundle;
+import org.osgi.framework.Constants;
+import org.osgi.framework.ServiceReference;
+
+/**
+ * Restarting and updating the refresh bundle at runtime, while writers change the sources, loses no
+ * change: PostgreSQL holds every durable fact (change buffers, frontiers), so whatever a stopped
+ * scheduler did not consume is consumed by the next one, including a writer transaction that was
+ * open across the update and committed afterwards.
+ */
+@RunWith(PaxExam.class)
+@ExamReactorStrategy(PerClass.class)
+public class BundleUpdateIT {
+
+    private static final String REFRESH_BSN = "io.pgtrickle.refresh";
+
+    /** The filter stream table and its defining query. */
+    private static final String BIG = "bu_big";
+    private static final String BIG_QUERY = "SELECT id, customer, amount FROM bu_orders WHERE amount > 50";
+    /** The GROUP BY stream table and its defining query. */
+    private static final String PER_SKU = "bu_per_sku";
+    private static final String PER_SKU_QUERY = "SELECT sku, count(*) AS n, sum(qty) AS qty FROM bu_lines GROUP BY sku";
+
+    /** Seed rows per writer (ids writer * 1000 + 1 ..) and for the held transaction (ids 9001 ..). */
+    private static final int SEED_ROWS = 100;
+    private static final int HELD_BASE = 9000;
+
+    @Configuration
+    public Option[] configuration() {
+        TestDatabase.Database db = FelixOptions.database("felix_bupd");
+        return options(FelixOptions.platform(), FelixOptions.refreshBundle(), FelixOptions.databaseProperties(db),
+                FelixOptions.datasourceConfiguration(db)
+                        // 2 writers, the held transaction, the test's own queries, the tick and up to 4 workers
+                        // must not queue behind the default 8 connections (a queue would only slow the test down)
+                        .put("maxPoolSize", "16").asOption(),
+                newConfiguration(REFRESH_BSN).put("schedulerIntervalMs", "100").asOption());
+    }
+
+    @Test
+    public void restartAndUpdateOfTheRefreshBundleLoseNoChange() throws Exception {
+        DataSource ds = awaitService(Catalog.class, null, SERVICE_TIMEOUT_MILLIS).dataSource();
+        Bundle refresh = refreshBundle();
+        long firstServiceId = refreshServiceId(awaitRefreshServiceAfter(-1));
+
+        exec(ds, "CREATE TABLE bu_orders (id int PRIMARY KEY, customer int NOT NULL, amount int NOT NULL)");
+        exec(ds, "CREATE TABLE bu_lines (id int PRIMARY KEY, sku text NOT NULL, qty int NOT NULL)");
+        // rows owned by writer 0, writer 1 and the held transaction; each writer only touches its own
+        // ids, so the writers never wait on each other's row locks (and cannot deadlock)
+        for (int base : new int[] {0, 1000, HELD_BASE}) {
+            exec(ds, "INSERT INTO bu_orders SELECT " + base + " + g, g % 7, g FROM generate_series(1, " + SEED_ROWS + ") g");
+            exec(ds, "INSERT INTO bu_lines SELECT " + base + " + g, 'sku' || (g % 5), g % 13 FROM generate_series(1, " + SEED_ROWS + ") g");
+        }
+        exec(ds, "SELECT pgtrickle.create_stream_table('" + BIG + "', '" + BIG_QUERY + "', schedule => '100ms')");
+        exec(ds, "SELECT pgtrickle.create_stream_table('" + PER_SKU + "', '" + PER_SKU_QUERY + "', schedule => '100ms')");
+
+        AtomicBoolean stop = new AtomicBoolean();
+        Queue<Throwable> writerErrors = new ConcurrentLinkedQueue<>();
+        AtomicLong transactions = new AtomicLong();
+        List<Thread> writers = new ArrayList<>();
+        for (int w = 0; w < 2; w++) {
+            Thread t = new Thread(new Writer(ds, w, stop, writerErrors, transactions), "bundle-update-writer-" + w);
+            t.setDaemon(true);
+            writers.add(t);
+        }
+        long writersStarted = System.nanoTime();
+        writers.forEach(Thread::start);
+
+        OffsetDateTime updateStarted;
+        OffsetDateTime updateDone;
+        try {
+            try (Connection held = ds.getConnection()) {
+                // 1. refreshes by the original bundle, under load
+                awaitSchedulerRefreshesAfter(ds, now(ds));
+
+                // 2. stop and start: the component goes away with the bundle and comes back
+                refresh.stop();
+                // SCR disposes a stopping bundle's components synchronously (bundle STOPPING event)
+                assertNoServiceFor(RefreshService.class, null, 0);
+                refresh.start();
+                long restartedServiceId = refreshServiceId(awaitRefreshServiceAfter(firstServiceId));
+                awaitSchedulerRefreshesAfter(ds, now(ds));
+
+                // 3. a writer transaction that stays open across the update
+                held.setAutoCommit(false);
+                try (Statement s = held.createStatement()) {
+                    s.executeUpdate("INSERT INTO bu_orders SELECT " + (HELD_BASE + 500) + " + g, 3, 100 + g FROM generate_series(1, 10) g");
+                    s.executeUpdate("UPDATE bu_orders SET amount = amount + 60 WHERE id BETWEEN " + (HELD_BASE + 1) + " AND " + (HELD_BASE + 10));
+                    s.executeUpdate("DELETE FROM bu_orders WHERE id BETWEEN " + (HELD_BASE + 91) + " AND " + (HELD_BASE + 100));
+                    s.executeUpdate("INSERT INTO bu_lines SELECT " + (HELD_BASE + 500) + " + g, 'held', g FROM generate_series(1, 10) g");
+                    s.executeUpdate("UPDATE bu_lines SET qty = qty + 1000 WHERE id BETWEEN " + (HELD_BASE + 1) + " AND " + (HELD_BASE + 10));
+                    s.executeUpdate("DELETE FROM bu_lines WHERE id BETWEEN " + (HELD_BASE + 91) + " AND " + (HELD_BASE + 100));
+                }
+
+                // 4. update from the same location (Bundle.update() reads the bundle's location again)
+                updateStarted = now(ds);
+                refresh.update();
+                assertEquals("the refresh bundle is ACTIVE again after update()", Bundle.ACTIVE, refresh.getState());
+                awaitRefreshServiceAfter(restartedServiceId);
+                updateDone = now(ds);
+                // the updated bundle refreshes both stream tables while the held transaction is still
+                // open: those refreshes must not move the frontier past its changes
+                awaitSchedulerRefreshesAfter(ds, updateDone);
+                // the scenario, not the product: nothing of the held transaction is visible yet
+                assertEquals("0", query(ds, "SELECT count(*) FROM " + PER_SKU + " WHERE sku = 'held'"));
+                held.commit();
+            }
+
+            // the writers run at least 4 s in all, so they also write after the held commit; the bound
+            // is the writers' own, never an assertion on how long the steps above took
+            long remaining = TimeUnit.SECONDS.toMillis(4) - TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - writersStarted);
+            if (remaining > 0) {
+                Thread.sleep(remaining);
+            }
+            stop.set(true);
+            for (Thread t : writers) {
+                // bounded: a writer finishes its current short transaction and returns
+                t.join(TimeUnit.SECONDS.toMillis(30));
+                assertTrue(t.getName() + " did not stop within 30 s", !t.isAlive());
+            }
+        } finally {
+            // a failure above must not leave the writers running until their own 60 s bound
+            stop.set(true);
+        }
+        if (!writerErrors.isEmpty()) {
+            AssertionError e = new AssertionError("writers failed: " + writerErrors);
+            writerErrors.forEach(e::addSuppressed);
+            throw e;
+        }
+        assertTrue("the writers committed transactions", transactions.get() > 0);
+
+        // no timing assertion: the scheduler only has to catch up eventually, 60 s is a generous bound
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while ((difference(ds, BIG, BIG_QUERY) != 0 || difference(ds, PER_SKU, PER_SKU_QUERY) != 0) && System.nanoTime() < deadline) {
+            Thread.sleep(100);
+        }
+        assertEquals(BIG + " differs from its query (rows in one and not the other) 60 s after the writers stopped",
+                0, difference(ds, BIG, BIG_QUERY));
+        assertEquals(PER_SKU + " differs from its query (rows in one and not the other) 60 s after the writers stopped",
+                0, difference(ds, PER_SKU, PER_SKU_QUERY));
+        // the held transaction's changes in particular (already implied by the equality above)
+        assertEquals("10", query(ds, "SELECT count(*) FROM " + BIG + " WHERE id BETWEEN " + (HELD_BASE + 501) + " AND " + (HELD_BASE + 510)));
+        assertEquals("10", query(ds, "SELECT n FROM " + PER_SKU + " WHERE sku = 'held'"));
+
+        assertEquals("FAILED refreshes: " + query(ds, "SELECT string_agg(error_message, ' | ') FROM pgtrickle.pgt_refresh_history WHERE status = 'FAILED'"),
+                "0", query(ds, "SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE status = 'FAILED'"));
+        for (String st : new String[] {BIG, PER_SKU}) {
+            assertTrue(st + " was refreshed by the scheduler before the update",
+                    schedulerRefreshes(ds, st, "<", updateStarted) > 0);
+            assertTrue(st + " was refreshed by the scheduler after the update",
+                    schedulerRefreshes(ds, st, ">", updateDone) > 0);
+            assertEquals(st + " is ACTIVE", "ACTIVE", query(ds, "SELECT status FROM pgtrickle.pgt_stream_tables WHERE pgt_name = '" + st + "'"));
+        }
+        assertAllBundlesActive(REFRESH_BSN);
+    }
+
+    /**
+     * One writer: short transactions of 1 to 3 random INSERT/UPDATE/DELETE statements on its own ids
+     * of both sources, until {@code stop} (or its own 60 s bound, should the test thread die).
+     */
+    private static final class Writer implements Runnable {
+        private final DataSource ds;
+        private final int writer;
+        private final AtomicBoolean stop;
+        private final Queue<Throwable> errors;
+        private final AtomicLong transactions;
+        private final Random random;
+        private final List<Integer> orderIds = new ArrayList<>();
+        private final List<Integer> lineIds = new ArrayList<>();
+        private int nextId;
+
+        Writer(DataSource ds, int writer, AtomicBoolean stop, Queue<Throwable> errors, AtomicLong transactions) {
+            this.ds = ds;
+            this.writer = writer;
+            this.stop = stop;
+            this.errors = errors;
+            this.transactions = transactions;
+            // a fixed seed per writer: the same mix of statements on every run
+            this.random = new Random(42 + writer);
+            for (int g = 1; g <= SEED_ROWS; g++) {
+                orderIds.add(writer * 1000 + g);
+                lineIds.add(writer * 1000 + g);
+            }
+            // new rows: 100000.. for writer 0, 200000.. for writer 1, clear of every other range
+            this.nextId = (writer + 1) * 100_000;
+        }
+
+        @Override
+        public void run() {
+            long bound = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            try (Connection c = ds.getConnection()) {
+                c.setAutoCommit(false);
+                while (!stop.get() && System.nanoTime() < bound) {
+                    int statements = 1 + random.nextInt(3);
+                    for (int i = 0; i < statements; i++) {
+                        if (random.nextBoolean()) {
+                            step(c, "bu_orders", orderIds, "customer", random.nextInt(7), "amount", random.nextInt(101));
+                        } else {
+                            step(c, "bu_lines", lineIds, "sku", "sku" + random.nextInt(5), "qty", random.nextInt(13));
+                        }
+                    }
+                    c.commit();
+                    transactions.incrementAndGet();
+                    // keeps the load moderate on a database server other test JVMs may share
+                    Thread.sleep(2);
+                }
+            } catch (Throwable e) {
+                errors.add(e);
+            }
+        }
+
+        private void step(Connection c, String table, List<Integer> ids, String keyColumn, Object key, String valueColumn, int value)
+                throws SQLException {
+            int op = ids.isEmpty() ? 0 : random.nextInt(3);
+            if (op == 0) {
+                int id = nextId++;
+                try (PreparedStatement ps = c.prepareStatement("INSERT INTO " + table + " (id, " + keyColumn + ", " + valueColumn + ") VALUES (?, ?, ?)")) {
+                    ps.setInt(1, id);
+                    ps.setObject(2, key);
+                    ps.setInt(3, value);
+                    ps.executeUpdate();
+                }
+                ids.add(id);
+            } else if (op == 1) {
+                int id = ids.get(random.nextInt(ids.size()));
+                try (PreparedStatement ps = c.prepareStatement("UPDATE " + table + " SET " + keyColumn + " = ?, " + valueColumn + " = ? WHERE id = ?")) {
+                    ps.setObject(1, key);
+                    ps.setInt(2, value);
+                    ps.setInt(3, id);
+                    ps.executeUpdate();
+                }
+            } else if (!ids.isEmpty()) {
+                int id = ids.remove(random.nextInt(ids.size()));
+                try (PreparedStatement ps = c.prepareStatement("DELETE FROM " + table + " WHERE id = ?")) {
+                    ps.setInt(1, id);
+                    ps.executeUpdate();
+                }
+            }
+        }
+    }
+
+    private static Bundle refreshBundle() {
+        return Arrays.stream(InFramework.context().getBundles())
+                .filter(b -> REFRESH_BSN.equals(b.getSymbolicName()))
+                .findFirst()
+                .orElseThrow(() -> new AssertionError(REFRESH_BSN + " is not installed"));
+    }
+
+    /** Waits (bounded) for a RefreshService registered after the one with {@code previousId}. */
+    private static ServiceReference<RefreshService> awaitRefreshServiceAfter(long previousId) {
+        awaitService(RefreshService.class, "(" + Constants.SERVICE_ID + ">=" + (previousId + 1) + ")", SERVICE_TIMEOUT_MILLIS);
+        ServiceReference<RefreshService> ref = InFramework.context().getServiceReference(RefreshService.class);
+        assertNotNull("the RefreshService went away again", ref);
+        assertEquals("the RefreshService comes from the refresh bundle", REFRESH_BSN, ref.getBundle().getSymbolicName());
+        return ref;
+    }
+
+    private static long refreshServiceId(ServiceReference<RefreshService> ref) {
+        return (Long) ref.getProperty(Constants.SERVICE_ID);
+    }
+
+    /**
+     * Waits (bounded) until the scheduler has started a refresh of each stream table after
+     * {@code after}, proving the scheduler of the bundle as it is now is at work.
+     */
+    private static void awaitSchedulerRefreshesAfter(DataSource ds, OffsetDateTime after) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (System.nanoTime() < deadline) {
+            if (schedulerRefreshes(ds, BIG, ">", after) > 0 && schedulerRefreshes(ds, PER_SKU, ">", after) > 0) {
+                return;
+            }
+            Thread.sleep(50);
+        }
+        fail("the scheduler did not refresh both stream tables within 30 s after " + after + "\n" + InFramework.componentReport());
+    }
+
+    /** Completed or failed scheduler refreshes of {@code streamTable} that started before/after {@code instant}. */
+    private static long schedulerRefreshes(DataSource ds, String streamTable, String comparison, OffsetDateTime instant) throws SQLException {
+        try (Connection c = ds.getConnection();
+             PreparedStatement ps = c.prepareStatement("SELECT count(*) FROM pgtrickle.pgt_refresh_history h"
+                     + " JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)"
+                     + " WHERE s.pgt_name = ? AND h.initiated_by = 'SCHEDULER' AND h.start_time " + comparison + " ?")) {
+            ps.setString(1, streamTable);
+            ps.setObject(2, instant);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return rs.getLong(1);
+            }
+        }
+    }
+
+    /** The database's clock, the one refresh history start times are taken from. */
+    private static OffsetDateTime now(DataSource ds) throws SQLException {
+        try (Connection c = ds.getConnection(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT clock_timestamp()")) {
+            rs.next();
+            return rs.getObject(1, OffsetDateTime.class);
+        }
+    }
+
+    /** Rows of the stream table missing from its query plus rows of the query missing from it (multisets). */
+    private static long difference(DataSource ds, String streamTable, String definingQuery) throws SQLException {
+        return Long.parseLong(query(ds, "SELECT (SELECT count(*) FROM (TABLE " + streamTable + " EXCEPT ALL " + definingQuery + ") a)"
+                + " + (SELECT count(*) FROM (" + definingQuery + " EXCEPT ALL TABLE " + streamTable + ") b)"));
+    }
+
+    private static void exec(DataSource ds, String sql) throws SQLException {
+        try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
+            s.execute(sql);
+        }
+    }
+
+    private static String query(DataSource ds, String sql) throws SQLException {
+        try (Connection c = ds.getConnection(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            rs.next();
+            return rs.getString(1);
+        }
+    }
+}
