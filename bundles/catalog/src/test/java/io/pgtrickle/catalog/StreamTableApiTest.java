@@ -110,6 +110,40 @@ class StreamTableApiTest implements SqlStatements {
     }
 
     @Test
+    void writesAfterARefreshInTheSameTransactionAreNotLost() throws SQLException {
+        exec("CREATE TABLE other (v int)");
+        exec("SELECT pgtrickle.create_stream_table('order_ids', 'SELECT id FROM orders', schedule => 'calculated')");
+        try (Connection younger = db.connect()) {
+            c.setAutoCommit(false);
+            exec("INSERT INTO orders VALUES (40, 'tx', 1)");
+            // a younger transaction commits while ours is open, so our xid is below the snapshot's xmax
+            try (Statement s = younger.createStatement()) {
+                s.execute("INSERT INTO other VALUES (1)");
+            }
+            exec("SELECT pgtrickle.refresh_stream_table('order_ids')");
+            exec("INSERT INTO orders VALUES (41, 'tx', 1)");
+            c.commit();
+        } finally {
+            c.setAutoCommit(true);
+        }
+        assertEquals(List.of("public.order_ids"), strings("SELECT name FROM pgtrickle.due_stream_tables()"));
+        exec("SELECT pgtrickle.refresh_stream_table('order_ids')");
+        assertMatchesQuery("order_ids", "SELECT id FROM orders");
+    }
+
+    @Test
+    void changeBuffersOfStreamTablesArePrunedToo() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
+        exec("SELECT pgtrickle.create_stream_table('big_customers', 'SELECT customer FROM order_totals WHERE total > 6')");
+        exec("INSERT INTO orders VALUES (50, 'fay', 9)");
+        exec("SELECT pgtrickle.refresh_stream_table('order_totals')");
+        String buffer = string("SELECT pgtrickle.change_buffer('order_totals')::text");
+        assertNotEquals("0", string("SELECT count(*) FROM " + buffer));
+        exec("SELECT pgtrickle.refresh_stream_table('big_customers')");
+        assertEquals("0", string("SELECT count(*) FROM " + buffer));
+    }
+
+    @Test
     void queriesWithoutCapturedSourcesAreAlwaysRecomputed() throws SQLException {
         exec("SELECT pgtrickle.create_stream_table('tables_seen', 'SELECT count(*) AS n FROM pg_class WHERE relname = ''late_table''')");
         assertEquals("0", string("SELECT n FROM tables_seen"));

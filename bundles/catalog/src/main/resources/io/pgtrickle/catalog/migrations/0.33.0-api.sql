@@ -176,6 +176,7 @@ DECLARE
     del       bigint := 0;
     act       text;
     id        bigint;
+    own       xid8;
 BEGIN
     IF wait THEN
         SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = run_refresh.pgt_id FOR UPDATE;
@@ -219,6 +220,19 @@ BEGIN
         EXECUTE pgtrickle.full_refresh_sql(st) INTO ins, del, snapshot;
     END IF;
 
+    -- pg_current_snapshot() leaves the calling transaction out of its in-progress list, so a
+    -- refresh run inside a transaction that has written would store a frontier that counts that
+    -- transaction as consumed, and its later writes to a source would never be pending. Record it
+    -- as in progress: once it commits, the next refresh picks up everything it wrote.
+    own := pg_current_xact_id_if_assigned();
+    IF own IS NOT NULL AND pg_visible_in_snapshot(own, snapshot::pg_snapshot) THEN
+        SELECT format('%s:%s:%s', least(pg_snapshot_xmin(q.s), own), pg_snapshot_xmax(q.s),
+                      (SELECT string_agg(u.x::text, ',' ORDER BY u.x)
+                         FROM (SELECT pg_snapshot_xip(q.s) AS x UNION SELECT own) u))
+          INTO snapshot
+          FROM (SELECT snapshot::pg_snapshot AS s) q;
+    END IF;
+
     INSERT INTO pgtrickle.pgt_refresh_history
            (pgt_id, data_timestamp, start_time, end_time, action, rows_inserted, rows_deleted, delta_row_count, status, initiated_by)
     VALUES (st.pgt_id, now(), started, clock_timestamp(), act, ins, del, ins + del, 'COMPLETED', run_refresh.initiated_by)
@@ -232,7 +246,7 @@ BEGIN
      WHERE s.pgt_id = st.pgt_id;
 
     PERFORM pgtrickle.prune_change_buffer(d.source_relid::regclass)
-       FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id AND d.source_type = 'TABLE';
+       FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE');
     RETURN id;
 END
 $fn$;
