@@ -77,6 +77,16 @@ class StreamTableApiTest implements SqlStatements {
     }
 
     @Test
+    void aUniqueIndexOnTheStreamTableDoesNotBreakRefresh() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
+        exec("CREATE UNIQUE INDEX ON order_totals (customer)");
+        exec("UPDATE orders SET amount = 99 WHERE id = 3");   // bob keeps his key, his total changes
+        exec("SELECT pgtrickle.refresh_stream_table('order_totals')");
+        assertMatchesQuery("order_totals", TOTALS);
+        assertEquals("FULL|1|1", lastRefresh());
+    }
+
+    @Test
     void duplicateRowsAreCountedAsAMultiset() throws SQLException {
         exec("INSERT INTO orders VALUES (10, 'ann', 10)");
         exec("SELECT pgtrickle.create_stream_table('order_rows', 'SELECT customer, amount FROM orders')");

@@ -154,7 +154,9 @@ BEGIN
                    JOIN diff ON diff.__pgt_key = r.__pgt_key AND diff.__pgt_d > 0
                   CROSS JOIN LATERAL generate_series(1, diff.__pgt_d)
                  RETURNING 1)
-        SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM deleted), pg_current_snapshot()::text
+        -- deleted first: the old copy of a row must be gone before its new copy is inserted, or a
+        -- unique index on the stream table rejects the new copy (initplans run in this order)
+        SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM inserted), pg_current_snapshot()::text
         $sql$, st.defining_query, cols, target);
 END
 $fn$;
@@ -217,7 +219,7 @@ BEGIN
         act := 'NO_DATA';
     ELSE
         act := 'FULL';
-        EXECUTE pgtrickle.full_refresh_sql(st) INTO ins, del, snapshot;
+        EXECUTE pgtrickle.full_refresh_sql(st) INTO del, ins, snapshot;
     END IF;
 
     -- pg_current_snapshot() leaves the calling transaction out of its in-progress list, so a
