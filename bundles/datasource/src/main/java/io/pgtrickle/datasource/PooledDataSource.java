@@ -3,6 +3,7 @@ package io.pgtrickle.datasource;
 import com.zaxxer.hikari.HikariConfig;
 import com.zaxxer.hikari.HikariDataSource;
 import io.pgtrickle.api.jdbc.PgTrickleDataSource;
+import io.pgtrickle.api.jdbc.Redaction;
 import java.sql.Connection;
 import java.sql.SQLException;
 import java.util.Hashtable;
@@ -79,7 +80,7 @@ public class PooledDataSource {
     @Activate
     void activate(BundleContext context, Config config) throws SQLException {
         JdbcUrls.requirePostgresUrl(config.url());
-        safeUrl = JdbcUrls.redact(config.url());
+        safeUrl = Redaction.jdbcUrl(config.url());
         Properties props = new Properties();
         props.setProperty(DataSourceFactory.JDBC_URL, config.url());
         props.setProperty(DataSourceFactory.JDBC_USER, config.user());

@@ -1,4 +1,4 @@
-package io.pgtrickle.launcher;
+package io.pgtrickle.api.jdbc;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
@@ -24,6 +24,17 @@ class RedactionTest {
     @Test
     void userInfoPasswordIsMasked() {
         assertEquals("jdbc:postgresql://bob:********@db:5432/app", Redaction.jdbcUrl("jdbc:postgresql://bob:s3cret@db:5432/app"));
+    }
+
+    @Test
+    void everySecretParameterIsMaskedAndTheRestKept() {
+        assertEquals("jdbc:postgresql://db:5432/app?user=u&password=********&sslpassword=********&ssl=true",
+                Redaction.jdbcUrl("jdbc:postgresql://db:5432/app?user=u&password=s3cret&sslpassword=k3y&ssl=true"));
+    }
+
+    @Test
+    void nullStaysNull() {
+        assertEquals(null, Redaction.jdbcUrl(null));
     }
 
     @Test
