@@ -1,5 +1,6 @@
 /**
- * Service properties under which the platform publishes its pooled {@link javax.sql.DataSource}.
+ * Service properties under which the platform publishes its pooled {@link javax.sql.DataSource}, and
+ * {@link io.pgtrickle.api.jdbc.Redaction} for printing JDBC URLs without their passwords.
  */
 @Export
 @Version("1.0.0")
