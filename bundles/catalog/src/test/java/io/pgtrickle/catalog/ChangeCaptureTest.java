@@ -61,7 +61,7 @@ class ChangeCaptureTest implements SqlStatements {
                         "D|2|bob|20|" + writer,
                         "T"),
                 strings("SELECT concat_ws('|', action, id, customer, amount, CASE WHEN action <> 'T' THEN xid::text END)"
-                        + " FROM " + buffer() + " ORDER BY change_id"));
+                        + " FROM " + buffer() + " ORDER BY ctid"));
         // generated columns are recomputed by the query, not captured
         assertEquals(List.of(), strings("SELECT attname FROM pg_attribute WHERE attrelid = '" + buffer() + "'::regclass AND attname = 'total'"));
     }
@@ -82,19 +82,76 @@ class ChangeCaptureTest implements SqlStatements {
     }
 
     @Test
+    void theBufferHoldsTheWritersXidTheActionAndTheSourceColumnsOnly() throws SQLException {
+        call("ensure_change_capture", consumer("st_a"));
+        assertEquals("xid xid8,action \"char\",id integer,customer text,amount numeric",
+                string("SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ',' ORDER BY attnum) FROM pg_attribute"
+                        + " WHERE attrelid = '" + buffer() + "'::regclass AND attnum > 0 AND NOT attisdropped"));
+        // one access path, for the frontier's xmin: the xid index
+        assertEquals(List.of("(xid)"), strings("SELECT regexp_replace(pg_get_indexdef(indexrelid), '.*USING btree ', '') FROM pg_index"
+                + " WHERE indrelid = '" + buffer() + "'::regclass"));
+    }
+
+    @Test
     void writersNeedNoPrivilegeOnTheBuffers() throws SQLException {
         call("ensure_change_capture", consumer("st_a"));
         exec("CREATE ROLE capture_writer");
-        exec("GRANT ALL ON public.orders TO capture_writer");
+        exec("GRANT INSERT, UPDATE, DELETE ON public.orders TO capture_writer");
         exec("SET ROLE capture_writer");
         try {
-            exec("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'ann', 10)");
+            assertEquals("f", string("SELECT has_schema_privilege('pgtrickle_changes', 'USAGE')"));
+            exec("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'ann', 10), (2, 'bob', 20)");
+            exec("UPDATE public.orders SET amount = 30");
+            exec("DELETE FROM public.orders");
             SQLException denied = assertThrows(SQLException.class, () -> strings("SELECT count(*) FROM " + buffer()));
             assertEquals("42501", denied.getSQLState());
+            SQLException forged = assertThrows(SQLException.class, () -> exec("INSERT INTO " + buffer() + " (action) VALUES ('T')"));
+            assertEquals("42501", forged.getSQLState());
         } finally {
             exec("RESET ROLE");
         }
-        assertEquals(List.of("1"), strings("SELECT count(*) FROM " + buffer()));
+        assertEquals(List.of("I|1|10", "I|2|20", "D|1|10", "D|2|20", "I|1|30", "I|2|30", "D|1|30", "D|2|30"),
+                strings("SELECT concat_ws('|', action, id, amount) FROM " + buffer() + " ORDER BY ctid"));
+    }
+
+    @Test
+    void theWritersSearchPathCannotRedirectTheCapture() throws SQLException {
+        call("ensure_change_capture", consumer("st_a"));
+        String bufferName = string("SELECT relname FROM pg_class WHERE oid = '" + buffer() + "'::regclass");
+        // a writer's own objects named like the buffer and the transition tables, first on its search_path
+        exec("CREATE SCHEMA decoy");
+        exec("CREATE TABLE decoy." + bufferName + " (LIKE " + buffer() + ")");
+        exec("CREATE TABLE decoy.pgt_new (id int, customer text, amount numeric)");
+        exec("INSERT INTO decoy.pgt_new VALUES (99, 'decoy', 0)");
+        exec("CREATE TEMP TABLE pgt_old (id int, customer text, amount numeric)");
+        exec("INSERT INTO pgt_old VALUES (98, 'decoy', 0)");
+        exec("SET search_path = pg_temp, decoy, pg_catalog, public");
+        try {
+            exec("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'ann', 10)");
+            exec("UPDATE public.orders SET amount = 11 WHERE id = 1");
+            exec("DELETE FROM public.orders WHERE id = 1");
+        } finally {
+            exec("RESET search_path");
+        }
+        assertEquals(List.of("I|1|ann|10", "D|1|ann|10", "I|1|ann|11", "D|1|ann|11"),
+                strings("SELECT concat_ws('|', action, id, customer, amount) FROM " + buffer() + " ORDER BY ctid"));
+        assertEquals(List.of("0"), strings("SELECT count(*) FROM decoy." + bufferName));
+        // all four capture functions run as their owner
+        assertEquals(List.of("4"), strings("SELECT count(*) FROM pg_proc WHERE pronamespace = 'pgtrickle_changes'::regnamespace AND prosecdef"));
+    }
+
+    @Test
+    void aProbeOverManyOldRowsUsesTheXidIndex() throws SQLException {
+        long consumer = consumer("st_a");
+        call("ensure_change_capture", consumer);
+        exec("INSERT INTO public.orders (id, customer, amount) SELECT g, 'old', g FROM generate_series(1, 20000) g");
+        exec("ANALYZE " + buffer());
+        String frontier = string("SELECT pg_current_snapshot()::text");
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (20001, 'new', 1)");
+        String plan = String.join("\n", strings("EXPLAIN SELECT count(*) FROM " + buffer()
+                + " WHERE xid >= pg_snapshot_xmin('" + frontier + "') AND NOT pg_visible_in_snapshot(xid, '" + frontier + "')"));
+        assertTrue(plan.contains("Index") && !plan.contains("Seq Scan"), plan);
+        assertEquals("1", pending(frontier));
     }
 
     @Test
@@ -190,7 +247,7 @@ class ChangeCaptureTest implements SqlStatements {
 
     private List<String> consumed(String since, String upTo) throws SQLException {
         return strings("SELECT customer FROM " + buffer() + " WHERE pg_visible_in_snapshot(xid, '" + upTo + "')"
-                + " AND NOT pg_visible_in_snapshot(xid, '" + since + "') ORDER BY change_id");
+                + " AND NOT pg_visible_in_snapshot(xid, '" + since + "') ORDER BY ctid");
     }
 
     private String pending(String since) throws SQLException {

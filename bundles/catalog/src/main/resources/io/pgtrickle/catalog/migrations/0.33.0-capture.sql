@@ -4,8 +4,9 @@
 -- stream table that reads the source. AFTER statement-level triggers with transition tables write
 -- one row per changed source row, tagged with the writer's transaction id (xid8, never wraps):
 -- INSERT -> 'I' (new values), DELETE -> 'D' (old values), UPDATE -> 'D' (old) + 'I' (new),
--- TRUNCATE -> one 'T' marker. Writers never NOTIFY (every notifying commit takes a global lock);
--- the engine finds pending changes by reading the buffers.
+-- TRUNCATE -> one 'T' marker. Rows carry no order or id: a consumer reads them as a multiset.
+-- Writers never NOTIFY (every notifying commit takes a global lock); the engine finds pending
+-- changes by reading the buffers.
 --
 -- A consumer (refresh) owns a frontier: the pg_snapshot its last refresh ran under. It consumes
 -- exactly the rows whose writer is visible in its own snapshot and not in the frontier, so a
@@ -28,6 +29,7 @@ DECLARE
     buffer   text := 'changes_' || stable;
     capture  text := 'capture_' || stable;
     columns  text;
+    names    text;
     old_cols text;
     new_cols text;
     kind     "char";
@@ -51,51 +53,76 @@ BEGIN
     END IF;
 
     SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum),
+           string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
            string_agg(format('o.%I', a.attname), ', ' ORDER BY a.attnum),
            string_agg(format('n.%I', a.attname), ', ' ORDER BY a.attnum)
-      INTO columns, old_cols, new_cols
+      INTO columns, names, old_cols, new_cols
       FROM pg_attribute a
      WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
 
+    -- What writers pay for, per captured row: one heap row here and one entry in the xid index.
+    -- Nothing else: no identity column (a sequence call per row; rows are a multiset, nothing
+    -- orders by insertion), no CHECK (re-prepared in every statement; only the capture functions
+    -- write here). The xid index is the access path for "writers not older than a frontier's
+    -- xmin", which must stay cheap while a slow consumer holds many old rows back from pruning.
     EXECUTE format('CREATE TABLE pgtrickle_changes.%I ('
-                   'change_id bigint GENERATED ALWAYS AS IDENTITY, '
                    'xid xid8 NOT NULL DEFAULT pg_current_xact_id(), '
-                   'action "char" NOT NULL CHECK (action IN (''I'', ''D'', ''T'')), %s)', buffer, columns);
+                   'action "char" NOT NULL, %s)', buffer, columns);
     EXECUTE format('CREATE INDEX ON pgtrickle_changes.%I (xid)', buffer);
 
-    -- SECURITY DEFINER: writers need no privilege on pgtrickle_changes, which is closed to PUBLIC.
+    -- One capture function per event, each a single INSERT. SECURITY DEFINER: writers need no
+    -- privilege on pgtrickle_changes, which is closed to PUBLIC. No SET search_path (a per-call
+    -- GUC save and restore): instead the bodies resolve nothing through the writer's search_path
+    -- (schema-qualified target, transition tables, which the parser looks up before any schema,
+    -- column names and literals; no operator, function or type name), so a writer's search_path
+    -- cannot redirect them.
     EXECUTE format($f$
-        CREATE FUNCTION pgtrickle_changes.%1$I() RETURNS trigger
-            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+        CREATE FUNCTION pgtrickle_changes.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
         AS $body$
         BEGIN
-            IF TG_OP = 'INSERT' THEN
-                INSERT INTO pgtrickle_changes.%2$I (action, %3$s) SELECT 'I', %5$s FROM pgt_new n;
-            ELSIF TG_OP = 'UPDATE' THEN
-                INSERT INTO pgtrickle_changes.%2$I (action, %3$s) SELECT 'D', %4$s FROM pgt_old o;
-                INSERT INTO pgtrickle_changes.%2$I (action, %3$s) SELECT 'I', %5$s FROM pgt_new n;
-            ELSIF TG_OP = 'DELETE' THEN
-                INSERT INTO pgtrickle_changes.%2$I (action, %3$s) SELECT 'D', %4$s FROM pgt_old o;
-            ELSE
-                INSERT INTO pgtrickle_changes.%2$I (action) VALUES ('T');
-            END IF;
+            INSERT INTO pgtrickle_changes.%2$I (action, %3$s) SELECT 'I', %5$s FROM pgt_new n;
             RETURN NULL;
         END
         $body$$f$,
-        capture, buffer,
-        (SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
-          WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
-        old_cols, new_cols);
+        capture || '_ins', buffer, names, old_cols, new_cols);
+    EXECUTE format($f$
+        CREATE FUNCTION pgtrickle_changes.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+        AS $body$
+        BEGIN
+            INSERT INTO pgtrickle_changes.%2$I (action, %3$s)
+                SELECT 'D', %4$s FROM pgt_old o UNION ALL SELECT 'I', %5$s FROM pgt_new n;
+            RETURN NULL;
+        END
+        $body$$f$,
+        capture || '_upd', buffer, names, old_cols, new_cols);
+    EXECUTE format($f$
+        CREATE FUNCTION pgtrickle_changes.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+        AS $body$
+        BEGIN
+            INSERT INTO pgtrickle_changes.%2$I (action, %3$s) SELECT 'D', %4$s FROM pgt_old o;
+            RETURN NULL;
+        END
+        $body$$f$,
+        capture || '_del', buffer, names, old_cols, new_cols);
+    EXECUTE format($f$
+        CREATE FUNCTION pgtrickle_changes.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+        AS $body$
+        BEGIN
+            INSERT INTO pgtrickle_changes.%2$I (action) VALUES ('T');
+            RETURN NULL;
+        END
+        $body$$f$,
+        capture || '_trunc', buffer);
 
-    -- Transition tables allow one event per trigger, hence four triggers on one function.
+    -- Transition tables allow one event per trigger, hence four triggers.
     EXECUTE format('CREATE TRIGGER pgt_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS pgt_new '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION pgtrickle_changes.%I()', source, capture);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION pgtrickle_changes.%I()', source, capture || '_ins');
     EXECUTE format('CREATE TRIGGER pgt_capture_upd AFTER UPDATE ON %s REFERENCING OLD TABLE AS pgt_old NEW TABLE AS pgt_new '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION pgtrickle_changes.%I()', source, capture);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION pgtrickle_changes.%I()', source, capture || '_upd');
     EXECUTE format('CREATE TRIGGER pgt_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS pgt_old '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION pgtrickle_changes.%I()', source, capture);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION pgtrickle_changes.%I()', source, capture || '_del');
     EXECUTE format('CREATE TRIGGER pgt_capture_trunc AFTER TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION pgtrickle_changes.%I()', source, capture);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION pgtrickle_changes.%I()', source, capture || '_trunc');
 
     INSERT INTO pgtrickle.pgt_change_tracking (source_relid, tracked_by_pgt_ids, source_stable_name)
     VALUES (source, ARRAY[consumer], stable);
@@ -103,9 +130,9 @@ BEGIN
 END
 $fn$;
 
--- Stops capturing for a consumer; the last consumer's release drops the triggers, the trigger
--- function and the buffer. Releasing a consumer that does not hold the source is a no-op. Works
--- for a source that has been dropped too (by its OID): its buffer and function still go.
+-- Stops capturing for a consumer; the last consumer's release drops the triggers, the capture
+-- functions and the buffer. Releasing a consumer that does not hold the source is a no-op. Works
+-- for a source that has been dropped too (by its OID): its buffer and functions still go.
 CREATE FUNCTION pgtrickle.release_change_capture(source regclass, consumer bigint) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -132,7 +159,9 @@ BEGIN
         EXECUTE format('DROP TRIGGER IF EXISTS pgt_capture_del ON %s', source);
         EXECUTE format('DROP TRIGGER IF EXISTS pgt_capture_trunc ON %s', source);
     END IF;
-    EXECUTE format('DROP FUNCTION IF EXISTS pgtrickle_changes.%I()', 'capture_' || stable);
+    EXECUTE format('DROP FUNCTION IF EXISTS pgtrickle_changes.%I(), pgtrickle_changes.%I(), pgtrickle_changes.%I(), pgtrickle_changes.%I()',
+                   'capture_' || stable || '_ins', 'capture_' || stable || '_upd',
+                   'capture_' || stable || '_del', 'capture_' || stable || '_trunc');
     EXECUTE format('DROP TABLE IF EXISTS pgtrickle_changes.%I', 'changes_' || stable);
     DELETE FROM pgtrickle.pgt_change_tracking WHERE source_relid = source;
 END
