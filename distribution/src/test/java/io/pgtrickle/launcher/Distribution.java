@@ -36,6 +36,7 @@ final class Distribution {
             "org.osgi.service.jdbc",
             "org.postgresql.jdbc",
             "com.zaxxer.HikariCP",
+            "com.github.jsqlparser",
             "slf4j.api",
             "slf4j.simple",
             "org.apache.commons.commons-configuration2",

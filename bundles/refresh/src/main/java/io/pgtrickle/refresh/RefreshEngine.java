@@ -2,15 +2,23 @@ package io.pgtrickle.refresh;
 
 import io.pgtrickle.api.refresh.RefreshEvent;
 import io.pgtrickle.api.refresh.RefreshEvent.Initiator;
+import io.pgtrickle.refresh.plan.RefreshPlanner;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Collection;
+import java.util.Deque;
+import java.util.HashMap;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
+import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
@@ -39,6 +47,15 @@ import org.slf4j.LoggerFactory;
  * free: claiming only what can run now spreads the work across containers instead of queueing it
  * behind a busy one.
  *
+ * <p>Within a tick, stream tables go upstream first: one that reads another stream table refreshed
+ * in the same tick (directly or through others) starts only once those refreshes are done, however
+ * they ended, so a chain catches up in one tick rather than one link per tick. A waiting refresh
+ * holds no worker and does not stop the tick: its upstream's worker queues it on finishing. A
+ * stream table with schedule {@code 'calculated'} that reads a stream table refreshed in the tick
+ * joins the tick even though it was not due when the tick began (its source had not changed yet);
+ * it checks once its upstreams are done whether they left it anything to apply
+ * ({@link Outcome#NOT_DUE} if not). Waiting refreshes count against the workers like running ones.
+ *
  * <p>Two guards keep refreshes of one stream table from overlapping: within this container the
  * in-flight set (a stream table is handed to one worker at a time); across containers
  * {@code run_refresh(..., wait => false)} takes the catalog row with {@code SKIP LOCKED} and returns
@@ -58,7 +75,12 @@ final class RefreshEngine implements AutoCloseable {
         /** Rolled back and recorded in the catalog. */
         FAILED,
         /** Rolled back without a record: the connection failed or the engine stopped. */
-        ABANDONED
+        ABANDONED,
+        /**
+         * Not due when the tick began, only queued behind an upstream stream table refreshed in the
+         * same tick, and that refresh left it nothing to apply: not refreshed.
+         */
+        NOT_DUE
     }
 
     /** Counters since start, for operators and tests. */
@@ -70,6 +92,7 @@ final class RefreshEngine implements AutoCloseable {
 
     static final long DEFAULT_STOP_GRACE_MILLIS = TimeUnit.SECONDS.toMillis(10);
     private static final long ABORT_WAIT_MILLIS = TimeUnit.SECONDS.toMillis(5);
+    private static final CompletableFuture<Void> DONE = CompletableFuture.completedFuture(null);
 
     private static final Logger LOG = LoggerFactory.getLogger(RefreshEngine.class);
     private static final AtomicInteger ENGINES = new AtomicInteger();
@@ -159,8 +182,9 @@ final class RefreshEngine implements AutoCloseable {
     }
 
     /**
-     * One tick: reads the settings and the due stream tables, hands what it can to the workers and
-     * returns their outcomes (the tests wait on them; the scheduler does not).
+     * One tick: reads the settings, the due stream tables and the edges between stream tables, hands
+     * what it can to the workers, upstreams first, and returns their outcomes (the tests wait on
+     * them; the scheduler does not).
      */
     List<CompletableFuture<Outcome>> tick() {
         if (closed) {
@@ -168,14 +192,17 @@ final class RefreshEngine implements AutoCloseable {
         }
         EngineSettings.Effective now;
         List<Due> due = new ArrayList<>();
+        Graph graph;
         try (Connection c = dataSource.getConnection()) {
             now = settings.effective(c, invalidValues);
+            planNew(c);
             try (Statement s = c.createStatement();
                  ResultSet rs = s.executeQuery("SELECT pgt_id, name FROM pgtrickle.due_stream_tables()")) {
                 while (rs.next()) {
                     due.add(new Due(rs.getLong(1), rs.getString(2)));
                 }
             }
+            graph = due.isEmpty() ? Graph.EMPTY : readGraph(c);
         } catch (SQLException e) {
             tickFailed(e);
             return List.of();
@@ -191,23 +218,208 @@ final class RefreshEngine implements AutoCloseable {
         due.forEach(d -> dueIds.add(d.pgtId()));
         backoff.forgetAllBut(dueIds, clock);
 
+        // This tick's stream tables, upstreams first: what is due, and the 'calculated' stream tables
+        // downstream of it, which will have changes to apply once their upstreams have refreshed.
+        Map<Long, Due> byId = new LinkedHashMap<>();
+        due.forEach(d -> byId.put(d.pgtId(), d));
+        Set<Long> cascaded = new HashSet<>();
+        Deque<Long> toVisit = new ArrayDeque<>(byId.keySet());
+        while (!toVisit.isEmpty()) {
+            for (long down : graph.downstreams(toVisit.pop())) {
+                Due follower = graph.followers().get(down);
+                if (follower != null && !byId.containsKey(down)) {
+                    byId.put(down, follower);
+                    cascaded.add(down);
+                    toVisit.add(down);
+                }
+            }
+        }
+
         List<CompletableFuture<Outcome>> outcomes = new ArrayList<>();
-        for (Due d : due) {
+        // per stream table of this tick already passed: when it (if dispatched) or else the
+        // dispatched stream tables upstream of it are done
+        Map<Long, CompletableFuture<?>> done = new HashMap<>();
+        Set<Long> dispatched = new HashSet<>();
+        int maxErrors = now.maxConsecutiveErrors();
+        for (long id : dependencyOrder(byId.keySet(), graph)) {
+            Due d = byId.get(id);
+            List<CompletableFuture<?>> before = new ArrayList<>();
+            boolean upstreamDispatched = false;
+            for (long up : graph.upstreams(id)) {
+                CompletableFuture<?> f = done.get(up);
+                if (f != null && !f.isDone()) {
+                    before.add(f);
+                }
+                upstreamDispatched |= dispatched.contains(up);
+            }
+            CompletableFuture<?> gate = before.isEmpty() ? DONE
+                    : before.size() == 1 ? before.get(0) : CompletableFuture.allOf(before.toArray(CompletableFuture[]::new));
+            done.put(id, gate);
+            if (cascaded.contains(id) && !upstreamDispatched) {
+                continue;
+            }
             if (inFlight.size() >= settings.workers()) {
                 break;
             }
-            if (!backoff.ready(d.pgtId(), clock) || !inFlight.add(d.pgtId())) {
+            if (!backoff.ready(id, clock) || !inFlight.add(id)) {
                 continue;
             }
-            int maxErrors = now.maxConsecutiveErrors();
-            try {
-                outcomes.add(CompletableFuture.supplyAsync(() -> runScheduled(d, maxErrors), workers));
-            } catch (RejectedExecutionException e) {
-                inFlight.remove(d.pgtId());
-                break;
+            boolean recheck = cascaded.contains(id);
+            CompletableFuture<Outcome> outcome;
+            if (gate.isDone()) {
+                try {
+                    outcome = CompletableFuture.supplyAsync(() -> runScheduled(d, maxErrors, recheck), workers);
+                } catch (RejectedExecutionException e) {
+                    inFlight.remove(id);
+                    break;
+                }
+            } else {
+                outcome = after(gate, d, maxErrors, recheck);
             }
+            dispatched.add(id);
+            done.put(id, outcome);
+            outcomes.add(outcome);
         }
         return outcomes;
+    }
+
+    /**
+     * Runs a refresh on a worker once its upstreams' refreshes are done, however they ended. The tick
+     * thread does not wait, and a waiting refresh holds no worker: the upstream's worker, on
+     * finishing, queues it.
+     */
+    private CompletableFuture<Outcome> after(CompletableFuture<?> upstreams, Due d, int maxErrors, boolean recheck) {
+        CompletableFuture<Outcome> outcome = new CompletableFuture<>();
+        upstreams.whenComplete((ignored, error) -> {
+            try {
+                workers.execute(() -> {
+                    try {
+                        outcome.complete(runScheduled(d, maxErrors, recheck));
+                    } catch (Throwable t) {
+                        outcome.completeExceptionally(t);
+                    }
+                });
+            } catch (RejectedExecutionException e) {
+                // the engine stopped while it waited
+                inFlight.remove(d.pgtId());
+                abandoned.incrementAndGet();
+                outcome.complete(Outcome.ABANDONED);
+            }
+        });
+        return outcome;
+    }
+
+    /**
+     * Which stream tables read which: edges between stream tables, and the ACTIVE stream tables with
+     * schedule 'calculated' that read another stream table (they follow their upstreams' refreshes).
+     */
+    private record Graph(Map<Long, List<Long>> upstreamsOf, Map<Long, List<Long>> downstreamsOf, Map<Long, Due> followers) {
+
+        static final Graph EMPTY = new Graph(Map.of(), Map.of(), Map.of());
+
+        List<Long> upstreams(long id) {
+            return upstreamsOf.getOrDefault(id, List.of());
+        }
+
+        List<Long> downstreams(long id) {
+            return downstreamsOf.getOrDefault(id, List.of());
+        }
+    }
+
+    private static Graph readGraph(Connection c) throws SQLException {
+        Map<Long, List<Long>> up = new HashMap<>();
+        Map<Long, List<Long>> down = new HashMap<>();
+        Map<Long, Due> followers = new HashMap<>();
+        try (Statement s = c.createStatement();
+             ResultSet rs = s.executeQuery("SELECT d.pgt_id, u.pgt_id, format('%I.%I', st.pgt_schema, st.pgt_name),"
+                     + " st.status = 'ACTIVE' AND pgtrickle.parse_schedule(st.schedule) IS NULL"
+                     + " FROM pgtrickle.pgt_dependencies d"
+                     + " JOIN pgtrickle.pgt_stream_tables u ON u.pgt_relid = d.source_relid"
+                     + " JOIN pgtrickle.pgt_stream_tables st ON st.pgt_id = d.pgt_id"
+                     + " WHERE d.source_type = 'STREAM_TABLE' AND d.pgt_id <> u.pgt_id")) {
+            while (rs.next()) {
+                long downstream = rs.getLong(1);
+                long upstream = rs.getLong(2);
+                up.computeIfAbsent(downstream, k -> new ArrayList<>()).add(upstream);
+                down.computeIfAbsent(upstream, k -> new ArrayList<>()).add(downstream);
+                if (rs.getBoolean(4)) {
+                    followers.put(downstream, new Due(downstream, rs.getString(3)));
+                }
+            }
+        }
+        return up.isEmpty() ? Graph.EMPTY : new Graph(up, down, followers);
+    }
+
+    /**
+     * The stream tables upstreams first, otherwise by pgt_id (creation order). A cycle, which the
+     * catalog should not allow, is broken in pgt_id order rather than refused.
+     */
+    private static List<Long> dependencyOrder(Collection<Long> ids, Graph graph) {
+        List<Long> order = new ArrayList<>(ids.size());
+        if (graph.upstreamsOf().isEmpty()) {
+            order.addAll(ids);
+            order.sort(null);
+            return order;
+        }
+        Map<Long, Integer> waitingFor = new HashMap<>();
+        TreeSet<Long> ready = new TreeSet<>();
+        for (long id : ids) {
+            int n = 0;
+            for (long up : graph.upstreams(id)) {
+                if (ids.contains(up)) {
+                    n++;
+                }
+            }
+            waitingFor.put(id, n);
+            if (n == 0) {
+                ready.add(id);
+            }
+        }
+        while (order.size() < ids.size()) {
+            if (ready.isEmpty()) {
+                // a cycle: release its first member
+                waitingFor.entrySet().stream().filter(e -> e.getValue() > 0).mapToLong(Map.Entry::getKey).min()
+                        .ifPresent(ready::add);
+            }
+            long id = ready.pollFirst();
+            waitingFor.put(id, -1);
+            order.add(id);
+            for (long down : graph.downstreams(id)) {
+                Integer n = waitingFor.get(down);
+                if (n != null && n > 0) {
+                    waitingFor.put(down, n - 1);
+                    if (n == 1) {
+                        ready.add(down);
+                    }
+                }
+            }
+        }
+        return order;
+    }
+
+    /**
+     * Plans stream tables that have just become DIFFERENTIAL (created or altered) before they are
+     * refreshed, each in its own transaction, so that one bad plan does not hold up the others.
+     */
+    private void planNew(Connection c) throws SQLException {
+        List<Long> ids = RefreshPlanner.unplanned(c);
+        if (ids.isEmpty()) {
+            return;
+        }
+        c.setAutoCommit(false);
+        try {
+            for (long id : ids) {
+                try {
+                    RefreshPlanner.planIfNeeded(c, id);
+                    c.commit();
+                } catch (SQLException e) {
+                    c.rollback();
+                    LOG.warn("could not plan stream table {}: {}", id, e.getMessage());
+                }
+            }
+        } finally {
+            c.setAutoCommit(true);
+        }
     }
 
     private void tickFailed(SQLException e) {
@@ -222,11 +434,18 @@ final class RefreshEngine implements AutoCloseable {
         lastTickError = String.valueOf(message);
     }
 
-    private Outcome runScheduled(Due d, int maxConsecutiveErrors) {
+    /**
+     * @param recheck the stream table was not due when the tick began but follows an upstream refreshed
+     *                in this tick: refresh it only if that left it something to apply
+     */
+    private Outcome runScheduled(Due d, int maxConsecutiveErrors, boolean recheck) {
         try {
             if (closed) {
                 abandoned.incrementAndGet();
                 return Outcome.ABANDONED;
+            }
+            if (recheck && !stillDue(d)) {
+                return Outcome.NOT_DUE;
             }
             RefreshEvent event = refresher.refresh(d.pgtId(), d.name(), Initiator.SCHEDULER, false, maxConsecutiveErrors);
             if (event == null) {
@@ -261,6 +480,20 @@ final class RefreshEngine implements AutoCloseable {
             return Outcome.FAILED;
         } finally {
             inFlight.remove(d.pgtId());
+        }
+    }
+
+    private boolean stillDue(Due d) {
+        try (Connection c = dataSource.getConnection();
+             PreparedStatement ps = c.prepareStatement("SELECT EXISTS (SELECT FROM pgtrickle.due_stream_tables() WHERE pgt_id = ?)")) {
+            ps.setLong(1, d.pgtId());
+            try (ResultSet rs = ps.executeQuery()) {
+                return rs.next() && rs.getBoolean(1);
+            }
+        } catch (SQLException e) {
+            // the refresh will meet the same problem and deal with it (backoff, record)
+            LOG.debug("could not check whether {} is still due: {}", d.name(), e.getMessage());
+            return true;
         }
     }
 

@@ -3,6 +3,7 @@ package io.pgtrickle.refresh;
 import io.pgtrickle.api.refresh.RefreshEvent;
 import io.pgtrickle.api.refresh.RefreshEvent.Action;
 import io.pgtrickle.api.refresh.RefreshEvent.Initiator;
+import io.pgtrickle.refresh.plan.RefreshPlanner;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -76,6 +77,10 @@ final class StreamTableRefresher {
                                  boolean wait, int maxConsecutiveErrors) throws RefreshFailedException {
         try {
             c.setAutoCommit(false);
+            if (initiator == Initiator.MANUAL) {
+                // the scheduler plans new stream tables on its ticks; a manual refresh may come first
+                RefreshPlanner.planIfNeeded(c, pgtId);
+            }
             Long refreshId = runRefresh(c, current, pgtId, initiator, wait);
             if (refreshId == null) {
                 c.rollback();

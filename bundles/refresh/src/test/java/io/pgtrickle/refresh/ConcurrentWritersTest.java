@@ -144,7 +144,7 @@ class ConcurrentWritersTest {
                 assertTrue(db.queryLong("SELECT count(*) FROM " + st + " x WHERE x::text LIKE '%late%'") > 0,
                         ctx + ": the late transaction's rows are missing from " + st);
             }
-            assertTrue(db.queryLong("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE refresh_id > ? AND action = 'FULL'"
+            assertTrue(db.queryLong("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE refresh_id > ? AND action IN ('FULL', 'DIFFERENTIAL')"
                     + " AND rows_inserted > 0 AND initiated_by = 'SCHEDULER'", beforeLateCommit) > 0, ctx + ": the scheduler applied the late commit");
 
             assertEquals("", db.queryString("SELECT coalesce(string_agg(h.pgt_id || ': ' || h.error_message, ' | '), '')"
@@ -155,9 +155,10 @@ class ConcurrentWritersTest {
             assertEquals(0, stats.abandoned(), ctx + ": " + stats);
 
             System.out.printf("[ConcurrentWritersTest] seed=%d: %d writer transactions committed, %d rolled back, retried %s;"
-                    + " %d refreshes across the late transaction; engine %s; %d history rows (%d FULL with changes); %d ms%n",
+                    + " %d refreshes across the late transaction; engine %s; %d history rows (%d DIFFERENTIAL, %d FULL with changes); %d ms%n",
                     seed, committed.get(), rolledBack.get(), retried, refreshesAcross, stats,
                     db.queryLong("SELECT count(*) FROM pgtrickle.pgt_refresh_history"),
+                    db.queryLong("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE action = 'DIFFERENTIAL' AND rows_inserted + rows_deleted > 0"),
                     db.queryLong("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE action = 'FULL' AND rows_inserted + rows_deleted > 0"),
                     (System.nanoTime() - started) / 1_000_000);
         } finally {

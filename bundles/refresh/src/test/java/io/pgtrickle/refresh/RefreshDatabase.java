@@ -24,6 +24,12 @@ final class RefreshDatabase implements AutoCloseable {
         database = TestDatabase.get().createDatabase(prefix);
         try (Connection c = database.connect()) {
             new CatalogMigrator().migrate(c);
+            // AUTO's switch to FULL for large changes depends on the planner's row estimates, which
+            // autovacuum updates at its own pace: off here, so tests can expect DIFFERENTIAL;
+            // ChangeVolumeFallbackTest turns it on
+            try (Statement s = c.createStatement()) {
+                s.execute("ALTER DATABASE \"" + database.name().replace("\"", "\"\"") + "\" SET pg_trickle.differential_max_change_ratio = 0");
+            }
         }
     }
 
@@ -73,6 +79,16 @@ final class RefreshDatabase implements AutoCloseable {
             ps.setObject(i + 1, params[i]);
         }
         return ps;
+    }
+
+    /** Plans a stream table as the engine's scheduler does on its next tick. */
+    void plan(String streamTable) throws SQLException {
+        long id = pgtId(streamTable);
+        try (Connection c = connect()) {
+            c.setAutoCommit(false);
+            io.pgtrickle.refresh.plan.RefreshPlanner.planIfNeeded(c, id);
+            c.commit();
+        }
     }
 
     long pgtId(String streamTable) throws SQLException {

@@ -50,7 +50,7 @@ class ScheduledRefreshTest {
 
         assertEquals(0, db.queryLong("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE refresh_id > ? "
                 + "AND (status <> 'COMPLETED' OR initiated_by <> 'SCHEDULER')", before), "every scheduled refresh committed");
-        assertTrue(db.queryLong("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE refresh_id > ? AND action = 'FULL'"
+        assertTrue(db.queryLong("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE refresh_id > ? AND action IN ('FULL', 'DIFFERENTIAL')"
                 + " AND rows_inserted + rows_deleted > 0", before) >= 2, "both stream tables applied changes");
         assertEquals("ACTIVE", db.queryString("SELECT string_agg(DISTINCT status, ',') FROM pgtrickle.pgt_stream_tables"));
         assertEquals(0, engine.stats().lockedElsewhere(),

@@ -153,11 +153,70 @@ BEGIN
                  SELECT %2$s FROM (SELECT DISTINCT ON (__pgt_key) * FROM next_rows ORDER BY __pgt_key) r
                    JOIN diff ON diff.__pgt_key = r.__pgt_key AND diff.__pgt_d > 0
                   CROSS JOIN LATERAL generate_series(1, diff.__pgt_d)
-                 RETURNING 1)
+                 RETURNING 1)%4$s
         -- deleted first: the old copy of a row must be gone before its new copy is inserted, or a
         -- unique index on the stream table rejects the new copy (initplans run in this order)
         SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM inserted), pg_current_snapshot()::text
-        $sql$, st.defining_query, cols, target);
+        $sql$, st.defining_query, cols, target,
+        -- running totals are refilled from scratch in the same statement (and snapshot)
+        CASE WHEN st.state_table IS NOT NULL THEN format(',
+             __pgt_state_clear AS (DELETE FROM %1$s),
+             __pgt_state_fill AS (INSERT INTO %1$s %2$s)', st.state_table, st.state_sql) ELSE '' END);
+END
+$fn$;
+
+-- Whether a transaction has written captured changes of a source.
+CREATE FUNCTION pgtrickle.written_by(source regclass, writer xid8) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    buffer regclass := pgtrickle.change_buffer(source);
+    result boolean := false;
+BEGIN
+    IF buffer IS NOT NULL THEN
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE xid = $1)', buffer) INTO result USING writer;
+    END IF;
+    RETURN result;
+END
+$fn$;
+
+-- Stores the engine's plan for a stream table's defining query: the differential statement, or
+-- NULL and the reason it cannot have one (the stream table then runs FULL), and for plans that keep
+-- running totals their table and refill query: the next refresh is then FULL, which fills it. A plan
+-- made for a query the stream table no longer has is ignored. Returns whether the plan was stored.
+CREATE FUNCTION pgtrickle.set_refresh_plan(pgt_id bigint, planned_query text, delta_sql text, reason text,
+                                           state_table text DEFAULT NULL, state_sql text DEFAULT NULL)
+    RETURNS boolean
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    st     pgtrickle.pgt_stream_tables;
+    filled boolean := false;
+BEGIN
+    SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = set_refresh_plan.pgt_id FOR UPDATE;
+    -- Running totals must match the stored rows, i.e. the sources at the frontier. With no change
+    -- since the frontier the sources now are the sources then: fill them now, in one statement
+    -- with the check. Otherwise the next refresh runs FULL, which fills them.
+    IF set_refresh_plan.state_sql IS NOT NULL AND st.frontier ? 'snapshot' AND st.defining_query = planned_query THEN
+        EXECUTE format('WITH pending AS (SELECT coalesce(sum(pgtrickle.pending_change_count(d.source_relid::regclass, $1)), 0) AS n'
+                       '                   FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = $2),'
+                       '     filled AS (INSERT INTO %s SELECT * FROM (%s) q WHERE (SELECT n FROM pending) = 0 RETURNING 1)'
+                       ' SELECT (SELECT n FROM pending) = 0 AND (SELECT count(*) FROM filled) >= 0',
+                       set_refresh_plan.state_table, set_refresh_plan.state_sql)
+           INTO filled USING (st.frontier ->> 'snapshot')::pg_snapshot, st.pgt_id;
+    END IF;
+    UPDATE pgtrickle.pgt_stream_tables s
+       SET delta_sql = set_refresh_plan.delta_sql,
+           state_table = set_refresh_plan.state_table,
+           state_sql = set_refresh_plan.state_sql,
+           frontier = CASE WHEN set_refresh_plan.state_sql IS NOT NULL AND NOT filled AND s.frontier IS NOT NULL
+                           THEN s.frontier || '{"full_next": true}' ELSE s.frontier END,
+           refresh_mode = CASE WHEN set_refresh_plan.delta_sql IS NULL THEN 'FULL' ELSE s.refresh_mode END,
+           refresh_mode_reason = CASE WHEN set_refresh_plan.delta_sql IS NULL THEN set_refresh_plan.reason ELSE s.refresh_mode_reason END,
+           effective_refresh_mode = CASE WHEN set_refresh_plan.delta_sql IS NULL THEN 'FULL' ELSE s.effective_refresh_mode END,
+           updated_at = now()
+     WHERE s.pgt_id = set_refresh_plan.pgt_id AND s.defining_query = planned_query AND s.refresh_mode = 'DIFFERENTIAL';
+    RETURN FOUND;
 END
 $fn$;
 
@@ -179,6 +238,14 @@ DECLARE
     act       text;
     id        bigint;
     own       xid8;
+    full_next boolean := false;
+    fallback  boolean := false;
+    ratio     double precision;
+    estimate  double precision;
+    truncated boolean;
+    missing   bigint;
+    del2      bigint;
+    ins2      bigint;
 BEGIN
     IF wait THEN
         SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = run_refresh.pgt_id FOR UPDATE;
@@ -215,12 +282,52 @@ BEGIN
           FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id;
     END IF;
 
+    -- A transaction that wrote to a source before refreshing: its rows are consumed now and, as it
+    -- is still in progress, again by the next refresh (see below). FULL needs no such bookkeeping.
+    own := pg_current_xact_id_if_assigned();
+    IF own IS NOT NULL AND EXISTS (SELECT FROM pgtrickle.pgt_dependencies d
+                                    WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE')
+                                      AND pgtrickle.written_by(d.source_relid::regclass, own)) THEN
+        full_next := true;
+    END IF;
+
+    -- AUTO: a change too large for a differential refresh to beat recomputing runs FULL this once.
+    -- Judged by buffered rows (an UPDATE is two) against the sources' estimated rows; a source never
+    -- analysed has no estimate, and then the rule does not apply.
+    IF st.requested_refresh_mode = 'AUTO' AND st.refresh_mode = 'DIFFERENTIAL' AND pending > 0 THEN
+        ratio := coalesce(nullif(current_setting('pg_trickle.differential_max_change_ratio', true), '')::double precision, 0.15);
+        SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) END INTO estimate
+          FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid WHERE d.pgt_id = st.pgt_id;
+        fallback := ratio > 0 AND estimate IS NOT NULL AND pending > ratio * greatest(estimate, 1);
+    END IF;
+
+    -- the guard on the stream table (0.33.0-guards.sql) lets this transaction's refresh writes through
+    PERFORM set_config('pgtrickle.refreshing', 'on', true);
     IF pending = 0 AND snapshot IS NOT NULL THEN
         act := 'NO_DATA';
+    ELSIF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL AND snapshot IS NOT NULL AND NOT fallback
+          AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) AND NOT full_next THEN
+        act := 'DIFFERENTIAL';
+        EXECUTE st.delta_sql INTO del, ins, snapshot, truncated, missing USING (st.frontier ->> 'snapshot')::pg_snapshot;
+        -- A TRUNCATE in the window: the delta statement wrote nothing and said so.
+        IF truncated THEN
+            act := 'FULL';
+            EXECUTE pgtrickle.full_refresh_sql(st) INTO del, ins, snapshot;
+        -- Stored rows the delta should have removed were not there: the table no longer matches
+        -- its change history (it was written to directly). Recompute it rather than drift further.
+        ELSIF missing > 0 THEN
+            RAISE WARNING 'pgtrickle: stream table %.% lacked % row(s) its delta deletes; recomputing it in full',
+                st.pgt_schema, st.pgt_name, missing;
+            act := 'FULL';
+            EXECUTE pgtrickle.full_refresh_sql(st) INTO del2, ins2, snapshot;
+            del := del + del2;
+            ins := ins + ins2;
+        END IF;
     ELSE
         act := 'FULL';
         EXECUTE pgtrickle.full_refresh_sql(st) INTO del, ins, snapshot;
     END IF;
+    PERFORM set_config('pgtrickle.refreshing', 'off', true);
 
     -- pg_current_snapshot() leaves the calling transaction out of its in-progress list, so a
     -- refresh run inside a transaction that has written would store a frontier that counts that
@@ -236,12 +343,16 @@ BEGIN
     END IF;
 
     INSERT INTO pgtrickle.pgt_refresh_history
-           (pgt_id, data_timestamp, start_time, end_time, action, rows_inserted, rows_deleted, delta_row_count, status, initiated_by)
-    VALUES (st.pgt_id, now(), started, clock_timestamp(), act, ins, del, ins + del, 'COMPLETED', run_refresh.initiated_by)
+           (pgt_id, data_timestamp, start_time, end_time, action, rows_inserted, rows_deleted, delta_row_count, status,
+            initiated_by, was_full_fallback)
+    VALUES (st.pgt_id, now(), started, clock_timestamp(), act, ins, del, ins + del, 'COMPLETED', run_refresh.initiated_by,
+            fallback AND act = 'FULL')
     RETURNING refresh_id INTO id;
 
     UPDATE pgtrickle.pgt_stream_tables s
-       SET frontier = jsonb_build_object('snapshot', snapshot),
+       SET frontier = jsonb_build_object('snapshot', snapshot)
+                      || CASE WHEN full_next OR (act <> 'FULL' AND coalesce((st.frontier ->> 'full_next')::boolean, false))
+                              THEN '{"full_next": true}' ELSE '{}' END::jsonb,
            data_timestamp = now(), last_refresh_at = now(), is_populated = true, needs_reinit = false,
            consecutive_errors = 0, status = CASE WHEN s.status = 'INITIALIZING' THEN 'ACTIVE' ELSE s.status END,
            updated_at = now()
@@ -281,6 +392,179 @@ BEGIN
 END
 $fn$;
 
+-- A query tree (nodeToString text) without its nodes of one kind, e.g. AGGREF: their insides (an
+-- aggregate's own argument list) say nothing about the query's shape. Braces inside tokens are
+-- backslash-escaped by nodeToString, so counting the others finds a node's end.
+CREATE FUNCTION pgtrickle.strip_nodes(tree text, kind text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE STRICT
+AS $fn$
+DECLARE
+    result text := '';
+    start  integer;
+    i      integer;
+    depth  integer;
+    ch     text;
+BEGIN
+    LOOP
+        start := strpos(tree, '{' || kind || ' ');
+        EXIT WHEN start = 0;
+        result := result || substr(tree, 1, start - 1);
+        i := start + 1;
+        depth := 1;
+        WHILE depth > 0 AND i <= length(tree) LOOP
+            ch := substr(tree, i, 1);
+            IF ch = '\' THEN
+                i := i + 1;
+            ELSIF ch = '{' THEN
+                depth := depth + 1;
+            ELSIF ch = '}' THEN
+                depth := depth - 1;
+            END IF;
+            i := i + 1;
+        END LOOP;
+        tree := substr(tree, i);
+    END LOOP;
+    RETURN result || tree;
+END
+$fn$;
+
+-- Why the query behind a (temporary) view cannot be refreshed differentially, or NULL when it can.
+-- Read from the rewritten query tree, so it judges what PostgreSQL understood, not the spelling.
+-- The engine's planner (bundle io.pgtrickle.refresh) accepts exactly these queries; a shared corpus
+-- test keeps the two in step.
+CREATE FUNCTION pgtrickle.differential_blocker(view_oid oid) RETURNS text
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    tree     text;
+    found    text;
+    branches integer;
+BEGIN
+    SELECT r.ev_action::text INTO tree FROM pg_rewrite r WHERE r.ev_class = view_oid;
+
+    -- Every function the query calls (pg_depend does not record pinned built-ins such as random()).
+    SELECT string_agg(DISTINCT p.oid::regprocedure::text, ', ') INTO found
+      FROM regexp_matches(tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS m(f)
+      JOIN pg_proc p ON p.oid = m.f[1]::oid
+     WHERE p.provolatile = 'v';
+    IF found IS NOT NULL THEN
+        RETURN 'the query calls volatile functions (' || found || ')';
+    END IF;
+
+    SELECT string_agg(DISTINCT s.source_type || ' ' || s.relid::regclass::text, ', ') INTO found
+      FROM pgtrickle.query_sources(view_oid) s WHERE s.source_type NOT IN ('TABLE', 'STREAM_TABLE');
+    IF found IS NOT NULL THEN
+        RETURN 'the query reads relations whose changes are not captured (' || lower(found) || ')';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pgtrickle.query_sources(view_oid)) THEN
+        RETURN 'the query reads no table';
+    END IF;
+    SELECT string_agg(DISTINCT format('%s.%I', a.attrelid::regclass, a.attname), ', ') INTO found
+      FROM pgtrickle.query_sources(view_oid) s JOIN pg_attribute a ON a.attrelid = s.relid
+     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '';
+    IF found IS NOT NULL THEN
+        RETURN 'a source has generated columns (' || found || ')';
+    END IF;
+
+    IF tree ~ ':hasWindowFuncs true' THEN RETURN 'the query uses window functions'; END IF;
+    IF tree ~ ':hasTargetSRFs true' THEN RETURN 'the query calls set-returning functions in its select list'; END IF;
+    IF tree ~ ':hasSubLinks true' THEN RETURN 'the query has subqueries (EXISTS, IN or scalar)'; END IF;
+    IF tree ~ ':hasDistinctOn true' THEN RETURN 'the query uses DISTINCT ON'; END IF;
+    IF tree ~ ':cteList \(' THEN RETURN 'the query uses WITH'; END IF;
+    IF tree ~ ':groupingSets \(' THEN RETURN 'the query uses GROUPING SETS, ROLLUP or CUBE'; END IF;
+    IF tree ~ ':limitCount \{' OR tree ~ ':limitOffset \{' THEN RETURN 'the query uses LIMIT or OFFSET'; END IF;
+    IF tree ~ ':jointype [1-9]' THEN RETURN 'the query uses an outer join'; END IF;
+    IF tree ~ ':isNatural true' THEN RETURN 'the query uses NATURAL JOIN'; END IF;
+    IF tree ~ ':rtekind [3-8]' THEN RETURN 'the query reads a function, VALUES or another non-table FROM item'; END IF;
+    IF tree ~ ':varattno -' THEN RETURN 'the query reads system columns'; END IF;
+    IF pgtrickle.strip_nodes(tree, 'AGGREF') ~ ':resjunk true' THEN RETURN 'an ORDER BY or GROUP BY expression is not in the select list'; END IF;
+    IF tree ~ '\{SETOPERATIONSTMT :op [2-9]' OR tree ~ '\{SETOPERATIONSTMT :op \d+ :all false' THEN
+        RETURN 'the query uses UNION without ALL, INTERSECT or EXCEPT';
+    END IF;
+    -- UNION ALL branches are subqueries; any other subquery in FROM is not maintained.
+    SELECT count(*) + 1 INTO branches FROM regexp_matches(tree, '\{SETOPERATIONSTMT', 'g');
+    IF branches = 1 AND tree ~ ':rtekind 1 ' THEN
+        RETURN 'the query has a subquery in FROM';
+    END IF;
+    IF branches > 1 THEN
+        IF (SELECT count(*) FROM regexp_matches(tree, ':rtekind 1 ', 'g')) <> branches THEN
+            RETURN 'the query has a subquery in FROM';
+        END IF;
+        IF tree ~ ':hasAggs true' OR tree ~ ':groupClause \(' OR tree ~ ':distinctClause \(' THEN
+            RETURN 'a UNION ALL branch aggregates or uses DISTINCT';
+        END IF;
+    END IF;
+    IF tree ~ ':hasAggs true' AND tree !~ ':groupClause \(' THEN
+        RETURN 'the query aggregates without GROUP BY';
+    END IF;
+    -- Stored rows are found by a hash of their values (or of their group key).
+    SELECT string_agg(format('NULL::%s', format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum) INTO found
+      FROM pg_attribute a WHERE a.attrelid = view_oid AND a.attnum > 0 AND NOT a.attisdropped;
+    BEGIN
+        EXECUTE format('SELECT hash_record_extended(ROW(%s), 0)', found);
+    EXCEPTION WHEN OTHERS THEN
+        RETURN 'a result column has a type without a hash function: ' || SQLERRM;
+    END;
+    RETURN NULL;
+END
+$fn$;
+
+-- Validates and normalises a stream table's query and decides its refresh mode: creates the
+-- temporary view pg_temp.pgt_validate_query (the caller creates storage from it and drops it), and
+-- returns the normalised text, the effective mode and why it differs from the requested one.
+-- Raises for an invalid query and for a DIFFERENTIAL request the query cannot meet.
+CREATE FUNCTION pgtrickle.prepare_query(label text, query text, mode text,
+        OUT view_oid oid, OUT normalized text, OUT effective text, OUT reason text)
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    tree text;
+    top  text;
+    path text;
+BEGIN
+    -- PostgreSQL validates and normalises the query.
+    BEGIN
+        EXECUTE format('CREATE TEMPORARY VIEW pgt_validate_query AS %s', query);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'pgtrickle: invalid query for stream table %: %', label, SQLERRM USING ERRCODE = SQLSTATE;
+    END;
+    view_oid := 'pg_temp.pgt_validate_query'::regclass;
+    -- Deparsed with only pg_catalog on the search path, every other name comes out schema-qualified:
+    -- the engine's sessions resolve the query the way the creating session did.
+    path := current_setting('search_path');
+    PERFORM set_config('search_path', 'pg_catalog', true);
+    normalized := pg_get_viewdef(view_oid, true);
+    PERFORM set_config('search_path', path, true);
+    normalized := rtrim(btrim(normalized), ';');
+
+    IF EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = view_oid AND a.attnum > 0 AND a.attname LIKE '\_\_pgt\_%') THEN
+        RAISE EXCEPTION 'pgtrickle: column names starting with __pgt_ are reserved' USING ERRCODE = 'reserved_name';
+    END IF;
+    IF EXISTS (SELECT FROM pgtrickle.query_sources(view_oid) s JOIN pg_class c ON c.oid = s.relid WHERE c.relpersistence = 't') THEN
+        RAISE EXCEPTION 'pgtrickle: a stream table cannot read temporary tables' USING ERRCODE = 'feature_not_supported';
+    END IF;
+
+    -- The top-level query's clauses are the last ones in the rewritten query tree.
+    SELECT r.ev_action::text INTO tree FROM pg_rewrite r WHERE r.ev_class = view_oid;
+    top := substring(tree FROM '.*(:sortClause .*)$');
+    IF top ~ '^:sortClause <>' AND top !~ ':limitOffset <> :limitCount <>' THEN
+        RAISE EXCEPTION 'pgtrickle: LIMIT or OFFSET without ORDER BY is not allowed in a stream table query'
+            USING ERRCODE = 'feature_not_supported', HINT = 'Add an ORDER BY that makes the result deterministic.';
+    END IF;
+
+    reason := pgtrickle.differential_blocker(view_oid);
+    IF mode = 'DIFFERENTIAL' AND reason IS NOT NULL THEN
+        RAISE EXCEPTION 'pgtrickle: DIFFERENTIAL refresh cannot maintain this query: %', reason
+            USING ERRCODE = 'feature_not_supported', HINT = 'Use refresh_mode => ''AUTO'' or ''FULL''.';
+    END IF;
+    effective := CASE WHEN mode = 'FULL' OR reason IS NOT NULL THEN 'FULL' ELSE 'DIFFERENTIAL' END;
+    IF mode = 'FULL' THEN
+        reason := NULL;
+    END IF;
+
+END
+$fn$;
+
 CREATE FUNCTION pgtrickle.create_stream_table(
         name text, query text, schedule text DEFAULT '1s', refresh_mode text DEFAULT 'AUTO', initialize boolean DEFAULT true)
     RETURNS void
@@ -289,12 +573,8 @@ AS $fn$
 DECLARE
     n          record;
     mode       text := upper(btrim(refresh_mode));
+    prep       record;
     view_oid   oid;
-    normalized text;
-    tree       text;
-    top        text;
-    volatile   text;
-    reason     text;
     relid      oid;
     id         bigint;
     src        record;
@@ -315,58 +595,18 @@ BEGIN
         RAISE EXCEPTION 'pgtrickle: schema "%" does not exist', n.schema_name USING ERRCODE = 'invalid_schema_name';
     END IF;
 
-    -- PostgreSQL validates and normalises the query: a temporary view, dropped before we return.
-    BEGIN
-        EXECUTE format('CREATE TEMPORARY VIEW pgt_validate_query AS %s', query);
-    EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'pgtrickle: invalid query for stream table %: %', name, SQLERRM USING ERRCODE = SQLSTATE;
-    END;
-    view_oid := 'pg_temp.pgt_validate_query'::regclass;
-    normalized := pg_get_viewdef(view_oid, true);
-    normalized := rtrim(btrim(normalized), ';');
-
-    IF EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = view_oid AND a.attnum > 0 AND a.attname LIKE '\_\_pgt\_%') THEN
-        RAISE EXCEPTION 'pgtrickle: column names starting with __pgt_ are reserved' USING ERRCODE = 'reserved_name';
-    END IF;
-    IF EXISTS (SELECT FROM pgtrickle.query_sources(view_oid) s JOIN pg_class c ON c.oid = s.relid WHERE c.relpersistence = 't') THEN
-        RAISE EXCEPTION 'pgtrickle: a stream table cannot read temporary tables' USING ERRCODE = 'feature_not_supported';
-    END IF;
-
-    -- The top-level query's clauses are the last ones in the rewritten query tree.
-    SELECT r.ev_action::text INTO tree FROM pg_rewrite r WHERE r.ev_class = view_oid;
-    top := substring(tree FROM '.*(:sortClause .*)$');
-    IF top ~ '^:sortClause <>' AND top !~ ':limitOffset <> :limitCount <>' THEN
-        RAISE EXCEPTION 'pgtrickle: LIMIT or OFFSET without ORDER BY is not allowed in a stream table query'
-            USING ERRCODE = 'feature_not_supported', HINT = 'Add an ORDER BY that makes the result deterministic.';
-    END IF;
-
-    -- Every function the query calls, read from the query tree (pg_depend does not record
-    -- built-in functions such as random(), which are pinned).
-    SELECT string_agg(DISTINCT p.oid::regprocedure::text, ', ') INTO volatile
-      FROM regexp_matches(tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS m(f)
-      JOIN pg_proc p ON p.oid = m.f[1]::oid
-     WHERE p.provolatile = 'v';
-
-    IF mode = 'DIFFERENTIAL' THEN
-        IF volatile IS NOT NULL THEN
-            RAISE EXCEPTION 'pgtrickle: DIFFERENTIAL refresh cannot maintain a query that calls volatile functions (%)', volatile
-                USING ERRCODE = 'feature_not_supported', HINT = 'Use refresh_mode => ''FULL''.';
-        END IF;
-        RAISE EXCEPTION 'pgtrickle: DIFFERENTIAL refresh is not available in this version; stream tables are refreshed FULL'
-            USING ERRCODE = 'feature_not_supported', HINT = 'Use refresh_mode => ''AUTO'' or ''FULL''.';
-    ELSIF mode = 'AUTO' THEN
-        reason := CASE WHEN volatile IS NOT NULL THEN 'the query calls volatile functions (' || volatile || ')'
-                       ELSE 'differential maintenance is not available in this version' END;
-    END IF;
+    prep := pgtrickle.prepare_query(name, query, mode);
+    view_oid := prep.view_oid;
 
     EXECUTE format('CREATE TABLE %I.%I AS SELECT * FROM pg_temp.pgt_validate_query WITH NO DATA', n.schema_name, n.table_name);
     relid := format('%I.%I', n.schema_name, n.table_name)::regclass;
+    PERFORM pgtrickle.guard_stream_table(relid);
 
     INSERT INTO pgtrickle.pgt_stream_tables
            (pgt_relid, pgt_name, pgt_schema, defining_query, original_query, schedule, refresh_mode,
             requested_refresh_mode, refresh_mode_reason, effective_refresh_mode, status)
-    VALUES (relid, n.table_name, n.schema_name, normalized, query, lower(btrim(schedule)), 'FULL',
-            mode, reason, 'FULL', 'ACTIVE')
+    VALUES (relid, n.table_name, n.schema_name, prep.normalized, query, lower(btrim(schedule)), prep.effective,
+            mode, prep.reason, prep.effective, 'ACTIVE')
     RETURNING pgt_id INTO id;
 
     FOR src IN SELECT * FROM pgtrickle.query_sources(view_oid) LOOP
@@ -405,6 +645,9 @@ BEGIN
     END LOOP;
     DELETE FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = st.pgt_id;
     EXECUTE format('DROP TABLE IF EXISTS %I.%I', st.pgt_schema, st.pgt_name);
+    IF st.state_table IS NOT NULL THEN
+        EXECUTE format('DROP TABLE IF EXISTS %s', st.state_table);
+    END IF;
 END
 $fn$;
 
@@ -428,15 +671,16 @@ BEGIN
 END
 $fn$;
 
--- Stream tables the scheduler should refresh now, in creation order (dependency order comes with
--- stream tables on stream tables).
+-- Stream tables the scheduler should refresh now, in creation order (the engine orders a tick's
+-- refreshes upstream first): unpopulated or to be rebuilt ones, those past their schedule, and
+-- 'calculated' ones with pending source changes.
 CREATE FUNCTION pgtrickle.due_stream_tables() RETURNS TABLE (pgt_id bigint, name text)
     LANGUAGE sql STABLE
 AS $fn$
     SELECT s.pgt_id, format('%I.%I', s.pgt_schema, s.pgt_name)
       FROM pgtrickle.pgt_stream_tables s
      WHERE s.status = 'ACTIVE'
-       AND (NOT s.is_populated
+       AND (NOT s.is_populated OR s.needs_reinit
             OR (pgtrickle.parse_schedule(s.schedule) IS NOT NULL
                 AND (s.last_refresh_at IS NULL OR s.last_refresh_at + pgtrickle.parse_schedule(s.schedule) <= now()))
             OR (pgtrickle.parse_schedule(s.schedule) IS NULL

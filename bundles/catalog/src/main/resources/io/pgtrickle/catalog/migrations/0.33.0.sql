@@ -17,3 +17,10 @@ ALTER TABLE pgtrickle.pgt_stream_tables
     ADD COLUMN refresh_mode_reason text;
 -- Stream tables created before 0.33.0 asked for the mode they run in.
 UPDATE pgtrickle.pgt_stream_tables SET requested_refresh_mode = refresh_mode WHERE refresh_mode IN ('FULL', 'DIFFERENTIAL');
+
+-- The differential refresh statement the engine planned for defining_query ($1: the frontier
+-- snapshot); NULL until planned, and whenever the stream table runs FULL.
+ALTER TABLE pgtrickle.pgt_stream_tables ADD COLUMN delta_sql text;
+-- Running totals of a GROUP BY stream table maintained by adjustment (the engine's RUNNING_TOTALS
+-- plans): the table holding them and the query a FULL refresh refills it with.
+ALTER TABLE pgtrickle.pgt_stream_tables ADD COLUMN state_table text, ADD COLUMN state_sql text;

@@ -86,9 +86,11 @@ final class FelixOptions {
         return datasource;
     }
 
-    /** The refresh scheduler bundle, which publishes the RefreshService and runs due refreshes. */
+    /** The refresh scheduler bundle, which publishes the RefreshService and runs due refreshes, and its SQL parser. */
     static Option refreshBundle() {
-        return ourBundle("pgtrickle-refresh");
+        return composite(
+                mavenBundle("com.github.jsqlparser", "jsqlparser").versionAsInProject(),
+                ourBundle("pgtrickle-refresh"));
     }
 
     /** One of our bundles, from the copy the build made of the reactor's (or local repository's) jar. */

@@ -1,0 +1,616 @@
+package io.pgtrickle.refresh.plan;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Collectors;
+import java.util.stream.IntStream;
+import net.sf.jsqlparser.JSQLParserException;
+import net.sf.jsqlparser.expression.Alias;
+import net.sf.jsqlparser.expression.AnalyticExpression;
+import net.sf.jsqlparser.expression.Expression;
+import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
+import net.sf.jsqlparser.expression.Function;
+import net.sf.jsqlparser.expression.operators.relational.ExistsExpression;
+import net.sf.jsqlparser.expression.operators.relational.ExpressionList;
+import net.sf.jsqlparser.parser.CCJSqlParserUtil;
+import net.sf.jsqlparser.schema.Column;
+import net.sf.jsqlparser.schema.Table;
+import net.sf.jsqlparser.statement.Statement;
+import net.sf.jsqlparser.statement.select.FromItem;
+import net.sf.jsqlparser.statement.select.Join;
+import net.sf.jsqlparser.statement.select.ParenthesedFromItem;
+import net.sf.jsqlparser.statement.select.ParenthesedSelect;
+import net.sf.jsqlparser.statement.select.PlainSelect;
+import net.sf.jsqlparser.statement.select.Select;
+import net.sf.jsqlparser.statement.select.SelectItem;
+import net.sf.jsqlparser.statement.select.SetOperation;
+import net.sf.jsqlparser.statement.select.SetOperationList;
+import net.sf.jsqlparser.statement.select.UnionOp;
+
+/**
+ * Derives the differential refresh statement of a stream table from its defining query, as
+ * PostgreSQL normalised it ({@code pg_get_viewdef} with every name schema-qualified).
+ *
+ * <p>Changes of a source are the rows of its change buffer written by transactions visible in the
+ * refresh's snapshot but not in the frontier ({@code $1}), each weighted +1 (inserted) or -1
+ * (deleted). Two strategies:
+ * <ul>
+ * <li><b>ROWS</b> (projection, filter, inner joins, UNION ALL): the change of the query is
+ * computed by the telescoping sum over the table occurrences of a branch: term k joins the
+ * changes of occurrence k with the new state of occurrences before it and the old state (table
+ * minus its changes) of those after it; weights multiply. The sum, consolidated per row value, is
+ * applied as "delete |w| copies" and "insert w copies", stored rows being found by a hash of their
+ * values.</li>
+ * <li><b>GROUPS</b> (GROUP BY, DISTINCT): the group keys the changes touch are computed the same way;
+ * those groups are recomputed from the sources and replace the stored rows of the same keys
+ * (only rows that differ are written), stored rows being found by a hash of their group key.
+ * Any aggregate and HAVING are maintained, as the groups are recomputed, not adjusted.</li>
+ * </ul>
+ * The whole refresh is one statement, so sources, buffers and the new frontier share one snapshot.
+ * It returns (deleted, inserted, snapshot, truncated, missing): a TRUNCATE of a source in the
+ * window writes nothing and sets {@code truncated} (the caller then runs FULL); {@code missing}
+ * counts stored rows the delta meant to delete but did not find.
+ */
+public final class DeltaPlanner {
+
+    /** How stored rows are located and replaced. */
+    public enum Strategy { ROWS, GROUPS, RUNNING_TOTALS }
+
+    /**
+     * A plan: the statement and the stream-table columns whose hash locates stored rows (the index
+     * the caller must create); for RUNNING_TOTALS also the state table's DDL and the query that fills
+     * it from scratch (a FULL refresh runs it), else null.
+     */
+    public record Plan(Strategy strategy, String deltaSql, List<String> keyColumns, String stateDdl, String stateSql) {
+        Plan(Strategy strategy, String deltaSql, List<String> keyColumns) {
+            this(strategy, deltaSql, keyColumns, null, null);
+        }
+    }
+
+    /**
+     * The stream table a plan is for.
+     *
+     * @param name       schema-qualified and quoted
+     * @param columns    its columns, quoted, in order (the query's output columns)
+     * @param types      their types as {@code format_type} prints them
+     * @param stateTable where running totals go, should the query get them (schema-qualified, quoted)
+     */
+    public record Target(String name, List<String> columns, List<String> types, String stateTable) {
+        public Target {
+            columns = List.copyOf(columns);
+            types = List.copyOf(types);
+        }
+    }
+
+    /** Aggregates the classifier might let through; used to refuse aggregation without GROUP BY. */
+    private static final Set<String> AGGREGATES = Set.of("count", "sum", "avg", "min", "max", "string_agg", "array_agg",
+            "bool_and", "bool_or", "every", "bit_and", "bit_or", "bit_xor", "json_agg", "jsonb_agg", "json_object_agg",
+            "jsonb_object_agg", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp", "corr",
+            "covar_pop", "covar_samp", "xmlagg", "range_agg", "range_intersect_agg", "any_value", "mode",
+            "percentile_cont", "percentile_disc");
+
+    private static final String PLACEHOLDER = "__pgt_src_";
+    private static final Pattern PLACEHOLDERS = Pattern.compile(PLACEHOLDER + "(\\d+)\\b");
+    private static final String WEIGHT_MARK = "__pgt_weight_mark";
+    private static final String WINDOW = "b.xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(b.xid, $1)";
+
+    private DeltaPlanner() {
+    }
+
+    /**
+     * @param query       the normalised defining query
+     * @param to          the stream table
+     * @param sources     resolves the relations the query names
+     * @param consolidate net out each source's changes before joining them (needs equality on every
+     *                    column of the sources; without it a plan still works, but pairs of changes that
+     *                    cancel are carried through the joins)
+     */
+    public static Plan plan(String query, Target to, Source.Lookup sources, boolean consolidate) throws PlanRefusedException {
+        String target = to.name();
+        List<String> columns = to.columns();
+        Parsed parsed = parse(query, sources);
+        for (Branch b : parsed.branches) {
+            if (b.select.getSelectItems().size() != columns.size()) {
+                throw new PlanRefusedException("the query has " + b.select.getSelectItems().size()
+                        + " result columns but the stream table has " + columns.size());
+            }
+        }
+        if (parsed.branches.size() == 1 && parsed.branches.get(0).grouped()) {
+            Plan totals = RunningTotals.plan(query, to, sources, consolidate, parsed.branches.get(0));
+            if (totals != null) {
+                return totals;
+            }
+            return groups(query, target, columns, sources, parsed.branches.get(0), consolidate);
+        }
+        return rows(query, target, columns, sources, parsed, consolidate);
+    }
+
+    // ---------------------------------------------------------------- ROWS
+
+    private static Plan rows(String query, String target, List<String> columns, Source.Lookup sources, Parsed shape,
+            boolean consolidate) throws PlanRefusedException {
+        Parsed parsed = parse(query, sources);
+        Deltas deltas = new Deltas(parsed, consolidate);
+        List<String> terms = new ArrayList<>();
+        for (Branch b : parsed.branches) {
+            b.select.addSelectItems(SelectItem.from(new Column(WEIGHT_MARK)));
+            String template = b.placeholders().select.toString();
+            for (int k = 0; k < b.occurrences.size(); k++) {
+                String weight = IntStream.range(k, b.occurrences.size())
+                        .mapToObj(i -> b.occurrences.get(i).alias + ".__pgt_w").collect(Collectors.joining(" * "));
+                String term = substitute(template, b, k, deltas).replace(WEIGHT_MARK, weight);
+                terms.add("SELECT * FROM (" + term + ") __pgt_t(" + String.join(", ", columns) + ", __pgt_w)"
+                        + " WHERE " + deltas.pending(b.occurrences.get(k).source));
+            }
+        }
+        String cols = String.join(", ", columns);
+        String d = prefixed("d.", columns);
+        String s = prefixed("s.", columns);
+        return new Plan(Strategy.ROWS, """
+                WITH %7$s,
+                __pgt_delta AS MATERIALIZED (
+                    SELECT %1$s, sum(d.__pgt_w)::bigint AS __pgt_w
+                      FROM (%2$s) d
+                     GROUP BY %1$s
+                    HAVING sum(d.__pgt_w) <> 0),
+                __pgt_trunc AS MATERIALIZED (SELECT %3$s AS t),
+                __pgt_victims AS MATERIALIZED (
+                    SELECT v.ctid AS __pgt_ctid
+                      FROM __pgt_delta d CROSS JOIN LATERAL (
+                          SELECT s.ctid FROM %4$s s
+                           WHERE hash_record_extended(ROW(%5$s), 0) = hash_record_extended(ROW(%1$s), 0)
+                             AND ROW(%5$s) IS NOT DISTINCT FROM ROW(%1$s)
+                           LIMIT -d.__pgt_w) v
+                     WHERE d.__pgt_w < 0 AND NOT (SELECT t FROM __pgt_trunc)),
+                __pgt_deleted AS (
+                    DELETE FROM %4$s s USING __pgt_victims v WHERE s.ctid = v.__pgt_ctid RETURNING 1),
+                __pgt_inserted AS (
+                    INSERT INTO %4$s (%6$s)
+                    SELECT %1$s FROM __pgt_delta d CROSS JOIN LATERAL generate_series(1, d.__pgt_w)
+                     WHERE d.__pgt_w > 0 AND NOT (SELECT t FROM __pgt_trunc)
+                    RETURNING 1)
+                -- deleted first: an old copy must be gone before a new one meets a unique index
+                SELECT (SELECT count(*) FROM __pgt_deleted), (SELECT count(*) FROM __pgt_inserted),
+                       pg_current_snapshot()::text, (SELECT t FROM __pgt_trunc),
+                       CASE WHEN (SELECT t FROM __pgt_trunc) THEN 0
+                            ELSE (SELECT coalesce(sum(-__pgt_w), 0) FROM __pgt_delta WHERE __pgt_w < 0)
+                                 - (SELECT count(*) FROM __pgt_victims) END
+                """.formatted(d, String.join("\n UNION ALL ", terms), truncated(shape), target, s, cols, deltas.definitions()),
+                columns);
+    }
+
+    // ---------------------------------------------------------------- GROUPS
+
+    private static Plan groups(String query, String target, List<String> columns, Source.Lookup sources, Branch shape,
+            boolean consolidate) throws PlanRefusedException {
+        List<Expression> keys = shape.groupKeys();
+        List<String> keyColumns = new ArrayList<>();
+        List<String> outputs = shape.select.getSelectItems().stream().map(i -> i.getExpression().toString()).toList();
+        for (Expression key : keys) {
+            int at = outputs.indexOf(key.toString());
+            if (at < 0) {
+                throw new PlanRefusedException("the GROUP BY expression " + key + " is not in the select list");
+            }
+            keyColumns.add(columns.get(at));
+        }
+        String keyHash = "hash_record_extended(ROW(" + keys.stream().map(Object::toString).collect(Collectors.joining(", "))
+                + "), 0)";
+
+        // the group keys the changes touch, from the telescoping terms of the FROM and WHERE clauses
+        Parsed keyed = parse(query, sources);
+        Deltas deltas = new Deltas(keyed, consolidate);
+        Branch k = keyed.branches.get(0);
+        k.select.setSelectItems(new ArrayList<>(List.of(SelectItem.from(parseExpression(keyHash)))));
+        k.select.setGroupByElement(null);
+        k.select.setHaving(null);
+        k.select.setDistinct(null);
+        String template = k.placeholders().select.toString();
+        List<String> terms = new ArrayList<>();
+        for (int i = 0; i < k.occurrences.size(); i++) {
+            terms.add("SELECT * FROM (" + substitute(template, k, i, deltas) + ") __pgt_t(h) WHERE "
+                    + deltas.pending(k.occurrences.get(i).source));
+        }
+
+        // those groups recomputed from the sources
+        Branch r = parse(query, sources).branches.get(0);
+        String only = keyHash + " IN (SELECT __pgt_keys.h FROM __pgt_keys)";
+        r.select.setWhere(parseExpression(r.select.getWhere() == null ? only : "(" + r.select.getWhere() + ") AND " + only));
+        String recompute = r.select.toString();
+
+        String cols = String.join(", ", columns);
+        String s = prefixed("s.", columns);
+        String keyedColumns = prefixed("s.", keyColumns);
+        return new Plan(Strategy.GROUPS, """
+                WITH %9$s,
+                __pgt_keys AS MATERIALIZED (
+                    SELECT DISTINCT k.h FROM (%1$s) k),
+                __pgt_trunc AS MATERIALIZED (SELECT %2$s AS t),
+                __pgt_new AS MATERIALIZED (
+                    SELECT ROW(q.*)::text AS __pgt_key, q.*
+                      FROM (%3$s) q(%4$s)
+                     WHERE EXISTS (SELECT FROM __pgt_keys)),
+                __pgt_old AS MATERIALIZED (
+                    SELECT s.ctid AS __pgt_ctid, ROW(%5$s)::text AS __pgt_key
+                      FROM %6$s s
+                     WHERE hash_record_extended(ROW(%7$s), 0) IN (SELECT __pgt_keys.h FROM __pgt_keys)),
+                __pgt_deleted AS (
+                    DELETE FROM %6$s s USING __pgt_old o
+                     WHERE s.ctid = o.__pgt_ctid AND NOT (SELECT t FROM __pgt_trunc)
+                       AND NOT EXISTS (SELECT FROM __pgt_new n WHERE n.__pgt_key = o.__pgt_key)
+                    RETURNING 1),
+                __pgt_inserted AS (
+                    INSERT INTO %6$s (%4$s)
+                    SELECT %8$s FROM __pgt_new n
+                     WHERE NOT (SELECT t FROM __pgt_trunc)
+                       AND NOT EXISTS (SELECT FROM __pgt_old o WHERE o.__pgt_key = n.__pgt_key)
+                    RETURNING 1)
+                -- deleted first: an old row must be gone before its new version meets a unique index
+                SELECT (SELECT count(*) FROM __pgt_deleted), (SELECT count(*) FROM __pgt_inserted),
+                       pg_current_snapshot()::text, (SELECT t FROM __pgt_trunc), 0::bigint
+                """.formatted(String.join("\n UNION ALL ", terms), truncated(new Parsed(List.of(shape))), recompute, cols, s,
+                target, keyedColumns, prefixed("n.", columns), deltas.definitions()),
+                keyColumns);
+    }
+
+    // ---------------------------------------------------------------- SQL pieces
+
+    /** The template with occurrence k's changes, the new state before it and the old state after it. */
+    static String substitute(String template, Branch b, int k, Deltas deltas) {
+        Matcher m = PLACEHOLDERS.matcher(template);
+        StringBuilder out = new StringBuilder();
+        while (m.find()) {
+            int i = Integer.parseInt(m.group(1)) - b.first;
+            Source src = b.occurrences.get(i).source;
+            String replacement = i < k ? src.name() : i == k ? deltas.changes(src) : deltas.oldState(src);
+            m.appendReplacement(out, Matcher.quoteReplacement(replacement));
+        }
+        m.appendTail(out);
+        return out.toString();
+    }
+
+    /**
+     * The changes of each source in the window, read once into a materialized CTE (__pgt_d0, ...):
+     * a term reads them, and so does every old state, possibly on the inner side of a join. Left to
+     * the planner, the buffer scan with its per-row visibility test could be repeated per outer row.
+     */
+    static final class Deltas {
+        private final Map<String, Source> sources = new LinkedHashMap<>();
+        private final Map<String, String> names = new LinkedHashMap<>();
+        private final boolean consolidate;
+
+        Deltas(Parsed parsed, boolean consolidate) {
+            this.consolidate = consolidate;
+            for (Branch b : parsed.branches) {
+                for (Occurrence o : b.occurrences) {
+                    if (sources.putIfAbsent(o.source.buffer(), o.source) == null) {
+                        names.put(o.source.buffer(), "__pgt_d" + names.size());
+                    }
+                }
+            }
+        }
+
+        /**
+         * Consolidated: a row updated back and forth within the window nets out, as do the delete and
+         * insert of an UPDATE that changed nothing. Unconsolidated, such pairs multiply through every
+         * join of the terms and the old states (a window of thousands of updates over a few keys
+         * joins into hundreds of millions of rows that cancel only at the end).
+         */
+        String definitions() {
+            return sources.values().stream()
+                    .map(s -> {
+                        String changes = "SELECT " + prefixed("b.", s.columns()) + ", CASE WHEN b.action = 'I' THEN 1 ELSE -1 END AS __pgt_w FROM "
+                                + s.buffer() + " b WHERE " + WINDOW + " AND b.action <> 'T'";
+                        String positions = IntStream.rangeClosed(1, s.columns().size()).mapToObj(Integer::toString)
+                                .collect(Collectors.joining(", "));
+                        return names.get(s.buffer()) + " AS MATERIALIZED (" + (consolidate
+                                ? "SELECT " + String.join(", ", s.columns()) + ", sum(x.__pgt_w)::integer AS __pgt_w FROM (" + changes
+                                        + ") x GROUP BY " + positions + " HAVING sum(x.__pgt_w) <> 0"
+                                : changes) + ")";
+                    })
+                    .collect(Collectors.joining(",\n"));
+        }
+
+        String changes(Source s) {
+            return "(SELECT * FROM " + names.get(s.buffer()) + ")";
+        }
+
+        /** The source as it was at the frontier: its rows now, less the window's inserts, plus its deletes. */
+        String oldState(Source s) {
+            String cols = String.join(", ", s.columns());
+            return "(SELECT " + cols + ", 1 AS __pgt_w FROM " + s.name() + " UNION ALL SELECT " + cols + ", -__pgt_w FROM "
+                    + names.get(s.buffer()) + ")";
+        }
+
+        /** Gates a term: it runs only when its source has changes in the window. */
+        String pending(Source s) {
+            return "EXISTS (SELECT FROM " + names.get(s.buffer()) + ")";
+        }
+    }
+
+    static String truncated(Parsed parsed) {
+        Map<String, Source> distinct = new LinkedHashMap<>();
+        for (Branch b : parsed.branches) {
+            for (Occurrence o : b.occurrences) {
+                distinct.putIfAbsent(o.source.buffer(), o.source);
+            }
+        }
+        return distinct.values().stream()
+                .map(s -> "EXISTS (SELECT FROM " + s.buffer() + " b WHERE " + WINDOW + " AND b.action = 'T')")
+                .collect(Collectors.joining(" OR "));
+    }
+
+    static String prefixed(String prefix, List<String> columns) {
+        return columns.stream().map(c -> prefix + c).collect(Collectors.joining(", "));
+    }
+
+    static Expression parseExpression(String sql) throws PlanRefusedException {
+        try {
+            return CCJSqlParserUtil.parseCondExpression(sql);
+        } catch (JSQLParserException e) {
+            throw new PlanRefusedException("the engine could not build its key filter: " + firstLine(e));
+        }
+    }
+
+    // ---------------------------------------------------------------- parsing
+
+    record Parsed(List<Branch> branches) {
+    }
+
+    /** A table named in a branch's FROM clause. */
+    static final class Occurrence {
+        final Table table;
+        final Source source;
+        final String alias;
+
+        Occurrence(Table table, Source source, String alias) {
+            this.table = table;
+            this.source = source;
+            this.alias = alias;
+        }
+    }
+
+    /** One SELECT of the query (the only one, or a UNION ALL branch). */
+    static final class Branch {
+        final PlainSelect select;
+        final List<Occurrence> occurrences = new ArrayList<>();
+        /** Global number of this branch's first occurrence, for placeholders. */
+        final int first;
+
+        Branch(PlainSelect select, int first) {
+            this.select = select;
+            this.first = first;
+        }
+
+        boolean grouped() {
+            return select.getGroupBy() != null || select.getDistinct() != null;
+        }
+
+        List<Expression> groupKeys() {
+            if (select.getGroupBy() != null) {
+                @SuppressWarnings("unchecked")
+                List<Expression> keys = new ArrayList<>((ExpressionList<Expression>) select.getGroupBy().getGroupByExpressionList());
+                return keys;
+            }
+            return select.getSelectItems().stream().map(i -> (Expression) i.getExpression()).toList();
+        }
+
+        /** Renames every occurrence's table to its placeholder (its alias, always set, stays). */
+        Branch placeholders() {
+            for (int i = 0; i < occurrences.size(); i++) {
+                Table t = occurrences.get(i).table;
+                t.setSchemaName(null);
+                t.setName(PLACEHOLDER + (first + i));
+            }
+            return this;
+        }
+    }
+
+    /**
+     * PostgreSQL deparses {@code interval '90' day} as {@code '90 days'::interval day}, which JSqlParser
+     * cannot read. On a literal the field qualifier is a no-op: the constant was coerced when the query
+     * was parsed, and the printed value is the coerced one.
+     */
+    private static final Pattern INTERVAL_FIELDS = Pattern.compile(
+            "('(?:[^']|'')*'::interval) (?:year|month|day|hour|minute|second)(?: to (?:month|hour|minute|second))?\\b");
+
+    static Parsed parse(String query, Source.Lookup sources) throws PlanRefusedException {
+        Statement statement;
+        try {
+            statement = CCJSqlParserUtil.parse(INTERVAL_FIELDS.matcher(query).replaceAll("$1"));
+        } catch (JSQLParserException e) {
+            throw new PlanRefusedException("the engine's SQL parser cannot read the query: " + firstLine(e));
+        }
+        if (!(statement instanceof Select select)) {
+            throw new PlanRefusedException("the query is not a SELECT");
+        }
+        if (select.getWithItemsList() != null && !select.getWithItemsList().isEmpty()) {
+            throw new PlanRefusedException("the query uses WITH");
+        }
+        List<PlainSelect> selects = new ArrayList<>();
+        if (select instanceof SetOperationList union) {
+            for (SetOperation op : union.getOperations()) {
+                if (!(op instanceof UnionOp u) || !u.isAll()) {
+                    throw new PlanRefusedException("the query uses UNION without ALL, INTERSECT or EXCEPT");
+                }
+            }
+            noLimit(union);
+            union.setOrderByElements(null);
+            for (Select s : union.getSelects()) {
+                Select inner = s instanceof ParenthesedSelect p ? p.getSelect() : s;
+                if (!(inner instanceof PlainSelect ps)) {
+                    throw new PlanRefusedException("a UNION ALL branch is not a plain SELECT");
+                }
+                selects.add(ps);
+            }
+        } else if (select instanceof PlainSelect ps) {
+            selects.add(ps);
+        } else {
+            throw new PlanRefusedException("the query's form is not maintained differentially: " + select.getClass().getSimpleName());
+        }
+
+        List<Branch> branches = new ArrayList<>();
+        int next = 0;
+        for (PlainSelect ps : selects) {
+            noLimit(ps);
+            ps.setOrderByElements(null);
+            if (ps.getDistinct() != null && ps.getDistinct().getOnSelectItems() != null) {
+                throw new PlanRefusedException("the query uses DISTINCT ON");
+            }
+            if (ps.getGroupBy() != null && ps.getGroupBy().getGroupingSets() != null && !ps.getGroupBy().getGroupingSets().isEmpty()) {
+                throw new PlanRefusedException("the query uses GROUPING SETS, ROLLUP or CUBE");
+            }
+            if (ps.getWindowDefinitions() != null || ps.getIntoTables() != null) {
+                throw new PlanRefusedException("the query uses WINDOW or INTO");
+            }
+            Branch b = new Branch(ps, next);
+            ps.setFromItem(walk(ps.getFromItem(), b, sources));
+            if (ps.getJoins() != null) {
+                for (Join j : ps.getJoins()) {
+                    join(j, b, sources);
+                }
+            }
+            if (b.occurrences.isEmpty()) {
+                throw new PlanRefusedException("the query reads no table");
+            }
+            Findings f = new Findings();
+            for (SelectItem<?> item : ps.getSelectItems()) {
+                if (item.getExpression() instanceof net.sf.jsqlparser.statement.select.AllColumns) {
+                    throw new PlanRefusedException("the query selects *");
+                }
+                f.scan(item.getExpression());
+            }
+            f.scan(ps.getWhere());
+            f.scan(ps.getHaving());
+            if (ps.getGroupBy() != null) {
+                for (Object e : ps.getGroupBy().getGroupByExpressionList()) {
+                    f.scan((Expression) e);
+                }
+            }
+            f.refuse();
+            if (f.aggregates && ps.getGroupBy() == null) {
+                throw new PlanRefusedException("the query aggregates without GROUP BY");
+            }
+            if (selects.size() > 1 && (b.grouped() || f.aggregates)) {
+                throw new PlanRefusedException("a UNION ALL branch aggregates or uses DISTINCT");
+            }
+            next += b.occurrences.size();
+            branches.add(b);
+        }
+        return new Parsed(branches);
+    }
+
+    private static void noLimit(Select s) throws PlanRefusedException {
+        if (s.getLimit() != null || s.getOffset() != null || s.getFetch() != null) {
+            throw new PlanRefusedException("the query uses LIMIT or OFFSET");
+        }
+    }
+
+    private static void join(Join j, Branch b, Source.Lookup sources) throws PlanRefusedException {
+        if (j.isOuter() || j.isLeft() || j.isRight() || j.isFull()) {
+            throw new PlanRefusedException("the query uses an outer join");
+        }
+        if (j.isNatural() || j.isApply() || j.isSemi() || j.isStraight()) {
+            throw new PlanRefusedException("the query uses a NATURAL, LATERAL or other special join");
+        }
+        j.setRightItem(walk(j.getRightItem(), b, sources));
+        Findings f = new Findings();
+        for (Expression on : j.getOnExpressions()) {
+            f.scan(on);
+        }
+        f.refuse();
+        if (f.aggregates) {
+            throw new PlanRefusedException("a join condition aggregates");
+        }
+    }
+
+    private static FromItem walk(FromItem item, Branch b, Source.Lookup sources) throws PlanRefusedException {
+        if (item instanceof Table t) {
+            if (t.getSampleClause() != null || t.getPivot() != null) {
+                throw new PlanRefusedException("the query samples or pivots " + t.getFullyQualifiedName());
+            }
+            Source source = sources.find(t.getFullyQualifiedName());
+            String alias = t.getAlias() != null ? t.getAlias().getName() : t.getName();
+            if (t.getAlias() != null && t.getAlias().getAliasColumns() != null) {
+                throw new PlanRefusedException("the query renames the columns of " + t.getFullyQualifiedName());
+            }
+            t.setAlias(new Alias(alias, false));
+            b.occurrences.add(new Occurrence(t, source, alias));
+            return t;
+        }
+        if (item instanceof ParenthesedFromItem p && p.getAlias() == null) {
+            p.setFromItem(walk(p.getFromItem(), b, sources));
+            if (p.getJoins() != null) {
+                for (Join j : p.getJoins()) {
+                    join(j, b, sources);
+                }
+            }
+            return p;
+        }
+        if (item instanceof ParenthesedSelect) {
+            throw new PlanRefusedException("the query has a subquery in FROM");
+        }
+        throw new PlanRefusedException("the query reads " + item + ", which is not a table");
+    }
+
+    /** What an expression contains that decides whether and how it can be maintained. */
+    private static final class Findings extends ExpressionVisitorAdapter<Void> {
+        boolean aggregates;
+        String refusal;
+
+        void scan(Expression e) {
+            if (e != null) {
+                e.accept(this, null);
+            }
+        }
+
+        void refuse() throws PlanRefusedException {
+            if (refusal != null) {
+                throw new PlanRefusedException(refusal);
+            }
+        }
+
+        @Override
+        public <S> Void visit(Function function, S context) {
+            List<String> name = function.getMultipartName();
+            if (name != null && name.size() == 1 && AGGREGATES.contains(name.get(0).toLowerCase(Locale.ROOT))) {
+                aggregates = true;
+            }
+            return super.visit(function, context);
+        }
+
+        @Override
+        public <S> Void visit(AnalyticExpression expression, S context) {
+            if (expression.getType() == net.sf.jsqlparser.expression.AnalyticType.FILTER_ONLY) {
+                // count(*) FILTER (WHERE ...): an aggregate, not a window
+                aggregates = true;
+                return super.visit(expression, context);
+            }
+            refusal = "the query uses window functions";
+            return null;
+        }
+
+        @Override
+        public <S> Void visit(ParenthesedSelect select, S context) {
+            refusal = "the query has subqueries (EXISTS, IN or scalar)";
+            return null;
+        }
+
+        @Override
+        public <S> Void visit(ExistsExpression exists, S context) {
+            refusal = "the query has subqueries (EXISTS, IN or scalar)";
+            return null;
+        }
+    }
+
+    private static String firstLine(Exception e) {
+        String m = String.valueOf(e.getMessage());
+        int nl = m.indexOf('\n');
+        return nl < 0 ? m : m.substring(0, nl);
+    }
+}

@@ -1,0 +1,200 @@
+package io.pgtrickle.refresh.plan;
+
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Savepoint;
+import java.sql.Statement;
+import java.util.ArrayList;
+import java.util.List;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Plans stream tables that run DIFFERENTIAL and have no differential statement yet: derives it with
+ * {@link DeltaPlanner}, checks that PostgreSQL can plan it, creates the index that locates stored
+ * rows, and stores it with {@code pgtrickle.set_refresh_plan}. A query the planner refuses is stored
+ * as refused with the reason, and the stream table runs FULL (visible in explain_refresh_mode).
+ */
+public final class RefreshPlanner {
+
+    private static final Logger LOG = LoggerFactory.getLogger(RefreshPlanner.class);
+
+    /** Stream tables waiting for a plan. */
+    public static List<Long> unplanned(Connection c) throws SQLException {
+        List<Long> ids = new ArrayList<>();
+        try (Statement s = c.createStatement();
+             ResultSet rs = s.executeQuery("SELECT pgt_id FROM pgtrickle.pgt_stream_tables"
+                     + " WHERE refresh_mode = 'DIFFERENTIAL' AND delta_sql IS NULL ORDER BY pgt_id")) {
+            while (rs.next()) {
+                ids.add(rs.getLong(1));
+            }
+        }
+        return ids;
+    }
+
+    /**
+     * Plans one stream table in the caller's transaction (auto-commit off), unless it has a plan, does
+     * not run DIFFERENTIAL, or another session holds it (that session plans it).
+     *
+     * @return whether a plan or a refusal was stored
+     */
+    public static boolean planIfNeeded(Connection c, long pgtId) throws SQLException {
+        String query;
+        String target;
+        long relid;
+        String schema;
+        try (PreparedStatement ps = c.prepareStatement(
+                "SELECT defining_query, format('%I.%I', pgt_schema, pgt_name), pgt_relid, pgt_schema"
+                        + " FROM pgtrickle.pgt_stream_tables WHERE pgt_id = ? AND refresh_mode = 'DIFFERENTIAL'"
+                        + " AND delta_sql IS NULL FOR UPDATE SKIP LOCKED")) {
+            ps.setLong(1, pgtId);
+            try (ResultSet rs = ps.executeQuery()) {
+                if (!rs.next()) {
+                    return false;
+                }
+                query = rs.getString(1);
+                target = rs.getString(2);
+                relid = rs.getLong(3);
+                schema = rs.getString(4);
+            }
+        }
+        String sql = null;
+        String reason = null;
+        String stateTable = "pgtrickle_changes." + quote("state_" + pgtId);
+        String stateSql = null;
+        // consolidated first; a source column without equality (json, point) makes that invalid SQL
+        for (boolean consolidate : new boolean[] {true, false}) {
+            Savepoint before = c.setSavepoint();
+            try {
+                DeltaPlanner.Target to = new DeltaPlanner.Target(target, quotedColumns(c, relid), columnTypes(c, relid), stateTable);
+                DeltaPlanner.Plan plan = DeltaPlanner.plan(query, to, name -> source(c, name), consolidate);
+                createRowIndex(c, pgtId, schema, target, plan.keyColumns());
+                try (Statement s = c.createStatement()) {
+                    s.execute("DROP TABLE IF EXISTS " + stateTable);
+                    if (plan.stateDdl() != null) {
+                        s.execute(plan.stateDdl());
+                        explain(c, "INSERT INTO " + stateTable + " " + plan.stateSql());
+                    }
+                }
+                explain(c, plan.deltaSql());
+                sql = plan.deltaSql();
+                stateSql = plan.stateSql();
+                reason = null;
+                break;
+            } catch (PlanRefusedException e) {
+                reason = e.getMessage();
+                break;
+            } catch (SQLException e) {
+                c.rollback(before);
+                reason = "the engine's differential statement is not valid SQL (" + e.getMessage() + ")";
+                LOG.debug("stream table {}: {} (consolidated: {}); query: {}", target, reason, consolidate, query);
+            }
+        }
+        if (sql == null && reason != null && reason.startsWith("the engine's")) {
+            LOG.warn("stream table {}: {}; it will refresh FULL", target, reason);
+        }
+        if (stateSql == null) {
+            try (Statement s = c.createStatement()) {
+                s.execute("DROP TABLE IF EXISTS " + stateTable);
+            }
+        }
+        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.set_refresh_plan(?, ?, ?, ?, ?, ?)")) {
+            ps.setLong(1, pgtId);
+            ps.setString(2, query);
+            ps.setString(3, sql);
+            ps.setString(4, reason);
+            ps.setString(5, stateSql == null ? null : stateTable);
+            ps.setString(6, stateSql);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+            }
+        }
+        if (reason != null) {
+            LOG.info("stream table {} refreshes FULL: {}", target, reason);
+        } else {
+            LOG.debug("stream table {} refreshes DIFFERENTIAL", target);
+        }
+        return true;
+    }
+
+    private static List<String> quotedColumns(Connection c, long relid) throws SQLException {
+        List<String> columns = new ArrayList<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT quote_ident(attname) FROM pg_attribute"
+                + " WHERE attrelid = ? AND attnum > 0 AND NOT attisdropped ORDER BY attnum")) {
+            ps.setLong(1, relid);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    columns.add(rs.getString(1));
+                }
+            }
+        }
+        return columns;
+    }
+
+    private static List<String> columnTypes(Connection c, long relid) throws SQLException {
+        List<String> types = new ArrayList<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT format_type(atttypid, NULL) FROM pg_attribute"
+                + " WHERE attrelid = ? AND attnum > 0 AND NOT attisdropped ORDER BY attnum")) {
+            ps.setLong(1, relid);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    types.add(rs.getString(1));
+                }
+            }
+        }
+        return types;
+    }
+
+    /** A relation named in the normalised query, which names it as PostgreSQL resolved it. */
+    private static Source source(Connection c, String name) throws PlanRefusedException {
+        try (PreparedStatement ps = c.prepareStatement(
+                "SELECT format('%I.%I', n.nspname, r.relname), pgtrickle.change_buffer(r.oid)::text, r.oid,"
+                        + " (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum > 0"
+                        + "   AND NOT a.attisdropped AND NOT EXISTS (SELECT FROM pg_attribute b"
+                        + "     WHERE b.attrelid = pgtrickle.change_buffer(r.oid) AND b.attname = a.attname AND NOT b.attisdropped))"
+                        + " FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace WHERE r.oid = to_regclass(?)")) {
+            ps.setString(1, name);
+            try (ResultSet rs = ps.executeQuery()) {
+                if (!rs.next()) {
+                    throw new PlanRefusedException("the query names " + name + ", which the engine cannot find");
+                }
+                if (rs.getString(2) == null) {
+                    throw new PlanRefusedException("the changes of " + rs.getString(1) + " are not captured");
+                }
+                if (rs.getLong(4) > 0) {
+                    throw new PlanRefusedException("the columns of " + rs.getString(1) + " changed since its capture began");
+                }
+                return new Source(rs.getString(1), rs.getString(2), quotedColumns(c, rs.getLong(3)));
+            }
+        } catch (SQLException e) {
+            throw new PlanRefusedException("the engine could not look up " + name + ": " + e.getMessage());
+        }
+    }
+
+    /** Stored rows are found by the hash of their key columns; this index makes that a lookup. */
+    private static void createRowIndex(Connection c, long pgtId, String schema, String target, List<String> keyColumns)
+            throws SQLException {
+        String index = "pgt_" + pgtId + "_row_hash";
+        try (Statement s = c.createStatement()) {
+            s.execute("DROP INDEX IF EXISTS " + quote(schema) + "." + quote(index));
+            s.execute("CREATE INDEX " + quote(index) + " ON " + target + " (hash_record_extended(ROW("
+                    + String.join(", ", keyColumns) + "), 0))");
+        }
+    }
+
+    /** Plans the statement (without running it), so that a planner bug costs a FULL refresh, not a failed one. */
+    private static void explain(Connection c, String deltaSql) throws SQLException {
+        try (Statement s = c.createStatement()) {
+            s.execute("EXPLAIN " + deltaSql.replace("$1", "'1:1:'::pg_snapshot"));
+        }
+    }
+
+    private static String quote(String identifier) {
+        return '"' + identifier.replace("\"", "\"\"") + '"';
+    }
+
+    private RefreshPlanner() {
+    }
+}
