@@ -16,7 +16,7 @@ import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
 
 /**
- * Shell commands {@code pgtrickle:list|create|refresh|drop|resume|history|mode}. Each one calls the
+ * Shell commands {@code pgtrickle:list|status|create|refresh|drop|resume|history|mode}. Each one calls the
  * SQL function of the same name, so the shell does exactly what {@code psql} would; errors are the
  * database's own messages. {@code refresh} goes through the {@link RefreshService}, which runs the
  * same {@code pgtrickle.run_refresh} and also calls the post-refresh listeners, as the scheduler does. Gogo finds the methods through the {@code osgi.command.*} properties;
@@ -25,6 +25,7 @@ import org.osgi.service.component.annotations.Reference;
 @Component(service = StreamTableCommands.class, property = {
         "osgi.command.scope=pgtrickle",
         "osgi.command.function=list",
+        "osgi.command.function=status",
         "osgi.command.function=create",
         "osgi.command.function=refresh",
         "osgi.command.function=drop",
@@ -52,6 +53,20 @@ public class StreamTableCommands {
     public void list() throws SQLException {
         table("SELECT name, status, refresh_mode AS mode, is_populated AS populated, schedule,"
                 + " consecutive_errors AS errors, data_timestamp, last_error_message AS last_error FROM pgtrickle.pgt_status()");
+    }
+
+    /** {@code pgtrickle:status}: every column of pgtrickle.pgt_status(), for every stream table. */
+    public void status() throws SQLException {
+        table("SELECT * FROM pgtrickle.pgt_status()");
+    }
+
+    /**
+     * {@code pgtrickle:status NAME}: pgtrickle.pgt_status() for one stream table, the name resolved as
+     * the SQL functions resolve it (an unknown name is the database's error).
+     */
+    public void status(String name) throws SQLException {
+        table("SELECT s.* FROM pgtrickle.pgt_status() s"
+                + " WHERE s.name = (SELECT format('%I.%I', st.pgt_schema, st.pgt_name) FROM pgtrickle.find_stream_table(?) st)", name);
     }
 
     /** {@code pgtrickle:create NAME QUERY}, refreshed every second in AUTO mode. */
