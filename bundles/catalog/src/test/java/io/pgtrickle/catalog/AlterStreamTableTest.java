@@ -4,33 +4,22 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.pgtrickle.testing.SqlStatements;
-import io.pgtrickle.testing.TestDatabase;
-import java.sql.Connection;
 import java.sql.SQLException;
 import java.util.List;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /** {@code pgtrickle.alter_stream_table} from a plain JDBC connection: each argument's effect, and bad input. */
-class AlterStreamTableTest implements SqlStatements {
+class AlterStreamTableTest extends MigratedDatabaseTest {
+
+    AlterStreamTableTest() {
+        super("alter");
+    }
 
     private static final String TOTALS = "SELECT customer, sum(amount) AS total FROM orders GROUP BY customer";
 
-    private TestDatabase.Database db;
-    private Connection c;
-
-    @Override
-    public Connection connection() {
-        return c;
-    }
-
     @BeforeEach
     void streamTableOnOrders() throws SQLException {
-        db = TestDatabase.get().createDatabase("alter");
-        c = db.connect();
-        new CatalogMigrator().migrate(c);
         exec("CREATE TABLE orders (id int PRIMARY KEY, customer text, amount numeric)");
         exec("CREATE TABLE refunds (order_id int, amount numeric)");
         exec("INSERT INTO orders VALUES (1, 'ann', 10), (2, 'ann', 5), (3, 'bob', 7)");
@@ -38,11 +27,6 @@ class AlterStreamTableTest implements SqlStatements {
         exec("SELECT pgtrickle.create_stream_table('totals', '" + TOTALS + "', schedule => '1s')");
     }
 
-    @AfterEach
-    void drop() throws SQLException {
-        c.close();
-        db.drop();
-    }
 
     @Test
     void scheduleStatusAndModeChangeAndSayWhy() throws SQLException {

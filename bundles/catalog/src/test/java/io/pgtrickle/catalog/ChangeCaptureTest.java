@@ -4,41 +4,26 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.pgtrickle.testing.SqlStatements;
-import io.pgtrickle.testing.TestDatabase;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.util.List;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /** Change capture (catalog 0.33.0): buffers, statement triggers and the snapshot frontier. */
-class ChangeCaptureTest implements SqlStatements {
+class ChangeCaptureTest extends MigratedDatabaseTest {
 
-    private TestDatabase.Database db;
-    private Connection c;
-
-    @Override
-    public Connection connection() {
-        return c;
+    ChangeCaptureTest() {
+        super("capture");
     }
 
     @BeforeEach
     void migratedDatabase() throws SQLException {
-        db = TestDatabase.get().createDatabase("capture");
-        c = db.connect();
-        new CatalogMigrator().migrate(c);
         exec("CREATE TABLE public.orders (id int PRIMARY KEY, customer text, amount numeric, total numeric GENERATED ALWAYS AS (amount * 2) STORED)");
     }
 
-    @AfterEach
-    void drop() throws SQLException {
-        c.close();
-        db.drop();
-    }
 
     @Test
     void everyKindOfWriteIsCapturedWithTheWritersTransactionId() throws SQLException {

@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.pgtrickle.testing.SqlStatements;
 import io.pgtrickle.testing.TestDatabase;
 import java.sql.Connection;
 import java.sql.SQLException;
@@ -15,36 +14,27 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /** The guards of catalog 0.33.0: no direct writes to stream tables, and DDL on captured sources. */
-class GuardsTest implements SqlStatements {
+class GuardsTest extends MigratedDatabaseTest {
+
+    GuardsTest() {
+        super("guards");
+    }
 
     private static final String TOTALS = "SELECT customer, sum(amount) AS total, count(*) AS orders FROM orders GROUP BY customer";
 
-    private TestDatabase.Database db;
-    private Connection c;
-
-    @Override
-    public Connection connection() {
-        return c;
-    }
-
     @BeforeEach
     void migratedDatabaseWithOrders() throws SQLException {
-        db = TestDatabase.get().createDatabase("guards");
-        c = db.connect();
-        new CatalogMigrator().migrate(c);
         exec("CREATE TABLE orders (id int PRIMARY KEY, customer text, amount numeric, note text)");
         exec("INSERT INTO orders VALUES (1, 'ann', 10, 'x'), (2, 'ann', 5.4, 'y'), (3, 'bob', 7.6, NULL)");
     }
 
     @AfterEach
-    void drop() throws SQLException {
+    void resetSession() throws SQLException {
         if (!c.getAutoCommit()) {
             c.rollback();
             c.setAutoCommit(true);
         }
         exec("RESET ROLE");
-        c.close();
-        db.drop();
     }
 
     @Test

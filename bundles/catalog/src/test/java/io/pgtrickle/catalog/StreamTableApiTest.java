@@ -5,43 +5,28 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.pgtrickle.testing.SqlStatements;
-import io.pgtrickle.testing.TestDatabase;
 import java.sql.Connection;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.util.List;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /** The stream-table SQL API from a plain JDBC connection, as a psql user would call it. */
-class StreamTableApiTest implements SqlStatements {
+class StreamTableApiTest extends MigratedDatabaseTest {
+
+    StreamTableApiTest() {
+        super("api");
+    }
 
     private static final String TOTALS = "SELECT customer, sum(amount) AS total, count(*) AS orders FROM orders GROUP BY customer";
 
-    private TestDatabase.Database db;
-    private Connection c;
-
-    @Override
-    public Connection connection() {
-        return c;
-    }
-
     @BeforeEach
     void migratedDatabaseWithOrders() throws SQLException {
-        db = TestDatabase.get().createDatabase("api");
-        c = db.connect();
-        new CatalogMigrator().migrate(c);
         exec("CREATE TABLE orders (id int PRIMARY KEY, customer text, amount numeric)");
         exec("INSERT INTO orders VALUES (1, 'ann', 10), (2, 'ann', 5), (3, 'bob', 7), (4, 'cy', NULL)");
     }
 
-    @AfterEach
-    void drop() throws SQLException {
-        c.close();
-        db.drop();
-    }
 
     @Test
     void createdStreamTableHoldsTheQueryResultAndIsRecorded() throws SQLException {

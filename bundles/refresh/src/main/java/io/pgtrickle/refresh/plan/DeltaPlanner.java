@@ -223,11 +223,8 @@ public final class DeltaPlanner {
         r.select.setWhere(parseExpression(r.select.getWhere() == null ? only : "(" + r.select.getWhere() + ") AND " + only));
         String recompute = r.select.toString();
 
-        String cols = String.join(", ", columns);
-        String s = prefixed("s.", columns);
-        String keyedColumns = prefixed("s.", keyColumns);
         return new Plan(Strategy.GROUPS, """
-                WITH %9$s,
+                WITH %5$s,
                 __pgt_keys AS MATERIALIZED (
                     SELECT DISTINCT k.h FROM (%1$s) k),
                 __pgt_trunc AS MATERIALIZED (SELECT %2$s AS t),
@@ -235,27 +232,39 @@ public final class DeltaPlanner {
                     SELECT ROW(q.*)::text AS __pgt_key, q.*
                       FROM (%3$s) q(%4$s)
                      WHERE EXISTS (SELECT FROM __pgt_keys)),
+                %6$s""".formatted(String.join("\n UNION ALL ", terms), truncated(new Parsed(List.of(shape))), recompute,
+                String.join(", ", columns), deltas.definitions(), replaceGroups(target, columns, keyColumns, "__pgt_keys")),
+                keyColumns);
+    }
+
+    /**
+     * The end of a statement that replaces whole groups: the stored rows of the groups whose key
+     * hashes are in {@code touched} (a CTE with column h) against their new rows in CTE __pgt_new,
+     * writing only the rows that differ. Needs CTEs __pgt_new (__pgt_key = the row's text) and
+     * __pgt_trunc before it.
+     */
+    static String replaceGroups(String target, List<String> columns, List<String> keyColumns, String touched) {
+        return """
                 __pgt_old AS MATERIALIZED (
-                    SELECT s.ctid AS __pgt_ctid, ROW(%5$s)::text AS __pgt_key
-                      FROM %6$s s
-                     WHERE hash_record_extended(ROW(%7$s), 0) IN (SELECT __pgt_keys.h FROM __pgt_keys)),
+                    SELECT s.ctid AS __pgt_ctid, ROW(%2$s)::text AS __pgt_key
+                      FROM %3$s s
+                     WHERE hash_record_extended(ROW(%4$s), 0) IN (SELECT %6$s.h FROM %6$s)),
                 __pgt_deleted AS (
-                    DELETE FROM %6$s s USING __pgt_old o
+                    DELETE FROM %3$s s USING __pgt_old o
                      WHERE s.ctid = o.__pgt_ctid AND NOT (SELECT t FROM __pgt_trunc)
                        AND NOT EXISTS (SELECT FROM __pgt_new n WHERE n.__pgt_key = o.__pgt_key)
                     RETURNING 1),
                 __pgt_inserted AS (
-                    INSERT INTO %6$s (%4$s)
-                    SELECT %8$s FROM __pgt_new n
+                    INSERT INTO %3$s (%1$s)
+                    SELECT %5$s FROM __pgt_new n
                      WHERE NOT (SELECT t FROM __pgt_trunc)
                        AND NOT EXISTS (SELECT FROM __pgt_old o WHERE o.__pgt_key = n.__pgt_key)
                     RETURNING 1)
                 -- deleted first: an old row must be gone before its new version meets a unique index
                 SELECT (SELECT count(*) FROM __pgt_deleted), (SELECT count(*) FROM __pgt_inserted),
                        pg_current_snapshot()::text, (SELECT t FROM __pgt_trunc), 0::bigint
-                """.formatted(String.join("\n UNION ALL ", terms), truncated(new Parsed(List.of(shape))), recompute, cols, s,
-                target, keyedColumns, prefixed("n.", columns), deltas.definitions()),
-                keyColumns);
+                """.formatted(String.join(", ", columns), prefixed("s.", columns), target, prefixed("s.", keyColumns),
+                prefixed("n.", columns), touched);
     }
 
     // ---------------------------------------------------------------- SQL pieces

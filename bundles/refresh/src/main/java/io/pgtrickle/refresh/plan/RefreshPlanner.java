@@ -120,31 +120,26 @@ public final class RefreshPlanner {
     }
 
     private static List<String> quotedColumns(Connection c, long relid) throws SQLException {
-        List<String> columns = new ArrayList<>();
-        try (PreparedStatement ps = c.prepareStatement("SELECT quote_ident(attname) FROM pg_attribute"
-                + " WHERE attrelid = ? AND attnum > 0 AND NOT attisdropped ORDER BY attnum")) {
-            ps.setLong(1, relid);
-            try (ResultSet rs = ps.executeQuery()) {
-                while (rs.next()) {
-                    columns.add(rs.getString(1));
-                }
-            }
-        }
-        return columns;
+        return columns(c, relid, "quote_ident(attname)");
     }
 
+    /** Without typmods: the planner asks what a value is (numeric), not how it is stored. */
     private static List<String> columnTypes(Connection c, long relid) throws SQLException {
-        List<String> types = new ArrayList<>();
-        try (PreparedStatement ps = c.prepareStatement("SELECT format_type(atttypid, NULL) FROM pg_attribute"
+        return columns(c, relid, "format_type(atttypid, NULL)");
+    }
+
+    private static List<String> columns(Connection c, long relid, String what) throws SQLException {
+        List<String> values = new ArrayList<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT " + what + " FROM pg_attribute"
                 + " WHERE attrelid = ? AND attnum > 0 AND NOT attisdropped ORDER BY attnum")) {
             ps.setLong(1, relid);
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
-                    types.add(rs.getString(1));
+                    values.add(rs.getString(1));
                 }
             }
         }
-        return types;
+        return values;
     }
 
     /** A relation named in the normalised query, which names it as PostgreSQL resolved it. */

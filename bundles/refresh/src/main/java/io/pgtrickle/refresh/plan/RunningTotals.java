@@ -205,28 +205,9 @@ final class RunningTotals {
                 __pgt_new AS MATERIALIZED (
                     SELECT ROW(q.*)::text AS __pgt_key, q.*
                       FROM (SELECT %9$s FROM __pgt_state_new s WHERE s.n > 0) q(%10$s)),
-                __pgt_old AS MATERIALIZED (
-                    SELECT s.ctid AS __pgt_ctid, ROW(%11$s)::text AS __pgt_key
-                      FROM %12$s s
-                     WHERE hash_record_extended(ROW(%13$s), 0) IN (SELECT __pgt_dg.h FROM __pgt_dg)),
-                __pgt_deleted AS (
-                    DELETE FROM %12$s s USING __pgt_old o
-                     WHERE s.ctid = o.__pgt_ctid AND NOT (SELECT t FROM __pgt_trunc)
-                       AND NOT EXISTS (SELECT FROM __pgt_new n WHERE n.__pgt_key = o.__pgt_key)
-                    RETURNING 1),
-                __pgt_inserted AS (
-                    INSERT INTO %12$s (%10$s)
-                    SELECT %14$s FROM __pgt_new n
-                     WHERE NOT (SELECT t FROM __pgt_trunc)
-                       AND NOT EXISTS (SELECT FROM __pgt_old o WHERE o.__pgt_key = n.__pgt_key)
-                    RETURNING 1)
-                -- deleted first: an old row must be gone before its new version meets a unique index
-                SELECT (SELECT count(*) FROM __pgt_deleted), (SELECT count(*) FROM __pgt_inserted),
-                       pg_current_snapshot()::text, (SELECT t FROM __pgt_trunc), 0::bigint
-                """.formatted(deltas.definitions(), DeltaPlanner.truncated(new Parsed(List.of(shape))), dg, state, next, sets,
+                %11$s""".formatted(deltas.definitions(), DeltaPlanner.truncated(new Parsed(List.of(shape))), dg, state, next, sets,
                 String.join(", ", all), DeltaPlanner.prefixed("s.", all), String.join(", ", visible), cols,
-                DeltaPlanner.prefixed("s.", to.columns()), to.name(), DeltaPlanner.prefixed("s.", keyColumns),
-                DeltaPlanner.prefixed("n.", to.columns()));
+                DeltaPlanner.replaceGroups(to.name(), to.columns(), keyColumns, "__pgt_dg"));
         return new Plan(Strategy.RUNNING_TOTALS, delta, keyColumns, ddl.toString(), stateSql);
     }
 }

@@ -1,0 +1,38 @@
+package io.pgtrickle.catalog;
+
+import io.pgtrickle.testing.SqlStatements;
+import io.pgtrickle.testing.TestDatabase;
+import java.sql.Connection;
+import java.sql.SQLException;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+
+/** A fresh database per test, migrated by the catalog's own migrator, and one connection to it. */
+abstract class MigratedDatabaseTest implements SqlStatements {
+
+    private final String prefix;
+    protected TestDatabase.Database db;
+    protected Connection c;
+
+    protected MigratedDatabaseTest(String prefix) {
+        this.prefix = prefix;
+    }
+
+    @Override
+    public Connection connection() {
+        return c;
+    }
+
+    @BeforeEach
+    void migrate() throws SQLException {
+        db = TestDatabase.get().createDatabase(prefix);
+        c = db.connect();
+        new CatalogMigrator().migrate(c);
+    }
+
+    @AfterEach
+    void drop() throws SQLException {
+        c.close();
+        db.drop();
+    }
+}
