@@ -19,6 +19,7 @@ public enum Setting {
     SCHEDULER_INTERVAL_MS("pg_trickle.scheduler_interval_ms", Pids.REFRESH, "schedulerIntervalMs", false),
     MAX_CONSECUTIVE_ERRORS("pg_trickle.max_consecutive_errors", Pids.REFRESH, "maxConsecutiveErrors", false),
     MAX_CONCURRENT_REFRESHES("pg_trickle.max_concurrent_refreshes", Pids.REFRESH, "workers", false),
+    NOTIFY_COALESCE_MS("pg_trickle.notify_coalesce_ms", Pids.REFRESH, "notifyCoalesceMs", false),
     /** Read by the launcher only: where the embedded PostgreSQL listens when no URL is configured. */
     EMBEDDED_PORT("pgtrickle.embedded.port", null, null, false),
     /** Read by the launcher only: the embedded PostgreSQL's data directory. */

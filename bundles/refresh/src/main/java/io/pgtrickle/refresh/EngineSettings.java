@@ -19,8 +19,10 @@ import org.slf4j.LoggerFactory;
  * @param schedulerIntervalMs  pause between two ticks
  * @param workers              refreshes that may run at once in this container
  * @param maxConsecutiveErrors failed refreshes in a row after which a stream table is suspended
+ * @param notifyCoalesceMs     the subscriptions' NOTIFY coalescing window, where neither the stream table
+ *                             nor the database sets one; the catalog's SQL applies that precedence
  */
-record EngineSettings(long schedulerIntervalMs, int workers, int maxConsecutiveErrors) {
+record EngineSettings(long schedulerIntervalMs, int workers, int maxConsecutiveErrors, int notifyCoalesceMs) {
 
     static final String SCHEDULER_INTERVAL_GUC = "pg_trickle.scheduler_interval_ms";
     static final String MAX_CONSECUTIVE_ERRORS_GUC = "pg_trickle.max_consecutive_errors";
@@ -28,7 +30,9 @@ record EngineSettings(long schedulerIntervalMs, int workers, int maxConsecutiveE
     /** Below this the tick loop would only burn CPU and connections. */
     static final long MIN_INTERVAL_MS = 10;
 
-    static final EngineSettings DEFAULTS = new EngineSettings(1000, 4, 3);
+    static final int DEFAULT_NOTIFY_COALESCE_MS = 250;
+
+    static final EngineSettings DEFAULTS = new EngineSettings(1000, 4, 3, DEFAULT_NOTIFY_COALESCE_MS);
 
     private static final Logger LOG = LoggerFactory.getLogger(EngineSettings.class);
 
@@ -42,6 +46,13 @@ record EngineSettings(long schedulerIntervalMs, int workers, int maxConsecutiveE
         if (maxConsecutiveErrors < 1) {
             throw new IllegalArgumentException("maxConsecutiveErrors must be at least 1, not " + maxConsecutiveErrors);
         }
+        if (notifyCoalesceMs < 0) {
+            throw new IllegalArgumentException("notifyCoalesceMs must be at least 0, not " + notifyCoalesceMs);
+        }
+    }
+
+    EngineSettings(long schedulerIntervalMs, int workers, int maxConsecutiveErrors) {
+        this(schedulerIntervalMs, workers, maxConsecutiveErrors, DEFAULT_NOTIFY_COALESCE_MS);
     }
 
     /** The values in effect for one tick: the database's where it sets them, else these defaults. */

@@ -128,7 +128,7 @@ final class RefreshEngine implements AutoCloseable {
     RefreshEngine(DataSource dataSource, EngineSettings settings, Listeners listeners, LongSupplier nanoClock, long stopGraceMillis) {
         this.dataSource = dataSource;
         this.settings = settings;
-        this.refresher = new StreamTableRefresher(dataSource, listeners);
+        this.refresher = new StreamTableRefresher(dataSource, listeners, settings.notifyCoalesceMs());
         this.nanoClock = nanoClock;
         this.stopGraceMillis = stopGraceMillis;
         this.effective = new EngineSettings.Effective(settings.schedulerIntervalMs(), settings.maxConsecutiveErrors());
@@ -196,6 +196,7 @@ final class RefreshEngine implements AutoCloseable {
         try (Connection c = dataSource.getConnection()) {
             now = settings.effective(c, invalidValues);
             planNew(c);
+            flushNotifications(c);
             try (Statement s = c.createStatement();
                  ResultSet rs = s.executeQuery("SELECT pgt_id, name FROM pgtrickle.due_stream_tables()")) {
                 while (rs.next()) {
@@ -419,6 +420,19 @@ final class RefreshEngine implements AutoCloseable {
             }
         } finally {
             c.setAutoCommit(true);
+        }
+    }
+
+    /**
+     * Sends the subscriptions' trailing notifications: refreshes folded into a coalescing window that
+     * has closed since, with no refresh to carry them. Its own transaction (auto-commit).
+     */
+    private void flushNotifications(Connection c) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.flush_notifications(?)")) {
+            ps.setInt(1, settings.notifyCoalesceMs());
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+            }
         }
     }
 

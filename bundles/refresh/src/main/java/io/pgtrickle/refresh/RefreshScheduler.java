@@ -46,6 +46,11 @@ public class RefreshScheduler implements RefreshService {
         @AttributeDefinition(min = "1", description = "Failed refreshes in a row after which a stream table is "
                 + "SUSPENDED, unless the database sets pg_trickle.max_consecutive_errors")
         int maxConsecutiveErrors() default 3;
+
+        @AttributeDefinition(min = "0", description = "Subscriptions: at most one NOTIFY per stream table and channel "
+                + "per this many milliseconds (0: every refresh notifies), unless the stream table or the database "
+                + "sets pg_trickle.notify_coalesce_ms")
+        int notifyCoalesceMs() default 250;
     }
 
     // bound before activate and kept across engines: the whiteboard outlives a configuration change
@@ -85,7 +90,8 @@ public class RefreshScheduler implements RefreshService {
     @Activate
     void activate(Config config) {
         engine = new RefreshEngine(catalog.dataSource(),
-                new EngineSettings(config.schedulerIntervalMs(), config.workers(), config.maxConsecutiveErrors()), listeners);
+                new EngineSettings(config.schedulerIntervalMs(), config.workers(), config.maxConsecutiveErrors(),
+                        config.notifyCoalesceMs()), listeners);
         engine.start();
     }
 

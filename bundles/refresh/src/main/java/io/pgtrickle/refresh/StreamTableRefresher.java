@@ -34,6 +34,7 @@ final class StreamTableRefresher {
 
     private final DataSource dataSource;
     private final Listeners listeners;
+    private final int notifyCoalesceMs;
     /**
      * Refreshes in progress: their connection and the {@code run_refresh} statement while it runs, so
      * that a stop can cancel and cut off a refresh that does not finish.
@@ -41,9 +42,10 @@ final class StreamTableRefresher {
     private final Map<Connection, AtomicReference<Statement>> running = new ConcurrentHashMap<>();
     private volatile boolean stopping;
 
-    StreamTableRefresher(DataSource dataSource, Listeners listeners) {
+    StreamTableRefresher(DataSource dataSource, Listeners listeners, int notifyCoalesceMs) {
         this.dataSource = dataSource;
         this.listeners = listeners;
+        this.notifyCoalesceMs = notifyCoalesceMs;
     }
 
     /**
@@ -101,12 +103,13 @@ final class StreamTableRefresher {
         }
     }
 
-    private static Long runRefresh(Connection c, AtomicReference<Statement> current, long pgtId, Initiator initiator, boolean wait)
+    private Long runRefresh(Connection c, AtomicReference<Statement> current, long pgtId, Initiator initiator, boolean wait)
             throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.run_refresh(?, ?, ?)")) {
+        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.run_refresh(?, ?, ?, ?)")) {
             ps.setLong(1, pgtId);
             ps.setString(2, initiator.name());
             ps.setBoolean(3, wait);
+            ps.setInt(4, notifyCoalesceMs);
             current.set(ps);
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();

@@ -58,9 +58,14 @@ class ChangeVolumeFallbackTest {
         exec("SET pg_trickle.differential_max_change_ratio = 0");
         exec("UPDATE src SET v = v + 1 WHERE id <= 900");
         assertEquals("DIFFERENTIAL|false", refresh("auto_st"));
-        // the default, 0.15, applies when the setting is absent
+        // the default, 0.5, applies when the setting is absent: 200 buffered rows stay differential, 600 do not
         exec("RESET pg_trickle.differential_max_change_ratio", "ALTER DATABASE \"" + db.name() + "\" RESET pg_trickle.differential_max_change_ratio");
         exec("UPDATE src SET v = v + 1 WHERE id <= 100");
+        try (Connection fresh = db.connect(); Statement s = fresh.createStatement()) {
+            s.execute("SELECT pgtrickle.refresh_stream_table('auto_st')");
+        }
+        assertEquals("DIFFERENTIAL|false", last("auto_st"));
+        exec("UPDATE src SET v = v + 1 WHERE id <= 300");
         try (Connection fresh = db.connect(); Statement s = fresh.createStatement()) {
             s.execute("SELECT pgtrickle.refresh_stream_table('auto_st')");
         }

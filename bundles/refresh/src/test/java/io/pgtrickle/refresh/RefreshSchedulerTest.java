@@ -26,6 +26,7 @@ class RefreshSchedulerTest {
                         case "schedulerIntervalMs": return intervalMs;
                         case "workers": return workers;
                         case "maxConsecutiveErrors": return maxErrors;
+                        case "notifyCoalesceMs": return EngineSettings.DEFAULT_NOTIFY_COALESCE_MS;
                         default: throw new UnsupportedOperationException(method.getName());
                     }
                 });

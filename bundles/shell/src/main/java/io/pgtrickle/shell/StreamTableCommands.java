@@ -31,7 +31,10 @@ import org.osgi.service.component.annotations.Reference;
         "osgi.command.function=drop",
         "osgi.command.function=resume",
         "osgi.command.function=history",
-        "osgi.command.function=mode"})
+        "osgi.command.function=mode",
+        "osgi.command.function=subscribe",
+        "osgi.command.function=unsubscribe",
+        "osgi.command.function=subscriptions"})
 public class StreamTableCommands {
 
     private final DataSource dataSource;
@@ -106,6 +109,22 @@ public class StreamTableCommands {
     /** {@code pgtrickle:mode NAME}: the mode asked for, the mode that runs, and why. */
     public void mode(String name) throws SQLException {
         table("SELECT * FROM pgtrickle.explain_refresh_mode(?)", name);
+    }
+
+    /** {@code pgtrickle:subscribe NAME CHANNEL}: NOTIFY on CHANNEL after refreshes that change NAME. */
+    public void subscribe(String name, String channel) throws SQLException {
+        call("SELECT pgtrickle.subscribe(?, ?)", name, channel);
+        out.println("subscribed " + channel + " to " + name);
+    }
+
+    public void unsubscribe(String name, String channel) throws SQLException {
+        call("SELECT pgtrickle.unsubscribe(?, ?)", name, channel);
+        out.println("unsubscribed " + channel + " from " + name);
+    }
+
+    /** {@code pgtrickle:subscriptions}: every subscription with its delivery state. */
+    public void subscriptions() throws SQLException {
+        table("SELECT * FROM pgtrickle.list_subscriptions()");
     }
 
     private void call(String sql, String... arguments) throws SQLException {

@@ -91,6 +91,15 @@ class StreamTableCommandsTest implements SqlStatements {
         String mode = output();
         assertTrue(mode.matches("(?s).*AUTO +\\| DIFFERENTIAL +\\| *\n.*"), mode);
 
+        commands.subscribe("order_totals", "totals_changed");
+        assertEquals("subscribed totals_changed to order_totals\n", output());
+        commands.subscriptions();
+        String subscriptions = output();
+        assertTrue(subscriptions.matches("(?s).*public\\.order_totals \\| totals_changed +\\| .*\\(1 row\\)\n"), subscriptions);
+        commands.unsubscribe("order_totals", "totals_changed");
+        assertEquals("unsubscribed totals_changed from order_totals\n", output());
+        assertEquals("0", string("SELECT count(*) FROM pgtrickle.pgt_subscriptions"));
+
         commands.drop("order_totals");
         assertEquals("dropped order_totals\n", output());
         assertEquals(null, string("SELECT to_regclass('order_totals')"));

@@ -2,8 +2,10 @@
 -- unchanged). Runs in the caller's transaction like every other API function: an error leaves the
 -- stream table as it was.
 
+-- notify_coalesce_ms: the stream table's own NOTIFY coalescing window (0 = off); a negative value
+-- removes it, so pg_trickle.notify_coalesce_ms applies again.
 CREATE FUNCTION pgtrickle.alter_stream_table(name text, query text DEFAULT NULL, schedule text DEFAULT NULL,
-        refresh_mode text DEFAULT NULL, status text DEFAULT NULL)
+        refresh_mode text DEFAULT NULL, status text DEFAULT NULL, notify_coalesce_ms integer DEFAULT NULL)
     RETURNS void
     LANGUAGE plpgsql
 AS $fn$
@@ -110,6 +112,12 @@ BEGIN
 
     IF schedule IS NOT NULL THEN
         UPDATE pgtrickle.pgt_stream_tables s SET schedule = lower(btrim(alter_stream_table.schedule)), updated_at = now()
+         WHERE s.pgt_id = st.pgt_id;
+    END IF;
+    IF notify_coalesce_ms IS NOT NULL THEN
+        UPDATE pgtrickle.pgt_stream_tables s
+           SET notify_coalesce_ms = CASE WHEN alter_stream_table.notify_coalesce_ms >= 0 THEN alter_stream_table.notify_coalesce_ms END,
+               updated_at = now()
          WHERE s.pgt_id = st.pgt_id;
     END IF;
     IF new_state IS NOT NULL THEN

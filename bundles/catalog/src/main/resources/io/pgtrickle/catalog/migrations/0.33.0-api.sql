@@ -224,7 +224,10 @@ $fn$;
 -- Refused for a SUSPENDED stream table and for one whose source was dropped.
 -- wait = false: when another session is refreshing it, return NULL at once (the scheduler's way
 -- of never refreshing one stream table twice at the same time, across containers).
-CREATE FUNCTION pgtrickle.run_refresh(pgt_id bigint, initiated_by text, wait boolean DEFAULT true) RETURNS bigint
+-- notify_coalesce_ms: the container's coalescing window for subscriptions, used where neither the
+-- stream table nor the database sets one (see pgtrickle.notify_coalesce_ms).
+CREATE FUNCTION pgtrickle.run_refresh(pgt_id bigint, initiated_by text, wait boolean DEFAULT true,
+                                      notify_coalesce_ms integer DEFAULT NULL) RETURNS bigint
     LANGUAGE plpgsql
 AS $fn$
 DECLARE
@@ -295,7 +298,7 @@ BEGIN
     -- Judged by buffered rows (an UPDATE is two) against the sources' estimated rows; a source never
     -- analysed has no estimate, and then the rule does not apply.
     IF st.requested_refresh_mode = 'AUTO' AND st.refresh_mode = 'DIFFERENTIAL' AND pending > 0 THEN
-        ratio := coalesce(nullif(current_setting('pg_trickle.differential_max_change_ratio', true), '')::double precision, 0.15);
+        ratio := coalesce(nullif(current_setting('pg_trickle.differential_max_change_ratio', true), '')::double precision, 0.5);
         SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) END INTO estimate
           FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid WHERE d.pgt_id = st.pgt_id;
         fallback := ratio > 0 AND estimate IS NOT NULL AND pending > ratio * greatest(estimate, 1);
@@ -348,6 +351,11 @@ BEGIN
     VALUES (st.pgt_id, now(), started, clock_timestamp(), act, ins, del, ins + del, 'COMPLETED', run_refresh.initiated_by,
             fallback AND act = 'FULL')
     RETURNING refresh_id INTO id;
+
+    -- subscribers hear of it when this transaction commits, and never if it rolls back
+    IF ins + del > 0 AND EXISTS (SELECT FROM pgtrickle.pgt_subscriptions sub WHERE sub.pgt_id = st.pgt_id) THEN
+        PERFORM pgtrickle.announce_refresh(st.pgt_id, id, ins, del, run_refresh.notify_coalesce_ms);
+    END IF;
 
     UPDATE pgtrickle.pgt_stream_tables s
        SET frontier = jsonb_build_object('snapshot', snapshot)

@@ -182,6 +182,13 @@ AS $fn$
 DECLARE
     src record;
 BEGIN
+    -- a stream table renamed or moved keeps its catalog row, subscriptions and history: the catalog
+    -- follows the name
+    UPDATE pgtrickle.pgt_stream_tables st SET pgt_schema = n.nspname, pgt_name = c.relname, updated_at = now()
+      FROM pg_event_trigger_ddl_commands() d
+      JOIN pg_class c ON c.oid = d.objid JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE d.classid = 'pg_class'::regclass AND d.object_type = 'table' AND st.pgt_relid = d.objid
+       AND (st.pgt_schema, st.pgt_name) IS DISTINCT FROM (n.nspname::text, c.relname::text);
     IF NOT EXISTS (SELECT FROM pgtrickle.pgt_change_tracking) THEN
         RETURN;
     END IF;

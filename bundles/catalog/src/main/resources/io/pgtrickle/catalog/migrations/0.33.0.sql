@@ -1,9 +1,21 @@
 -- pgtrickle catalog 0.33.0, part 1: reactive subscriptions and zero-downtime ALTER QUERY.
 CREATE TABLE pgtrickle.pgt_subscriptions (
-    stream_table text NOT NULL,
-    channel      text NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (stream_table, channel)
+    -- by pgt_id, not by name: a subscription follows its stream table through a rename and goes
+    -- with it when it is dropped
+    pgt_id                   bigint NOT NULL REFERENCES pgtrickle.pgt_stream_tables (pgt_id) ON DELETE CASCADE,
+    channel                  text NOT NULL,
+    created_at               timestamptz NOT NULL DEFAULT now(),
+    created_by               name NOT NULL DEFAULT current_user,
+    -- delivery state: the last notification sent on the channel, which opens a coalescing window ...
+    last_notified_refresh_id bigint,
+    last_notified_at         timestamptz,
+    -- ... and the refreshes folded since, to be announced when the window closes
+    pending_refreshes        integer NOT NULL DEFAULT 0,
+    pending_first_refresh_id bigint,
+    pending_last_refresh_id  bigint,
+    pending_inserted         bigint NOT NULL DEFAULT 0,
+    pending_deleted          bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (pgt_id, channel)
 );
 
 ALTER TABLE pgtrickle.pgt_stream_tables
@@ -24,3 +36,5 @@ ALTER TABLE pgtrickle.pgt_stream_tables ADD COLUMN delta_sql text;
 -- Running totals of a GROUP BY stream table maintained by adjustment (the engine's RUNNING_TOTALS
 -- plans): the table holding them and the query a FULL refresh refills it with.
 ALTER TABLE pgtrickle.pgt_stream_tables ADD COLUMN state_table text, ADD COLUMN state_sql text;
+-- Per stream table: the NOTIFY coalescing window in ms, overriding pg_trickle.notify_coalesce_ms.
+ALTER TABLE pgtrickle.pgt_stream_tables ADD COLUMN notify_coalesce_ms integer CHECK (notify_coalesce_ms >= 0);

@@ -1,0 +1,231 @@
+-- pgtrickle catalog 0.33.0, part 7: the durable outbox of the notification sinks.
+--
+-- A sink (webhook endpoint, log, third-party code) is registered here by the container's notify
+-- bundle with the channels it receives. Every notification sent on one of those channels (by
+-- announce_refresh or flush_notifications, inside the refresh transaction) is also written to the
+-- outbox, one row per sink, so it exists exactly when the refresh committed. The notify bundle
+-- claims rows with a lease (FOR UPDATE SKIP LOCKED: several containers share the work; a crashed
+-- claimer's lease runs out), delivers them, and completes or fails them: failures are retried with
+-- backoff until the sink's attempts are used up, then the row becomes a dead letter. Per sink and
+-- stream table only the oldest row is ever claimable, so deliveries keep refresh order.
+
+CREATE TABLE pgtrickle.pgt_sinks (
+    sink_id         text PRIMARY KEY,                   -- type:name, e.g. webhook:orders
+    channels        text[] NOT NULL,                    -- '*' for every channel
+    enabled         boolean NOT NULL DEFAULT true,
+    disabled_reason text,
+    registered_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE pgtrickle.pgt_outbox (
+    outbox_id        bigserial PRIMARY KEY,
+    sink_id          text NOT NULL REFERENCES pgtrickle.pgt_sinks (sink_id) ON DELETE CASCADE,
+    pgt_id           bigint NOT NULL,
+    stream_table     text NOT NULL,
+    channel          text NOT NULL,
+    refresh_id       bigint NOT NULL,
+    first_refresh_id bigint NOT NULL,
+    refreshes        integer NOT NULL,
+    inserted_count   bigint NOT NULL,
+    deleted_count    bigint NOT NULL,
+    payload          text NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    attempts         integer NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    claimed_until    timestamptz,
+    last_error       text
+);
+CREATE INDEX pgt_outbox_sink_order_idx ON pgtrickle.pgt_outbox (sink_id, pgt_id, outbox_id);
+
+CREATE TABLE pgtrickle.pgt_dead_letters (LIKE pgtrickle.pgt_outbox);
+ALTER TABLE pgtrickle.pgt_dead_letters ADD PRIMARY KEY (outbox_id), ADD COLUMN died_at timestamptz NOT NULL DEFAULT now();
+
+CREATE FUNCTION pgtrickle.register_sink(sink_id text, channels text[]) RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    normalized text[];
+BEGIN
+    IF sink_id IS NULL OR btrim(sink_id) = '' OR length(sink_id) > 200 THEN
+        RAISE EXCEPTION 'pgtrickle: a sink needs an id of 1 to 200 characters' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF channels IS NULL OR cardinality(channels) = 0 THEN
+        RAISE EXCEPTION 'pgtrickle: sink % needs at least one channel (''*'' for all)', sink_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(DISTINCT n.ch ORDER BY n.ch) INTO normalized
+      FROM (SELECT CASE WHEN c = '*' THEN '*' ELSE pgtrickle.check_channel(c) END AS ch FROM unnest(channels) AS u(c)) n;
+    INSERT INTO pgtrickle.pgt_sinks AS s (sink_id, channels) VALUES (register_sink.sink_id, normalized)
+    ON CONFLICT ON CONSTRAINT pgt_sinks_pkey DO UPDATE
+       SET channels = EXCLUDED.channels, updated_at = now()
+     WHERE s.channels IS DISTINCT FROM EXCLUDED.channels;
+END
+$fn$;
+
+-- Removes a sink and the notifications still queued for it (an operator's decision: a sink whose
+-- container is merely down keeps its registration and its queue).
+CREATE FUNCTION pgtrickle.unregister_sink(sink_id text) RETURNS bigint
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    dropped bigint;
+BEGIN
+    SELECT count(*) INTO dropped FROM pgtrickle.pgt_outbox o WHERE o.sink_id = unregister_sink.sink_id;
+    DELETE FROM pgtrickle.pgt_sinks s WHERE s.sink_id = unregister_sink.sink_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgtrickle: no sink %', sink_id USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN dropped;
+END
+$fn$;
+
+CREATE FUNCTION pgtrickle.disable_sink(sink_id text, reason text) RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    UPDATE pgtrickle.pgt_sinks s SET enabled = false, disabled_reason = reason, updated_at = now()
+     WHERE s.sink_id = disable_sink.sink_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgtrickle: no sink %', sink_id USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$fn$;
+
+CREATE FUNCTION pgtrickle.enable_sink(sink_id text) RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    UPDATE pgtrickle.pgt_sinks s SET enabled = true, disabled_reason = NULL, updated_at = now()
+     WHERE s.sink_id = enable_sink.sink_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgtrickle: no sink %', sink_id USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$fn$;
+
+CREATE FUNCTION pgtrickle.list_sinks()
+    RETURNS TABLE (sink_id text, channels text[], enabled boolean, disabled_reason text, queued bigint, dead_letters bigint,
+                   oldest_queued timestamptz)
+    LANGUAGE sql STABLE
+AS $fn$
+    SELECT s.sink_id, s.channels, s.enabled, s.disabled_reason,
+           (SELECT count(*) FROM pgtrickle.pgt_outbox o WHERE o.sink_id = s.sink_id),
+           (SELECT count(*) FROM pgtrickle.pgt_dead_letters d WHERE d.sink_id = s.sink_id),
+           (SELECT min(o.created_at) FROM pgtrickle.pgt_outbox o WHERE o.sink_id = s.sink_id)
+      FROM pgtrickle.pgt_sinks s ORDER BY s.sink_id
+$fn$;
+
+-- Called where a notification is sent (announce_refresh, flush_notifications): one outbox row per
+-- enabled sink that receives the channel. Returns rows written.
+CREATE FUNCTION pgtrickle.enqueue_notification(pgt_id bigint, channel text, refresh_id bigint, first_refresh_id bigint,
+                                               refreshes integer, inserted bigint, deleted bigint, payload text)
+    RETURNS integer
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    n integer;
+BEGIN
+    INSERT INTO pgtrickle.pgt_outbox (sink_id, pgt_id, stream_table, channel, refresh_id, first_refresh_id, refreshes,
+                                      inserted_count, deleted_count, payload)
+    SELECT s.sink_id, enqueue_notification.pgt_id, payload::json ->> 'name', enqueue_notification.channel,
+           enqueue_notification.refresh_id, enqueue_notification.first_refresh_id, enqueue_notification.refreshes,
+           inserted, deleted, payload
+      FROM pgtrickle.pgt_sinks s
+     WHERE s.enabled AND (enqueue_notification.channel = ANY (s.channels) OR '*' = ANY (s.channels));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$fn$;
+
+-- Claims up to max_rows notifications due for a sink, for lease_ms: per stream table only the
+-- oldest queued one (refresh order), skipping rows another session holds or has leased.
+CREATE FUNCTION pgtrickle.claim_notifications(sink_id text, max_rows integer, lease_ms integer)
+    RETURNS SETOF pgtrickle.pgt_outbox
+    LANGUAGE sql
+AS $fn$
+    UPDATE pgtrickle.pgt_outbox o
+       SET claimed_until = clock_timestamp() + lease_ms * interval '1 ms', attempts = o.attempts + 1
+     WHERE o.outbox_id IN (
+               SELECT h.outbox_id FROM pgtrickle.pgt_outbox h
+                JOIN pgtrickle.pgt_sinks s ON s.sink_id = h.sink_id AND s.enabled
+                WHERE h.sink_id = claim_notifications.sink_id
+                  AND h.outbox_id = (SELECT min(f.outbox_id) FROM pgtrickle.pgt_outbox f
+                                      WHERE f.sink_id = h.sink_id AND f.pgt_id = h.pgt_id)
+                  AND h.next_attempt_at <= clock_timestamp()
+                  AND (h.claimed_until IS NULL OR h.claimed_until < clock_timestamp())
+                ORDER BY h.outbox_id
+                LIMIT max_rows
+                  FOR UPDATE OF h SKIP LOCKED)
+    RETURNING o.*
+$fn$;
+
+CREATE FUNCTION pgtrickle.complete_notification(outbox_id bigint) RETURNS boolean
+    LANGUAGE sql
+AS $fn$
+    WITH done AS (DELETE FROM pgtrickle.pgt_outbox o WHERE o.outbox_id = complete_notification.outbox_id RETURNING 1)
+    SELECT EXISTS (SELECT FROM done)
+$fn$;
+
+-- A failed delivery: retried after retry_in_ms, or, once max_attempts deliveries have failed,
+-- moved to the dead letters. Returns 'RETRY' or 'DEAD'.
+CREATE FUNCTION pgtrickle.fail_notification(outbox_id bigint, error text, retry_in_ms integer, max_attempts integer)
+    RETURNS text
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    r pgtrickle.pgt_outbox;
+BEGIN
+    SELECT * INTO r FROM pgtrickle.pgt_outbox o WHERE o.outbox_id = fail_notification.outbox_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF r.attempts >= max_attempts THEN
+        DELETE FROM pgtrickle.pgt_outbox o WHERE o.outbox_id = r.outbox_id;
+        r.last_error := left(error, 4000);
+        r.claimed_until := NULL;
+        INSERT INTO pgtrickle.pgt_dead_letters SELECT (r).*, now();
+        RETURN 'DEAD';
+    END IF;
+    UPDATE pgtrickle.pgt_outbox o
+       SET last_error = left(error, 4000), claimed_until = NULL,
+           next_attempt_at = clock_timestamp() + greatest(retry_in_ms, 0) * interval '1 ms'
+     WHERE o.outbox_id = r.outbox_id;
+    RETURN 'RETRY';
+END
+$fn$;
+
+CREATE FUNCTION pgtrickle.list_dead_letters(sink_id text DEFAULT NULL)
+    RETURNS TABLE (outbox_id bigint, sink_id text, stream_table text, channel text, refresh_id bigint, attempts integer,
+                   last_error text, created_at timestamptz, died_at timestamptz)
+    LANGUAGE sql STABLE
+AS $fn$
+    SELECT d.outbox_id, d.sink_id, d.stream_table, d.channel, d.refresh_id, d.attempts, d.last_error, d.created_at, d.died_at
+      FROM pgtrickle.pgt_dead_letters d
+     WHERE list_dead_letters.sink_id IS NULL OR d.sink_id = list_dead_letters.sink_id
+     ORDER BY d.outbox_id
+$fn$;
+
+-- Puts dead letters back in the outbox (all, a sink's, or the given ids) with fresh attempts; they
+-- keep their ids, so receivers can still de-duplicate. Returns how many.
+CREATE FUNCTION pgtrickle.replay_dead_letters(sink_id text DEFAULT NULL, outbox_ids bigint[] DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    n integer;
+BEGIN
+    WITH moved AS (
+        DELETE FROM pgtrickle.pgt_dead_letters d
+         WHERE (replay_dead_letters.sink_id IS NULL OR d.sink_id = replay_dead_letters.sink_id)
+           AND (outbox_ids IS NULL OR d.outbox_id = ANY (outbox_ids))
+           AND EXISTS (SELECT FROM pgtrickle.pgt_sinks s WHERE s.sink_id = d.sink_id)
+        RETURNING d.*)
+    INSERT INTO pgtrickle.pgt_outbox (outbox_id, sink_id, pgt_id, stream_table, channel, refresh_id, first_refresh_id,
+                                      refreshes, inserted_count, deleted_count, payload, created_at, attempts,
+                                      next_attempt_at, claimed_until, last_error)
+    SELECT m.outbox_id, m.sink_id, m.pgt_id, m.stream_table, m.channel, m.refresh_id, m.first_refresh_id, m.refreshes,
+           m.inserted_count, m.deleted_count, m.payload, m.created_at, 0, now(), NULL, m.last_error
+      FROM moved m;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$fn$;
