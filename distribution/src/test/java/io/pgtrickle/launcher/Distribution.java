@@ -49,7 +49,9 @@ final class Distribution {
             "io.pgtrickle.datasource",
             "io.pgtrickle.catalog",
             "io.pgtrickle.refresh",
-            "io.pgtrickle.shell");
+            "io.pgtrickle.shell",
+            "io.pgtrickle.notify",
+            "io.pgtrickle.sink-webhook");
 
     private Distribution() {
     }

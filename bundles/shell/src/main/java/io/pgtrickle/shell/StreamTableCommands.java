@@ -34,7 +34,10 @@ import org.osgi.service.component.annotations.Reference;
         "osgi.command.function=mode",
         "osgi.command.function=subscribe",
         "osgi.command.function=unsubscribe",
-        "osgi.command.function=subscriptions"})
+        "osgi.command.function=subscriptions",
+        "osgi.command.function=sinks",
+        "osgi.command.function=deadletters",
+        "osgi.command.function=replay"})
 public class StreamTableCommands {
 
     private final DataSource dataSource;
@@ -125,6 +128,29 @@ public class StreamTableCommands {
     /** {@code pgtrickle:subscriptions}: every subscription with its delivery state. */
     public void subscriptions() throws SQLException {
         table("SELECT * FROM pgtrickle.list_subscriptions()");
+    }
+
+    /** {@code pgtrickle:sinks}: registered notification sinks, their channels, queues and dead letters. */
+    public void sinks() throws SQLException {
+        table("SELECT * FROM pgtrickle.list_sinks()");
+    }
+
+    /** {@code pgtrickle:deadletters [SINK]}: notifications that used up their delivery attempts. */
+    public void deadletters() throws SQLException {
+        table("SELECT * FROM pgtrickle.list_dead_letters()");
+    }
+
+    public void deadletters(String sink) throws SQLException {
+        table("SELECT * FROM pgtrickle.list_dead_letters(?)", sink);
+    }
+
+    /** {@code pgtrickle:replay [SINK]}: puts dead letters (all, or one sink's) back in the outbox. */
+    public void replay() throws SQLException {
+        table("SELECT pgtrickle.replay_dead_letters() AS replayed");
+    }
+
+    public void replay(String sink) throws SQLException {
+        table("SELECT pgtrickle.replay_dead_letters(?) AS replayed", sink);
     }
 
     private void call(String sql, String... arguments) throws SQLException {

@@ -100,6 +100,20 @@ class StreamTableCommandsTest implements SqlStatements {
         assertEquals("unsubscribed totals_changed from order_totals\n", output());
         assertEquals("0", string("SELECT count(*) FROM pgtrickle.pgt_subscriptions"));
 
+        exec("SELECT pgtrickle.register_sink('webhook:down', ARRAY['*'])");
+        exec("SELECT pgtrickle.subscribe('order_totals', 'totals_changed')");
+        exec("SET pg_trickle.notify_coalesce_ms = 0");
+        exec("INSERT INTO orders VALUES (4, 'bob', 1)");
+        exec("SELECT pgtrickle.refresh_stream_table('order_totals')");
+        exec("SELECT pgtrickle.fail_notification(outbox_id, 'HTTP 503', 0, 1) FROM pgtrickle.claim_notifications('webhook:down', 1, 1000)");
+        commands.sinks();
+        assertTrue(output().matches("(?s).*webhook:down \\| \\{\\*\\} +\\| t +\\| +\\| 0 +\\| 1 .*"), "one dead letter");
+        commands.deadletters("webhook:down");
+        assertTrue(output().contains("HTTP 503"));
+        commands.replay("webhook:down");
+        assertTrue(output().matches("(?s)replayed.*\n1 *\n.*"));
+        assertEquals("1", string("SELECT count(*) FROM pgtrickle.pgt_outbox"));
+
         commands.drop("order_totals");
         assertEquals("dropped order_totals\n", output());
         assertEquals(null, string("SELECT to_regclass('order_totals')"));

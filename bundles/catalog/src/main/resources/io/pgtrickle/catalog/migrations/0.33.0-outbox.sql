@@ -75,6 +75,8 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgtrickle: no sink %', sink_id USING ERRCODE = 'undefined_object';
     END IF;
+    -- its queue went with it (foreign key); its dead letters too, which could never be replayed
+    DELETE FROM pgtrickle.pgt_dead_letters d WHERE d.sink_id = unregister_sink.sink_id;
     RETURN dropped;
 END
 $fn$;

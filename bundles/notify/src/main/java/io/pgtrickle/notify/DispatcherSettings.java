@@ -1,0 +1,24 @@
+package io.pgtrickle.notify;
+
+/**
+ * How the dispatcher polls and retries.
+ *
+ * @param pollIntervalMs milliseconds between two claims for an idle sink
+ * @param batchSize      notifications claimed at once for one sink
+ * @param leaseMs        how long a claimed notification is reserved for this container
+ * @param retryBaseMs    delay after a first failed delivery; doubles with every further attempt
+ * @param retryMaxMs     upper bound of that delay
+ */
+record DispatcherSettings(long pollIntervalMs, int batchSize, int leaseMs, long retryBaseMs, long retryMaxMs) {
+
+    DispatcherSettings {
+        if (pollIntervalMs < 1 || batchSize < 1 || leaseMs < 1 || retryBaseMs < 0 || retryMaxMs < retryBaseMs) {
+            throw new IllegalArgumentException("invalid notify settings: pollIntervalMs " + pollIntervalMs + ", batchSize "
+                    + batchSize + ", leaseMs " + leaseMs + ", retryBaseMs " + retryBaseMs + ", retryMaxMs " + retryMaxMs);
+        }
+    }
+
+    static DispatcherSettings defaults() {
+        return new DispatcherSettings(200, 50, 60_000, 1_000, 300_000);
+    }
+}
