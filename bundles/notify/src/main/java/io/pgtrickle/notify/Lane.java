@@ -5,6 +5,7 @@ import io.pgtrickle.api.notify.NotificationSink;
 import io.pgtrickle.api.notify.SinkGoneException;
 import java.sql.Connection;
 import java.sql.SQLException;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
@@ -21,10 +22,12 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One bound sink: its registration state and its own threads. A batch runs on the lane's single
- * runner thread, one notification after the other; each call to the sink runs on a call thread the
- * runner waits for at most the sink's {@code timeoutMs}, then interrupts. So a slow or hung sink
- * holds only its own lane, never the poll thread or another sink.
+ * One bound sink: its registration state and its own threads. A batch is delivered by the lane's
+ * runner with up to {@link #PARALLEL_DELIVERIES} notifications at a time: a claimed batch holds at
+ * most one notification per stream table (the oldest queued), so delivering them concurrently keeps
+ * refresh order per stream table. Each call to the sink runs on a call thread that is waited for at
+ * most the sink's {@code timeoutMs}, then interrupted. So a slow or hung sink holds only its own
+ * lane, never the poll thread or another sink.
  */
 final class Lane {
 
@@ -35,6 +38,13 @@ final class Lane {
      * left beyond the call's timeout; the rest are handed back for the next claim.
      */
     static final long LEASE_MARGIN_MS = 1_000;
+
+    /**
+     * Notifications of one batch in flight at once. One at a time, a loopback webhook managed about
+     * 200 deliveries/s (docs/benchmarks/subscriptions.md): the sink's round trip, not the outbox,
+     * is the cost, and notifications of different stream tables need not wait for each other.
+     */
+    static final int PARALLEL_DELIVERIES = 8;
 
     /** The whiteboard's candidate for a sink id: the service, what it says, and its rank. */
     record Candidate(NotificationSink sink, SinkSpec spec, int ranking, long key) {
@@ -47,6 +57,7 @@ final class Lane {
     private final DataSource dataSource;
     private final Backoff backoff;
     private final ExecutorService runner;
+    private final ExecutorService deliveries;
     private final ExecutorService calls;
     private final AtomicBoolean inFlight = new AtomicBoolean();
     private volatile boolean registered;
@@ -60,6 +71,7 @@ final class Lane {
         this.backoff = backoff;
         String name = "pgtrickle-notify-" + candidate.spec().sinkId();
         this.runner = Executors.newSingleThreadExecutor(threads(name));
+        this.deliveries = Executors.newFixedThreadPool(PARALLEL_DELIVERIES, threads(name + "-delivery"));
         this.calls = Executors.newCachedThreadPool(threads(name + "-call"));
     }
 
@@ -126,15 +138,18 @@ final class Lane {
     }
 
     /**
-     * Poll thread: hands a claimed batch to the runner. False when the lane has closed meanwhile: the
-     * caller releases the rows.
+     * Poll thread: hands a claimed batch to the runner, which runs {@code whenDone} once the lane is
+     * idle again. False when the lane has closed meanwhile: the caller releases the rows.
      */
-    boolean dispatch(List<Outbox.Row> rows, long leaseDeadlineNanos) {
+    boolean dispatch(List<Outbox.Row> rows, long leaseDeadlineNanos, Runnable whenDone) {
         if (!inFlight.compareAndSet(false, true)) {
             return false;
         }
         try {
-            runner.execute(() -> deliver(rows, leaseDeadlineNanos));
+            runner.execute(() -> {
+                deliver(rows, leaseDeadlineNanos);
+                whenDone.run();
+            });
             return true;
         } catch (RejectedExecutionException e) {
             inFlight.set(false);
@@ -151,6 +166,7 @@ final class Lane {
         releaseOnClose = release;
         closed = true;
         runner.shutdownNow();
+        deliveries.shutdownNow();
         calls.shutdownNow();
     }
 
@@ -162,35 +178,52 @@ final class Lane {
     private enum Outcome { DELIVERED, FAILED, GONE }
 
     private void deliver(List<Outbox.Row> rows, long leaseDeadlineNanos) {
-        int i = 0;
+        List<Future<?>> pending = new ArrayList<>();
         try {
-            for (; i < rows.size(); i++) {
-                if (closed) {
-                    if (releaseOnClose) {
-                        release(rows.subList(i, rows.size()), "not attempted: sink " + sinkId() + " left");
-                    }
-                    return;
-                }
-                long leftMs = (leaseDeadlineNanos - System.nanoTime()) / 1_000_000;
-                if (i > 0 && leftMs < candidate.spec().timeoutMs() + LEASE_MARGIN_MS) {
-                    // another container may claim them once the lease is over: hand them back now
-                    release(rows.subList(i, rows.size()), "not attempted: lease ran short");
-                    return;
-                }
-                if (deliver(rows.get(i)) == Outcome.GONE) {
-                    release(rows.subList(i + 1, rows.size()), "not attempted: sink " + sinkId() + " disabled");
-                    return;
+            for (int i = 0; i < rows.size(); i++) {
+                Outbox.Row row = rows.get(i);
+                // the first ones start at once; the others wait for a free delivery thread
+                boolean queued = i >= PARALLEL_DELIVERIES;
+                pending.add(deliveries.submit(() -> {
+                    deliverWithinLease(row, leaseDeadlineNanos, queued);
+                    return null;
+                }));
+            }
+            for (Future<?> f : pending) {
+                try {
+                    f.get();
+                } catch (ExecutionException e) {
+                    LOG.error("Notification sink {}: a delivery failed", sinkId(), e.getCause());
                 }
             }
+        } catch (InterruptedException | RejectedExecutionException e) {
+            pending.forEach(f -> f.cancel(true));
+        } finally {
+            inFlight.set(false);
+        }
+    }
+
+    /** One row of a batch: delivered, or handed back if the lane closed or (queued) its lease ran short. */
+    private void deliverWithinLease(Outbox.Row row, long leaseDeadlineNanos, boolean queued) {
+        if (closed) {
+            if (releaseOnClose) {
+                release(List.of(row), "not attempted: sink " + sinkId() + " left");
+            }
+            return;
+        }
+        long leftMs = (leaseDeadlineNanos - System.nanoTime()) / 1_000_000;
+        if (queued && leftMs < candidate.spec().timeoutMs() + LEASE_MARGIN_MS) {
+            // another container may claim it once the lease is over: hand it back now
+            release(List.of(row), "not attempted: lease ran short");
+            return;
+        }
+        try {
+            deliver(row);
         } catch (InterruptedException e) {
             if (releaseOnClose) {
                 Thread.interrupted(); // the JDBC calls below need a quiet thread
-                release(rows.subList(i, rows.size()), "interrupted: sink " + sinkId() + " left");
+                release(List.of(row), "interrupted: sink " + sinkId() + " left");
             }
-        } catch (RuntimeException e) {
-            LOG.error("Notification sink {}: delivery of a batch failed", sinkId(), e);
-        } finally {
-            inFlight.set(false);
         }
     }
 

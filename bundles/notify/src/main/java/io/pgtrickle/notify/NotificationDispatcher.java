@@ -148,6 +148,16 @@ final class NotificationDispatcher implements AutoCloseable {
     }
 
     /** One tick of the poll thread. Never throws: a throwing task would stop the schedule. */
+    private void pollSoon() {
+        if (!closed) {
+            try {
+                poller.execute(this::poll);
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                // closing
+            }
+        }
+    }
+
     void poll() {
         if (closed || lanes.isEmpty()) {
             return;
@@ -175,7 +185,9 @@ final class NotificationDispatcher implements AutoCloseable {
                     continue;
                 }
                 deadline += TimeUnit.MILLISECONDS.toNanos(settings.leaseMs());
-                if (!rows.isEmpty() && !lane.dispatch(rows, deadline)) {
+                // a lane that had work claims again as soon as it is done, not a poll interval later:
+                // a claim takes one notification per stream table, so busy sinks need many claims
+                if (!rows.isEmpty() && !lane.dispatch(rows, deadline, this::pollSoon)) {
                     for (Outbox.Row row : rows) { // the lane closed meanwhile: hand them back
                         Outbox.fail(c, row.outboxId(), "not attempted: sink " + lane.sinkId() + " left", 0, Integer.MAX_VALUE);
                     }

@@ -93,6 +93,25 @@ final class FelixOptions {
                 ourBundle("pgtrickle-refresh"));
     }
 
+    /** The notify bundle (the NotificationSink whiteboard and the outbox dispatcher) and the webhook sink bundle. */
+    static Option notifyBundles() {
+        return composite(
+                ourBundle("pgtrickle-notify"),
+                ourBundle("pgtrickle-sink-webhook"));
+    }
+
+    /**
+     * {@code ALTER DATABASE db SET name = value}, run from the driver before the container starts, so
+     * that every connection the container's pool opens has it.
+     */
+    static void databaseSetting(TestDatabase.Database db, String name, String value) {
+        try (Connection c = db.connect(); Statement s = c.createStatement()) {
+            s.execute("ALTER DATABASE \"" + db.name() + "\" SET " + name + " = '" + value.replace("'", "''") + "'");
+        } catch (SQLException e) {
+            throw new IllegalStateException("could not set " + name + " on database " + db.name() + ": " + e.getMessage(), e);
+        }
+    }
+
     /** One of our bundles, from the copy the build made of the reactor's (or local repository's) jar. */
     private static Option ourBundle(String artifactId) {
         File jar = new File(required("bundles.dir"), artifactId + ".jar");
