@@ -1,0 +1,902 @@
+package io.pgtrickle.bench;
+
+import com.sun.net.httpserver.HttpServer;
+import com.zaxxer.hikari.HikariConfig;
+import com.zaxxer.hikari.HikariDataSource;
+import io.pgtrickle.api.notify.NotificationSink;
+import io.pgtrickle.api.notify.NotificationSinkType;
+import io.pgtrickle.catalog.CatalogMigrator;
+import io.pgtrickle.refresh.plan.RefreshPlanner;
+import io.pgtrickle.testing.TestDatabase;
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.reflect.Constructor;
+import java.lang.reflect.Method;
+import java.lang.reflect.Proxy;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.SecureRandom;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Instant;
+import java.time.temporal.ChronoUnit;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import javax.sql.DataSource;
+import org.postgresql.PGConnection;
+import org.postgresql.PGNotification;
+
+/**
+ * The subscription benchmark, on one fresh database, side by side in one run:
+ *
+ * <ol>
+ *   <li>commit on a source → NOTIFY received by a LISTEN client (pgjdbc), p50/p99, at about 100 and
+ *       1,000 single-row commits/s, coalescing off and on, refreshes driven at a fixed rate by a
+ *       refresher thread (and back to back);</li>
+ *   <li>writer throughput (single-row INSERT commits/s) with and without a subscription on a stream
+ *       table over the written table;</li>
+ *   <li>webhook deliveries per second: the outbox drained by the notify bundle's dispatcher and the
+ *       webhook sink to a loopback JDK HttpServer answering 200.</li>
+ * </ol>
+ *
+ * <p>Run with {@code mvn -B -f itests/bench/pom.xml -Pbench-subscriptions verify}; the normal build only
+ * compiles it. Prints a Markdown report and writes it to {@code bench.report}.
+ */
+public final class SubscriptionBenchmark {
+
+    private static final Pattern REFRESH_ID = Pattern.compile("\"refresh_id\"\\s*:\\s*(\\d+)");
+
+    private final int cellSeconds;
+    private final int intervalMs;
+    private final int tputSeconds;
+    private final int tputReps;
+    private final int whTables;
+    private final int whRounds;
+    private final int whSinks;
+    private final Path report;
+    private final String command;
+
+    private TestDatabase.Database db;
+    private Connection c;
+    private int nextTable;
+    private final Map<String, String> settings = new LinkedHashMap<>();
+    private String serverDescription;
+    private final List<LatencyCell> cells = new ArrayList<>();
+    private final List<Double> tputWithout = new ArrayList<>();
+    private final List<Double> tputWith = new ArrayList<>();
+    private final List<Drain> drains = new ArrayList<>();
+    private final List<String> checks = new ArrayList<>();
+    private String enqueueNote;
+
+    private SubscriptionBenchmark() {
+        cellSeconds = Integer.getInteger("bench.subs.seconds", 10);
+        intervalMs = Integer.getInteger("bench.subs.interval", 100);
+        tputSeconds = Integer.getInteger("bench.subs.tput.seconds", 4);
+        tputReps = Integer.getInteger("bench.subs.tput.reps", 3);
+        whTables = Integer.getInteger("bench.subs.webhook.tables", 50);
+        whRounds = Integer.getInteger("bench.subs.webhook.rounds", 30);
+        whSinks = Integer.getInteger("bench.subs.webhook.sinks", 4);
+        report = Path.of(System.getProperty("bench.report", "docs/benchmarks/subscriptions.md"));
+        command = System.getProperty("bench.command", "mvn -B -f itests/bench/pom.xml -Pbench-subscriptions verify");
+    }
+
+    public static void main(String[] args) throws Exception {
+        new SubscriptionBenchmark().run();
+    }
+
+    private void run() throws Exception {
+        long start = System.nanoTime();
+        Instant startedAt = Instant.now().truncatedTo(ChronoUnit.SECONDS);
+        TestDatabase server = TestDatabase.get();
+        serverDescription = server.describe();
+        db = server.createDatabase("subs");
+        try (Connection connection = db.connect()) {
+            c = connection;
+            c.setAutoCommit(true);
+            new CatalogMigrator().migrate(c);
+            for (String s : new String[] {"server_version", "fsync", "synchronous_commit", "shared_buffers"}) {
+                settings.put(s, string("SHOW " + s));
+            }
+            for (int rate : new int[] {100, 1000}) {
+                latency(rate, 0, intervalMs);
+                latency(rate, 250, intervalMs);
+                latency(rate, 0, 0);
+            }
+            throughput();
+            webhooks();
+        } finally {
+            try {
+                db.drop();
+            } catch (RuntimeException e) {
+                log("could not drop %s: %s", db.name(), e.getMessage());
+            }
+        }
+        double minutes = (System.nanoTime() - start) / 60e9;
+        String md = report(startedAt, minutes);
+        System.out.println();
+        System.out.println(md);
+        Files.createDirectories(report.toAbsolutePath().getParent());
+        Files.writeString(report, md, StandardCharsets.UTF_8);
+        log("report written to %s (%.1f min)", report.toAbsolutePath().normalize(), minutes);
+    }
+
+    // ---------------------------------------------------------------- 1. latency
+
+    private record LatencyCell(int rate, int coalesceMs, int intervalMs, double achievedRate, int refreshes, int notifications,
+                               List<Double> latencies, int unmatched, List<Double> perWrite, int uncovered) {
+    }
+
+    /** A source {@code (id, w)} and a DIFFERENTIAL stream table {@code SELECT id, w FROM src} with an index on (w, id). */
+    private String sourceAndStreamTable(String prefix) throws SQLException {
+        String n = prefix + (nextTable++);
+        exec("CREATE TABLE " + n + "_src (id bigint PRIMARY KEY, w int NOT NULL, stamp timestamptz NOT NULL DEFAULT clock_timestamp())");
+        exec("SELECT pgtrickle.create_stream_table('" + n + "', 'SELECT id, w FROM " + n + "_src', schedule => '1h')");
+        exec("CREATE INDEX ON " + n + " (w, id)");
+        plan(n);
+        return n;
+    }
+
+    /** What the engine's scheduler does on its first tick after the creation. */
+    private void plan(String st) throws SQLException {
+        c.setAutoCommit(false);
+        RefreshPlanner.planIfNeeded(c, Long.parseLong(string("SELECT (pgtrickle.find_stream_table('" + st + "')).pgt_id")));
+        c.commit();
+        c.setAutoCommit(true);
+    }
+
+    private void latency(int rate, int coalesceMs, int interval) throws Exception {
+        String st = sourceAndStreamTable("lat");
+        String channel = st + "_ch";
+        exec("SELECT pgtrickle.subscribe('" + st + "', '" + channel + "')");
+        exec("SELECT pgtrickle.alter_stream_table('" + st + "', notify_coalesce_ms => " + coalesceMs + ")");
+        long pgtId = Long.parseLong(string("SELECT (pgtrickle.find_stream_table('" + st + "')).pgt_id"));
+        int writers = 2;
+        int perWriter = rate * cellSeconds / writers;
+        long[][] ack = new long[writers][perWriter];
+        Map<Long, long[]> consumed = new ConcurrentHashMap<>(); // refresh_id -> max id per writer (index in ack)
+        List<long[]> received = new CopyOnWriteArrayList<>(); // {refresh_id, receive nanos}
+        AtomicBoolean writing = new AtomicBoolean(true);
+        AtomicBoolean running = new AtomicBoolean(true);
+        AtomicLong refreshes = new AtomicLong();
+        List<Throwable> errors = new CopyOnWriteArrayList<>();
+
+        try (Connection listen = db.connect(); Connection refresher = db.connect()) {
+            try (Statement s = listen.createStatement()) {
+                s.execute("LISTEN " + channel);
+            }
+            PGConnection pg = listen.unwrap(PGConnection.class);
+            Thread listener = new Thread(() -> {
+                try {
+                    while (running.get()) {
+                        PGNotification[] got = pg.getNotifications(50);
+                        long now = System.nanoTime();
+                        if (got != null) {
+                            for (PGNotification n : got) {
+                                Matcher m = REFRESH_ID.matcher(n.getParameter());
+                                received.add(new long[] {m.find() ? Long.parseLong(m.group(1)) : -1, now});
+                            }
+                        }
+                    }
+                } catch (SQLException e) {
+                    errors.add(e);
+                }
+            }, "listener");
+            Thread refresh = new Thread(() -> refresher(refresher, st, pgtId, interval, running, consumed, refreshes, errors), "refresher");
+            listener.start();
+            refresh.start();
+            List<Thread> ws = new ArrayList<>();
+            long t0 = System.nanoTime() + 200_000_000L;
+            for (int w = 0; w < writers; w++) {
+                int wi = w;
+                Thread t = new Thread(() -> {
+                    try (Connection wc = db.connect();
+                         PreparedStatement ins = wc.prepareStatement("INSERT INTO " + st + "_src (id, w) VALUES (?, ?)")) {
+                        long periodNs = 1_000_000_000L * writers / rate;
+                        long offset = periodNs * wi / writers;
+                        for (int i = 0; i < perWriter; i++) {
+                            long due = t0 + offset + i * periodNs;
+                            long wait = due - System.nanoTime();
+                            if (wait > 0) {
+                                Thread.sleep(wait / 1_000_000L, (int) (wait % 1_000_000L));
+                            }
+                            ins.setLong(1, (long) i * writers + wi);
+                            ins.setInt(2, wi);
+                            ins.executeUpdate();
+                            ack[wi][i] = System.nanoTime();
+                        }
+                    } catch (SQLException | InterruptedException e) {
+                        errors.add(e);
+                    }
+                }, "writer-" + w);
+                ws.add(t);
+                t.start();
+            }
+            for (Thread t : ws) {
+                t.join();
+            }
+            long writeEnd = System.nanoTime();
+            writing.set(false);
+            Thread.sleep(Math.max(600, coalesceMs * 2L + interval * 3L));
+            running.set(false);
+            refresh.join();
+            listener.join();
+            if (!errors.isEmpty()) {
+                throw new IllegalStateException("latency cell failed", errors.get(0));
+            }
+            double achieved = (double) writers * perWriter / ((writeEnd - t0) / 1e9);
+            // latency of every notification after a 1 s warm-up: receive - ack of the newest write it covers
+            long warm = t0 + 1_000_000_000L;
+            List<Double> lat = new ArrayList<>();
+            int unmatched = 0;
+            for (long[] r : received) {
+                long[] maxes = consumed.get(r[0]);
+                if (maxes == null) {
+                    unmatched++;
+                    continue;
+                }
+                long newest = Long.MIN_VALUE;
+                for (int w = 0; w < writers; w++) {
+                    if (maxes[w] >= 0) {
+                        newest = Math.max(newest, ack[w][(int) ((maxes[w] - w) / writers)]);
+                    }
+                }
+                if (newest == Long.MIN_VALUE || newest < warm) {
+                    continue;
+                }
+                lat.add((r[1] - newest) / 1e6);
+            }
+            // every write: arrival of the first notification covering it - its acknowledgement
+            List<Double> perWrite = new ArrayList<>();
+            int uncovered = 0;
+            for (int w = 0; w < writers; w++) {
+                int i = 0;
+                for (long[] r : received) { // in arrival order; coverage only grows
+                    long[] maxes = consumed.get(r[0]);
+                    if (maxes == null || maxes[w] < 0) {
+                        continue;
+                    }
+                    int upTo = (int) ((maxes[w] - w) / writers);
+                    for (; i <= upTo && i < perWriter; i++) {
+                        if (ack[w][i] >= warm) {
+                            perWrite.add((r[1] - ack[w][i]) / 1e6);
+                        }
+                    }
+                }
+                for (; i < perWriter; i++) {
+                    uncovered++;
+                }
+            }
+            long rows = Long.parseLong(string("SELECT count(*) FROM " + st));
+            if (rows != (long) writers * perWriter) {
+                throw new IllegalStateException(st + " holds " + rows + " rows after the last refresh, not " + writers * perWriter);
+            }
+            checks.add(String.format(Locale.ROOT, "%s (%d/s, coalesce %d ms, %s): the stream table holds all %,d written rows "
+                    + "after the last refresh; %d notifications for %d refreshes", st, rate, coalesceMs, intervalName(interval),
+                    rows, received.size(), refreshes.get()));
+            LatencyCell cell = new LatencyCell(rate, coalesceMs, interval, achieved, (int) refreshes.get(), received.size(), lat,
+                    unmatched, perWrite, uncovered);
+            if (uncovered > 0 || unmatched > 0) {
+                checks.add(st + ": " + uncovered + " writes never announced, " + unmatched + " notifications without a known refresh");
+            }
+            cells.add(cell);
+            log("latency %d/s (achieved %.0f), coalesce %d, %s: n=%d p50 %s p99 %s ms; every write p50 %s p99 %s; %d refreshes, "
+                    + "%d notifications", rate, achieved, coalesceMs, intervalName(interval), lat.size(), ms(pct(lat, 50)),
+                    ms(pct(lat, 99)), ms(pct(perWrite, 50)), ms(pct(perWrite, 99)), refreshes.get(), received.size());
+        }
+        exec("SELECT pgtrickle.drop_stream_table('" + st + "')");
+        exec("DROP TABLE " + st + "_src");
+    }
+
+    /**
+     * Refreshes at a fixed rate ({@code interval} ms, 0 = back to back), each in one transaction: the
+     * refresh, then the newest id of each writer now in the stream table and the refresh's id; then the
+     * trailing-notification flush of the scheduler tick; commit (which sends the NOTIFY).
+     */
+    private static void refresher(Connection rc, String st, long pgtId, int interval, AtomicBoolean running,
+                                  Map<Long, long[]> consumed, AtomicLong refreshes, List<Throwable> errors) {
+        try (PreparedStatement refresh = rc.prepareStatement("SELECT pgtrickle.refresh_stream_table(?)");
+             PreparedStatement maxes = rc.prepareStatement("SELECT (SELECT max(id) FROM " + st + " WHERE w = 0),"
+                     + " (SELECT max(id) FROM " + st + " WHERE w = 1),"
+                     + " (SELECT max(refresh_id) FROM pgtrickle.pgt_refresh_history WHERE pgt_id = ?)");
+             PreparedStatement flush = rc.prepareStatement("SELECT pgtrickle.flush_notifications()")) {
+            rc.setAutoCommit(false);
+            refresh.setString(1, st);
+            maxes.setLong(1, pgtId);
+            long next = System.nanoTime();
+            while (running.get()) {
+                refresh.execute();
+                long[] m = new long[] {-1, -1};
+                long refreshId;
+                try (ResultSet rs = maxes.executeQuery()) {
+                    rs.next();
+                    for (int w = 0; w < 2; w++) {
+                        long v = rs.getLong(w + 1);
+                        m[w] = rs.wasNull() ? -1 : v;
+                    }
+                    refreshId = rs.getLong(3);
+                }
+                flush.execute();
+                consumed.put(refreshId, m);
+                rc.commit();
+                refreshes.incrementAndGet();
+                if (interval > 0) {
+                    next += interval * 1_000_000L;
+                    long wait = next - System.nanoTime();
+                    if (wait > 0) {
+                        Thread.sleep(wait / 1_000_000L, (int) (wait % 1_000_000L));
+                    } else {
+                        next = System.nanoTime();
+                    }
+                }
+            }
+            rc.setAutoCommit(true);
+        } catch (SQLException | InterruptedException e) {
+            errors.add(e);
+        }
+    }
+
+    // ---------------------------------------------------------------- 2. writer throughput
+
+    private void throughput() throws Exception {
+        String st = sourceAndStreamTable("tput");
+        String channel = st + "_ch";
+        long pgtId = Long.parseLong(string("SELECT (pgtrickle.find_stream_table('" + st + "')).pgt_id"));
+        AtomicLong nextId = new AtomicLong();
+        for (int rep = 0; rep < tputReps; rep++) {
+            for (boolean subscribed : new boolean[] {false, true}) {
+                if (subscribed) {
+                    exec("SELECT pgtrickle.subscribe('" + st + "', '" + channel + "')");
+                } else {
+                    exec("SELECT pgtrickle.unsubscribe('" + st + "', '" + channel + "')");
+                }
+                double r = writeFlat(st, channel, pgtId, subscribed, nextId);
+                (subscribed ? tputWith : tputWithout).add(r);
+                log("throughput rep %d, %s subscription: %.0f commits/s", rep + 1, subscribed ? "with" : "without", r);
+            }
+        }
+    }
+
+    /** Two unpaced writers for tputSeconds; the refresher at the interval; a LISTEN client draining when subscribed. */
+    private double writeFlat(String st, String channel, long pgtId, boolean subscribed, AtomicLong nextId) throws Exception {
+        AtomicBoolean running = new AtomicBoolean(true);
+        AtomicBoolean writing = new AtomicBoolean(true);
+        AtomicLong commits = new AtomicLong();
+        AtomicLong notes = new AtomicLong();
+        List<Throwable> errors = new CopyOnWriteArrayList<>();
+        try (Connection listen = db.connect(); Connection rc = db.connect()) {
+            try (Statement s = listen.createStatement()) {
+                s.execute("LISTEN " + channel);
+            }
+            PGConnection pg = listen.unwrap(PGConnection.class);
+            Thread listener = new Thread(() -> {
+                try {
+                    while (running.get()) {
+                        PGNotification[] got = pg.getNotifications(50);
+                        if (got != null) {
+                            notes.addAndGet(got.length);
+                        }
+                    }
+                } catch (SQLException e) {
+                    errors.add(e);
+                }
+            });
+            Map<Long, long[]> consumed = new ConcurrentHashMap<>();
+            Thread refresh = new Thread(() -> refresher(rc, st, pgtId, intervalMs, running, consumed, new AtomicLong(), errors));
+            listener.start();
+            refresh.start();
+            List<Thread> ws = new ArrayList<>();
+            for (int w = 0; w < 2; w++) {
+                int wi = w;
+                Thread t = new Thread(() -> {
+                    try (Connection wc = db.connect();
+                         PreparedStatement ins = wc.prepareStatement("INSERT INTO " + st + "_src (id, w) VALUES (?, ?)")) {
+                        while (writing.get()) {
+                            ins.setLong(1, nextId.getAndIncrement());
+                            ins.setInt(2, wi);
+                            ins.executeUpdate();
+                            commits.incrementAndGet();
+                        }
+                    } catch (SQLException e) {
+                        errors.add(e);
+                    }
+                });
+                ws.add(t);
+                t.start();
+            }
+            Thread.sleep(500); // warm-up
+            long c0 = commits.get();
+            long t0 = System.nanoTime();
+            Thread.sleep(tputSeconds * 1000L);
+            long c1 = commits.get();
+            long t1 = System.nanoTime();
+            writing.set(false);
+            for (Thread t : ws) {
+                t.join();
+            }
+            Thread.sleep(300);
+            running.set(false);
+            refresh.join();
+            listener.join();
+            if (!errors.isEmpty()) {
+                throw new IllegalStateException("throughput phase failed", errors.get(0));
+            }
+            if (subscribed && notes.get() == 0 || !subscribed && notes.get() != 0) {
+                throw new IllegalStateException("unexpected notifications: " + notes.get() + " (subscribed " + subscribed + ")");
+            }
+            if (subscribed) {
+                checks.add("throughput with subscription: " + notes.get() + " notifications received during one phase");
+            }
+            return (c1 - c0) / ((t1 - t0) / 1e9);
+        }
+    }
+
+    // ---------------------------------------------------------------- 3. webhook deliveries
+
+    private record Drain(String what, int sinks, long pollMs, int batch, int expected, int received, double seconds,
+                         double firstToLastRate) {
+    }
+
+    /** Per sink path: receive times. */
+    private final Map<String, List<Long>> hits = new ConcurrentHashMap<>();
+
+    private void webhooks() throws Exception {
+        HttpServer http = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 200);
+        http.createContext("/", exchange -> {
+            try (InputStream in = exchange.getRequestBody()) {
+                in.readAllBytes();
+            }
+            hits.computeIfAbsent(exchange.getRequestURI().getPath(), k -> new CopyOnWriteArrayList<>()).add(System.nanoTime());
+            exchange.sendResponseHeaders(200, -1);
+            exchange.close();
+        });
+        java.util.concurrent.ExecutorService httpThreads = Executors.newFixedThreadPool(8, r -> {
+            Thread th = new Thread(r, "receiver");
+            th.setDaemon(true);
+            return th;
+        });
+        http.setExecutor(httpThreads);
+        http.start();
+        String base = "http://127.0.0.1:" + http.getAddress().getPort() + "/";
+        try {
+            // stream tables wh_i over one source; channel wh_ch_<i % sinks>
+            exec("CREATE TABLE whsrc (id bigint PRIMARY KEY, g int NOT NULL)");
+            String[] all = new String[whSinks];
+            for (int k = 0; k < whSinks; k++) {
+                all[k] = "wh_ch_" + k;
+            }
+            for (int i = 0; i < whTables; i++) {
+                exec("SELECT pgtrickle.create_stream_table('wh_" + i + "', 'SELECT id FROM whsrc WHERE g = " + i + "', schedule => '1h')");
+                plan("wh_" + i);
+                exec("SELECT pgtrickle.subscribe('wh_" + i + "', 'wh_ch_" + (i % whSinks) + "')");
+            }
+            // three independent groups of webhook sinks, each receiving every notification once, registered before enqueueing
+            register("webhook:one", all);
+            register("webhook:fast", all);
+            register("webhook:probe", all);
+            for (int k = 0; k < whSinks; k++) {
+                register("webhook:q" + k, new String[] {all[k]});
+                register("webhook:qf" + k, new String[] {all[k]});
+            }
+            exec("SET pg_trickle.notify_coalesce_ms = 0");
+            long t = System.nanoTime();
+            long id = 0;
+            for (int r = 0; r < whRounds; r++) {
+                exec("INSERT INTO whsrc SELECT " + id + " + g, g FROM generate_series(0, " + (whTables - 1) + ") g");
+                id += whTables;
+                for (int i = 0; i < whTables; i++) {
+                    exec("SELECT pgtrickle.refresh_stream_table('wh_" + i + "')");
+                }
+            }
+            exec("RESET pg_trickle.notify_coalesce_ms");
+            int n = whTables * whRounds;
+            long queued = Long.parseLong(string("SELECT count(*) FROM pgtrickle.pgt_outbox"));
+            enqueueNote = String.format(Locale.ROOT, "%,d refreshes (%d stream tables × %d rounds) enqueued %,d outbox rows in %.1f s",
+                    n, whTables, whRounds, queued, (System.nanoTime() - t) / 1e9);
+            log("%s", enqueueNote);
+            if (queued != (long) n * 5) {
+                throw new IllegalStateException("expected " + n * 5 + " outbox rows, found " + queued);
+            }
+            HikariConfig hc = new HikariConfig();
+            hc.setPoolName("bench");
+            hc.setDataSource(db.dataSource());
+            hc.setMaximumPoolSize(10);
+            hc.setMinimumIdle(2);
+            try (HikariDataSource pool = new HikariDataSource(hc)) {
+                databaseOnly(pool, n);
+                drain("1 webhook, dispatcher defaults", base, pool, 200, 50, new String[][] {{"one", "*"}}, n);
+                String[][] quarter = new String[whSinks][];
+                for (int k = 0; k < whSinks; k++) {
+                    quarter[k] = new String[] {"q" + k, all[k]};
+                }
+                drain(whSinks + " webhooks (" + whTables / whSinks + "+ stream tables each), dispatcher defaults", base, pool, 200, 50,
+                        quarter, n);
+                drain("1 webhook, fast polls", base, pool, 10, 50, new String[][] {{"fast", "*"}}, n);
+                String[][] quarterFast = new String[whSinks][];
+                for (int k = 0; k < whSinks; k++) {
+                    quarterFast[k] = new String[] {"qf" + k, all[k]};
+                }
+                drain(whSinks + " webhooks, fast polls", base, pool, 10, 50, quarterFast, n);
+                parts(base, pool);
+            }
+        } finally {
+            http.stop(0);
+            httpThreads.shutdownNow();
+        }
+    }
+
+    private double postMs;
+    private double postRate;
+    private double completeMs;
+
+    /** The two halves of one delivery, alone: a signed POST by the sink, and one complete_notification on the pool. */
+    private void parts(String base, DataSource pool) throws Exception {
+        Object sink = webhook("parts", base + "parts", "*");
+        try {
+            List<Double> post = new ArrayList<>();
+            long t0 = System.nanoTime();
+            for (int i = 0; i < 600; i++) {
+                io.pgtrickle.api.notify.Notification n = new io.pgtrickle.api.notify.Notification("pgt-bench-" + i, "webhook:parts",
+                        "public.wh_0", "wh_ch_0", i + 1, i + 1, 1, 1, 0,
+                        "{\"name\" : \"public.wh_0\", \"refresh_id\" : " + (i + 1) + ", \"inserted_count\" : 1, \"deleted_count\" : 0}",
+                        Instant.now(), 1);
+                long t = System.nanoTime();
+                ((NotificationSink) sink).deliver(n);
+                if (i >= 100) {
+                    post.add((System.nanoTime() - t) / 1e6);
+                } else {
+                    t0 = System.nanoTime();
+                }
+            }
+            postRate = 500 / ((System.nanoTime() - t0) / 1e9);
+            postMs = median(post);
+            List<Double> complete = new ArrayList<>();
+            for (int i = 0; i < 600; i++) {
+                long t = System.nanoTime();
+                try (Connection pc = pool.getConnection(); PreparedStatement ps = pc.prepareStatement(
+                        "SELECT pgtrickle.complete_notification(?)")) {
+                    pc.setAutoCommit(true);
+                    ps.setLong(1, -1 - i);
+                    ps.executeQuery().close();
+                }
+                if (i >= 100) {
+                    complete.add((System.nanoTime() - t) / 1e6);
+                }
+            }
+            completeMs = median(complete);
+            log("parts: POST %.2f ms (%.0f/s sequential), complete_notification %.2f ms", postMs, postRate, completeMs);
+        } finally {
+            Method deactivate = sink.getClass().getDeclaredMethod("deactivate");
+            deactivate.setAccessible(true);
+            deactivate.invoke(sink);
+        }
+    }
+
+    private double dbOnlyRate;
+    private double claimMs;
+
+    /** The database side of a drain alone, as a lane does it without the sink call: claim 50, complete each on the pool. */
+    private void databaseOnly(DataSource pool, int expected) throws SQLException {
+        int done = 0;
+        List<Double> claims = new ArrayList<>();
+        long t0 = System.nanoTime();
+        try (Connection cc = pool.getConnection(); PreparedStatement claim = cc.prepareStatement(
+                "SELECT outbox_id FROM pgtrickle.claim_notifications('webhook:probe', 50, 60000) ORDER BY outbox_id")) {
+            cc.setAutoCommit(true);
+            while (true) {
+                List<Long> ids = new ArrayList<>();
+                long t = System.nanoTime();
+                try (ResultSet rs = claim.executeQuery()) {
+                    while (rs.next()) {
+                        ids.add(rs.getLong(1));
+                    }
+                }
+                claims.add((System.nanoTime() - t) / 1e6);
+                if (ids.isEmpty()) {
+                    break;
+                }
+                for (long id : ids) {
+                    try (Connection pc = pool.getConnection(); PreparedStatement ps = pc.prepareStatement(
+                            "SELECT pgtrickle.complete_notification(?)")) {
+                        pc.setAutoCommit(true);
+                        ps.setLong(1, id);
+                        ps.executeQuery().close();
+                        done++;
+                    }
+                }
+            }
+        }
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        dbOnlyRate = done / seconds;
+        claimMs = median(claims);
+        if (done != expected) {
+            throw new IllegalStateException("probe drained " + done + " of " + expected);
+        }
+        log("database side alone: %d claimed and completed in %.2f s (%.0f/s), claim median %.1f ms over %d claims", done, seconds,
+                dbOnlyRate, claimMs, claims.size());
+    }
+
+    private void register(String sinkId, String[] channels) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.register_sink(?, ?)")) {
+            ps.setString(1, sinkId);
+            ps.setArray(2, c.createArrayOf("text", channels));
+            ps.execute();
+        }
+    }
+
+    /** Starts a dispatcher with the given webhook sinks and times it until their queues are empty. */
+    private void drain(String what, String base, DataSource pool, long pollMs, int batch, String[][] sinks, int expected)
+            throws Exception {
+        Class<?> settingsClass = Class.forName("io.pgtrickle.notify.DispatcherSettings");
+        Constructor<?> sc = settingsClass.getDeclaredConstructor(long.class, int.class, int.class, long.class, long.class);
+        sc.setAccessible(true);
+        Object ds = sc.newInstance(pollMs, batch, 60_000, 1_000L, 300_000L);
+        Class<?> dispatcherClass = Class.forName("io.pgtrickle.notify.NotificationDispatcher");
+        Constructor<?> dc = dispatcherClass.getDeclaredConstructor(DataSource.class, settingsClass);
+        dc.setAccessible(true);
+        Method add = dispatcherClass.getDeclaredMethod("add", NotificationSink.class, Map.class);
+        Method start = dispatcherClass.getDeclaredMethod("start");
+        Method close = dispatcherClass.getDeclaredMethod("close");
+        for (Method m : new Method[] {add, start, close}) {
+            m.setAccessible(true);
+        }
+        Object dispatcher = dc.newInstance(pool, ds);
+        List<Object> webhooks = new ArrayList<>();
+        StringBuilder ids = new StringBuilder();
+        try {
+            long serviceId = 1000;
+            for (String[] s : sinks) {
+                Object sink = webhook(s[0], base + s[0], s[1]);
+                webhooks.add(sink);
+                Map<String, Object> p = new HashMap<>();
+                p.put("service.id", serviceId++);
+                p.put(NotificationSinkType.TYPE, "webhook");
+                p.put(NotificationSinkType.NAME, s[0]);
+                p.put(NotificationSinkType.CHANNELS, new String[] {s[1]});
+                p.put(NotificationSinkType.MAX_ATTEMPTS, 10);
+                p.put(NotificationSinkType.TIMEOUT_MS, 10_000);
+                add.invoke(dispatcher, sink, p);
+                ids.append(ids.length() == 0 ? "" : ",").append("'webhook:").append(s[0]).append("'");
+            }
+            long t0 = System.nanoTime();
+            start.invoke(dispatcher);
+            long deadline = t0 + 120_000_000_000L;
+            while (System.nanoTime() < deadline) {
+                if (Long.parseLong(string("SELECT count(*) FROM pgtrickle.pgt_outbox WHERE sink_id IN (" + ids + ")")) == 0) {
+                    break;
+                }
+                Thread.sleep(20);
+            }
+            double seconds = (System.nanoTime() - t0) / 1e9;
+            List<Long> times = new ArrayList<>();
+            for (String[] s : sinks) {
+                times.addAll(hits.getOrDefault("/" + s[0], List.of()));
+            }
+            Collections.sort(times);
+            double rate = times.size() > 1 ? (times.size() - 1) / ((times.get(times.size() - 1) - times.get(0)) / 1e9) : 0;
+            Drain d = new Drain(what, sinks.length, pollMs, batch, expected, times.size(), seconds, rate);
+            drains.add(d);
+            log("drain %s: %d/%d in %.2f s (%.0f/s start→empty, %.0f/s first→last)", what, times.size(), expected, seconds,
+                    expected / seconds, rate);
+            if (times.size() < expected) {
+                throw new IllegalStateException("drain incomplete: " + times.size() + " of " + expected);
+            }
+        } finally {
+            close.invoke(dispatcher);
+            for (Object w : webhooks) {
+                Method deactivate = w.getClass().getDeclaredMethod("deactivate");
+                deactivate.setAccessible(true);
+                deactivate.invoke(w);
+            }
+        }
+    }
+
+    /** A WebhookSink activated as DS would, without a BundleContext (as its unit tests do); signed. */
+    private static Object webhook(String name, String url, String channel) throws Exception {
+        Class<?> sinkClass = Class.forName("io.pgtrickle.sink.webhook.WebhookSink");
+        Class<?> configClass = Class.forName("io.pgtrickle.sink.webhook.WebhookSink$Config");
+        byte[] key = new byte[32];
+        new SecureRandom().nextBytes(key);
+        Map<String, Object> values = Map.of("name", name, "url", url, "channels", new String[] {channel},
+                "secret", "whsec_" + Base64.getEncoder().encodeToString(key));
+        Object config = Proxy.newProxyInstance(configClass.getClassLoader(), new Class<?>[] {configClass}, (proxy, m, args) -> {
+            if (m.getName().equals("annotationType")) {
+                return configClass;
+            }
+            if (values.containsKey(m.getName())) {
+                return values.get(m.getName());
+            }
+            if (m.getDefaultValue() != null) {
+                return m.getDefaultValue();
+            }
+            if (m.getName().equals("hashCode")) {
+                return 0;
+            }
+            if (m.getName().equals("toString")) {
+                return "Config(" + name + ")";
+            }
+            if (m.getName().equals("equals")) {
+                return proxy == args[0];
+            }
+            throw new UnsupportedOperationException(m.getName());
+        });
+        Object sink = sinkClass.getDeclaredConstructor().newInstance();
+        Method activate = null;
+        for (Method m : sinkClass.getDeclaredMethods()) {
+            if (m.getName().equals("activate") && m.getParameterCount() == 3) {
+                activate = m;
+            }
+        }
+        activate.setAccessible(true);
+        activate.invoke(sink, null, config, Map.of());
+        return sink;
+    }
+
+    // ---------------------------------------------------------------- report
+
+    private String report(Instant startedAt, double minutes) {
+        StringBuilder b = new StringBuilder();
+        b.append("# Subscription benchmark: NOTIFY latency, writer cost, webhook deliveries\n\n");
+        b.append("Generated by `itests/bench` (`io.pgtrickle.bench.SubscriptionBenchmark`) on ").append(startedAt)
+                .append("; do not edit by hand, re-run it.\n\n");
+        b.append("## Reproduce\n\nFrom the repository root, after `mvn -B install -DskipTests`:\n\n```\n").append(command).append("\n```\n\n");
+        b.append(String.format(Locale.ROOT, "Knobs (`-D...`): `bench.subs.seconds` (writes per latency cell, default 10; this run %d), "
+                + "`bench.subs.interval` (refresh interval ms, 100; %d), `bench.subs.tput.seconds` (4; %d), `bench.subs.tput.reps` "
+                + "(3; %d), `bench.subs.webhook.tables` (50; %d), `bench.subs.webhook.rounds` (30; %d), `bench.subs.webhook.sinks` "
+                + "(4; %d). Only `-Pbench-subscriptions` runs it (the normal build only compiles; `-Pbench` still runs only the engine "
+                + "benchmark). It starts its own database through `TestDatabase`, installs the catalog with `CatalogMigrator`, "
+                + "and drops the database at the end.\n\n", cellSeconds, intervalMs, tputSeconds, tputReps, whTables, whRounds, whSinks));
+        b.append("## Machine and server\n\n");
+        b.append(String.format(Locale.ROOT, "- %d cores as seen by the JVM: a shared, **noisy** 2-vCPU VM that was running other "
+                + "builds at the same time; writers, refresher, listener, dispatcher, HTTP receiver and PostgreSQL all share them. "
+                + "Compare within the run. Java %s.\n", Runtime.getRuntime().availableProcessors(), System.getProperty("java.version")));
+        b.append("- Database: ").append(serverDescription).append(".\n- Settings: ");
+        List<String> kv = new ArrayList<>();
+        settings.forEach((k, v) -> kv.add("`" + k + "` " + v));
+        b.append(String.join(", ", kv)).append(".\n");
+        b.append(String.format(Locale.ROOT, "- Whole run %.1f min.\n\n", minutes));
+
+        b.append("## 1. Commit → NOTIFY received (LISTEN client)\n\n");
+        b.append("Per cell a fresh source `latN_src(id bigint PK, w int)` and a DIFFERENTIAL stream table `SELECT id, w FROM latN_src` "
+                + "subscribed to one channel, its `notify_coalesce_ms` set with `alter_stream_table`. Two writer threads, each paced "
+                + "(open loop, evenly spaced) single-row INSERT commits in autocommit, ids `i*2+w`. **Refreshes are driven by a "
+                + "refresher thread, not by the container's `RefreshEngine`**: at a fixed rate (every " + intervalMs + " ms) or back "
+                + "to back, each tick one transaction: `refresh_stream_table`, then the newest id of each writer now in the stream "
+                + "table and the refresh's `refresh_id`, then `flush_notifications()` (what the scheduler does each tick, for the "
+                + "trailing coalesced notification), commit (which sends the NOTIFY). A pgjdbc connection `LISTEN`s and waits in "
+                + "`getNotifications(50)`; it stamps each notification on arrival. **Latency = arrival − the client-side commit "
+                + "acknowledgement time of the newest write the notification covers**: the notification's `refresh_id` → the newest "
+                + "id per writer that refresh had made visible (each writer commits its ids in order, so it covers all of that "
+                + "writer's earlier ones) → the later of the two acknowledgements. A coalesced notification carries its latest "
+                + "refresh_id, so it is measured against the newest write of that refresh. The first second of each cell is "
+                + "warm-up. One clock (System.nanoTime) in one JVM.\n\n");
+        b.append("Two views of the same cells: **newest write** (the definition above: one sample per notification) and **every "
+                + "write** (per write: arrival of the first notification covering it − its acknowledgement; one sample per write "
+                + "after the warm-up). The first excludes the wait for the next refresh tick, the second includes it.\n\n");
+        b.append("| target rate | achieved commits/s | coalesce ms | refresh interval | refreshes done | notifications | newest write: p50 ms | p99 ms | max ms | target (off: p50 < 20, p99 < 100) | every write: n | p50 ms | p99 ms | target |\n");
+        b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for (LatencyCell cell : cells) {
+            double p50 = pct(cell.latencies, 50);
+            double p99 = pct(cell.latencies, 99);
+            String target = cell.coalesceMs == 0
+                    ? (p50 < 20 && p99 < 100 ? "**met**" : "**missed**" + (p50 < 20 ? " (p99)" : p99 < 100 ? " (p50)" : " (both)"))
+                    : "– (by design ≤ window)";
+            double w50 = pct(cell.perWrite, 50);
+            double w99 = pct(cell.perWrite, 99);
+            String wTarget = cell.coalesceMs == 0
+                    ? (w50 < 20 && w99 < 100 ? "**met**" : "**missed**" + (w50 < 20 ? " (p99)" : w99 < 100 ? " (p50)" : " (both)"))
+                    : "–";
+            b.append(String.format(Locale.ROOT, "| %,d/s | %,.0f | %d | %s | %d | %d | %s | %s | %s | %s | %,d | %s | %s | %s |\n",
+                    cell.rate, cell.achievedRate, cell.coalesceMs, intervalName(cell.intervalMs), cell.refreshes, cell.notifications,
+                    ms(p50), ms(p99), ms(cell.latencies.isEmpty() ? 0 : Collections.max(cell.latencies)), target,
+                    cell.perWrite.size(), ms(w50), ms(w99), wTarget));
+        }
+        b.append("\n## 2. Writer throughput with and without a subscription\n\n");
+        b.append(String.format(Locale.ROOT, "One source and DIFFERENTIAL stream table as above; two unpaced writer threads of "
+                + "single-row INSERT commits for %d s (after 0.5 s warm-up), the refresher every %d ms in both phases; alternately "
+                + "without a subscription and with one (plus a LISTEN client draining it); %d repetitions.\n\n", tputSeconds,
+                intervalMs, tputReps));
+        b.append("| | commits/s median (min–max) |\n|---|---|\n");
+        b.append("| without subscription | ").append(rate(tputWithout)).append(" |\n");
+        b.append("| with subscription | ").append(rate(tputWith)).append(" |\n");
+        b.append(String.format(Locale.ROOT, "| **ratio with / without** | **%.2f** |\n\n", median(tputWith) / median(tputWithout)));
+
+        b.append("## 3. Webhook deliveries from the outbox\n\n");
+        b.append("`").append(enqueueNote).append("` with `notify_coalesce_ms = 0`, every notification queued once for each of five "
+                + "independent sink groups (the four below and a probe) registered beforehand with `pgtrickle.register_sink`. Then, per group, the notify bundle's "
+                + "`NotificationDispatcher` (package-private: built by reflection, as its tests build it) with `WebhookSink`s "
+                + "(activated without a BundleContext as in their tests, signed with a `whsec_` secret) on a HikariCP pool of 10 (as "
+                + "the container's data source), posting to a loopback JDK `HttpServer` answering 200 (8 threads). Time from "
+                + "`start()` until the group's outbox rows are gone; rate also from the first to the last request received.\n\n");
+        b.append("| sinks | pollIntervalMs | batchSize | delivered | s (start → empty) | deliveries/s (start → empty) | deliveries/s (first → last) | target 2,000/s |\n");
+        b.append("|---|---|---|---|---|---|---|---|\n");
+        for (Drain d : drains) {
+            double r = d.expected / d.seconds;
+            b.append(String.format(Locale.ROOT, "| %s | %d | %d | %,d / %,d | %.2f | %,.0f | %,.0f | %s |\n", d.what, d.pollMs, d.batch,
+                    d.received, d.expected, d.seconds, r, d.firstToLastRate, r >= 2000 ? "**met**" : "**missed**"));
+        }
+        b.append(String.format(Locale.ROOT, "\nThe halves of one delivery, alone and sequential (500 after 100 warm-up): the webhook "
+                + "sink's signed POST to the same receiver %.2f ms median (%,.0f/s back to back); `complete_notification` on a pooled "
+                + "connection (borrow, autocommit call with a non-existent id, so nothing deleted, return) %.2f ms median. The database side "
+                + "of a drain alone (before the drains above, on the full outbox: a fifth sink group `webhook:probe` claimed 50 at a "
+                + "time with `claim_notifications` and each row completed with `complete_notification` on the pool, no sink call, no "
+                + "poll wait): %,.0f notifications/s; one claim %.1f ms median.\n", postMs, postRate, completeMs, dbOnlyRate, claimMs));
+        b.append("\n## Checks\n\n");
+        for (String ch : checks) {
+            b.append("- ").append(ch).append('\n');
+        }
+        return b.toString();
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private static String intervalName(int interval) {
+        return interval > 0 ? "every " + interval + " ms" : "back to back";
+    }
+
+    static double pct(List<Double> v, double p) {
+        if (v.isEmpty()) {
+            return Double.NaN;
+        }
+        List<Double> s = new ArrayList<>(v);
+        Collections.sort(s);
+        int idx = (int) Math.ceil(p / 100.0 * s.size()) - 1;
+        return s.get(Math.max(0, Math.min(s.size() - 1, idx)));
+    }
+
+    static double median(List<Double> v) {
+        return pct(v, 50);
+    }
+
+    private static String rate(List<Double> v) {
+        return String.format(Locale.ROOT, "%,.0f (%,.0f–%,.0f)", median(v), Collections.min(v), Collections.max(v));
+    }
+
+    static String ms(double v) {
+        if (Double.isNaN(v)) {
+            return "–";
+        }
+        if (v < 10) {
+            return String.format(Locale.ROOT, "%.2f", v);
+        }
+        if (v < 100) {
+            return String.format(Locale.ROOT, "%.1f", v);
+        }
+        return String.format(Locale.ROOT, "%,.0f", v);
+    }
+
+    private void exec(String sql) throws SQLException {
+        try (Statement s = c.createStatement()) {
+            s.execute(sql);
+        }
+    }
+
+    private String string(String sql) throws SQLException {
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            return rs.next() ? rs.getString(1) : null;
+        }
+    }
+
+    private static void log(String format, Object... args) {
+        System.out.printf(Locale.ROOT, "[bench %s] %s%n", Instant.now().truncatedTo(ChronoUnit.SECONDS),
+                String.format(Locale.ROOT, format, args));
+        System.out.flush();
+    }
+}
