@@ -1,5 +1,9 @@
 package io.pgtrickle.catalog;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
 import io.pgtrickle.testing.SqlStatements;
 import io.pgtrickle.testing.TestDatabase;
 import java.sql.Connection;
@@ -28,6 +32,13 @@ abstract class MigratedDatabaseTest implements SqlStatements {
         db = TestDatabase.get().createDatabase(prefix);
         c = db.connect();
         new CatalogMigrator().migrate(c);
+    }
+
+    /** {@code sql} fails with {@code sqlState} and a message containing {@code message}. */
+    protected void assertFails(String sql, String message, String sqlState) {
+        SQLException e = assertThrows(SQLException.class, () -> exec(sql), sql);
+        assertTrue(e.getMessage().contains(message), sql + " -> " + e.getMessage());
+        assertEquals(sqlState, e.getSQLState(), sql + " -> " + e.getMessage());
     }
 
     @AfterEach

@@ -1,7 +1,6 @@
 package io.pgtrickle.catalog;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.sql.SQLException;
@@ -94,9 +93,4 @@ class OutboxTest extends MigratedDatabaseTest {
         assertFails("SELECT pgtrickle.unregister_sink('nope')", "no sink nope", "42704");
     }
 
-    private void assertFails(String sql, String message, String sqlState) {
-        SQLException e = assertThrows(SQLException.class, () -> exec(sql), sql);
-        assertTrue(e.getMessage().contains(message), sql + " -> " + e.getMessage());
-        assertEquals(sqlState, e.getSQLState(), sql + " -> " + e.getMessage());
-    }
 }

@@ -1,7 +1,6 @@
 package io.pgtrickle.catalog;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -207,9 +206,4 @@ class SubscriptionsTest extends MigratedDatabaseTest {
         return out;
     }
 
-    private void assertFails(String sql, String message, String sqlState) {
-        SQLException e = assertThrows(SQLException.class, () -> exec(sql), sql);
-        assertTrue(e.getMessage().contains(message), sql + " -> " + e.getMessage());
-        assertEquals(sqlState, e.getSQLState(), sql + " -> " + e.getMessage());
-    }
 }

@@ -157,9 +157,9 @@ class RandomizedRefreshTest {
                 long pgtId = db.pgtId(st.name());
                 long lastId = queryLong("SELECT coalesce(max(refresh_id), 0) FROM pgtrickle.pgt_refresh_history WHERE pgt_id = ?", pgtId);
                 exec("SELECT pgtrickle.refresh_stream_table('" + st.name() + "')");
-                List<History> history = historySince(pgtId, lastId);
+                List<RefreshDatabase.History> history = db.historySince(pgtId, lastId);
                 assertEquals(1, history.size(), ctx + ": exactly one history row per refresh, got " + history);
-                History h = history.get(0);
+                RefreshDatabase.History h = history.get(0);
 
                 Map<String, Integer> after = contents(st.name());
                 assertEqualsQuery(st.name(), ctx);
@@ -178,10 +178,10 @@ class RandomizedRefreshTest {
                     }
                 }
                 String hctx = ctx + ": history " + h + " vs actual +" + inserted + " -" + deleted;
-                assertEquals("COMPLETED", h.status, hctx);
-                assertEquals("MANUAL", h.initiatedBy, hctx);
-                assertEquals(inserted, h.inserted, hctx + ": rows_inserted");
-                assertEquals(deleted, h.deleted, hctx + ": rows_deleted");
+                assertEquals("COMPLETED", h.status(), hctx);
+                assertEquals("MANUAL", h.initiatedBy(), hctx);
+                assertEquals(inserted, h.inserted(), hctx + ": rows_inserted");
+                assertEquals(deleted, h.deleted(), hctx + ": rows_deleted");
 
                 // The documented NO_DATA rule: no change in any source since the last refresh. A
                 // source changed iff a committed statement affected a row of it (UPDATEs to the same
@@ -190,15 +190,15 @@ class RandomizedRefreshTest {
                         .anyMatch(src -> r.changed.contains(src) || changedRows.getOrDefault(src, 0L) > 0);
                 // a TRUNCATE of a source leaves no rows to diff: that refresh recomputes in full
                 boolean truncated = st.sources().stream().anyMatch(r.truncated::contains);
-                assertEquals(!sourceChanged ? "NO_DATA" : truncated ? "FULL" : "DIFFERENTIAL", h.action, hctx + ": action (sources " + st.sources()
+                assertEquals(!sourceChanged ? "NO_DATA" : truncated ? "FULL" : "DIFFERENTIAL", h.action(), hctx + ": action (sources " + st.sources()
                         + ", changed tables " + r.changed + ", changed stream tables " + changedRows + ")");
 
                 changedRows.put(st.name(), inserted + deleted);
                 known.put(st.name(), after);
                 rowsChanged += inserted + deleted;
-                if ("NO_DATA".equals(h.action)) {
+                if ("NO_DATA".equals(h.action())) {
                     noData++;
-                } else if ("FULL".equals(h.action)) {
+                } else if ("FULL".equals(h.action())) {
                     fullRefreshes++;
                 } else {
                     differential++;
@@ -376,24 +376,6 @@ class RandomizedRefreshTest {
     }
 
     // ---------------------------------------------------------------- checks
-
-    private record History(long refreshId, String action, String status, long inserted, long deleted, String initiatedBy) {
-    }
-
-    private List<History> historySince(long pgtId, long refreshId) throws SQLException {
-        List<History> out = new ArrayList<>();
-        try (PreparedStatement ps = c.prepareStatement("SELECT refresh_id, action, status, rows_inserted, rows_deleted, initiated_by"
-                + " FROM pgtrickle.pgt_refresh_history WHERE pgt_id = ? AND refresh_id > ? ORDER BY refresh_id")) {
-            ps.setLong(1, pgtId);
-            ps.setLong(2, refreshId);
-            try (ResultSet rs = ps.executeQuery()) {
-                while (rs.next()) {
-                    out.add(new History(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getLong(4), rs.getLong(5), rs.getString(6)));
-                }
-            }
-        }
-        return out;
-    }
 
     /** The stream table as a multiset of rows in their text form (the row identity refreshes use). */
     private Map<String, Integer> contents(String table) throws SQLException {

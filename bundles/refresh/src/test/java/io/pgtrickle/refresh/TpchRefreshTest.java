@@ -250,9 +250,9 @@ class TpchRefreshTest {
                 long pgtId = db.pgtId(q.name());
                 long lastId = queryLong("SELECT coalesce(max(refresh_id), 0) FROM pgtrickle.pgt_refresh_history WHERE pgt_id = ?", pgtId);
                 exec("SELECT pgtrickle.refresh_stream_table('" + q.name() + "')");
-                List<History> history = historySince(pgtId, lastId);
+                List<RefreshDatabase.History> history = db.historySince(pgtId, lastId);
                 assertEquals(1, history.size(), ctx + ": exactly one history row per refresh, got " + history);
-                History h = history.get(0);
+                RefreshDatabase.History h = history.get(0);
 
                 assertEqualsQuery(q.name(), ctx);
                 snapshot(q.name(), "prev_" + q.name());
@@ -467,24 +467,6 @@ class TpchRefreshTest {
     }
 
     // ---------------------------------------------------------------- checks
-
-    private record History(long refreshId, String action, String status, long inserted, long deleted, String initiatedBy) {
-    }
-
-    private List<History> historySince(long pgtId, long refreshId) throws SQLException {
-        List<History> out = new ArrayList<>();
-        try (PreparedStatement ps = c.prepareStatement("SELECT refresh_id, action, status, rows_inserted, rows_deleted, initiated_by"
-                + " FROM pgtrickle.pgt_refresh_history WHERE pgt_id = ? AND refresh_id > ? ORDER BY refresh_id")) {
-            ps.setLong(1, pgtId);
-            ps.setLong(2, refreshId);
-            try (ResultSet rs = ps.executeQuery()) {
-                while (rs.next()) {
-                    out.add(new History(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getLong(4), rs.getLong(5), rs.getString(6)));
-                }
-            }
-        }
-        return out;
-    }
 
     /** Copies the stream table's rows, in their text form (the row identity refreshes use), into a temp table. */
     private void snapshot(String table, String into) throws SQLException {

@@ -1,11 +1,12 @@
 package io.pgtrickle.bench;
 
+import static io.pgtrickle.bench.BenchOutput.log;
+import static io.pgtrickle.bench.BenchOutput.ms;
+
 import io.pgtrickle.catalog.CatalogMigrator;
 import io.pgtrickle.refresh.plan.RefreshPlanner;
 import io.pgtrickle.testing.TestDatabase;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
@@ -140,11 +141,7 @@ public final class EngineBenchmark {
         }
         double minutes = (System.nanoTime() - start) / 60e9;
         String md = report(startedAt, minutes);
-        System.out.println();
-        System.out.println(md);
-        Files.createDirectories(report.toAbsolutePath().getParent());
-        Files.writeString(report, md, StandardCharsets.UTF_8);
-        log("report written to %s (%.1f min)", report.toAbsolutePath().normalize(), minutes);
+        BenchOutput.publish(md, report, minutes);
     }
 
     // ---------------------------------------------------------------- set-up
@@ -680,15 +677,6 @@ public final class EngineBenchmark {
         return String.format(Locale.ROOT, "%,.0f (%,.0f–%,.0f)", median(v), Collections.min(v), Collections.max(v));
     }
 
-    static String ms(double v) {
-        if (v < 10) {
-            return String.format(Locale.ROOT, "%.2f", v);
-        }
-        if (v < 100) {
-            return String.format(Locale.ROOT, "%.1f", v);
-        }
-        return String.format(Locale.ROOT, "%,.0f", v);
-    }
 
     static String x(double v) {
         return v < 10 ? String.format(Locale.ROOT, "%.2f×", v) : String.format(Locale.ROOT, "%.1f×", v);
@@ -698,9 +686,4 @@ public final class EngineBenchmark {
         return level == 0.001 ? "0.1%" : level == 0.01 ? "1%" : "10%";
     }
 
-    private static void log(String format, Object... args) {
-        System.out.printf(Locale.ROOT, "[bench %s] %s%n", Instant.now().truncatedTo(ChronoUnit.SECONDS),
-                String.format(Locale.ROOT, format, args));
-        System.out.flush();
-    }
 }

@@ -1,5 +1,8 @@
 package io.pgtrickle.bench;
 
+import static io.pgtrickle.bench.BenchOutput.log;
+import static io.pgtrickle.bench.BenchOutput.ms;
+
 import com.sun.net.httpserver.HttpServer;
 import com.zaxxer.hikari.HikariConfig;
 import com.zaxxer.hikari.HikariDataSource;
@@ -14,8 +17,6 @@ import java.lang.reflect.Constructor;
 import java.lang.reflect.Method;
 import java.lang.reflect.Proxy;
 import java.net.InetSocketAddress;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.SecureRandom;
 import java.sql.Connection;
@@ -131,11 +132,7 @@ public final class SubscriptionBenchmark {
         }
         double minutes = (System.nanoTime() - start) / 60e9;
         String md = report(startedAt, minutes);
-        System.out.println();
-        System.out.println(md);
-        Files.createDirectories(report.toAbsolutePath().getParent());
-        Files.writeString(report, md, StandardCharsets.UTF_8);
-        log("report written to %s (%.1f min)", report.toAbsolutePath().normalize(), minutes);
+        BenchOutput.publish(md, report, minutes);
     }
 
     // ---------------------------------------------------------------- 1. latency
@@ -869,18 +866,6 @@ public final class SubscriptionBenchmark {
         return String.format(Locale.ROOT, "%,.0f (%,.0f–%,.0f)", median(v), Collections.min(v), Collections.max(v));
     }
 
-    static String ms(double v) {
-        if (Double.isNaN(v)) {
-            return "–";
-        }
-        if (v < 10) {
-            return String.format(Locale.ROOT, "%.2f", v);
-        }
-        if (v < 100) {
-            return String.format(Locale.ROOT, "%.1f", v);
-        }
-        return String.format(Locale.ROOT, "%,.0f", v);
-    }
 
     private void exec(String sql) throws SQLException {
         try (Statement s = c.createStatement()) {
@@ -894,9 +879,4 @@ public final class SubscriptionBenchmark {
         }
     }
 
-    private static void log(String format, Object... args) {
-        System.out.printf(Locale.ROOT, "[bench %s] %s%n", Instant.now().truncatedTo(ChronoUnit.SECONDS),
-                String.format(Locale.ROOT, format, args));
-        System.out.flush();
-    }
 }
