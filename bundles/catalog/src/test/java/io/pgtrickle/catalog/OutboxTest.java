@@ -1,6 +1,7 @@
 package io.pgtrickle.catalog;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.sql.SQLException;
@@ -44,10 +45,37 @@ class OutboxTest extends MigratedDatabaseTest {
         assertEquals(2, first.size(), first.toString());
         assertEquals(List.of(), strings("SELECT outbox_id FROM pgtrickle.claim_notifications('log:log', 10, 60000)"), "leased");
         long head = Long.parseLong(string("SELECT min(outbox_id) FROM pgtrickle.pgt_outbox WHERE sink_id = 'log:log' AND stream_table = 'public.totals'"));
-        exec("SELECT pgtrickle.complete_notification(" + head + ")");
+        exec("SELECT pgtrickle.complete_notification(outbox_id, claim_token) FROM pgtrickle.pgt_outbox WHERE outbox_id = " + head);
         List<String> next = strings("SELECT stream_table || '|' || refresh_id FROM pgtrickle.claim_notifications('log:log', 10, 60000)");
         assertEquals(1, next.size(), "the next of totals, nothing of big (its head is still leased): " + next);
         assertTrue(next.get(0).startsWith("public.totals|"));
+    }
+
+    @Test
+    void onlyTheCurrentClaimHolderCompletesOrFails() throws SQLException {
+        exec("SELECT pgtrickle.register_sink('webhook:a', ARRAY['orders_changed'])");
+        exec("INSERT INTO orders VALUES (1, 'ann', 1)");
+        exec("SELECT pgtrickle.refresh_stream_table('totals')");
+        exec("INSERT INTO orders VALUES (2, 'bob', 2)");
+        exec("SELECT pgtrickle.refresh_stream_table('totals')");
+        // the first claimer's lease (1 ms) runs out and a second claimer takes the head over
+        String[] stale = string("SELECT outbox_id || ' ' || claim_token FROM pgtrickle.claim_notifications('webhook:a', 1, 1)").split(" ");
+        exec("SELECT pg_sleep(0.01)");
+        String[] current = string("SELECT outbox_id || ' ' || claim_token FROM pgtrickle.claim_notifications('webhook:a', 1, 60000)").split(" ");
+        assertEquals(stale[0], current[0], "the same head, claimed again");
+        assertNotEquals(stale[1], current[1], "with a new token");
+
+        // the stale claimer can neither delete it under the new holder nor release it early
+        assertEquals("f", string("SELECT pgtrickle.complete_notification(" + stale[0] + ", '" + stale[1] + "')"));
+        assertEquals(null, string("SELECT pgtrickle.fail_notification(" + stale[0] + ", '" + stale[1] + "', 'late', 0, 10)"));
+        assertEquals("1|2", string("SELECT count(*) || '|' || max(attempts) FROM pgtrickle.pgt_outbox WHERE outbox_id = " + stale[0]
+                + " AND claimed_until > clock_timestamp() AND last_error IS NULL"), "still leased to the second claimer, untouched");
+        assertEquals(List.of(), strings("SELECT outbox_id FROM pgtrickle.claim_notifications('webhook:a', 10, 60000)"),
+                "the next refresh's notification cannot overtake the head");
+
+        assertEquals("t", string("SELECT pgtrickle.complete_notification(" + current[0] + ", '" + current[1] + "')"));
+        assertEquals("f", string("SELECT pgtrickle.complete_notification(" + current[0] + ", '" + current[1] + "')"), "once");
+        assertEquals(1, strings("SELECT outbox_id FROM pgtrickle.claim_notifications('webhook:a', 10, 60000)").size());
     }
 
     @Test
@@ -55,10 +83,12 @@ class OutboxTest extends MigratedDatabaseTest {
         exec("SELECT pgtrickle.register_sink('webhook:a', ARRAY['orders_changed'])");
         exec("INSERT INTO orders VALUES (1, 'ann', 1)");
         exec("SELECT pgtrickle.refresh_stream_table('totals')");
-        String id = string("SELECT outbox_id FROM pgtrickle.claim_notifications('webhook:a', 1, 60000)");
-        assertEquals("RETRY", string("SELECT pgtrickle.fail_notification(" + id + ", 'HTTP 500', 0, 2)"));
-        assertEquals(id + "|2", string("SELECT outbox_id || '|' || attempts FROM pgtrickle.claim_notifications('webhook:a', 1, 60000)"));
-        assertEquals("DEAD", string("SELECT pgtrickle.fail_notification(" + id + ", 'HTTP 500 again', 0, 2)"));
+        String[] claim = string("SELECT outbox_id || ' ' || claim_token FROM pgtrickle.claim_notifications('webhook:a', 1, 60000)").split(" ");
+        String id = claim[0];
+        assertEquals("RETRY", string("SELECT pgtrickle.fail_notification(" + id + ", '" + claim[1] + "', 'HTTP 500', 0, 2)"));
+        claim = string("SELECT outbox_id || ' ' || attempts || ' ' || claim_token FROM pgtrickle.claim_notifications('webhook:a', 1, 60000)").split(" ");
+        assertEquals(id + " 2", claim[0] + " " + claim[1]);
+        assertEquals("DEAD", string("SELECT pgtrickle.fail_notification(" + id + ", '" + claim[2] + "', 'HTTP 500 again', 0, 2)"));
         assertEquals(List.of(id + "|webhook:a|public.totals|orders_changed|2|HTTP 500 again"),
                 strings("SELECT concat_ws('|', outbox_id, sink_id, stream_table, channel, attempts, last_error) FROM pgtrickle.list_dead_letters()"));
         assertEquals("0", string("SELECT count(*) FROM pgtrickle.pgt_outbox"));

@@ -265,7 +265,10 @@ final class Lane {
         }
         try (Connection c = dataSource.getConnection()) {
             c.setAutoCommit(true);
-            Outbox.complete(c, row.outboxId());
+            if (!Outbox.complete(c, row)) {
+                LOG.warn("Notification sink {}: notification {} was delivered after its lease ran out and was claimed again; "
+                        + "it will come again (raise the lease above the sink's timeout)", sinkId(), row.id());
+            }
         } catch (SQLException e) {
             LOG.warn("Notification sink {}: notification {} was delivered but could not be completed ({}); it will come again",
                     sinkId(), row.id(), e.getMessage());
@@ -282,7 +285,7 @@ final class Lane {
         int delay = backoff.delayMs(row.attempts());
         try (Connection c = dataSource.getConnection()) {
             c.setAutoCommit(true);
-            String verdict = Outbox.fail(c, row.outboxId(), error, delay, candidate.spec().maxAttempts());
+            String verdict = Outbox.fail(c, row, error, delay, candidate.spec().maxAttempts());
             if ("DEAD".equals(verdict)) {
                 LOG.warn("Notification sink {}: notification {} ({}, refresh {}) is a dead letter after {} attempts; last error: {}",
                         sinkId(), row.id(), row.streamTable(), row.refreshId(), row.attempts(), Outbox.clean(error));
@@ -302,7 +305,7 @@ final class Lane {
         try (Connection c = dataSource.getConnection()) {
             c.setAutoCommit(true);
             Outbox.disable(c, sinkId(), reason);
-            Outbox.fail(c, row.outboxId(), reason, 0, Integer.MAX_VALUE);
+            Outbox.fail(c, row, reason, 0, Integer.MAX_VALUE);
         } catch (SQLException e) {
             LOG.warn("Notification sink {}: could not disable it ({}); retrying with the next notification", sinkId(), e.getMessage());
         }
@@ -316,7 +319,7 @@ final class Lane {
         try (Connection c = dataSource.getConnection()) {
             c.setAutoCommit(true);
             for (Outbox.Row row : rows) {
-                Outbox.fail(c, row.outboxId(), why, 0, Integer.MAX_VALUE);
+                Outbox.fail(c, row, why, 0, Integer.MAX_VALUE);
             }
         } catch (SQLException e) {
             LOG.debug("Notification sink {}: could not release {} notifications ({}); their leases run out", sinkId(),

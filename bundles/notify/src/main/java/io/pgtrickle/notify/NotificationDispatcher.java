@@ -189,7 +189,7 @@ final class NotificationDispatcher implements AutoCloseable {
                 // a claim takes one notification per stream table, so busy sinks need many claims
                 if (!rows.isEmpty() && !lane.dispatch(rows, deadline, this::pollSoon)) {
                     for (Outbox.Row row : rows) { // the lane closed meanwhile: hand them back
-                        Outbox.fail(c, row.outboxId(), "not attempted: sink " + lane.sinkId() + " left", 0, Integer.MAX_VALUE);
+                        Outbox.fail(c, row, "not attempted: sink " + lane.sinkId() + " left", 0, Integer.MAX_VALUE);
                     }
                 }
             }

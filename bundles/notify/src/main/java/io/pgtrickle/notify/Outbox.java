@@ -9,6 +9,7 @@ import java.sql.SQLException;
 import java.time.OffsetDateTime;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.UUID;
 
 /** The catalog's outbox API ({@code 0.33.0-outbox.sql}), one auto-committed call each. */
 final class Outbox {
@@ -16,9 +17,12 @@ final class Outbox {
     /** The longest error text kept; the catalog keeps 4000 characters too. */
     static final int MAX_ERROR = 4000;
 
-    /** One claimed {@code pgtrickle.pgt_outbox} row; {@code attempts} counts this delivery. */
-    record Row(long outboxId, String streamTable, String channel, long refreshId, long firstRefreshId, int refreshes,
-               long insertedCount, long deletedCount, String payload, OffsetDateTime createdAt, int attempts) {
+    /**
+     * One claimed {@code pgtrickle.pgt_outbox} row; {@code attempts} counts this delivery, and
+     * {@code claimToken} proves the claim when the row is completed or failed.
+     */
+    record Row(long outboxId, UUID claimToken, String streamTable, String channel, long refreshId, long firstRefreshId,
+               int refreshes, long insertedCount, long deletedCount, String payload, OffsetDateTime createdAt, int attempts) {
 
         String id() {
             return "pgt-" + outboxId;
@@ -46,37 +50,41 @@ final class Outbox {
     static List<Row> claim(Connection c, String sinkId, int maxRows, int leaseMs) throws SQLException {
         List<Row> rows = new ArrayList<>();
         try (PreparedStatement ps = c.prepareStatement(
-                "SELECT outbox_id, stream_table, channel, refresh_id, first_refresh_id, refreshes, inserted_count, deleted_count,"
+                "SELECT outbox_id, claim_token, stream_table, channel, refresh_id, first_refresh_id, refreshes, inserted_count, deleted_count,"
                         + " payload, created_at, attempts FROM pgtrickle.claim_notifications(?, ?, ?) ORDER BY outbox_id")) {
             ps.setString(1, sinkId);
             ps.setInt(2, maxRows);
             ps.setInt(3, leaseMs);
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
-                    rows.add(new Row(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getLong(4), rs.getLong(5), rs.getInt(6),
-                            rs.getLong(7), rs.getLong(8), rs.getString(9), rs.getObject(10, OffsetDateTime.class), rs.getInt(11)));
+                    rows.add(new Row(rs.getLong(1), rs.getObject(2, UUID.class), rs.getString(3), rs.getString(4), rs.getLong(5),
+                            rs.getLong(6), rs.getInt(7), rs.getLong(8), rs.getLong(9), rs.getString(10),
+                            rs.getObject(11, OffsetDateTime.class), rs.getInt(12)));
                 }
             }
         }
         return rows;
     }
 
-    static boolean complete(Connection c, long outboxId) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.complete_notification(?)")) {
-            ps.setLong(1, outboxId);
+    /** False when the claim was lost (the lease ran out and another claimer took the row). */
+    static boolean complete(Connection c, Row row) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.complete_notification(?, ?)")) {
+            ps.setLong(1, row.outboxId());
+            ps.setObject(2, row.claimToken());
             try (ResultSet rs = ps.executeQuery()) {
                 return rs.next() && rs.getBoolean(1);
             }
         }
     }
 
-    /** {@code RETRY}, {@code DEAD}, or null when the row is gone (completed elsewhere). */
-    static String fail(Connection c, long outboxId, String error, int retryInMs, int maxAttempts) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.fail_notification(?, ?, ?, ?)")) {
-            ps.setLong(1, outboxId);
-            ps.setString(2, clean(error));
-            ps.setInt(3, retryInMs);
-            ps.setInt(4, maxAttempts);
+    /** {@code RETRY}, {@code DEAD}, or null when the claim was lost (completed elsewhere, or claimed again). */
+    static String fail(Connection c, Row row, String error, int retryInMs, int maxAttempts) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.fail_notification(?, ?, ?, ?, ?)")) {
+            ps.setLong(1, row.outboxId());
+            ps.setObject(2, row.claimToken());
+            ps.setString(3, clean(error));
+            ps.setInt(4, retryInMs);
+            ps.setInt(5, maxAttempts);
             try (ResultSet rs = ps.executeQuery()) {
                 return rs.next() ? rs.getString(1) : null;
             }

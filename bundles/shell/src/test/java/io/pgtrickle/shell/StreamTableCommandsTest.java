@@ -105,7 +105,7 @@ class StreamTableCommandsTest implements SqlStatements {
         exec("SET pg_trickle.notify_coalesce_ms = 0");
         exec("INSERT INTO orders VALUES (4, 'bob', 1)");
         exec("SELECT pgtrickle.refresh_stream_table('order_totals')");
-        exec("SELECT pgtrickle.fail_notification(outbox_id, 'HTTP 503', 0, 1) FROM pgtrickle.claim_notifications('webhook:down', 1, 1000)");
+        exec("SELECT pgtrickle.fail_notification(outbox_id, claim_token, 'HTTP 503', 0, 1) FROM pgtrickle.claim_notifications('webhook:down', 1, 1000)");
         commands.sinks();
         assertTrue(output().matches("(?s).*webhook:down \\| \\{\\*\\} +\\| t +\\| +\\| 0 +\\| 1 .*"), "one dead letter");
         commands.deadletters("webhook:down");

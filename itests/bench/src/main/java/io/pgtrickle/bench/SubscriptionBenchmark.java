@@ -568,7 +568,7 @@ public final class SubscriptionBenchmark {
             for (int i = 0; i < 600; i++) {
                 long t = System.nanoTime();
                 try (Connection pc = pool.getConnection(); PreparedStatement ps = pc.prepareStatement(
-                        "SELECT pgtrickle.complete_notification(?)")) {
+                        "SELECT pgtrickle.complete_notification(?, gen_random_uuid())")) {
                     pc.setAutoCommit(true);
                     ps.setLong(1, -1 - i);
                     ps.executeQuery().close();
@@ -595,25 +595,28 @@ public final class SubscriptionBenchmark {
         List<Double> claims = new ArrayList<>();
         long t0 = System.nanoTime();
         try (Connection cc = pool.getConnection(); PreparedStatement claim = cc.prepareStatement(
-                "SELECT outbox_id FROM pgtrickle.claim_notifications('webhook:probe', 50, 60000) ORDER BY outbox_id")) {
+                "SELECT outbox_id, claim_token FROM pgtrickle.claim_notifications('webhook:probe', 50, 60000) ORDER BY outbox_id")) {
             cc.setAutoCommit(true);
             while (true) {
                 List<Long> ids = new ArrayList<>();
+                List<Object> tokens = new ArrayList<>();
                 long t = System.nanoTime();
                 try (ResultSet rs = claim.executeQuery()) {
                     while (rs.next()) {
                         ids.add(rs.getLong(1));
+                        tokens.add(rs.getObject(2));
                     }
                 }
                 claims.add((System.nanoTime() - t) / 1e6);
                 if (ids.isEmpty()) {
                     break;
                 }
-                for (long id : ids) {
+                for (int i = 0; i < ids.size(); i++) {
                     try (Connection pc = pool.getConnection(); PreparedStatement ps = pc.prepareStatement(
-                            "SELECT pgtrickle.complete_notification(?)")) {
+                            "SELECT pgtrickle.complete_notification(?, ?)")) {
                         pc.setAutoCommit(true);
-                        ps.setLong(1, id);
+                        ps.setLong(1, ids.get(i));
+                        ps.setObject(2, tokens.get(i));
                         ps.executeQuery().close();
                         done++;
                     }

@@ -8,6 +8,12 @@
 -- claimer's lease runs out), delivers them, and completes or fails them: failures are retried with
 -- backoff until the sink's attempts are used up, then the row becomes a dead letter. Per sink and
 -- stream table only the oldest row is ever claimable, so deliveries keep refresh order.
+--
+-- Each claim gives its rows a fresh claim_token, and only the holder of the current token may
+-- complete or fail a row. A claimer that overran its lease (a long GC pause, a hung sink) and
+-- comes back after another claimer took the row over can then neither delete the row under the
+-- new holder nor release it early, which would let the next notification of the same stream table
+-- overtake it.
 
 CREATE TABLE pgtrickle.pgt_sinks (
     sink_id         text PRIMARY KEY,                   -- type:name, e.g. webhook:orders
@@ -34,6 +40,7 @@ CREATE TABLE pgtrickle.pgt_outbox (
     attempts         integer NOT NULL DEFAULT 0,
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
     claimed_until    timestamptz,
+    claim_token      uuid,
     last_error       text
 );
 CREATE INDEX pgt_outbox_sink_order_idx ON pgtrickle.pgt_outbox (sink_id, pgt_id, outbox_id);
@@ -146,7 +153,8 @@ CREATE FUNCTION pgtrickle.claim_notifications(sink_id text, max_rows integer, le
     LANGUAGE sql
 AS $fn$
     UPDATE pgtrickle.pgt_outbox o
-       SET claimed_until = clock_timestamp() + lease_ms * interval '1 ms', attempts = o.attempts + 1
+       SET claimed_until = clock_timestamp() + lease_ms * interval '1 ms', attempts = o.attempts + 1,
+           claim_token = gen_random_uuid()
      WHERE o.outbox_id IN (
                SELECT h.outbox_id FROM pgtrickle.pgt_outbox h
                 JOIN pgtrickle.pgt_sinks s ON s.sink_id = h.sink_id AND s.enabled
@@ -161,23 +169,30 @@ AS $fn$
     RETURNING o.*
 $fn$;
 
-CREATE FUNCTION pgtrickle.complete_notification(outbox_id bigint) RETURNS boolean
+-- A delivered notification: deleted, if the caller still holds its claim. False when it does not
+-- (completed elsewhere, or claimed again after the caller's lease ran out: it will be delivered again).
+CREATE FUNCTION pgtrickle.complete_notification(outbox_id bigint, claim_token uuid) RETURNS boolean
     LANGUAGE sql
 AS $fn$
-    WITH done AS (DELETE FROM pgtrickle.pgt_outbox o WHERE o.outbox_id = complete_notification.outbox_id RETURNING 1)
+    WITH done AS (DELETE FROM pgtrickle.pgt_outbox o
+                   WHERE o.outbox_id = complete_notification.outbox_id AND o.claim_token = complete_notification.claim_token
+                  RETURNING 1)
     SELECT EXISTS (SELECT FROM done)
 $fn$;
 
 -- A failed delivery: retried after retry_in_ms, or, once max_attempts deliveries have failed,
--- moved to the dead letters. Returns 'RETRY' or 'DEAD'.
-CREATE FUNCTION pgtrickle.fail_notification(outbox_id bigint, error text, retry_in_ms integer, max_attempts integer)
+-- moved to the dead letters. Returns 'RETRY' or 'DEAD', or NULL when the caller no longer holds
+-- the claim (the row is gone or was claimed again): nothing changes then.
+CREATE FUNCTION pgtrickle.fail_notification(outbox_id bigint, claim_token uuid, error text, retry_in_ms integer,
+                                            max_attempts integer)
     RETURNS text
     LANGUAGE plpgsql
 AS $fn$
 DECLARE
     r pgtrickle.pgt_outbox;
 BEGIN
-    SELECT * INTO r FROM pgtrickle.pgt_outbox o WHERE o.outbox_id = fail_notification.outbox_id FOR UPDATE;
+    SELECT * INTO r FROM pgtrickle.pgt_outbox o
+     WHERE o.outbox_id = fail_notification.outbox_id AND o.claim_token = fail_notification.claim_token FOR UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -185,11 +200,12 @@ BEGIN
         DELETE FROM pgtrickle.pgt_outbox o WHERE o.outbox_id = r.outbox_id;
         r.last_error := left(error, 4000);
         r.claimed_until := NULL;
+        r.claim_token := NULL;
         INSERT INTO pgtrickle.pgt_dead_letters SELECT (r).*, now();
         RETURN 'DEAD';
     END IF;
     UPDATE pgtrickle.pgt_outbox o
-       SET last_error = left(error, 4000), claimed_until = NULL,
+       SET last_error = left(error, 4000), claimed_until = NULL, claim_token = NULL,
            next_attempt_at = clock_timestamp() + greatest(retry_in_ms, 0) * interval '1 ms'
      WHERE o.outbox_id = r.outbox_id;
     RETURN 'RETRY';
