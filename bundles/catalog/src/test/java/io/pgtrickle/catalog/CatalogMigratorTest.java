@@ -53,7 +53,7 @@ class CatalogMigratorTest {
             assertEquals(List.of("0.31.0", "0.32.0", "0.33.0"), r.applied());
             assertEquals(LATEST, r.releaseVersion());
             assertEquals(List.of("0.31.0", "0.32.0", "0.33.0"), strings(c, "SELECT version FROM pgtrickle.pgt_schema_version ORDER BY applied_at, version"));
-            assertEquals(List.of("pgt_change_tracking", "pgt_dead_letters", "pgt_dependencies", "pgt_outbox", "pgt_refresh_history",
+            assertEquals(List.of("pgt_change_tracking", "pgt_dead_letters", "pgt_dependencies", "pgt_evolutions", "pgt_outbox", "pgt_refresh_history",
                     "pgt_schema_version", "pgt_sinks", "pgt_stream_tables", "pgt_subscriptions"),
                     strings(c, "SELECT relname FROM pg_class WHERE relnamespace = 'pgtrickle'::regnamespace AND relkind = 'r' ORDER BY 1"));
             assertEquals(List.of("pgtrickle_changes"), strings(c, "SELECT nspname FROM pg_namespace WHERE nspname = 'pgtrickle_changes'"));

@@ -4,8 +4,11 @@
 
 -- notify_coalesce_ms: the stream table's own NOTIFY coalescing window (0 = off); a negative value
 -- removes it, so pg_trickle.notify_coalesce_ms applies again.
+-- shadow_build: the new query is built beside the live table and swapped in when it has caught up
+-- (0.33.0-evolution.sql) instead of being rebuilt in place.
 CREATE FUNCTION pgtrickle.alter_stream_table(name text, query text DEFAULT NULL, schedule text DEFAULT NULL,
-        refresh_mode text DEFAULT NULL, status text DEFAULT NULL, notify_coalesce_ms integer DEFAULT NULL)
+        refresh_mode text DEFAULT NULL, status text DEFAULT NULL, notify_coalesce_ms integer DEFAULT NULL,
+        shadow_build boolean DEFAULT false)
     RETURNS void
     LANGUAGE plpgsql
 AS $fn$
@@ -31,8 +34,20 @@ BEGIN
     IF schedule IS NOT NULL THEN
         PERFORM pgtrickle.parse_schedule(schedule);
     END IF;
+    shadow_build := coalesce(shadow_build, false);
+    IF shadow_build AND query IS NULL THEN
+        RAISE EXCEPTION 'pgtrickle: shadow_build needs a new query' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- (a second shadow build is start_evolution's to refuse, with the running one's details)
+    IF st.in_shadow_build AND NOT shadow_build AND (query IS NOT NULL OR refresh_mode IS NOT NULL) THEN
+        RAISE EXCEPTION 'pgtrickle: an evolution of % is in progress: its query and refresh mode cannot change meanwhile', name
+            USING ERRCODE = 'object_in_use',
+                  HINT = format('Wait for it (pgtrickle.view_evolution_status(%L)) or cancel it (pgtrickle.cancel_evolution(%L)).', name, name);
+    END IF;
 
-    IF query IS NOT NULL THEN
+    IF shadow_build THEN
+        PERFORM pgtrickle.start_evolution(name, query, refresh_mode);
+    ELSIF query IS NOT NULL THEN
         IF btrim(query) = '' THEN
             RAISE EXCEPTION 'pgtrickle: alter_stream_table needs a non-empty query' USING ERRCODE = 'invalid_parameter_value';
         END IF;
@@ -93,7 +108,7 @@ BEGIN
                frontier = NULL, is_populated = false,
                needs_reinit = true, updated_at = now()
          WHERE s.pgt_id = st.pgt_id;
-    ELSIF refresh_mode IS NOT NULL THEN
+    ELSIF refresh_mode IS NOT NULL AND NOT shadow_build THEN
         -- a new mode for the same query: classified again
         prep := pgtrickle.prepare_query(name, st.defining_query, mode);
         DROP VIEW pg_temp.pgt_validate_query;
@@ -127,7 +142,7 @@ BEGIN
          WHERE s.pgt_id = st.pgt_id;
     END IF;
 
-    IF query IS NOT NULL AND coalesce(new_state, st.status) <> 'SUSPENDED' THEN
+    IF query IS NOT NULL AND NOT shadow_build AND coalesce(new_state, st.status) <> 'SUSPENDED' THEN
         PERFORM pgtrickle.run_refresh(st.pgt_id, 'MANUAL');
     END IF;
 END

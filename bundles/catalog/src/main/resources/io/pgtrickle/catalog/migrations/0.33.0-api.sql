@@ -86,6 +86,10 @@ BEGIN
     IF st.pgt_id IS NULL THEN
         RAISE EXCEPTION 'pgtrickle: stream table ''%'' does not exist', name USING ERRCODE = 'undefined_table';
     END IF;
+    IF st.shadow_of IS NOT NULL THEN
+        RAISE EXCEPTION 'pgtrickle: ''%'' is the shadow of an evolution in progress, not a stream table of its own', name
+            USING ERRCODE = 'wrong_object_type', HINT = 'See pgtrickle.view_evolution_status().';
+    END IF;
     RETURN st;
 END
 $fn$;
@@ -158,10 +162,24 @@ BEGIN
         -- unique index on the stream table rejects the new copy (initplans run in this order)
         SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM inserted), pg_current_snapshot()::text
         $sql$, st.defining_query, cols, target,
-        -- running totals are refilled from scratch in the same statement (and snapshot)
+        -- running totals are refilled from scratch in the same statement (and snapshot); the fill
+        -- waits for the clear (its one-time filter reads the clear's rows first), or a group's old
+        -- row would still hold the key its new row needs
         CASE WHEN st.state_table IS NOT NULL THEN format(',
-             __pgt_state_clear AS (DELETE FROM %1$s),
-             __pgt_state_fill AS (INSERT INTO %1$s %2$s)', st.state_table, st.state_sql) ELSE '' END);
+             __pgt_state_clear AS (DELETE FROM %1$s RETURNING 1),
+             __pgt_state_fill AS (INSERT INTO %1$s SELECT * FROM (%2$s) __pgt_q
+                                  WHERE (SELECT count(*) FROM __pgt_state_clear) >= 0)', st.state_table, st.state_sql) ELSE '' END);
+END
+$fn$;
+
+CREATE FUNCTION pgtrickle.has_rows(storage regclass) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    result boolean;
+BEGIN
+    EXECUTE format('SELECT EXISTS (SELECT FROM %s)', storage) INTO result;
+    RETURN result;
 END
 $fn$;
 
@@ -326,6 +344,13 @@ BEGIN
             del := del + del2;
             ins := ins + ins2;
         END IF;
+    ELSIF NOT st.is_populated AND st.state_table IS NULL AND NOT pgtrickle.has_rows(st.pgt_relid::regclass) THEN
+        -- The first fill of an empty table (create, a shadow build): nothing to compare with, so
+        -- a plain INSERT, with the snapshot taken by the same statement.
+        act := 'FULL';
+        EXECUTE format('WITH filled AS (INSERT INTO %s SELECT * FROM (%s) q RETURNING 1)'
+                       ' SELECT count(*), pg_current_snapshot()::text FROM filled', st.pgt_relid::regclass, st.defining_query)
+           INTO ins, snapshot;
     ELSE
         act := 'FULL';
         EXECUTE pgtrickle.full_refresh_sql(st) INTO del, ins, snapshot;
@@ -640,6 +665,9 @@ DECLARE
     dep record;
 BEGIN
     PERFORM FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = st.pgt_id FOR UPDATE;
+    -- an evolution in progress goes first, with its shadow (0.33.0-evolution.sql)
+    PERFORM pgtrickle.end_evolution(e.evolution_id, 'cancelled', 'the stream table was dropped')
+       FROM pgtrickle.pgt_evolutions e WHERE e.pgt_id = st.pgt_id AND e.status = 'in_progress';
     IF EXISTS (SELECT FROM pgtrickle.pgt_dependencies d WHERE d.source_relid = st.pgt_relid) THEN
         RAISE EXCEPTION 'pgtrickle: stream table % is read by other stream tables (%)', name,
             (SELECT string_agg(format('%I.%I', s.pgt_schema, s.pgt_name), ', ')
@@ -687,7 +715,7 @@ CREATE FUNCTION pgtrickle.due_stream_tables() RETURNS TABLE (pgt_id bigint, name
 AS $fn$
     SELECT s.pgt_id, format('%I.%I', s.pgt_schema, s.pgt_name)
       FROM pgtrickle.pgt_stream_tables s
-     WHERE s.status = 'ACTIVE'
+     WHERE s.status = 'ACTIVE' AND s.shadow_of IS NULL -- shadows are refreshed by their evolution
        AND (NOT s.is_populated OR s.needs_reinit
             OR (pgtrickle.parse_schedule(s.schedule) IS NOT NULL
                 AND (s.last_refresh_at IS NULL OR s.last_refresh_at + pgtrickle.parse_schedule(s.schedule) <= now()))
@@ -706,7 +734,7 @@ CREATE FUNCTION pgtrickle.pgt_status()
 AS $fn$
     SELECT format('%I.%I', s.pgt_schema, s.pgt_name), s.status, s.refresh_mode, s.is_populated, s.consecutive_errors,
            s.schedule, s.data_timestamp, now() - s.data_timestamp, s.last_error_message
-      FROM pgtrickle.pgt_stream_tables s ORDER BY s.pgt_schema, s.pgt_name
+      FROM pgtrickle.pgt_stream_tables s WHERE s.shadow_of IS NULL ORDER BY s.pgt_schema, s.pgt_name
 $fn$;
 
 CREATE FUNCTION pgtrickle.get_refresh_history(name text, max_rows integer DEFAULT 20)

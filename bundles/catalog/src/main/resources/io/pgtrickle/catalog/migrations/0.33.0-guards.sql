@@ -182,6 +182,10 @@ AS $fn$
 DECLARE
     src record;
 BEGIN
+    -- a shadow evolution's swap renames stream tables and sets up their capture itself
+    IF current_setting('pgtrickle.evolving', true) = 'on' THEN
+        RETURN;
+    END IF;
     -- a stream table renamed or moved keeps its catalog row, subscriptions and history: the catalog
     -- follows the name
     UPDATE pgtrickle.pgt_stream_tables st SET pgt_schema = n.nspname, pgt_name = c.relname, updated_at = now()

@@ -95,12 +95,17 @@ BEGIN
 END
 $fn$;
 
+-- evolution: the notification of a shadow evolution's swap (0.33.0-evolution.sql), marked as such.
 CREATE FUNCTION pgtrickle.notification_payload(pgt_id bigint, refresh_id bigint, inserted bigint, deleted bigint,
-                                               refreshes integer DEFAULT 1, first_refresh_id bigint DEFAULT NULL)
+                                               refreshes integer DEFAULT 1, first_refresh_id bigint DEFAULT NULL,
+                                               evolution boolean DEFAULT false)
     RETURNS text
     LANGUAGE sql STABLE
 AS $fn$
-    SELECT CASE WHEN refreshes > 1
+    SELECT CASE WHEN evolution
+                THEN json_build_object('name', format('%I.%I', n.nspname, c.relname), 'refresh_id', refresh_id,
+                                       'inserted_count', inserted, 'deleted_count', deleted, 'evolution', true)
+                WHEN refreshes > 1
                 THEN json_build_object('name', format('%I.%I', n.nspname, c.relname), 'refresh_id', refresh_id,
                                        'inserted_count', inserted, 'deleted_count', deleted,
                                        'refreshes', refreshes, 'first_refresh_id', first_refresh_id)

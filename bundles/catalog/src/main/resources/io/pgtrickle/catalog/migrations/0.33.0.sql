@@ -20,7 +20,9 @@ CREATE TABLE pgtrickle.pgt_subscriptions (
 
 ALTER TABLE pgtrickle.pgt_stream_tables
     ADD COLUMN in_shadow_build boolean NOT NULL DEFAULT false,
-    ADD COLUMN shadow_table_name text;
+    ADD COLUMN shadow_table_name text,
+    -- set on the catalog row of a shadow (0.33.0-evolution.sql): the stream table it will replace
+    ADD COLUMN shadow_of bigint REFERENCES pgtrickle.pgt_stream_tables (pgt_id) ON DELETE CASCADE;
 
 -- What the user asked for (AUTO included) and why the effective refresh_mode differs from it.
 ALTER TABLE pgtrickle.pgt_stream_tables

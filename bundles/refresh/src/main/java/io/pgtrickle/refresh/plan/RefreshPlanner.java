@@ -168,14 +168,31 @@ public final class RefreshPlanner {
         }
     }
 
-    /** Stored rows are found by the hash of their key columns; this index makes that a lookup. */
+    /**
+     * Stored rows are found by the hash of their key columns; this index makes that a lookup. An index
+     * already built on the same keys (its comment names them) is kept: rebuilding it would hold an
+     * exclusive lock on the stream table, against its readers, for as long as the build takes. An
+     * evolution's swap hands over the shadow's index under this name for that reason.
+     */
     private static void createRowIndex(Connection c, long pgtId, String schema, String target, List<String> keyColumns)
             throws SQLException {
         String index = "pgt_" + pgtId + "_row_hash";
+        String keys = String.join(", ", keyColumns);
+        try (PreparedStatement ps = c.prepareStatement("SELECT obj_description(i.indexrelid, 'pg_class') = ?"
+                + " FROM pg_index i WHERE i.indexrelid = to_regclass(?) AND i.indrelid = to_regclass(?)")) {
+            ps.setString(1, keys);
+            ps.setString(2, quote(schema) + "." + quote(index));
+            ps.setString(3, target);
+            try (ResultSet rs = ps.executeQuery()) {
+                if (rs.next() && rs.getBoolean(1)) {
+                    return;
+                }
+            }
+        }
         try (Statement s = c.createStatement()) {
             s.execute("DROP INDEX IF EXISTS " + quote(schema) + "." + quote(index));
-            s.execute("CREATE INDEX " + quote(index) + " ON " + target + " (hash_record_extended(ROW("
-                    + String.join(", ", keyColumns) + "), 0))");
+            s.execute("CREATE INDEX " + quote(index) + " ON " + target + " (hash_record_extended(ROW(" + keys + "), 0))");
+            s.execute("COMMENT ON INDEX " + quote(schema) + "." + quote(index) + " IS '" + keys.replace("'", "''") + "'");
         }
     }
 

@@ -1,0 +1,740 @@
+-- pgtrickle catalog 0.33.0, part 8: zero-downtime ALTER QUERY (shadow evolution).
+--
+-- alter_query(name, query, shadow_build => true) validates the new query at once and creates its
+-- storage beside the live stream table, __pgt_shadow_<name>, with a catalog row of its own
+-- (shadow_of = the live stream table) and change capture on its sources. Nothing is filled yet.
+-- A container's evolution bundle then drives it one step at a time (evolution_step, each step
+-- one short transaction; psql can call it too):
+--
+--   BUILDING     the shadow is filled from the new query (one statement; the live table is not
+--                touched, the scheduler keeps refreshing it with the old query), and the indexes
+--                the user put on the live table are built on it;
+--   CATCHING_UP  the shadow is refreshed from the change buffers like any stream table, at most
+--                once per pg_trickle.shadow_refresh_throttle_ms, until its frontier has reached
+--                the live table's;
+--   SWAPPING     with the live table's catalog row locked (so the live table stops refreshing,
+--                readers are not affected): a last catch-up, the difference between the old and
+--                the new contents counted; then ACCESS EXCLUSIVE on both tables, waited for at
+--                most pg_trickle.shadow_swap_lock_timeout_ms (a queued exclusive lock request
+--                blocks every later reader, so it never queues long: it gives up and the step is
+--                retried with backoff); under the lock the old storage is dropped and the shadow
+--                takes its name, grants, comments, indexes and constraints, the catalog row takes
+--                the new query and the shadow's frontier, downstream stream tables recompute, and
+--                subscribers get one notification marked as an evolution;
+--   SWAPPED      done (status converged).
+--
+-- Any failure before the swap (the new query errors at run time, no convergence within
+-- pg_trickle.shadow_convergence_timeout, cancel_evolution) drops the shadow, its catalog row and
+-- its capture: the live table was never touched. Behind the flag pg_trickle.shadow_build_enabled.
+
+CREATE TABLE pgtrickle.pgt_evolutions (
+    evolution_id       bigserial PRIMARY KEY,
+    pgt_id             bigint NOT NULL REFERENCES pgtrickle.pgt_stream_tables (pgt_id) ON DELETE CASCADE,
+    shadow_pgt_id      bigint,              -- the shadow's catalog row while it exists
+    shadow_table       text NOT NULL,       -- schema-qualified, quoted
+    new_query          text NOT NULL,       -- as the user wrote it
+    status             text NOT NULL DEFAULT 'in_progress'
+                       CHECK (status IN ('in_progress', 'converged', 'failed', 'cancelled')),
+    phase              text NOT NULL DEFAULT 'BUILDING'
+                       CHECK (phase IN ('BUILDING', 'CATCHING_UP', 'SWAPPING', 'SWAPPED', 'FAILED', 'CANCELLED')),
+    -- the live table's indexes rebuilt on the shadow: [{"name", "shadow_name", "constraint"}]
+    indexes            jsonb NOT NULL DEFAULT '[]',
+    skipped_indexes    text[] NOT NULL DEFAULT '{}',
+    started_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+    built_at           timestamptz,
+    converged_at       timestamptz,
+    ended_at           timestamptz,
+    last_step_at       timestamptz,
+    build_rows         bigint,
+    catch_up_refreshes integer NOT NULL DEFAULT 0,
+    swap_attempts      integer NOT NULL DEFAULT 0,
+    live_rows          bigint,              -- at the swap: rows before ...
+    shadow_rows        bigint,              -- ... and after
+    inserted_count     bigint,              -- the swap's difference, as announced
+    deleted_count      bigint,
+    refresh_id         bigint,              -- the swap's refresh history row
+    error              text,
+    requested_by       name NOT NULL DEFAULT current_user
+);
+-- one evolution at a time per stream table
+CREATE UNIQUE INDEX pgt_evolutions_one_in_progress ON pgtrickle.pgt_evolutions (pgt_id) WHERE status = 'in_progress';
+
+-- An integer setting in milliseconds (PostgreSQL setting, e.g. ALTER DATABASE ... SET), else the default.
+CREATE FUNCTION pgtrickle.setting_ms(setting text, default_ms integer) RETURNS integer
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    v text := nullif(btrim(current_setting(setting, true)), '');
+BEGIN
+    IF v IS NULL THEN
+        RETURN default_ms;
+    END IF;
+    IF v !~ '^\d{1,9}$' THEN
+        RAISE WARNING 'pgtrickle: ignoring % = %: not a number of milliseconds', setting, v;
+        RETURN default_ms;
+    END IF;
+    RETURN v::integer;
+END
+$fn$;
+
+-- pg_trickle.shadow_convergence_timeout: an interval ('30min') or milliseconds; default 1 hour.
+CREATE FUNCTION pgtrickle.shadow_convergence_timeout() RETURNS interval
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    v text := nullif(btrim(current_setting('pg_trickle.shadow_convergence_timeout', true)), '');
+BEGIN
+    IF v IS NULL THEN
+        RETURN interval '1 hour';
+    ELSIF v ~ '^\d{1,12}$' THEN
+        RETURN v::bigint * interval '1 ms';
+    END IF;
+    BEGIN
+        RETURN v::interval;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'pgtrickle: ignoring pg_trickle.shadow_convergence_timeout = %: not an interval', v;
+        RETURN interval '1 hour';
+    END;
+END
+$fn$;
+
+-- What binds to a stream table's storage by OID and would be lost or broken by replacing it:
+-- views, rules, foreign keys from or to it, policies, publications, triggers of the user.
+-- Indexes, PRIMARY KEY and UNIQUE constraints are carried over; these are not. NULL when none.
+CREATE FUNCTION pgtrickle.evolution_blockers(relid oid) RETURNS text
+    LANGUAGE sql STABLE
+AS $fn$
+    SELECT string_agg(what, '; ' ORDER BY what) FROM (
+        SELECT format('view or rule %s', r.ev_class::regclass) AS what
+          FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+         WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = relid
+           AND r.ev_class <> relid
+        UNION
+        SELECT format('constraint %I on %s', c.conname, c.conrelid::regclass)
+          FROM pg_constraint c
+         -- (NOT NULL is a constraint of its own since PostgreSQL 18; the shadow has those it needs)
+         WHERE (c.conrelid = relid AND c.contype NOT IN ('p', 'u', 'n')) OR c.confrelid = relid
+        UNION
+        SELECT format('policy %I', p.polname) FROM pg_policy p WHERE p.polrelid = relid
+        UNION
+        SELECT format('publication %I', p.pubname)
+          FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE pr.prrelid = relid
+        UNION
+        SELECT format('trigger %I', t.tgname) FROM pg_trigger t
+         WHERE t.tgrelid = relid AND NOT t.tgisinternal AND t.tgname NOT LIKE 'pgt\_%') b
+$fn$;
+
+-- Starts a shadow evolution of a stream table to a new query and returns its id. Validates
+-- everything the build could fail on for reasons known now, in the caller's transaction: an error
+-- leaves nothing behind. mode: the refresh mode the new query asks for (NULL: the current one).
+CREATE FUNCTION pgtrickle.start_evolution(name text, query text, mode text DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    st       pgtrickle.pgt_stream_tables := pgtrickle.find_stream_table(name);
+    flag     text := lower(btrim(coalesce(current_setting('pg_trickle.shadow_build_enabled', true), '')));
+    running  pgtrickle.pgt_evolutions;
+    prep     record;
+    shadow   text;
+    relid    oid;
+    owner    name;
+    id       bigint;
+    ev       bigint;
+    src      record;
+    blockers text;
+    lost     text;
+BEGIN
+    IF flag NOT IN ('on', 'true', 'yes', '1') THEN
+        RAISE EXCEPTION 'pgtrickle: shadow builds are disabled: set pg_trickle.shadow_build_enabled = on to use shadow_build'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'ALTER DATABASE ... SET pg_trickle.shadow_build_enabled = on (or SET it in the session), or alter the query without shadow_build.';
+    END IF;
+    IF query IS NULL OR btrim(query) = '' THEN
+        RAISE EXCEPTION 'pgtrickle: a shadow build needs a non-empty query' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = st.pgt_id FOR UPDATE;
+    SELECT * INTO running FROM pgtrickle.pgt_evolutions e WHERE e.pgt_id = st.pgt_id AND e.status = 'in_progress';
+    IF FOUND THEN
+        RAISE EXCEPTION 'pgtrickle: an evolution of % is already in progress (evolution %, %, started %)',
+            name, running.evolution_id, running.phase, running.started_at
+            USING ERRCODE = 'object_in_use',
+                  HINT = format('Watch it with pgtrickle.view_evolution_status(%L), or cancel it with pgtrickle.cancel_evolution(%L).', name, name);
+    END IF;
+    mode := upper(btrim(coalesce(mode, st.requested_refresh_mode)));
+    IF mode NOT IN ('AUTO', 'FULL', 'DIFFERENTIAL') THEN
+        RAISE EXCEPTION 'pgtrickle: invalid refresh_mode ''%''', mode
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use AUTO, FULL or DIFFERENTIAL.';
+    END IF;
+
+    prep := pgtrickle.prepare_query(name, query, mode);
+    IF EXISTS (SELECT FROM pgtrickle.query_sources(prep.view_oid) q WHERE q.relid = st.pgt_relid) THEN
+        RAISE EXCEPTION 'pgtrickle: the new query of % reads % itself', name, name USING ERRCODE = 'invalid_recursion';
+    END IF;
+    blockers := pgtrickle.evolution_blockers(st.pgt_relid);
+    IF blockers IS NOT NULL THEN
+        RAISE EXCEPTION 'pgtrickle: cannot replace the storage of %: these depend on it and would be lost: %', name, blockers
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Drop them and re-create them after the evolution, or alter the query without shadow_build.';
+    END IF;
+    -- Downstream stream tables keep reading the same columns: every column they can see must stay,
+    -- with its type; new columns may be added.
+    IF EXISTS (SELECT FROM pgtrickle.pgt_dependencies d WHERE d.source_relid = st.pgt_relid) THEN
+        SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum) INTO lost
+          FROM pg_attribute a
+         WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped
+           AND NOT EXISTS (SELECT FROM pg_attribute b WHERE b.attrelid = prep.view_oid AND b.attname = a.attname
+                              AND b.atttypid = a.atttypid AND b.atttypmod = a.atttypmod AND NOT b.attisdropped);
+        IF lost IS NOT NULL THEN
+            RAISE EXCEPTION 'pgtrickle: the new query of % drops or retypes columns that other stream tables may read: %', name, lost
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = 'Keep those columns (adding new ones is fine), or drop the dependent stream tables first.';
+        END IF;
+    END IF;
+
+    shadow := '__pgt_shadow_' || st.pgt_name;
+    IF octet_length(shadow) > 63 THEN
+        shadow := '__pgt_shadow_' || st.pgt_id;
+    END IF;
+    IF to_regclass(format('%I.%I', st.pgt_schema, shadow)) IS NOT NULL THEN
+        RAISE EXCEPTION 'pgtrickle: relation %.% already exists; the shadow of % needs that name', st.pgt_schema, shadow, name
+            USING ERRCODE = 'duplicate_table', HINT = 'It is not pgtrickle''s: rename or drop it.';
+    END IF;
+    EXECUTE format('CREATE TABLE %I.%I AS SELECT * FROM pg_temp.pgt_validate_query WITH NO DATA', st.pgt_schema, shadow);
+    relid := format('%I.%I', st.pgt_schema, shadow)::regclass;
+    SELECT c.relowner::regrole::name INTO owner FROM pg_class c WHERE c.oid = st.pgt_relid;
+    IF owner <> current_user THEN
+        EXECUTE format('ALTER TABLE %s OWNER TO %I', relid::regclass, owner);
+    END IF;
+    PERFORM pgtrickle.guard_stream_table(relid);
+
+    INSERT INTO pgtrickle.pgt_stream_tables
+           (pgt_relid, pgt_name, pgt_schema, defining_query, original_query, schedule, refresh_mode,
+            requested_refresh_mode, refresh_mode_reason, effective_refresh_mode, status, shadow_of)
+    VALUES (relid, shadow, st.pgt_schema, prep.normalized, query, st.schedule, prep.effective,
+            mode, prep.reason, prep.effective, 'ACTIVE', st.pgt_id)
+    RETURNING pgt_id INTO id;
+    -- sources only the new query reads are captured from now on: nothing written between the
+    -- build and the swap is missed
+    FOR src IN SELECT * FROM pgtrickle.query_sources(prep.view_oid) LOOP
+        INSERT INTO pgtrickle.pgt_dependencies (pgt_id, source_relid, source_type, source_stable_name)
+        VALUES (id, src.relid, src.source_type, pgtrickle.source_stable_name(src.relid::regclass));
+        IF src.source_type IN ('TABLE', 'STREAM_TABLE') THEN
+            PERFORM pgtrickle.ensure_change_capture(src.relid::regclass, id);
+        END IF;
+    END LOOP;
+    DROP VIEW pg_temp.pgt_validate_query;
+
+    INSERT INTO pgtrickle.pgt_evolutions (pgt_id, shadow_pgt_id, shadow_table, new_query)
+    VALUES (st.pgt_id, id, format('%I.%I', st.pgt_schema, shadow), query)
+    RETURNING evolution_id INTO ev;
+    UPDATE pgtrickle.pgt_stream_tables s
+       SET in_shadow_build = true, shadow_table_name = format('%I.%I', st.pgt_schema, shadow), updated_at = now()
+     WHERE s.pgt_id = st.pgt_id;
+    RAISE NOTICE 'pgtrickle: evolution % of % started: % is built in the background; watch it with pgtrickle.view_evolution_status(%L)',
+        ev, name, format('%I.%I', st.pgt_schema, shadow), name;
+    RETURN ev;
+END
+$fn$;
+
+-- pg_trickle's spelling: without shadow_build, the query is rebuilt in place (alter_stream_table).
+CREATE FUNCTION pgtrickle.alter_query(name text, query text, shadow_build boolean DEFAULT false) RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    PERFORM pgtrickle.alter_stream_table(name, query => query, shadow_build => coalesce(shadow_build, false));
+END
+$fn$;
+
+-- Rebuilds on the shadow the live table's indexes (and the PRIMARY KEY and UNIQUE constraints
+-- behind some of them) that still apply: those whose columns the new query still has. Each under
+-- a temporary name; the swap gives it the original one. Records what was built and skipped.
+CREATE FUNCTION pgtrickle.build_shadow_indexes(evolution_id bigint) RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    ev      pgtrickle.pgt_evolutions;
+    live    oid;
+    shadow  regclass;
+    idx     record;
+    tmp     text;
+    built   jsonb;
+    skipped text[];
+BEGIN
+    SELECT * INTO ev FROM pgtrickle.pgt_evolutions e WHERE e.evolution_id = build_shadow_indexes.evolution_id;
+    SELECT s.pgt_relid INTO live FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = ev.pgt_id;
+    shadow := ev.shadow_table::regclass;
+    built := ev.indexes;
+    skipped := ev.skipped_indexes;
+    FOR idx IN SELECT i.indexrelid, c.relname AS name, pg_get_indexdef(i.indexrelid) AS def, con.contype, con.conname
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = live AND con.contype IN ('p', 'u')
+                WHERE i.indrelid = live
+                  -- the engine's own (RefreshPlanner): the shadow has its own, handed over at the swap
+                  AND c.relname::text <> format('pgt_%s_row_hash', ev.pgt_id)
+                  AND c.relname::text NOT IN (SELECT b ->> 'name' FROM jsonb_array_elements(built) b)
+                  AND NOT c.relname::text = ANY (skipped)
+                ORDER BY c.relname LOOP
+        tmp := left('__pgt_' || ev.evolution_id || '_' || idx.name, 63);
+        BEGIN
+            -- pg_get_indexdef: CREATE [UNIQUE] INDEX name ON [ONLY] table USING method (...) [...]
+            EXECUTE format('CREATE %sINDEX %I ON %s USING %s',
+                           CASE WHEN idx.def LIKE 'CREATE UNIQUE INDEX %' THEN 'UNIQUE ' ELSE '' END, tmp, shadow,
+                           substring(idx.def FROM ' USING (.*)$'));
+            IF idx.contype = 'p' THEN
+                -- a primary key needs NOT NULL columns; set now, so that the swap checks nothing
+                EXECUTE (SELECT format('ALTER TABLE %s %s', shadow,
+                                       string_agg(format('ALTER COLUMN %I SET NOT NULL', a.attname), ', '))
+                           FROM pg_index i JOIN pg_attribute a ON a.attrelid = live AND a.attnum = ANY (i.indkey)
+                          WHERE i.indexrelid = idx.indexrelid);
+            END IF;
+            built := built || jsonb_build_array(jsonb_build_object('name', idx.name, 'shadow_name', tmp,
+                                                                   'constraint', idx.conname, 'contype', idx.contype));
+        EXCEPTION WHEN undefined_column OR unique_violation OR not_null_violation OR datatype_mismatch
+                       OR undefined_function OR undefined_object OR feature_not_supported THEN
+            RAISE NOTICE 'pgtrickle: index % of % does not apply to the new query and is not kept: %', idx.name, live::regclass, SQLERRM;
+            skipped := skipped || idx.name::text;
+        END;
+    END LOOP;
+    UPDATE pgtrickle.pgt_evolutions e SET indexes = built, skipped_indexes = skipped
+     WHERE e.evolution_id = build_shadow_indexes.evolution_id;
+END
+$fn$;
+
+-- Ends an evolution that did not swap: drops the shadow, its catalog row and capture; the live
+-- stream table is as it was. status: 'failed' or 'cancelled'.
+CREATE FUNCTION pgtrickle.end_evolution(evolution_id bigint, status text, reason text) RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    ev  pgtrickle.pgt_evolutions;
+    sh  pgtrickle.pgt_stream_tables;
+    dep record;
+BEGIN
+    SELECT * INTO ev FROM pgtrickle.pgt_evolutions e WHERE e.evolution_id = end_evolution.evolution_id FOR UPDATE;
+    IF NOT FOUND OR ev.status <> 'in_progress' THEN
+        RETURN;
+    END IF;
+    SELECT * INTO sh FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = ev.shadow_pgt_id FOR UPDATE;
+    IF FOUND THEN
+        FOR dep IN SELECT d.source_relid FROM pgtrickle.pgt_dependencies d
+                    WHERE d.pgt_id = sh.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE') LOOP
+            PERFORM pgtrickle.release_change_capture(dep.source_relid::regclass, sh.pgt_id);
+        END LOOP;
+        DELETE FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = sh.pgt_id;
+        IF sh.state_table IS NOT NULL THEN
+            EXECUTE format('DROP TABLE IF EXISTS %s', sh.state_table);
+        END IF;
+    END IF;
+    EXECUTE format('DROP TABLE IF EXISTS %s', ev.shadow_table);
+    UPDATE pgtrickle.pgt_stream_tables s SET in_shadow_build = false, shadow_table_name = NULL, updated_at = now()
+     WHERE s.pgt_id = ev.pgt_id;
+    UPDATE pgtrickle.pgt_evolutions e
+       SET status = end_evolution.status, phase = upper(end_evolution.status), ended_at = clock_timestamp(),
+           shadow_pgt_id = NULL, error = left(reason, 4000)
+     WHERE e.evolution_id = ev.evolution_id;
+    IF end_evolution.status = 'failed' THEN
+        RAISE WARNING 'pgtrickle: evolution % of stream table % failed and was rolled back: %', ev.evolution_id,
+            (SELECT format('%I.%I', s.pgt_schema, s.pgt_name) FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = ev.pgt_id), reason;
+    END IF;
+END
+$fn$;
+
+-- Called by the evolution bundle after a step failed (and rolled back).
+CREATE FUNCTION pgtrickle.fail_evolution(evolution_id bigint, error text) RETURNS void
+    LANGUAGE sql
+AS $fn$
+    SELECT pgtrickle.end_evolution(evolution_id, 'failed', coalesce(error, 'unknown error'))
+$fn$;
+
+CREATE FUNCTION pgtrickle.cancel_evolution(name text) RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    st pgtrickle.pgt_stream_tables := pgtrickle.find_stream_table(name);
+    ev bigint;
+BEGIN
+    -- waits for a step in progress (a build runs until its statement ends)
+    SELECT e.evolution_id INTO ev FROM pgtrickle.pgt_evolutions e
+     WHERE e.pgt_id = st.pgt_id AND e.status = 'in_progress' FOR UPDATE;
+    IF ev IS NULL THEN
+        RAISE EXCEPTION 'pgtrickle: no evolution of % is in progress', name USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM pgtrickle.end_evolution(ev, 'cancelled', format('cancelled by %s', current_user));
+END
+$fn$;
+
+-- The rows of a table as a multiset, compared with another: (only in a, only in b).
+CREATE FUNCTION pgtrickle.multiset_difference(a regclass, b regclass, OUT only_in_a bigint, OUT only_in_b bigint)
+    LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    EXECUTE format($sql$
+        WITH x AS (SELECT ROW(t.*)::text AS k, count(*) AS n FROM %s t GROUP BY 1),
+             y AS (SELECT ROW(t.*)::text AS k, count(*) AS n FROM %s t GROUP BY 1)
+        SELECT coalesce(sum(greatest(coalesce(x.n, 0) - coalesce(y.n, 0), 0)), 0),
+               coalesce(sum(greatest(coalesce(y.n, 0) - coalesce(x.n, 0), 0)), 0)
+          FROM x FULL JOIN y USING (k)$sql$, a, b)
+       INTO only_in_a, only_in_b;
+END
+$fn$;
+
+-- Subscribers learn of a swap: folded changes still pending go out first, then one notification
+-- marked as an evolution, outside any coalescing window.
+CREATE FUNCTION pgtrickle.announce_evolution(pgt_id bigint, refresh_id bigint, inserted bigint, deleted bigint) RETURNS integer
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    sub     pgtrickle.pgt_subscriptions;
+    payload text;
+    sent    integer := 0;
+BEGIN
+    FOR sub IN SELECT * FROM pgtrickle.pgt_subscriptions s WHERE s.pgt_id = announce_evolution.pgt_id ORDER BY s.channel FOR UPDATE LOOP
+        IF sub.pending_refreshes > 0 THEN
+            payload := pgtrickle.notification_payload(sub.pgt_id, sub.pending_last_refresh_id, sub.pending_inserted,
+                        sub.pending_deleted, sub.pending_refreshes, sub.pending_first_refresh_id);
+            PERFORM pg_notify(sub.channel, payload);
+            PERFORM pgtrickle.enqueue_notification(sub.pgt_id, sub.channel, sub.pending_last_refresh_id, sub.pending_first_refresh_id,
+                        sub.pending_refreshes, sub.pending_inserted, sub.pending_deleted, payload);
+            sent := sent + 1;
+        END IF;
+        payload := pgtrickle.notification_payload(sub.pgt_id, refresh_id, inserted, deleted, 1, NULL, true);
+        PERFORM pg_notify(sub.channel, payload);
+        PERFORM pgtrickle.enqueue_notification(sub.pgt_id, sub.channel, refresh_id, refresh_id, 1, inserted, deleted, payload);
+        UPDATE pgtrickle.pgt_subscriptions s
+           SET last_notified_refresh_id = refresh_id, last_notified_at = clock_timestamp(), pending_refreshes = 0,
+               pending_first_refresh_id = NULL, pending_last_refresh_id = NULL, pending_inserted = 0, pending_deleted = 0
+         WHERE s.pgt_id = sub.pgt_id AND s.channel = sub.channel;
+        sent := sent + 1;
+    END LOOP;
+    RETURN sent;
+END
+$fn$;
+
+-- The swap (phase SWAPPING), in the caller's transaction. Returns NULL when swapped, else the
+-- milliseconds to wait before trying again (the exclusive lock was not granted in time).
+CREATE FUNCTION pgtrickle.swap_evolution(ev pgtrickle.pgt_evolutions) RETURNS integer
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    live      pgtrickle.pgt_stream_tables;
+    sh        pgtrickle.pgt_stream_tables;
+    live_rel  regclass;
+    old_rel   oid;
+    same      boolean;
+    ins       bigint;
+    del       bigint;
+    n_old     bigint;
+    n_new     bigint;
+    blockers  text;
+    wait_lock text := pgtrickle.setting_ms('pg_trickle.shadow_swap_lock_timeout_ms', 50) || 'ms';
+    prior     text := current_setting('lock_timeout');
+    idx       jsonb;
+    g         record;
+    col       record;
+    dep       record;
+    down      bigint[];
+    state     text;
+    tries     integer := 0;
+    id        bigint;
+BEGIN
+    -- The live table stops refreshing (its scheduler skips a locked row); readers are not affected.
+    SELECT * INTO live FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = ev.pgt_id FOR UPDATE;
+    live_rel := live.pgt_relid::regclass;
+    old_rel := live.pgt_relid;
+    blockers := pgtrickle.evolution_blockers(live.pgt_relid);
+    IF blockers IS NOT NULL THEN
+        RAISE EXCEPTION 'pgtrickle: cannot replace the storage of %: these were added since the evolution started and would be lost: %',
+            live_rel, blockers USING ERRCODE = 'dependent_objects_still_exist';
+    END IF;
+    -- the last catch-up, and indexes added to the live table since the build
+    PERFORM pgtrickle.run_refresh(ev.shadow_pgt_id, 'SCHEDULER');
+    PERFORM pgtrickle.build_shadow_indexes(ev.evolution_id);
+    SELECT * INTO ev FROM pgtrickle.pgt_evolutions e WHERE e.evolution_id = ev.evolution_id;
+    SELECT * INTO sh FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = ev.shadow_pgt_id FOR UPDATE;
+
+    -- What subscribers are told: the difference between the old and the new contents. Counted
+    -- before the exclusive lock, so that the lock is held for catalog work only.
+    SELECT coalesce(array_agg((a.attname, a.atttypid, a.atttypmod)::text ORDER BY a.attnum), '{}')
+             = (SELECT coalesce(array_agg((b.attname, b.atttypid, b.atttypmod)::text ORDER BY b.attnum), '{}')
+                  FROM pg_attribute b WHERE b.attrelid = sh.pgt_relid AND b.attnum > 0 AND NOT b.attisdropped)
+      INTO same
+      FROM pg_attribute a WHERE a.attrelid = live.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped;
+    EXECUTE format('SELECT (SELECT count(*) FROM %s), (SELECT count(*) FROM %s)', live_rel, sh.pgt_relid::regclass) INTO n_old, n_new;
+    IF same THEN
+        SELECT d.only_in_a, d.only_in_b INTO del, ins FROM pgtrickle.multiset_difference(live_rel, sh.pgt_relid::regclass) d;
+    ELSE
+        del := n_old;
+        ins := n_new;
+    END IF;
+
+    -- The exclusive lock, never queued for long: while this request waits, every later reader of
+    -- the live table waits behind it. A few tries here, with pauses in between that block nobody
+    -- but the live table's refresh (the catch-up and the count stay valid: the live table cannot
+    -- change meanwhile, the shadow is ours); then the step ends and is retried with backoff.
+    LOOP
+        PERFORM set_config('lock_timeout', wait_lock, true);
+        BEGIN
+            EXECUTE format('LOCK TABLE %s, %s IN ACCESS EXCLUSIVE MODE', live_rel, sh.pgt_relid::regclass);
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM set_config('lock_timeout', prior, true);
+            tries := tries + 1;
+            UPDATE pgtrickle.pgt_evolutions e SET swap_attempts = e.swap_attempts + 1, last_step_at = clock_timestamp()
+             WHERE e.evolution_id = ev.evolution_id;
+            IF tries >= 5 THEN
+                -- exponential backoff with jitter, 100 ms to 5 s
+                RETURN least(5000, 100 * power(2, least(ev.swap_attempts / 5, 6)))::integer + (random() * 100)::integer;
+            END IF;
+            PERFORM pg_sleep((50 * tries + random() * 50) / 1000.0);
+        END;
+    END LOOP;
+    PERFORM set_config('lock_timeout', prior, true);
+    -- our own renames are not a user's DDL on a source (0.33.0-guards.sql)
+    PERFORM set_config('pgtrickle.evolving', 'on', true);
+
+    -- what the user put on the old storage goes to the new one
+    EXECUTE format('COMMENT ON TABLE %s IS %L', sh.pgt_relid::regclass, obj_description(old_rel, 'pg_class'));
+    FOR col IN SELECT a.attname, col_description(old_rel, a.attnum) AS comment FROM pg_attribute a
+                WHERE a.attrelid = old_rel AND a.attnum > 0 AND NOT a.attisdropped AND col_description(old_rel, a.attnum) IS NOT NULL
+                  AND EXISTS (SELECT FROM pg_attribute b WHERE b.attrelid = sh.pgt_relid AND b.attname = a.attname AND NOT b.attisdropped) LOOP
+        EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', sh.pgt_relid::regclass, col.attname, col.comment);
+    END LOOP;
+    FOR g IN SELECT x.grantee, x.privilege_type, x.is_grantable
+               FROM pg_class c, aclexplode(c.relacl) x
+              WHERE c.oid = old_rel AND x.grantee <> c.relowner LOOP
+        EXECUTE format('GRANT %s ON %s TO %s%s', g.privilege_type, sh.pgt_relid::regclass,
+                       CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(g.grantee::regrole::text) END,
+                       CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+
+    -- Downstream stream tables read the live table through its capture: released on the old
+    -- storage, set up on the new one below.
+    SELECT coalesce(array_agg(d.pgt_id ORDER BY d.pgt_id), '{}') INTO down
+      FROM pgtrickle.pgt_dependencies d WHERE d.source_relid = old_rel;
+    FOR i IN 1 .. cardinality(down) LOOP
+        PERFORM pgtrickle.release_change_capture(live_rel, down[i]);
+    END LOOP;
+
+    EXECUTE format('DROP TABLE %s', live_rel);
+    IF live.state_table IS NOT NULL THEN
+        EXECUTE format('DROP TABLE IF EXISTS %s', live.state_table);
+    END IF;
+    IF sh.state_table IS NOT NULL THEN
+        EXECUTE format('DROP TABLE IF EXISTS %s', sh.state_table);
+    END IF;
+    EXECUTE format('ALTER TABLE %s RENAME TO %I', sh.pgt_relid::regclass, live.pgt_name);
+    -- The engine's row index of the shadow becomes the live one's (the old one went with the old
+    -- storage): the next plan finds it and keeps it, rather than building it again under an
+    -- exclusive lock that readers would wait on.
+    EXECUTE format('ALTER INDEX IF EXISTS %I.%I RENAME TO %I', live.pgt_schema,
+                   format('pgt_%s_row_hash', sh.pgt_id), format('pgt_%s_row_hash', live.pgt_id));
+    FOR idx IN SELECT * FROM jsonb_array_elements(ev.indexes) LOOP
+        IF idx ->> 'contype' IN ('p', 'u') THEN
+            EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s USING INDEX %I', live.pgt_schema, live.pgt_name,
+                           idx ->> 'constraint', CASE WHEN idx ->> 'contype' = 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END,
+                           idx ->> 'shadow_name');
+            -- the constraint renames its index to the constraint's name; the index had the original one
+            IF idx ->> 'constraint' <> idx ->> 'name' THEN
+                EXECUTE format('ALTER INDEX %I.%I RENAME TO %I', live.pgt_schema, idx ->> 'constraint', idx ->> 'name');
+            END IF;
+        ELSE
+            EXECUTE format('ALTER INDEX %I.%I RENAME TO %I', live.pgt_schema, idx ->> 'shadow_name', idx ->> 'name');
+        END IF;
+    END LOOP;
+
+    -- The catalog row (and with it the name, subscriptions, history) stays; it takes the new query,
+    -- its storage and its frontier. The engine plans the new query again (the shadow's plan names
+    -- the shadow's table).
+    FOR dep IN SELECT d.source_relid FROM pgtrickle.pgt_dependencies d
+                WHERE d.pgt_id = live.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE')
+                  AND d.source_relid NOT IN (SELECT x.source_relid FROM pgtrickle.pgt_dependencies x WHERE x.pgt_id = sh.pgt_id) LOOP
+        PERFORM pgtrickle.release_change_capture(dep.source_relid::regclass, live.pgt_id);
+    END LOOP;
+    DELETE FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = live.pgt_id;
+    UPDATE pgtrickle.pgt_dependencies d SET pgt_id = live.pgt_id WHERE d.pgt_id = sh.pgt_id;
+    UPDATE pgtrickle.pgt_change_tracking t
+       SET tracked_by_pgt_ids = CASE WHEN live.pgt_id = ANY (t.tracked_by_pgt_ids) THEN array_remove(t.tracked_by_pgt_ids, sh.pgt_id)
+                                     ELSE array_replace(t.tracked_by_pgt_ids, sh.pgt_id, live.pgt_id) END
+     WHERE sh.pgt_id = ANY (t.tracked_by_pgt_ids);
+    DELETE FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = sh.pgt_id;
+    UPDATE pgtrickle.pgt_stream_tables s
+       SET pgt_relid = sh.pgt_relid, defining_query = sh.defining_query, original_query = sh.original_query,
+           refresh_mode = sh.refresh_mode, effective_refresh_mode = sh.effective_refresh_mode,
+           requested_refresh_mode = sh.requested_refresh_mode, refresh_mode_reason = sh.refresh_mode_reason,
+           delta_sql = NULL, state_table = NULL, state_sql = NULL, frontier = sh.frontier,
+           is_populated = true, needs_reinit = false, data_timestamp = sh.data_timestamp, last_refresh_at = now(),
+           in_shadow_build = false, shadow_table_name = NULL, updated_at = now()
+     WHERE s.pgt_id = live.pgt_id;
+
+    -- downstream stream tables: capture on the new storage, and a full recompute at their next refresh
+    FOR i IN 1 .. cardinality(down) LOOP
+        UPDATE pgtrickle.pgt_dependencies d
+           SET source_relid = sh.pgt_relid, source_stable_name = pgtrickle.source_stable_name(sh.pgt_relid::regclass)
+         WHERE d.pgt_id = down[i] AND d.source_relid = old_rel;
+        PERFORM pgtrickle.ensure_change_capture(sh.pgt_relid::regclass, down[i]);
+        SELECT s.state_table INTO state FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = down[i];
+        IF state IS NOT NULL THEN
+            EXECUTE format('DROP TABLE IF EXISTS %s', state);
+        END IF;
+        UPDATE pgtrickle.pgt_stream_tables s
+           SET needs_reinit = true, delta_sql = NULL, state_table = NULL, state_sql = NULL, updated_at = now()
+         WHERE s.pgt_id = down[i];
+    END LOOP;
+
+    INSERT INTO pgtrickle.pgt_refresh_history
+           (pgt_id, data_timestamp, start_time, end_time, action, rows_inserted, rows_deleted, delta_row_count, status, initiated_by)
+    VALUES (live.pgt_id, now(), ev.started_at, clock_timestamp(), 'REINITIALIZE', ins, del, ins + del, 'COMPLETED', 'MANUAL')
+    RETURNING refresh_id INTO id;
+    PERFORM pgtrickle.announce_evolution(live.pgt_id, id, ins, del);
+
+    UPDATE pgtrickle.pgt_evolutions e
+       SET status = 'converged', phase = 'SWAPPED', converged_at = clock_timestamp(), ended_at = clock_timestamp(),
+           last_step_at = clock_timestamp(), shadow_pgt_id = NULL, live_rows = n_old, shadow_rows = n_new,
+           inserted_count = ins, deleted_count = del, refresh_id = id
+     WHERE e.evolution_id = ev.evolution_id;
+    RETURN NULL;
+END
+$fn$;
+
+-- One step of an evolution, in the caller's transaction (the evolution bundle commits each; an
+-- error means: roll back, then fail_evolution). Returns the milliseconds until the next step is
+-- due, or NULL when the evolution is no longer in progress.
+CREATE FUNCTION pgtrickle.evolution_step(evolution_id bigint) RETURNS integer
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    ev       pgtrickle.pgt_evolutions;
+    throttle integer := pgtrickle.setting_ms('pg_trickle.shadow_refresh_throttle_ms', 1000);
+    timeout  interval := pgtrickle.shadow_convergence_timeout();
+    live_f   pg_snapshot;
+    shadow_f pg_snapshot;
+    due      timestamptz;
+BEGIN
+    SELECT * INTO ev FROM pgtrickle.pgt_evolutions e WHERE e.evolution_id = evolution_step.evolution_id FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        -- another session is stepping it (or it does not exist)
+        RETURN CASE WHEN EXISTS (SELECT FROM pgtrickle.pgt_evolutions e WHERE e.evolution_id = evolution_step.evolution_id
+                                    AND e.status = 'in_progress') THEN greatest(throttle, 100) END;
+    END IF;
+    IF ev.status <> 'in_progress' THEN
+        RETURN NULL;
+    END IF;
+    IF clock_timestamp() > ev.started_at + timeout THEN
+        PERFORM pgtrickle.end_evolution(ev.evolution_id, 'failed',
+            format('did not converge within pg_trickle.shadow_convergence_timeout (%s; phase %s)', timeout, ev.phase));
+        RETURN NULL;
+    END IF;
+
+    IF ev.phase = 'BUILDING' THEN
+        -- one statement fills the shadow (run_refresh's first FULL refresh of an empty table)
+        PERFORM pgtrickle.run_refresh(ev.shadow_pgt_id, 'INITIAL');
+        PERFORM pgtrickle.build_shadow_indexes(ev.evolution_id);
+        -- statistics now, so that the first queries after the swap are planned on the new rows
+        EXECUTE format('ANALYZE %s', ev.shadow_table);
+        UPDATE pgtrickle.pgt_evolutions e
+           SET phase = 'CATCHING_UP', built_at = clock_timestamp(), last_step_at = clock_timestamp(),
+               build_rows = (SELECT h.rows_inserted FROM pgtrickle.pgt_refresh_history h
+                              WHERE h.pgt_id = ev.shadow_pgt_id ORDER BY h.refresh_id DESC LIMIT 1)
+         WHERE e.evolution_id = ev.evolution_id;
+        RETURN throttle;
+    END IF;
+
+    IF ev.phase = 'CATCHING_UP' THEN
+        -- While the engine has not planned the shadow, a catch-up would recompute it in full, and
+        -- back-to-back steps would keep its row locked against the planner (which skips locked
+        -- rows): the steps leave at least a scheduler interval free for it.
+        IF EXISTS (SELECT FROM pgtrickle.pgt_stream_tables s
+                    WHERE s.pgt_id = ev.shadow_pgt_id AND s.refresh_mode = 'DIFFERENTIAL' AND s.delta_sql IS NULL) THEN
+            throttle := greatest(throttle, pgtrickle.setting_ms('pg_trickle.scheduler_interval_ms', 1000));
+        END IF;
+        due := ev.last_step_at + throttle * interval '1 ms';
+        IF clock_timestamp() < due THEN
+            RETURN ceil(extract(epoch FROM due - clock_timestamp()) * 1000)::integer;
+        END IF;
+        PERFORM pgtrickle.run_refresh(ev.shadow_pgt_id, 'SCHEDULER');
+        SELECT (s.frontier ->> 'snapshot')::pg_snapshot INTO shadow_f FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = ev.shadow_pgt_id;
+        SELECT (s.frontier ->> 'snapshot')::pg_snapshot INTO live_f FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = ev.pgt_id;
+        -- Converged: the shadow has reached the live table's frontier, i.e. it has seen every
+        -- transaction the live table had seen finish before its last refresh (it may have seen
+        -- more). Both keep moving while sources change, so "the same snapshot" is not a state one
+        -- can wait for; the swap's last catch-up then only has the changes of a refresh interval.
+        UPDATE pgtrickle.pgt_evolutions e
+           SET catch_up_refreshes = e.catch_up_refreshes + 1, last_step_at = clock_timestamp(),
+               phase = CASE WHEN live_f IS NULL OR pg_snapshot_xmax(shadow_f) >= pg_snapshot_xmin(live_f)
+                            THEN 'SWAPPING' ELSE e.phase END
+         WHERE e.evolution_id = ev.evolution_id
+        RETURNING * INTO ev;
+        RETURN CASE WHEN ev.phase = 'SWAPPING' THEN 0 ELSE throttle END;
+    END IF;
+
+    -- SWAPPING; after a step whose lock tries all timed out, not before the backoff has passed
+    IF ev.swap_attempts > 0 AND clock_timestamp() < ev.last_step_at + least(5000, 100 * power(2, least(ev.swap_attempts / 5 - 1, 6))) * interval '1 ms' THEN
+        RETURN 50;
+    END IF;
+    RETURN pgtrickle.swap_evolution(ev);
+END
+$fn$;
+
+-- Evolutions, newest first: the given stream table's latest one, or (no argument) all of them.
+-- Row counts are live while in progress (a shadow being built counts 0 until its build commits;
+-- build_progress estimates the build from the shadow's size on disk against the live table's),
+-- and as they were at the swap once converged.
+CREATE FUNCTION pgtrickle.view_evolution_status(name text DEFAULT NULL)
+    RETURNS TABLE (evolution_id bigint, stream_table text, status text, phase text, live_rows bigint, shadow_rows bigint,
+                   build_progress numeric, catch_up_refreshes integer, swap_attempts integer, started_at timestamptz,
+                   built_at timestamptz, converged_at timestamptz, ended_at timestamptz, inserted_count bigint,
+                   deleted_count bigint, skipped_indexes text[], new_query text, error text)
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    only_pgt bigint;
+    ev       pgtrickle.pgt_evolutions;
+    st       pgtrickle.pgt_stream_tables;
+    n_live   bigint;
+    n_shadow bigint;
+    progress numeric;
+BEGIN
+    IF name IS NOT NULL THEN
+        only_pgt := (pgtrickle.find_stream_table(name)).pgt_id;
+    END IF;
+    FOR ev IN SELECT * FROM pgtrickle.pgt_evolutions e
+               WHERE only_pgt IS NULL OR e.pgt_id = only_pgt
+               ORDER BY e.evolution_id DESC
+               LIMIT CASE WHEN only_pgt IS NULL THEN NULL ELSE 1 END LOOP
+        SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = ev.pgt_id;
+        IF ev.status = 'in_progress' THEN
+            EXECUTE format('SELECT count(*) FROM %s', st.pgt_relid::regclass) INTO n_live;
+            IF to_regclass(ev.shadow_table) IS NOT NULL THEN
+                EXECUTE format('SELECT count(*) FROM %s', ev.shadow_table) INTO n_shadow;
+            END IF;
+            progress := CASE WHEN ev.phase = 'BUILDING'
+                             THEN least(0.99, round(pg_relation_size(ev.shadow_table::regclass)::numeric
+                                                    / greatest(pg_relation_size(st.pgt_relid), 1), 2))
+                             ELSE 1 END;
+        ELSE
+            n_live := ev.live_rows;
+            n_shadow := ev.shadow_rows;
+            progress := CASE WHEN ev.built_at IS NOT NULL THEN 1 END;
+        END IF;
+        evolution_id := ev.evolution_id;
+        stream_table := format('%I.%I', st.pgt_schema, st.pgt_name);
+        status := ev.status;
+        phase := ev.phase;
+        live_rows := n_live;
+        shadow_rows := n_shadow;
+        build_progress := progress;
+        catch_up_refreshes := ev.catch_up_refreshes;
+        swap_attempts := ev.swap_attempts;
+        started_at := ev.started_at;
+        built_at := ev.built_at;
+        converged_at := ev.converged_at;
+        ended_at := ev.ended_at;
+        inserted_count := ev.inserted_count;
+        deleted_count := ev.deleted_count;
+        skipped_indexes := ev.skipped_indexes;
+        new_query := ev.new_query;
+        error := ev.error;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;
