@@ -51,6 +51,7 @@ final class Distribution {
             "io.pgtrickle.refresh",
             "io.pgtrickle.shell",
             "io.pgtrickle.notify",
+            "io.pgtrickle.evolution",
             "io.pgtrickle.sink-webhook");
 
     private Distribution() {

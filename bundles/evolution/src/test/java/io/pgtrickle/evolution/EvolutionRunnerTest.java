@@ -1,0 +1,92 @@
+package io.pgtrickle.evolution;
+
+import static io.pgtrickle.testing.MigratedDatabase.await;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.sql.SQLException;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+/** The runner against a real database: it takes evolutions to the swap, rolls failed ones back, and resumes after a stop. */
+class EvolutionRunnerTest {
+
+    private static final String OLD = "SELECT id, customer, amount FROM orders WHERE amount > 5";
+    private static final String NEW = "SELECT o.id, o.customer, o.amount, c.region FROM orders o JOIN customers c ON c.name = o.customer";
+
+    private EvolutionDatabase db;
+    private EvolutionRunner runner;
+
+    private void ordersAndAStreamTable(int rows) throws SQLException {
+        db = new EvolutionDatabase("evolution_runner", 0);
+        db.exec("CREATE TABLE orders (id int PRIMARY KEY, customer text, amount numeric)",
+                "CREATE TABLE customers (name text PRIMARY KEY, region text)",
+                "INSERT INTO orders SELECT g, 'c' || (g % 10), g % 20 FROM generate_series(1, " + rows + ") g",
+                "INSERT INTO customers SELECT 'c' || g, 'r' || (g % 3) FROM generate_series(0, 9) g",
+                "SELECT pgtrickle.create_stream_table('big_orders', '" + OLD + "', schedule => '1h')");
+    }
+
+    @AfterEach
+    void stop() {
+        if (runner != null) {
+            runner.close();
+        }
+        if (db != null) {
+            db.close();
+        }
+    }
+
+    @Test
+    void takesAnEvolutionStartedFromSqlToTheSwap() throws Exception {
+        ordersAndAStreamTable(1_000);
+        runner = new EvolutionRunner(db.dataSource(), 50);
+        runner.start();
+        db.exec("SELECT pgtrickle.alter_query('big_orders', '" + NEW + "', shadow_build => true)");
+        await("the swap", () -> "converged".equals(db.status("status", "big_orders")));
+        assertEquals("0|0", db.difference(NEW, "big_orders"));
+        assertEquals("SWAPPED|1000", db.status("phase || '|' || shadow_rows", "big_orders"));
+    }
+
+    @Test
+    void aStepThatFailsEndsTheEvolutionAndDropsTheShadow() throws Exception {
+        ordersAndAStreamTable(1_000);
+        runner = new EvolutionRunner(db.dataSource(), 50);
+        runner.start();
+        db.exec("SELECT pgtrickle.alter_query('big_orders', 'SELECT id, 100 / (amount - 5) AS ratio FROM orders', shadow_build => true)");
+        await("the failure", () -> "failed".equals(db.status("status", "big_orders")));
+        assertTrue(db.status("error", "big_orders").contains("division by zero"), db.status("error", "big_orders"));
+        assertEquals(0, db.queryLong("SELECT count(*) FROM pg_class WHERE relname = '__pgt_shadow_big_orders'"));
+        assertEquals(0, db.queryLong("SELECT count(*) FROM pgtrickle.pgt_stream_tables WHERE shadow_of IS NOT NULL"));
+        assertEquals("0|0", db.difference(OLD, "big_orders"));
+    }
+
+    @Test
+    void stoppedInTheMiddleOfABuildItLeavesNothingHalfDoneAndTheNextRunnerFinishes() throws Exception {
+        ordersAndAStreamTable(600_000);
+        db.exec("SELECT pgtrickle.alter_query('big_orders', '" + NEW + "', shadow_build => true)");
+        runner = new EvolutionRunner(db.dataSource(), 50);
+        runner.start();
+        await("the build's statement", () -> db.queryLong("SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                + " AND query LIKE 'SELECT pgtrickle.evolution_step%'") == 1);
+        runner.close(); // the container stops: the build is cancelled and rolls back
+        runner = null;
+        assertEquals("in_progress|BUILDING|0", db.status("status || '|' || phase || '|' || shadow_rows", "big_orders"));
+        assertFalse(db.queryString("SELECT string_agg(relname, ',') FROM pg_class WHERE relname LIKE '\\_\\_pgt\\_%' AND relkind = 'i'") != null,
+                "no index was left behind");
+
+        runner = new EvolutionRunner(db.dataSource(), 50);
+        runner.start();
+        await("the swap", () -> "converged".equals(db.status("status", "big_orders")));
+        assertEquals("0|0", db.difference(NEW, "big_orders"));
+    }
+
+    @Test
+    void transientFailuresAreRetriedOthersEndTheEvolution() {
+        assertTrue(EvolutionRunner.transientFailure(new SQLException("gone", "08006")));
+        assertTrue(EvolutionRunner.transientFailure(new SQLException("deadlock", "40P01")));
+        assertTrue(EvolutionRunner.transientFailure(new SQLException("shutting down", "57P01")));
+        assertFalse(EvolutionRunner.transientFailure(new SQLException("division by zero", "22012")));
+        assertFalse(EvolutionRunner.transientFailure(new SQLException("no such column", "42703")));
+    }
+}
