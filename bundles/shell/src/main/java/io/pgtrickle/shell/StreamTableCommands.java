@@ -16,7 +16,8 @@ import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Reference;
 
 /**
- * Shell commands {@code pgtrickle:list|status|create|refresh|drop|resume|history|mode}. Each one calls the
+ * Shell commands {@code pgtrickle:list|status|create|refresh|drop|resume|history|mode}, the subscription and
+ * sink commands, and {@code evolve|evolution|cancelevolution} for shadow evolutions. Each one calls the
  * SQL function of the same name, so the shell does exactly what {@code psql} would; errors are the
  * database's own messages. {@code refresh} goes through the {@link RefreshService}, which runs the
  * same {@code pgtrickle.run_refresh} and also calls the post-refresh listeners, as the scheduler does. Gogo finds the methods through the {@code osgi.command.*} properties;
@@ -37,7 +38,10 @@ import org.osgi.service.component.annotations.Reference;
         "osgi.command.function=subscriptions",
         "osgi.command.function=sinks",
         "osgi.command.function=deadletters",
-        "osgi.command.function=replay"})
+        "osgi.command.function=replay",
+        "osgi.command.function=evolve",
+        "osgi.command.function=evolution",
+        "osgi.command.function=cancelevolution"})
 public class StreamTableCommands {
 
     private final DataSource dataSource;
@@ -151,6 +155,59 @@ public class StreamTableCommands {
 
     public void replay(String sink) throws SQLException {
         table("SELECT pgtrickle.replay_dead_letters(?) AS replayed", sink);
+    }
+
+    /**
+     * {@code pgtrickle:evolve NAME QUERY}: starts a shadow evolution of NAME to QUERY
+     * ({@code pgtrickle.alter_query(NAME, QUERY, shadow_build => true)}; the database must have
+     * {@code pg_trickle.shadow_build_enabled = on}), then prints its id and how to watch it. The
+     * evolution bundle builds, catches up and swaps it in the background.
+     */
+    public void evolve(String name, String query) throws SQLException {
+        String id;
+        try (Connection c = dataSource.getConnection()) {
+            // the id is read in the starting transaction: the evolution cannot have ended yet
+            c.setAutoCommit(false);
+            try {
+                try (PreparedStatement p = prepare(c, "SELECT pgtrickle.alter_query(?, ?, shadow_build => true)", name, query)) {
+                    p.execute();
+                }
+                try (PreparedStatement p = prepare(c, "SELECT e.evolution_id FROM pgtrickle.pgt_evolutions e"
+                        + " WHERE e.pgt_id = (pgtrickle.find_stream_table(?)).pgt_id AND e.status = 'in_progress'", name);
+                        ResultSet rs = p.executeQuery()) {
+                    id = rs.next() ? rs.getString(1) : "?";
+                }
+                c.commit();
+            } catch (SQLException e) {
+                c.rollback();
+                throw e;
+            }
+        }
+        out.println("evolution " + id + " of " + name + " started: the new query is built beside the live table in the background");
+        out.println("watch it with pgtrickle:evolution " + name + ", cancel it with pgtrickle:cancelevolution " + name);
+    }
+
+    /** {@code pgtrickle:evolution}: every shadow evolution, newest first (pgtrickle.view_evolution_status()). */
+    public void evolution() throws SQLException {
+        table(EVOLUTION_STATUS + "()");
+    }
+
+    /** {@code pgtrickle:evolution NAME}: the latest shadow evolution of one stream table. */
+    public void evolution(String name) throws SQLException {
+        table(EVOLUTION_STATUS + "(?)", name);
+    }
+
+    private static final String EVOLUTION_STATUS = "SELECT evolution_id AS id, stream_table, status, phase, live_rows, shadow_rows,"
+            + " round(build_progress * 100) || '%' AS progress, date_trunc('second', started_at) AS started,"
+            + " date_trunc('second', ended_at) AS ended, error FROM pgtrickle.view_evolution_status";
+
+    /**
+     * {@code pgtrickle:cancelevolution NAME}: cancels NAME's evolution in progress; the shadow is
+     * dropped, the live table was never touched.
+     */
+    public void cancelEvolution(String name) throws SQLException {
+        call("SELECT pgtrickle.cancel_evolution(?)", name);
+        out.println("cancelled the evolution of " + name);
     }
 
     private void call(String sql, String... arguments) throws SQLException {

@@ -165,4 +165,94 @@ class StreamTableCommandsTest implements SqlStatements {
         assertEquals("resumed ids\n", output());
         assertEquals("ACTIVE", string("SELECT status FROM pgtrickle.pgt_stream_tables"));
     }
+
+    @Test
+    void evolveWatchAndFinishAShadowEvolution() throws SQLException {
+        commands.create("order_totals", "SELECT customer, sum(amount) AS total FROM orders GROUP BY customer", "1h", "AUTO");
+        output();
+        // the commands' connections come from the data source: the flag is a setting of the database
+        exec("ALTER DATABASE \"" + db.name() + "\" SET pg_trickle.shadow_build_enabled = on");
+        // for the steps below, run on this connection; no engine runs here to plan the shadow
+        exec("SET pg_trickle.shadow_refresh_throttle_ms = 0");
+        exec("SET pg_trickle.scheduler_interval_ms = 0");
+
+        commands.evolve("order_totals", "SELECT customer, sum(amount) AS total, count(*) AS orders FROM orders GROUP BY customer");
+        String id = string("SELECT evolution_id FROM pgtrickle.pgt_evolutions");
+        assertEquals("evolution " + id + " of order_totals started: the new query is built beside the live table in the background\n"
+                + "watch it with pgtrickle:evolution order_totals, cancel it with pgtrickle:cancelevolution order_totals\n", output());
+
+        commands.evolution("order_totals");
+        String building = output();
+        assertTrue(building.matches("(?s)id +\\| stream_table +\\| status +\\| phase +\\| live_rows \\| shadow_rows \\| progress \\| started +\\| ended \\| error\n"
+                + "-.*\n" + id + " +\\| public\\.order_totals \\| in_progress \\| BUILDING \\| 2 +\\| 0 +\\| 0% +\\| 20.* \\| +\\|\n\\(1 row\\)\n"), building);
+
+        // a second evolution while this one runs: the database's error
+        SQLException second = assertThrows(SQLException.class, () -> commands.evolve("order_totals", "SELECT customer FROM orders"));
+        assertTrue(second.getMessage().contains("an evolution of order_totals is already in progress (evolution " + id), second.getMessage());
+
+        // the evolution bundle's steps, by hand
+        int steps = 0;
+        while (string("SELECT pgtrickle.evolution_step(" + id + ")") != null) {
+            assertTrue(++steps < 20, "the evolution converges");
+        }
+        commands.evolution("order_totals");
+        String converged = output();
+        assertTrue(converged.matches("(?s).*\n" + id + " +\\| public\\.order_totals \\| converged \\| SWAPPED \\| 2 +\\| 2 +\\| 100% +\\| 20.* \\| 20.* \\|\n\\(1 row\\)\n"), converged);
+        assertEquals("2", string("SELECT sum(orders) FROM order_totals"), "the new query's column is there");
+
+        // all evolutions, newest first
+        exec("SELECT pgtrickle.create_stream_table('ids', 'SELECT id FROM orders', schedule => '1h')");
+        commands.evolve("ids", "SELECT id, amount FROM orders");
+        output();
+        commands.evolution();
+        String all = output();
+        assertTrue(all.matches("(?s)id .*\n-.*\n\\d+ +\\| public\\.ids +\\| in_progress \\| BUILDING .*\n" + id
+                + " +\\| public\\.order_totals \\| converged +\\| SWAPPED .*\n\\(2 rows\\)\n"), all);
+    }
+
+    @Test
+    void cancelEvolutionDropsTheShadow() throws SQLException {
+        commands.create("ids", "SELECT id FROM orders", "1h", "AUTO");
+        exec("ALTER DATABASE \"" + db.name() + "\" SET pg_trickle.shadow_build_enabled = on");
+        commands.evolve("ids", "SELECT id, customer FROM orders");
+        output();
+        assertEquals("__pgt_shadow_ids", string("SELECT to_regclass('__pgt_shadow_ids')::text"));
+
+        commands.cancelEvolution("ids");
+        assertEquals("cancelled the evolution of ids\n", output());
+        assertEquals(null, string("SELECT to_regclass('__pgt_shadow_ids')"));
+        commands.evolution("ids");
+        String cancelled = output();
+        assertTrue(cancelled.matches("(?s).*\n\\d+ +\\| public\\.ids +\\| cancelled \\| CANCELLED \\| .*\n\\(1 row\\)\n"), cancelled);
+
+        SQLException none = assertThrows(SQLException.class, () -> commands.cancelEvolution("ids"));
+        assertTrue(none.getMessage().contains("no evolution of ids is in progress"), none.getMessage());
+        assertEquals("42704", none.getSQLState());
+        assertEquals("", output());
+    }
+
+    @Test
+    void evolutionErrorsAreTheDatabasesOwn() throws SQLException {
+        commands.create("ids", "SELECT id FROM orders", "1h", "AUTO");
+        output();
+        // the flag is off by default
+        SQLException off = assertThrows(SQLException.class, () -> commands.evolve("ids", "SELECT id, customer FROM orders"));
+        assertTrue(off.getMessage().contains("shadow builds are disabled: set pg_trickle.shadow_build_enabled = on"), off.getMessage());
+        assertEquals("0A000", off.getSQLState());
+        assertEquals("0", string("SELECT count(*) FROM pgtrickle.pgt_evolutions"));
+        assertEquals(null, string("SELECT to_regclass('__pgt_shadow_ids')"));
+
+        exec("ALTER DATABASE \"" + db.name() + "\" SET pg_trickle.shadow_build_enabled = on");
+        SQLException unknown = assertThrows(SQLException.class, () -> commands.evolve("nope", "SELECT id FROM orders"));
+        assertTrue(unknown.getMessage().contains("stream table 'nope' does not exist"), unknown.getMessage());
+        unknown = assertThrows(SQLException.class, () -> commands.evolution("nope"));
+        assertTrue(unknown.getMessage().contains("stream table 'nope' does not exist"), unknown.getMessage());
+        SQLException bad = assertThrows(SQLException.class, () -> commands.evolve("ids", "SELEC nonsense"));
+        assertTrue(bad.getMessage().contains("invalid query for stream table ids"), bad.getMessage());
+        assertEquals("", output());
+
+        // nothing evolved yet: an empty table
+        commands.evolution();
+        assertTrue(output().endsWith("(0 rows)\n"));
+    }
 }
