@@ -100,6 +100,11 @@ final class FelixOptions {
                 ourBundle("pgtrickle-sink-webhook"));
     }
 
+    /** The shadow evolution bundle (zero-downtime ALTER QUERY). */
+    static Option evolutionBundle() {
+        return ourBundle("pgtrickle-evolution");
+    }
+
     /**
      * {@code ALTER DATABASE db SET name = value}, run from the driver before the container starts, so
      * that every connection the container's pool opens has it.

@@ -95,6 +95,12 @@ final class InFramework {
      * because closing the tracker ungets its copy, and a service factory such as ConfigAdmin disposes
      * the instance it gave out when its last use ends. The framework releases it with the probe.
      */
+    /** The installed bundle with that symbolic name. */
+    static Bundle bundle(String bsn) {
+        return Arrays.stream(context().getBundles()).filter(b -> bsn.equals(b.getSymbolicName())).findFirst()
+                .orElseThrow(() -> new AssertionError(bsn + " is not installed"));
+    }
+
     static <T> T awaitService(Class<T> type, String filter, long timeoutMillis) {
         ServiceTracker<T, T> tracker = tracker(type, filter);
         try {

@@ -225,7 +225,7 @@ public class WebhookDeliveryIT {
             change(ds, pgtId, baseline, "INSERT INTO wh_orders VALUES (4, 'dee', 40)");
             await("a 503 attempt", () -> receiver.requests.stream().skip(seen).anyMatch(r -> r.status() == 503));
             String headId = receiver.requests.stream().skip(seen).filter(r -> r.status() == 503).findFirst().orElseThrow().id();
-            Bundle notify = bundle(NOTIFY_BSN);
+            Bundle notify = InFramework.bundle(NOTIFY_BSN);
             notify.stop();
             change(ds, pgtId, baseline, "INSERT INTO wh_orders VALUES (5, 'ed', 50)");
             change(ds, pgtId, baseline, "UPDATE wh_orders SET amount = amount + 1 WHERE id IN (3, 4)");
@@ -364,11 +364,6 @@ public class WebhookDeliveryIT {
             fail("no " + p.pattern() + " in " + body);
         }
         return Long.parseLong(m.group(1));
-    }
-
-    private static Bundle bundle(String bsn) {
-        return Arrays.stream(InFramework.context().getBundles()).filter(b -> bsn.equals(b.getSymbolicName())).findFirst()
-                .orElseThrow(() -> new AssertionError(bsn + " is not installed"));
     }
 
     @FunctionalInterface
