@@ -277,7 +277,7 @@ class SinkHotDeployIT {
     }
 
     /** Polls until {@code actual} equals {@code expected}; fails with the last value and the transcript. */
-    private static <T> void awaitEquals(T expected, Callable<T> actual, Duration timeout, String what, PgTrickleProcess pgtrickle)
+    static <T> void awaitEquals(T expected, Callable<T> actual, Duration timeout, String what, PgTrickleProcess pgtrickle)
             throws Exception {
         long deadline = System.nanoTime() + timeout.toNanos();
         T last = actual.call();

@@ -49,6 +49,22 @@ class EvolutionRunnerTest {
     }
 
     @Test
+    void anEvolutionStartedWhileTheRunnerWaitsIsTakenUpAtTheNextPoll() throws Exception {
+        ordersAndAStreamTable(100);
+        runner = new EvolutionRunner(db.dataSource(), 60_000);
+        runner.start();
+        Thread.sleep(2_000); // its first look, at once, finds nothing; the next is a minute away
+        db.exec("SELECT pgtrickle.alter_query('big_orders', '" + NEW + "', shadow_build => true)");
+        Thread.sleep(3_000);
+        assertEquals("in_progress|BUILDING", db.status("status || '|' || phase", "big_orders"), "not before the next poll, a minute away");
+        runner.close();
+
+        runner = new EvolutionRunner(db.dataSource(), 100);
+        runner.start();
+        await("the swap", () -> "converged".equals(db.status("status", "big_orders")));
+    }
+
+    @Test
     void aStepThatFailsEndsTheEvolutionAndDropsTheShadow() throws Exception {
         ordersAndAStreamTable(1_000);
         runner = new EvolutionRunner(db.dataSource(), 50);
