@@ -4,6 +4,8 @@ import static io.pgtrickle.itests.felix.InFramework.SERVICE_TIMEOUT_MILLIS;
 import static io.pgtrickle.itests.felix.InFramework.assertAllBundlesActive;
 import static io.pgtrickle.itests.felix.InFramework.assertNoServiceFor;
 import static io.pgtrickle.itests.felix.InFramework.awaitService;
+import static io.pgtrickle.itests.felix.InFramework.exec;
+import static io.pgtrickle.itests.felix.InFramework.query;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertNotNull;
 import static org.junit.Assert.assertTrue;
@@ -339,18 +341,5 @@ public class BundleUpdateIT {
     private static long difference(DataSource ds, String streamTable, String definingQuery) throws SQLException {
         return Long.parseLong(query(ds, "SELECT (SELECT count(*) FROM (TABLE " + streamTable + " EXCEPT ALL " + definingQuery + ") a)"
                 + " + (SELECT count(*) FROM (" + definingQuery + " EXCEPT ALL TABLE " + streamTable + ") b)"));
-    }
-
-    private static void exec(DataSource ds, String sql) throws SQLException {
-        try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
-            s.execute(sql);
-        }
-    }
-
-    private static String query(DataSource ds, String sql) throws SQLException {
-        try (Connection c = ds.getConnection(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            rs.next();
-            return rs.getString(1);
-        }
     }
 }

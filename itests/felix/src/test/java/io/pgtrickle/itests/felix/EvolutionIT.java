@@ -3,6 +3,8 @@ package io.pgtrickle.itests.felix;
 import static io.pgtrickle.itests.felix.InFramework.SERVICE_TIMEOUT_MILLIS;
 import static io.pgtrickle.itests.felix.InFramework.assertAllBundlesActive;
 import static io.pgtrickle.itests.felix.InFramework.awaitService;
+import static io.pgtrickle.itests.felix.InFramework.exec;
+import static io.pgtrickle.itests.felix.InFramework.query;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertTrue;
 import static org.ops4j.pax.exam.CoreOptions.options;
@@ -13,7 +15,6 @@ import io.pgtrickle.testing.TestDatabase;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
-import java.sql.SQLException;
 import java.sql.Statement;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -235,18 +236,5 @@ public class EvolutionIT {
             Thread.sleep(100);
         }
         assertEquals(table + " = " + expected, "0", query(ds, difference));
-    }
-
-    private static void exec(DataSource ds, String sql) throws SQLException {
-        try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
-            s.execute(sql);
-        }
-    }
-
-    private static String query(DataSource ds, String sql) throws SQLException {
-        try (Connection c = ds.getConnection(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            rs.next();
-            return rs.getString(1);
-        }
     }
 }

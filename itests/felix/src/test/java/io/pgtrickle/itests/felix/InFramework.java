@@ -150,6 +150,19 @@ final class InFramework {
      * The newest migration recorded in {@code pgtrickle.pgt_schema_version}, ordered as versions
      * (0.33.0.1 after 0.33.0), not as text.
      */
+    static void exec(DataSource ds, String sql) throws SQLException {
+        try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
+            s.execute(sql);
+        }
+    }
+
+    /** The first column of the first row; null when there is no row. */
+    static String query(DataSource ds, String sql) throws SQLException {
+        try (Connection c = ds.getConnection(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            return rs.next() ? rs.getString(1) : null;
+        }
+    }
+
     static String newestMigration(DataSource dataSource) throws SQLException {
         try (Connection c = dataSource.getConnection(); Statement s = c.createStatement();
              ResultSet rs = s.executeQuery("SELECT version FROM pgtrickle.pgt_schema_version"

@@ -3,6 +3,8 @@ package io.pgtrickle.itests.felix;
 import static io.pgtrickle.itests.felix.InFramework.SERVICE_TIMEOUT_MILLIS;
 import static io.pgtrickle.itests.felix.InFramework.assertAllBundlesActive;
 import static io.pgtrickle.itests.felix.InFramework.awaitService;
+import static io.pgtrickle.itests.felix.InFramework.exec;
+import static io.pgtrickle.itests.felix.InFramework.query;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertTrue;
 import static org.ops4j.pax.exam.CoreOptions.options;
@@ -14,8 +16,6 @@ import io.pgtrickle.api.refresh.RefreshListener;
 import io.pgtrickle.api.refresh.RefreshService;
 import io.pgtrickle.testing.TestDatabase;
 import java.sql.Connection;
-import java.sql.ResultSet;
-import java.sql.SQLException;
 import java.sql.Statement;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -120,10 +120,10 @@ public class SchedulerIT {
             // the listener runs inside the refresh transaction; the history row it names commits with it
             String history = "SELECT rows_inserted || '|' || rows_deleted FROM pgtrickle.pgt_refresh_history WHERE refresh_id = " + scheduled.refreshId();
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while (queryOrNull(ds, history) == null && System.nanoTime() < deadline) {
+            while (query(ds, history) == null && System.nanoTime() < deadline) {
                 Thread.sleep(20);
             }
-            assertEquals("2|1", queryOrNull(ds, history));
+            assertEquals("2|1", query(ds, history));
 
             long manual = refreshService.refresh("heard");
             RefreshEvent event = heard.poll(10, TimeUnit.SECONDS);
@@ -132,25 +132,6 @@ public class SchedulerIT {
             assertEquals(RefreshEvent.Action.NO_DATA, event.action());
         } finally {
             registration.unregister();
-        }
-    }
-
-    private static void exec(DataSource ds, String sql) throws SQLException {
-        try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
-            s.execute(sql);
-        }
-    }
-
-    private static String queryOrNull(DataSource ds, String sql) throws SQLException {
-        try (Connection c = ds.getConnection(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            return rs.next() ? rs.getString(1) : null;
-        }
-    }
-
-    private static String query(DataSource ds, String sql) throws SQLException {
-        try (Connection c = ds.getConnection(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            rs.next();
-            return rs.getString(1);
         }
     }
 }

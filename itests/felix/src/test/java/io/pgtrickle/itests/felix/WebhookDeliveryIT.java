@@ -2,6 +2,8 @@ package io.pgtrickle.itests.felix;
 
 import static io.pgtrickle.itests.felix.InFramework.SERVICE_TIMEOUT_MILLIS;
 import static io.pgtrickle.itests.felix.InFramework.awaitService;
+import static io.pgtrickle.itests.felix.InFramework.exec;
+import static io.pgtrickle.itests.felix.InFramework.query;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertFalse;
 import static org.junit.Assert.assertNotNull;
@@ -387,18 +389,6 @@ public class WebhookDeliveryIT {
             return query(ds, sql);
         } catch (SQLException e) {
             throw new IllegalStateException(e);
-        }
-    }
-
-    private static void exec(DataSource ds, String sql) throws SQLException {
-        try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
-            s.execute(sql);
-        }
-    }
-
-    private static String query(DataSource ds, String sql) throws SQLException {
-        try (Connection c = ds.getConnection(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            return rs.next() ? rs.getString(1) : null;
         }
     }
 }
