@@ -59,6 +59,7 @@ final class Launcher {
         System.setProperty(Home.PROPERTY, home.root().toString());
         // before any library is touched: slf4j-simple reads its settings once, when the first logger is made
         SystemPropertyDefaults.apply(home.systemProperties());
+        SystemPropertyDefaults.keepACommonPool(Runtime.getRuntime().availableProcessors());
         Settings settings = loadSettings(home);
         // read before anything is started, so a broken file fails fast and leaves nothing running
         Map<String, String> frameworkConfig = FrameworkConfig.load(home, this::warn);

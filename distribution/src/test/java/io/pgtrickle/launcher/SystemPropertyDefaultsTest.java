@@ -1,10 +1,12 @@
 package io.pgtrickle.launcher;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -13,10 +15,33 @@ class SystemPropertyDefaultsTest {
     private static final String SET_BY_FILE = "pgtrickle.test.defaults.fromFile";
     private static final String GIVEN_WITH_D = "pgtrickle.test.defaults.fromCommandLine";
 
+    private String commonPool;
+
+    @BeforeEach
+    void remember() {
+        commonPool = System.clearProperty(SystemPropertyDefaults.COMMON_POOL_PARALLELISM);
+    }
+
     @AfterEach
     void clear() {
         System.clearProperty(SET_BY_FILE);
         System.clearProperty(GIVEN_WITH_D);
+        if (commonPool == null) {
+            System.clearProperty(SystemPropertyDefaults.COMMON_POOL_PARALLELISM);
+        } else {
+            System.setProperty(SystemPropertyDefaults.COMMON_POOL_PARALLELISM, commonPool);
+        }
+    }
+
+    @Test
+    void aCommonPoolOfTwoOnSmallMachinesUnlessGiven() {
+        SystemPropertyDefaults.keepACommonPool(8);
+        assertNull(System.getProperty(SystemPropertyDefaults.COMMON_POOL_PARALLELISM), "the JDK's default (7) stays");
+        SystemPropertyDefaults.keepACommonPool(2);
+        assertEquals("2", System.getProperty(SystemPropertyDefaults.COMMON_POOL_PARALLELISM));
+        System.setProperty(SystemPropertyDefaults.COMMON_POOL_PARALLELISM, "1");
+        SystemPropertyDefaults.keepACommonPool(1);
+        assertEquals("1", System.getProperty(SystemPropertyDefaults.COMMON_POOL_PARALLELISM), "-D wins");
     }
 
     @Test
