@@ -87,6 +87,8 @@ public final class SubscriptionBenchmark {
     private final List<String> checks = new ArrayList<>();
     private String enqueueNote;
 
+    private static final String COMMON_POOL_PARALLELISM = "java.util.concurrent.ForkJoinPool.common.parallelism";
+
     private SubscriptionBenchmark() {
         cellSeconds = Integer.getInteger("bench.subs.seconds", 10);
         intervalMs = Integer.getInteger("bench.subs.interval", 100);
@@ -100,6 +102,12 @@ public final class SubscriptionBenchmark {
     }
 
     public static void main(String[] args) throws Exception {
+        // as the distribution's launcher does (SystemPropertyDefaults.keepACommonPool): with under two
+        // CPUs for the common pool, CompletableFuture starts a thread per asynchronous stage, several
+        // per HttpClient request
+        if (Runtime.getRuntime().availableProcessors() <= 2 && System.getProperty(COMMON_POOL_PARALLELISM) == null) {
+            System.setProperty(COMMON_POOL_PARALLELISM, "2");
+        }
         new SubscriptionBenchmark().run();
     }
 
@@ -484,7 +492,8 @@ public final class SubscriptionBenchmark {
                 plan("wh_" + i);
                 exec("SELECT pgtrickle.subscribe('wh_" + i + "', 'wh_ch_" + (i % whSinks) + "')");
             }
-            // three independent groups of webhook sinks, each receiving every notification once, registered before enqueueing
+            // independent groups of webhook sinks, each receiving every notification once, registered before enqueueing
+            register("webhook:cold", all);
             register("webhook:one", all);
             register("webhook:fast", all);
             register("webhook:probe", all);
@@ -508,8 +517,8 @@ public final class SubscriptionBenchmark {
             enqueueNote = String.format(Locale.ROOT, "%,d refreshes (%d stream tables × %d rounds) enqueued %,d outbox rows in %.1f s",
                     n, whTables, whRounds, queued, (System.nanoTime() - t) / 1e9);
             log("%s", enqueueNote);
-            if (queued != (long) n * 5) {
-                throw new IllegalStateException("expected " + n * 5 + " outbox rows, found " + queued);
+            if (queued != (long) n * 6) {
+                throw new IllegalStateException("expected " + n * 6 + " outbox rows, found " + queued);
             }
             HikariConfig hc = new HikariConfig();
             hc.setPoolName("bench");
@@ -518,6 +527,10 @@ public final class SubscriptionBenchmark {
             hc.setMinimumIdle(2);
             try (HikariDataSource pool = new HikariDataSource(hc)) {
                 databaseOnly(pool, n);
+                // the JVM's first drain runs while the JIT is still compiling the delivery path; a container
+                // that has run a while is past that, and so are the drains after this one
+                drain("1 webhook, dispatcher defaults, cold (the JVM's first drain)", base, pool, 200, 50,
+                        new String[][] {{"cold", "*"}}, n);
                 drain("1 webhook, dispatcher defaults", base, pool, 200, 50, new String[][] {{"one", "*"}}, n);
                 String[][] quarter = new String[whSinks][];
                 for (int k = 0; k < whSinks; k++) {
@@ -817,12 +830,17 @@ public final class SubscriptionBenchmark {
         b.append(String.format(Locale.ROOT, "| **ratio with / without** | **%.2f** |\n\n", median(tputWith) / median(tputWithout)));
 
         b.append("## 3. Webhook deliveries from the outbox\n\n");
-        b.append("`").append(enqueueNote).append("` with `notify_coalesce_ms = 0`, every notification queued once for each of five "
-                + "independent sink groups (the four below and a probe) registered beforehand with `pgtrickle.register_sink`. Then, per group, the notify bundle's "
+        b.append("`").append(enqueueNote).append(String.format(Locale.ROOT, "` with `notify_coalesce_ms = 0`, every notification queued once for each of six "
+                + "independent sink groups (the five below and a probe) registered beforehand with `pgtrickle.register_sink`. Then, per group, the notify bundle's "
                 + "`NotificationDispatcher` (package-private: built by reflection, as its tests build it) with `WebhookSink`s "
                 + "(activated without a BundleContext as in their tests, signed with a `whsec_` secret) on a HikariCP pool of 10 (as "
                 + "the container's data source), posting to a loopback JDK `HttpServer` answering 200 (8 threads). Time from "
-                + "`start()` until the group's outbox rows are gone; rate also from the first to the last request received.\n\n");
+                + "`start()` until the group's outbox rows are gone; rate also from the first to the last request received. The first "
+                + "drain runs on a cold JVM (the JIT still compiling the delivery path), the others warm, as a container that has run "
+                + "a while. The benchmark sets `java.util.concurrent.ForkJoinPool.common.parallelism=2` on machines with 2 CPUs or "
+                + "fewer, as the distribution's launcher does: otherwise `CompletableFuture`, which the JDK's HttpClient uses for every "
+                + "response, starts a new thread per asynchronous stage (this run: %d CPUs, common pool parallelism %d).\n\n",
+                Runtime.getRuntime().availableProcessors(), java.util.concurrent.ForkJoinPool.getCommonPoolParallelism()));
         b.append("| sinks | pollIntervalMs | batchSize | delivered | s (start → empty) | deliveries/s (start → empty) | deliveries/s (first → last) | target 2,000/s |\n");
         b.append("|---|---|---|---|---|---|---|---|\n");
         for (Drain d : drains) {
@@ -833,7 +851,7 @@ public final class SubscriptionBenchmark {
         b.append(String.format(Locale.ROOT, "\nThe halves of one delivery, alone and sequential (500 after 100 warm-up): the webhook "
                 + "sink's signed POST to the same receiver %.2f ms median (%,.0f/s back to back); `complete_notification` on a pooled "
                 + "connection (borrow, autocommit call with a non-existent id, so nothing deleted, return) %.2f ms median. The database side "
-                + "of a drain alone (before the drains above, on the full outbox: a fifth sink group `webhook:probe` claimed 50 at a "
+                + "of a drain alone (before the drains above, on the full outbox: a sixth sink group `webhook:probe` claimed 50 at a "
                 + "time with `claim_notifications` and each row completed with `complete_notification` on the pool, no sink call, no "
                 + "poll wait): %,.0f notifications/s; one claim %.1f ms median.\n", postMs, postRate, completeMs, dbOnlyRate, claimMs));
         b.append("\n## Checks\n\n");
