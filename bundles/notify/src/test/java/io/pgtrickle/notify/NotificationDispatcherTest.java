@@ -120,13 +120,22 @@ class NotificationDispatcherTest {
         await("sinks registered", d::allRegistered);
     }
 
-    /** A new order (changes both stream tables), then a refresh of each given one: one notification each. */
+    /**
+     * A new order (changes both stream tables), then a refresh of each given one: one notification
+     * each. The refreshes commit together, so a claim sees all of their notifications or none.
+     */
     private void order(String... streamTables) throws SQLException {
         int id = nextOrder++;
         try (Statement s = writer.createStatement()) {
             s.execute("INSERT INTO orders VALUES (" + id + ", 'c" + id + "', 10)");
-            for (String st : streamTables) {
-                s.execute("SELECT pgtrickle.refresh_stream_table('" + st + "')");
+            writer.setAutoCommit(false);
+            try {
+                for (String st : streamTables) {
+                    s.execute("SELECT pgtrickle.refresh_stream_table('" + st + "')");
+                }
+                writer.commit();
+            } finally {
+                writer.setAutoCommit(true);
             }
         }
     }
