@@ -116,6 +116,8 @@ final class RefreshEngine implements AutoCloseable {
     private volatile boolean started;
     private volatile boolean closed;
     private volatile String lastTickError;
+    /** When the refresh history is next pruned; 0 = at the first tick. Ticker thread only. */
+    private long historyPruneDueNanos;
 
     RefreshEngine(DataSource dataSource, EngineSettings settings, Listeners listeners) {
         this(dataSource, settings, listeners, System::nanoTime, DEFAULT_STOP_GRACE_MILLIS);
@@ -197,6 +199,7 @@ final class RefreshEngine implements AutoCloseable {
             now = settings.effective(c, invalidValues);
             planNew(c);
             flushNotifications(c);
+            pruneHistory(c);
             try (Statement s = c.createStatement();
                  ResultSet rs = s.executeQuery("SELECT pgt_id, name FROM pgtrickle.due_stream_tables()")) {
                 while (rs.next()) {
@@ -432,6 +435,33 @@ final class RefreshEngine implements AutoCloseable {
             ps.setInt(1, settings.notifyCoalesceMs());
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();
+            }
+        }
+    }
+
+    /** Rows pruned per call: one short statement, so that pruning a long backlog never holds up a tick. */
+    static final int HISTORY_PRUNE_BATCH = 10_000;
+    static final long HISTORY_PRUNE_INTERVAL_NANOS = TimeUnit.MINUTES.toNanos(1);
+
+    /**
+     * Refresh history past {@code pg_trickle.history_retention_days}, a batch about once a minute; the
+     * next tick again while whole batches go. Its own transaction (auto-commit). Every container does
+     * it: the rows each claims are locked with SKIP LOCKED, so they do not wait for one another.
+     */
+    private void pruneHistory(Connection c) throws SQLException {
+        long now = nanoClock.getAsLong();
+        if (historyPruneDueNanos != 0 && now - historyPruneDueNanos < 0) {
+            return;
+        }
+        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.prune_refresh_history(?)")) {
+            ps.setInt(1, HISTORY_PRUNE_BATCH);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                long pruned = rs.getLong(1);
+                if (pruned > 0) {
+                    LOG.debug("pruned {} refresh history rows past pg_trickle.history_retention_days", pruned);
+                }
+                historyPruneDueNanos = pruned == HISTORY_PRUNE_BATCH ? now : now + HISTORY_PRUNE_INTERVAL_NANOS;
             }
         }
     }
