@@ -59,19 +59,21 @@ CREATE TABLE pgtrickle.pgt_evolutions (
 -- one evolution at a time per stream table
 CREATE UNIQUE INDEX pgt_evolutions_one_in_progress ON pgtrickle.pgt_evolutions (pgt_id) WHERE status = 'in_progress';
 
--- An integer setting in milliseconds (PostgreSQL setting, e.g. ALTER DATABASE ... SET), else the default.
-CREATE FUNCTION pgtrickle.setting_ms(setting text, default_ms integer) RETURNS integer
+-- A whole-number setting (PostgreSQL setting, e.g. ALTER DATABASE ... SET), else the default; an
+-- invalid value is ignored with a warning that names the unit.
+CREATE FUNCTION pgtrickle.setting_number(setting text, default_value integer, unit text DEFAULT 'milliseconds')
+    RETURNS integer
     LANGUAGE plpgsql STABLE
 AS $fn$
 DECLARE
     v text := nullif(btrim(current_setting(setting, true)), '');
 BEGIN
     IF v IS NULL THEN
-        RETURN default_ms;
+        RETURN default_value;
     END IF;
     IF v !~ '^\d{1,9}$' THEN
-        RAISE WARNING 'pgtrickle: ignoring % = %: not a number of milliseconds', setting, v;
-        RETURN default_ms;
+        RAISE WARNING 'pgtrickle: ignoring % = %: not a number of %', setting, v, unit;
+        RETURN default_value;
     END IF;
     RETURN v::integer;
 END
@@ -426,7 +428,7 @@ DECLARE
     n_old     bigint;
     n_new     bigint;
     blockers  text;
-    wait_lock text := pgtrickle.setting_ms('pg_trickle.shadow_swap_lock_timeout_ms', 50) || 'ms';
+    wait_lock text := pgtrickle.setting_number('pg_trickle.shadow_swap_lock_timeout_ms', 50) || 'ms';
     prior     text := current_setting('lock_timeout');
     idx       jsonb;
     g         record;
@@ -604,7 +606,7 @@ CREATE FUNCTION pgtrickle.evolution_step(evolution_id bigint) RETURNS integer
 AS $fn$
 DECLARE
     ev       pgtrickle.pgt_evolutions;
-    throttle integer := pgtrickle.setting_ms('pg_trickle.shadow_refresh_throttle_ms', 1000);
+    throttle integer := pgtrickle.setting_number('pg_trickle.shadow_refresh_throttle_ms', 1000);
     timeout  interval := pgtrickle.shadow_convergence_timeout();
     live_f   pg_snapshot;
     shadow_f pg_snapshot;
@@ -645,7 +647,7 @@ BEGIN
         -- rows): the steps leave at least a scheduler interval free for it.
         IF EXISTS (SELECT FROM pgtrickle.pgt_stream_tables s
                     WHERE s.pgt_id = ev.shadow_pgt_id AND s.refresh_mode = 'DIFFERENTIAL' AND s.delta_sql IS NULL) THEN
-            throttle := greatest(throttle, pgtrickle.setting_ms('pg_trickle.scheduler_interval_ms', 1000));
+            throttle := greatest(throttle, pgtrickle.setting_number('pg_trickle.scheduler_interval_ms', 1000));
         END IF;
         due := ev.last_step_at + throttle * interval '1 ms';
         IF clock_timestamp() < due THEN

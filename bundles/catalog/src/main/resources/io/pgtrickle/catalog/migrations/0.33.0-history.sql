@@ -4,20 +4,9 @@
 -- read where the pruning runs; the refresh scheduler prunes a batch at a time, about once a minute.
 
 CREATE FUNCTION pgtrickle.history_retention_days() RETURNS integer
-    LANGUAGE plpgsql STABLE
+    LANGUAGE sql STABLE
 AS $fn$
-DECLARE
-    v text := nullif(btrim(current_setting('pg_trickle.history_retention_days', true)), '');
-BEGIN
-    IF v IS NULL THEN
-        RETURN 90;
-    END IF;
-    IF v !~ '^\d{1,6}$' THEN
-        RAISE WARNING 'pgtrickle: ignoring pg_trickle.history_retention_days = %: not a number of days', v;
-        RETURN 90;
-    END IF;
-    RETURN v::integer;
-END
+    SELECT pgtrickle.setting_number('pg_trickle.history_retention_days', 90, 'days')
 $fn$;
 
 -- Deletes up to max_rows refresh history rows that started more than history_retention_days ago,
