@@ -598,6 +598,43 @@ BEGIN
 END
 $fn$;
 
+-- A new stream table's sources (those of its validated query's view): recorded as its
+-- dependencies, and the tables among them captured for it from now on.
+CREATE FUNCTION pgtrickle.record_dependencies(pgt_id bigint, view_oid oid) RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    src record;
+BEGIN
+    FOR src IN SELECT * FROM pgtrickle.query_sources(view_oid) LOOP
+        INSERT INTO pgtrickle.pgt_dependencies (pgt_id, source_relid, source_type, source_stable_name)
+        VALUES (record_dependencies.pgt_id, src.relid, src.source_type, pgtrickle.source_stable_name(src.relid::regclass));
+        IF src.source_type IN ('TABLE', 'STREAM_TABLE') THEN
+            PERFORM pgtrickle.ensure_change_capture(src.relid::regclass, record_dependencies.pgt_id);
+        END IF;
+    END LOOP;
+END
+$fn$;
+
+-- A stream table's catalog row removed, with its change capture and running totals; its storage
+-- is the caller's to drop.
+CREATE FUNCTION pgtrickle.forget_stream_table(st pgtrickle.pgt_stream_tables) RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    dep record;
+BEGIN
+    FOR dep IN SELECT d.source_relid FROM pgtrickle.pgt_dependencies d
+                WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE') LOOP
+        PERFORM pgtrickle.release_change_capture(dep.source_relid::regclass, st.pgt_id);
+    END LOOP;
+    DELETE FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = st.pgt_id;
+    IF st.state_table IS NOT NULL THEN
+        EXECUTE format('DROP TABLE IF EXISTS %s', st.state_table);
+    END IF;
+END
+$fn$;
+
 CREATE FUNCTION pgtrickle.create_stream_table(
         name text, query text, schedule text DEFAULT '1s', refresh_mode text DEFAULT 'AUTO', initialize boolean DEFAULT true)
     RETURNS void
@@ -610,7 +647,6 @@ DECLARE
     view_oid   oid;
     relid      oid;
     id         bigint;
-    src        record;
 BEGIN
     IF name IS NULL OR query IS NULL OR btrim(query) = '' THEN
         RAISE EXCEPTION 'pgtrickle: create_stream_table needs a name and a query' USING ERRCODE = 'null_value_not_allowed';
@@ -642,13 +678,7 @@ BEGIN
             mode, prep.reason, prep.effective, 'ACTIVE')
     RETURNING pgt_id INTO id;
 
-    FOR src IN SELECT * FROM pgtrickle.query_sources(view_oid) LOOP
-        INSERT INTO pgtrickle.pgt_dependencies (pgt_id, source_relid, source_type, source_stable_name)
-        VALUES (id, src.relid, src.source_type, pgtrickle.source_stable_name(src.relid::regclass));
-        IF src.source_type IN ('TABLE', 'STREAM_TABLE') THEN
-            PERFORM pgtrickle.ensure_change_capture(src.relid::regclass, id);
-        END IF;
-    END LOOP;
+    PERFORM pgtrickle.record_dependencies(id, view_oid);
     DROP VIEW pg_temp.pgt_validate_query;
 
     IF initialize THEN
@@ -662,7 +692,6 @@ CREATE FUNCTION pgtrickle.drop_stream_table(name text) RETURNS void
 AS $fn$
 DECLARE
     st  pgtrickle.pgt_stream_tables := pgtrickle.find_stream_table(name);
-    dep record;
 BEGIN
     PERFORM FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = st.pgt_id FOR UPDATE;
     -- an evolution in progress goes first, with its shadow (0.33.0-evolution.sql)
@@ -675,15 +704,8 @@ BEGIN
               WHERE d.source_relid = st.pgt_relid)
             USING ERRCODE = 'dependent_objects_still_exist', HINT = 'Drop those first.';
     END IF;
-    FOR dep IN SELECT d.source_relid FROM pgtrickle.pgt_dependencies d
-                WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE') LOOP
-        PERFORM pgtrickle.release_change_capture(dep.source_relid::regclass, st.pgt_id);
-    END LOOP;
-    DELETE FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = st.pgt_id;
+    PERFORM pgtrickle.forget_stream_table(st);
     EXECUTE format('DROP TABLE IF EXISTS %I.%I', st.pgt_schema, st.pgt_name);
-    IF st.state_table IS NOT NULL THEN
-        EXECUTE format('DROP TABLE IF EXISTS %s', st.state_table);
-    END IF;
 END
 $fn$;
 

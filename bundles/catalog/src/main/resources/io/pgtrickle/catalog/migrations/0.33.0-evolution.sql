@@ -142,7 +142,6 @@ DECLARE
     owner    name;
     id       bigint;
     ev       bigint;
-    src      record;
     blockers text;
     lost     text;
 BEGIN
@@ -217,13 +216,7 @@ BEGIN
     RETURNING pgt_id INTO id;
     -- sources only the new query reads are captured from now on: nothing written between the
     -- build and the swap is missed
-    FOR src IN SELECT * FROM pgtrickle.query_sources(prep.view_oid) LOOP
-        INSERT INTO pgtrickle.pgt_dependencies (pgt_id, source_relid, source_type, source_stable_name)
-        VALUES (id, src.relid, src.source_type, pgtrickle.source_stable_name(src.relid::regclass));
-        IF src.source_type IN ('TABLE', 'STREAM_TABLE') THEN
-            PERFORM pgtrickle.ensure_change_capture(src.relid::regclass, id);
-        END IF;
-    END LOOP;
+    PERFORM pgtrickle.record_dependencies(id, prep.view_oid);
     DROP VIEW pg_temp.pgt_validate_query;
 
     INSERT INTO pgtrickle.pgt_evolutions (pgt_id, shadow_pgt_id, shadow_table, new_query)
@@ -310,7 +303,6 @@ AS $fn$
 DECLARE
     ev  pgtrickle.pgt_evolutions;
     sh  pgtrickle.pgt_stream_tables;
-    dep record;
 BEGIN
     SELECT * INTO ev FROM pgtrickle.pgt_evolutions e WHERE e.evolution_id = end_evolution.evolution_id FOR UPDATE;
     IF NOT FOUND OR ev.status <> 'in_progress' THEN
@@ -318,14 +310,7 @@ BEGIN
     END IF;
     SELECT * INTO sh FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = ev.shadow_pgt_id FOR UPDATE;
     IF FOUND THEN
-        FOR dep IN SELECT d.source_relid FROM pgtrickle.pgt_dependencies d
-                    WHERE d.pgt_id = sh.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE') LOOP
-            PERFORM pgtrickle.release_change_capture(dep.source_relid::regclass, sh.pgt_id);
-        END LOOP;
-        DELETE FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = sh.pgt_id;
-        IF sh.state_table IS NOT NULL THEN
-            EXECUTE format('DROP TABLE IF EXISTS %s', sh.state_table);
-        END IF;
+        PERFORM pgtrickle.forget_stream_table(sh);
     END IF;
     EXECUTE format('DROP TABLE IF EXISTS %s', ev.shadow_table);
     UPDATE pgtrickle.pgt_stream_tables s SET in_shadow_build = false, shadow_table_name = NULL, updated_at = now()
@@ -387,25 +372,15 @@ CREATE FUNCTION pgtrickle.announce_evolution(pgt_id bigint, refresh_id bigint, i
 AS $fn$
 DECLARE
     sub     pgtrickle.pgt_subscriptions;
-    payload text;
     sent    integer := 0;
 BEGIN
     FOR sub IN SELECT * FROM pgtrickle.pgt_subscriptions s WHERE s.pgt_id = announce_evolution.pgt_id ORDER BY s.channel FOR UPDATE LOOP
         IF sub.pending_refreshes > 0 THEN
-            payload := pgtrickle.notification_payload(sub.pgt_id, sub.pending_last_refresh_id, sub.pending_inserted,
-                        sub.pending_deleted, sub.pending_refreshes, sub.pending_first_refresh_id);
-            PERFORM pg_notify(sub.channel, payload);
-            PERFORM pgtrickle.enqueue_notification(sub.pgt_id, sub.channel, sub.pending_last_refresh_id, sub.pending_first_refresh_id,
-                        sub.pending_refreshes, sub.pending_inserted, sub.pending_deleted, payload);
+            PERFORM pgtrickle.send_notification(sub, sub.pending_last_refresh_id, sub.pending_first_refresh_id,
+                        sub.pending_refreshes, sub.pending_inserted, sub.pending_deleted);
             sent := sent + 1;
         END IF;
-        payload := pgtrickle.notification_payload(sub.pgt_id, refresh_id, inserted, deleted, 1, NULL, true);
-        PERFORM pg_notify(sub.channel, payload);
-        PERFORM pgtrickle.enqueue_notification(sub.pgt_id, sub.channel, refresh_id, refresh_id, 1, inserted, deleted, payload);
-        UPDATE pgtrickle.pgt_subscriptions s
-           SET last_notified_refresh_id = refresh_id, last_notified_at = clock_timestamp(), pending_refreshes = 0,
-               pending_first_refresh_id = NULL, pending_last_refresh_id = NULL, pending_inserted = 0, pending_deleted = 0
-         WHERE s.pgt_id = sub.pgt_id AND s.channel = sub.channel;
+        PERFORM pgtrickle.send_notification(sub, refresh_id, refresh_id, 1, inserted, deleted, true);
         sent := sent + 1;
     END LOOP;
     RETURN sent;

@@ -116,6 +116,27 @@ AS $fn$
      WHERE st.pgt_id = notification_payload.pgt_id
 $fn$;
 
+-- One notification of a subscription, sent in the caller's transaction: NOTIFY on its channel, the
+-- same to the channel's sinks through the outbox (durably), and the subscription's state says so
+-- (notified now, of refresh_id; nothing pending).
+CREATE FUNCTION pgtrickle.send_notification(sub pgtrickle.pgt_subscriptions, refresh_id bigint, first_refresh_id bigint,
+                                            refreshes integer, inserted bigint, deleted bigint, evolution boolean DEFAULT false)
+    RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    payload text := pgtrickle.notification_payload(sub.pgt_id, refresh_id, inserted, deleted, refreshes, first_refresh_id, evolution);
+BEGIN
+    PERFORM pg_notify(sub.channel, payload);
+    PERFORM pgtrickle.enqueue_notification(sub.pgt_id, sub.channel, refresh_id, first_refresh_id, refreshes, inserted, deleted, payload);
+    UPDATE pgtrickle.pgt_subscriptions s
+       SET last_notified_refresh_id = send_notification.refresh_id, last_notified_at = clock_timestamp(),
+           pending_refreshes = 0, pending_first_refresh_id = NULL, pending_last_refresh_id = NULL,
+           pending_inserted = 0, pending_deleted = 0
+     WHERE s.pgt_id = sub.pgt_id AND s.channel = sub.channel;
+END
+$fn$;
+
 -- Called by run_refresh, inside the refresh transaction, for a refresh that changed rows: notifies
 -- (or folds into the window) every subscription of the stream table. Returns notifications sent.
 CREATE FUNCTION pgtrickle.announce_refresh(pgt_id bigint, refresh_id bigint, inserted bigint, deleted bigint,
@@ -126,21 +147,11 @@ DECLARE
     win     integer := pgtrickle.notify_coalesce_ms(pgt_id, container_default);
     sub     pgtrickle.pgt_subscriptions;
     sent    integer := 0;
-    payload text;
 BEGIN
     FOR sub IN SELECT * FROM pgtrickle.pgt_subscriptions s WHERE s.pgt_id = announce_refresh.pgt_id ORDER BY s.channel FOR UPDATE LOOP
         IF win = 0 OR sub.last_notified_at IS NULL OR clock_timestamp() >= sub.last_notified_at + win * interval '1 ms' THEN
-            payload := pgtrickle.notification_payload(pgt_id, refresh_id,
-                        sub.pending_inserted + inserted, sub.pending_deleted + deleted, sub.pending_refreshes + 1,
-                        coalesce(sub.pending_first_refresh_id, refresh_id));
-            PERFORM pg_notify(sub.channel, payload);
-            -- the same notification for the sinks of the channel (webhooks, ...), durably
-            PERFORM pgtrickle.enqueue_notification(pgt_id, sub.channel, refresh_id, coalesce(sub.pending_first_refresh_id, refresh_id),
-                        sub.pending_refreshes + 1, sub.pending_inserted + inserted, sub.pending_deleted + deleted, payload);
-            UPDATE pgtrickle.pgt_subscriptions s
-               SET last_notified_refresh_id = refresh_id, last_notified_at = clock_timestamp(), pending_refreshes = 0,
-                   pending_first_refresh_id = NULL, pending_last_refresh_id = NULL, pending_inserted = 0, pending_deleted = 0
-             WHERE s.pgt_id = sub.pgt_id AND s.channel = sub.channel;
+            PERFORM pgtrickle.send_notification(sub, refresh_id, coalesce(sub.pending_first_refresh_id, refresh_id),
+                        sub.pending_refreshes + 1, sub.pending_inserted + inserted, sub.pending_deleted + deleted);
             sent := sent + 1;
         ELSE
             UPDATE pgtrickle.pgt_subscriptions s
@@ -164,7 +175,6 @@ AS $fn$
 DECLARE
     sub     pgtrickle.pgt_subscriptions;
     sent    integer := 0;
-    payload text;
 BEGIN
     FOR sub IN SELECT * FROM pgtrickle.pgt_subscriptions s
                 WHERE s.pending_refreshes > 0
@@ -172,16 +182,8 @@ BEGIN
                                            + pgtrickle.notify_coalesce_ms(s.pgt_id, container_default) * interval '1 ms'
                 ORDER BY s.pgt_id, s.channel
                   FOR UPDATE SKIP LOCKED LOOP
-        payload := pgtrickle.notification_payload(sub.pgt_id, sub.pending_last_refresh_id,
-                    sub.pending_inserted, sub.pending_deleted, sub.pending_refreshes, sub.pending_first_refresh_id);
-        PERFORM pg_notify(sub.channel, payload);
-        PERFORM pgtrickle.enqueue_notification(sub.pgt_id, sub.channel, sub.pending_last_refresh_id, sub.pending_first_refresh_id,
-                    sub.pending_refreshes, sub.pending_inserted, sub.pending_deleted, payload);
-        UPDATE pgtrickle.pgt_subscriptions s
-           SET last_notified_refresh_id = sub.pending_last_refresh_id, last_notified_at = clock_timestamp(),
-               pending_refreshes = 0, pending_first_refresh_id = NULL, pending_last_refresh_id = NULL,
-               pending_inserted = 0, pending_deleted = 0
-         WHERE s.pgt_id = sub.pgt_id AND s.channel = sub.channel;
+        PERFORM pgtrickle.send_notification(sub, sub.pending_last_refresh_id, sub.pending_first_refresh_id,
+                    sub.pending_refreshes, sub.pending_inserted, sub.pending_deleted);
         sent := sent + 1;
     END LOOP;
     RETURN sent;
