@@ -385,13 +385,7 @@ public final class EvolutionBenchmark {
                         long e = System.nanoTime();
                         if (!ran) {
                             skipped.incrementAndGet(); // another session holds st's catalog row (an alter, a swap)
-                            next += refreshMs * 1_000_000L;
-                            long wait = next - System.nanoTime();
-                            if (wait > 0) {
-                                Thread.sleep(wait / 1_000_000L, (int) (wait % 1_000_000L));
-                            } else {
-                                next = System.nanoTime();
-                            }
+                            next = Pacing.nextBeat(next, refreshMs * 1_000_000L);
                             continue;
                         }
                         lastRefreshStart.set(s);
@@ -404,13 +398,7 @@ public final class EvolutionBenchmark {
                         refreshErrors.incrementAndGet();
                         errors.add("refresh: " + e.getMessage());
                     }
-                    next += refreshMs * 1_000_000L;
-                    long wait = next - System.nanoTime();
-                    if (wait > 0) {
-                        Thread.sleep(wait / 1_000_000L, (int) (wait % 1_000_000L));
-                    } else {
-                        next = System.nanoTime();
-                    }
+                    next = Pacing.nextBeat(next, refreshMs * 1_000_000L);
                 }
             } catch (SQLException | InterruptedException e) {
                 errors.add("refresher: " + e);
@@ -439,13 +427,7 @@ public final class EvolutionBenchmark {
                             }
                         }
                         samples.add(s, System.nanoTime() - s);
-                        next += pace;
-                        long wait = next - System.nanoTime();
-                        if (wait > 0) {
-                            Thread.sleep(wait / 1_000_000L, (int) (wait % 1_000_000L));
-                        } else {
-                            next = System.nanoTime();
-                        }
+                        next = Pacing.nextBeat(next, pace);
                     }
                 } catch (SQLException | InterruptedException e) {
                     errors.add("reader: " + e);
@@ -482,13 +464,7 @@ public final class EvolutionBenchmark {
                     }
                     writeSamples.add(s, System.nanoTime() - s);
                     if (pace > 0) {
-                        next += pace;
-                        long wait = next - System.nanoTime();
-                        if (wait > 0) {
-                            Thread.sleep(wait / 1_000_000L, (int) (wait % 1_000_000L));
-                        } else {
-                            next = System.nanoTime();
-                        }
+                        next = Pacing.nextBeat(next, pace);
                     }
                 }
             } catch (SQLException | InterruptedException e) {

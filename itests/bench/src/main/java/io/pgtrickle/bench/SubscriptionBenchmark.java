@@ -217,11 +217,7 @@ public final class SubscriptionBenchmark {
                         long periodNs = 1_000_000_000L * writers / rate;
                         long offset = periodNs * wi / writers;
                         for (int i = 0; i < perWriter; i++) {
-                            long due = t0 + offset + i * periodNs;
-                            long wait = due - System.nanoTime();
-                            if (wait > 0) {
-                                Thread.sleep(wait / 1_000_000L, (int) (wait % 1_000_000L));
-                            }
+                            Pacing.sleepUntil(t0 + offset + i * periodNs);
                             ins.setLong(1, (long) i * writers + wi);
                             ins.setInt(2, wi);
                             ins.executeUpdate();
@@ -343,13 +339,7 @@ public final class SubscriptionBenchmark {
                 rc.commit();
                 refreshes.incrementAndGet();
                 if (interval > 0) {
-                    next += interval * 1_000_000L;
-                    long wait = next - System.nanoTime();
-                    if (wait > 0) {
-                        Thread.sleep(wait / 1_000_000L, (int) (wait % 1_000_000L));
-                    } else {
-                        next = System.nanoTime();
-                    }
+                    next = Pacing.nextBeat(next, interval * 1_000_000L);
                 }
             }
             rc.setAutoCommit(true);
