@@ -343,6 +343,35 @@ class EvolutionTest extends MigratedDatabaseTest {
     }
 
     @Test
+    void statusReadWhileTheEvolutionEndsReportsItsEnd() throws Exception {
+        step(start(NEW));
+        try (Connection canceller = db.connect(); Connection watcher = db.connect()) {
+            canceller.setAutoCommit(false);
+            try (Statement s = canceller.createStatement()) {
+                s.execute("SELECT pgtrickle.cancel_evolution('big_orders')"); // drops the shadow, not yet committed
+            }
+            CompletableFuture<String> read = CompletableFuture.supplyAsync(() -> {
+                try (Statement s = watcher.createStatement();
+                        var rs = s.executeQuery("SELECT status || '|' || phase FROM pgtrickle.view_evolution_status('big_orders')")) {
+                    rs.next();
+                    return rs.getString(1);
+                } catch (SQLException e) {
+                    throw new IllegalStateException(e);
+                }
+            });
+            // counting the shadow's rows waits for the cancel's lock on it
+            long deadline = System.currentTimeMillis() + 10_000;
+            while (!"t".equals(string("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    + " AND query LIKE '%view_evolution_status%')"))) {
+                assertTrue(System.currentTimeMillis() < deadline, "the status read never waited for the cancel");
+                Thread.sleep(20);
+            }
+            canceller.commit();
+            assertEquals("cancelled|CANCELLED", read.get());
+        }
+    }
+
+    @Test
     void statusListsEveryEvolutionNewestFirst() throws SQLException {
         long first = start(NEW);
         exec("SELECT pgtrickle.cancel_evolution('big_orders')");

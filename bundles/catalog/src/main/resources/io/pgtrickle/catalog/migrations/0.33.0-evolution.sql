@@ -679,15 +679,27 @@ BEGIN
                ORDER BY e.evolution_id DESC
                LIMIT CASE WHEN only_pgt IS NULL THEN NULL ELSE 1 END LOOP
         SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = ev.pgt_id;
+        n_live := NULL;
+        n_shadow := NULL;
+        progress := NULL;
         IF ev.status = 'in_progress' THEN
-            EXECUTE format('SELECT count(*) FROM %s', st.pgt_relid::regclass) INTO n_live;
-            IF to_regclass(ev.shadow_table) IS NOT NULL THEN
+            BEGIN
+                -- by name: a swap committing meanwhile leaves the name on the new storage
+                EXECUTE format('SELECT count(*) FROM %I.%I', st.pgt_schema, st.pgt_name) INTO n_live;
                 EXECUTE format('SELECT count(*) FROM %s', ev.shadow_table) INTO n_shadow;
-            END IF;
-            progress := CASE WHEN ev.phase = 'BUILDING'
-                             THEN least(0.99, round(pg_relation_size(ev.shadow_table::regclass)::numeric
-                                                    / greatest(pg_relation_size(st.pgt_relid), 1), 2))
-                             ELSE 1 END;
+                progress := CASE WHEN ev.phase = 'BUILDING'
+                                 THEN least(0.99, round(pg_relation_size(ev.shadow_table::regclass)::numeric
+                                                        / greatest(pg_relation_size(format('%I.%I', st.pgt_schema, st.pgt_name)::regclass), 1), 2))
+                                 ELSE 1 END;
+            EXCEPTION WHEN undefined_table THEN
+                -- the evolution ended (swap, failure, cancel) while it was being counted: the shadow
+                -- is gone, and the figures recorded at its end are the answer
+                SELECT * INTO ev FROM pgtrickle.pgt_evolutions e WHERE e.evolution_id = ev.evolution_id;
+                SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = ev.pgt_id;
+                n_live := ev.live_rows;
+                n_shadow := ev.shadow_rows;
+                progress := CASE WHEN ev.built_at IS NOT NULL THEN 1 END;
+            END;
         ELSE
             n_live := ev.live_rows;
             n_shadow := ev.shadow_rows;
