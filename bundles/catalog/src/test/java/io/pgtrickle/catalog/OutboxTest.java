@@ -45,7 +45,7 @@ class OutboxTest extends MigratedDatabaseTest {
         assertEquals(2, first.size(), first.toString());
         assertEquals(List.of(), strings("SELECT outbox_id FROM pgtrickle.claim_notifications('log:log', 10, 60000)"), "leased");
         long head = Long.parseLong(string("SELECT min(outbox_id) FROM pgtrickle.pgt_outbox WHERE sink_id = 'log:log' AND stream_table = 'public.totals'"));
-        exec("SELECT pgtrickle.complete_notification(outbox_id, claim_token) FROM pgtrickle.pgt_outbox WHERE outbox_id = " + head);
+        exec("SELECT pgtrickle.complete_notifications(array_agg(outbox_id), array_agg(claim_token)) FROM pgtrickle.pgt_outbox WHERE outbox_id = " + head);
         List<String> next = strings("SELECT stream_table || '|' || refresh_id FROM pgtrickle.claim_notifications('log:log', 10, 60000)");
         assertEquals(1, next.size(), "the next of totals, nothing of big (its head is still leased): " + next);
         assertTrue(next.get(0).startsWith("public.totals|"));
@@ -66,16 +66,40 @@ class OutboxTest extends MigratedDatabaseTest {
         assertNotEquals(stale[1], current[1], "with a new token");
 
         // the stale claimer can neither delete it under the new holder nor release it early
-        assertEquals("f", string("SELECT pgtrickle.complete_notification(" + stale[0] + ", '" + stale[1] + "')"));
+        assertEquals(List.of(), strings(complete(stale)));
         assertEquals(null, string("SELECT pgtrickle.fail_notification(" + stale[0] + ", '" + stale[1] + "', 'late', 0, 10)"));
         assertEquals("1|2", string("SELECT count(*) || '|' || max(attempts) FROM pgtrickle.pgt_outbox WHERE outbox_id = " + stale[0]
                 + " AND claimed_until > clock_timestamp() AND last_error IS NULL"), "still leased to the second claimer, untouched");
         assertEquals(List.of(), strings("SELECT outbox_id FROM pgtrickle.claim_notifications('webhook:a', 10, 60000)"),
                 "the next refresh's notification cannot overtake the head");
 
-        assertEquals("t", string("SELECT pgtrickle.complete_notification(" + current[0] + ", '" + current[1] + "')"));
-        assertEquals("f", string("SELECT pgtrickle.complete_notification(" + current[0] + ", '" + current[1] + "')"), "once");
+        assertEquals(List.of(current[0]), strings(complete(current)));
+        assertEquals(List.of(), strings(complete(current)), "once");
         assertEquals(1, strings("SELECT outbox_id FROM pgtrickle.claim_notifications('webhook:a', 10, 60000)").size());
+    }
+
+    private static String complete(String[] idAndToken) {
+        return "SELECT * FROM pgtrickle.complete_notifications(ARRAY[" + idAndToken[0] + "]::bigint[], ARRAY['" + idAndToken[1] + "']::uuid[])";
+    }
+
+    @Test
+    void oneCallCompletesManyAndAnswersWhichItCompleted() throws SQLException {
+        exec("SELECT pgtrickle.register_sink('log:log', ARRAY['*'])");
+        exec("INSERT INTO orders VALUES (1, 'ann', 10)");
+        exec("SELECT pgtrickle.refresh_stream_table('totals')");
+        exec("SELECT pgtrickle.refresh_stream_table('big')");
+        List<String> claimed = strings("SELECT outbox_id || ' ' || claim_token FROM pgtrickle.claim_notifications('log:log', 10, 60000) ORDER BY outbox_id");
+        assertEquals(2, claimed.size(), claimed.toString());
+        String[] a = claimed.get(0).split(" ");
+        String[] b = claimed.get(1).split(" ");
+        // the second with a token that is not its claim's: only the first is deleted, and the answer says so
+        assertEquals(List.of(a[0]), strings("SELECT * FROM pgtrickle.complete_notifications(ARRAY[" + a[0] + ", " + b[0]
+                + "]::bigint[], ARRAY['" + a[1] + "', gen_random_uuid()::text]::uuid[])"));
+        assertEquals(List.of(b[0]), strings("SELECT outbox_id FROM pgtrickle.pgt_outbox"));
+        assertFails("SELECT pgtrickle.complete_notifications(ARRAY[" + b[0] + "]::bigint[], ARRAY[]::uuid[])",
+                "one claim token per outbox id (1 ids, 0 tokens)", "22023");
+        assertEquals(List.of(b[0]), strings("SELECT outbox_id FROM pgtrickle.pgt_outbox"), "nothing deleted by the bad call");
+        assertEquals(List.of(b[0]), strings(complete(b)));
     }
 
     @Test

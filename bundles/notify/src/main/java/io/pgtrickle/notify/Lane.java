@@ -7,6 +7,9 @@ import java.sql.Connection;
 import java.sql.SQLException;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Queue;
+import java.util.Set;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -60,6 +63,8 @@ final class Lane {
     private final ExecutorService deliveries;
     private final ExecutorService calls;
     private final AtomicBoolean inFlight = new AtomicBoolean();
+    private final Queue<Outbox.Row> delivered = new ConcurrentLinkedQueue<>();
+    private final AtomicBoolean completing = new AtomicBoolean();
     private volatile boolean registered;
     private volatile boolean closed;
     private volatile boolean releaseOnClose;
@@ -263,17 +268,49 @@ final class Lane {
             call.cancel(true);
             throw e;
         }
+        completed(row);
+        return Outcome.DELIVERED;
+    }
+
+    /**
+     * Completes delivered rows in groups, like a group commit: the delivery that finds no completion
+     * running deletes everything delivered so far in one statement, and goes round again while others
+     * queued more meanwhile. Under load one round trip serves many deliveries; alone, a delivery is
+     * completed at once. Either way a row is completed before its delivery task ends, so before the
+     * batch is over and its stream table's next notification can be claimed.
+     */
+    private void completed(Outbox.Row row) {
+        delivered.add(row);
+        while (!delivered.isEmpty() && completing.compareAndSet(false, true)) {
+            try {
+                List<Outbox.Row> group = new ArrayList<>();
+                for (Outbox.Row r; (r = delivered.poll()) != null; ) {
+                    group.add(r);
+                }
+                complete(group);
+            } finally {
+                completing.set(false);
+            }
+        }
+    }
+
+    private void complete(List<Outbox.Row> group) {
+        if (group.isEmpty()) {
+            return;
+        }
         try (Connection c = dataSource.getConnection()) {
             c.setAutoCommit(true);
-            if (!Outbox.complete(c, row)) {
-                LOG.warn("Notification sink {}: notification {} was delivered after its lease ran out and was claimed again; "
-                        + "it will come again (raise the lease above the sink's timeout)", sinkId(), row.id());
+            Set<Long> done = Outbox.complete(c, group);
+            for (Outbox.Row row : group) {
+                if (!done.contains(row.outboxId())) {
+                    LOG.warn("Notification sink {}: notification {} was delivered after its lease ran out and was claimed again; "
+                            + "it will come again (raise the lease above the sink's timeout)", sinkId(), row.id());
+                }
             }
         } catch (SQLException e) {
-            LOG.warn("Notification sink {}: notification {} was delivered but could not be completed ({}); it will come again",
-                    sinkId(), row.id(), e.getMessage());
+            LOG.warn("Notification sink {}: {} delivered notifications could not be completed ({}); they will come again",
+                    sinkId(), group.size(), e.getMessage());
         }
-        return Outcome.DELIVERED;
     }
 
     private static String describe(Throwable t) {

@@ -8,7 +8,9 @@ import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.time.OffsetDateTime;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 import java.util.UUID;
 
 /** The catalog's outbox API ({@code 0.33.0-outbox.sql}), one auto-committed call each. */
@@ -66,15 +68,28 @@ final class Outbox {
         return rows;
     }
 
-    /** False when the claim was lost (the lease ran out and another claimer took the row). */
-    static boolean complete(Connection c, Row row) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.complete_notification(?, ?)")) {
-            ps.setLong(1, row.outboxId());
-            ps.setObject(2, row.claimToken());
+    /**
+     * Deletes delivered rows; returns the ids deleted. A row missing from the answer lost its claim
+     * (its lease ran out and another claimer took it): it will be delivered again.
+     */
+    static Set<Long> complete(Connection c, List<Row> rows) throws SQLException {
+        Long[] ids = new Long[rows.size()];
+        UUID[] tokens = new UUID[rows.size()];
+        for (int i = 0; i < ids.length; i++) {
+            ids[i] = rows.get(i).outboxId();
+            tokens[i] = rows.get(i).claimToken();
+        }
+        Set<Long> done = new HashSet<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT * FROM pgtrickle.complete_notifications(?, ?)")) {
+            ps.setArray(1, c.createArrayOf("bigint", ids));
+            ps.setArray(2, c.createArrayOf("uuid", tokens));
             try (ResultSet rs = ps.executeQuery()) {
-                return rs.next() && rs.getBoolean(1);
+                while (rs.next()) {
+                    done.add(rs.getLong(1));
+                }
             }
         }
+        return done;
     }
 
     /** {@code RETRY}, {@code DEAD}, or null when the claim was lost (completed elsewhere, or claimed again). */

@@ -10,6 +10,7 @@ import io.pgtrickle.api.notify.NotificationSink;
 import io.pgtrickle.api.notify.NotificationSinkType;
 import io.pgtrickle.api.notify.SinkGoneException;
 import java.io.IOException;
+import java.lang.reflect.Proxy;
 import java.sql.Connection;
 import java.sql.SQLException;
 import java.sql.Statement;
@@ -20,8 +21,12 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.stream.Collectors;
+import javax.sql.DataSource;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -349,6 +354,68 @@ class NotificationDispatcherTest {
         assertInRefreshOrder(calls);
         assertEquals(announced("totals"), refreshIds(calls, TOTALS));
         assertEquals(announced("big_orders"), refreshIds(calls, BIG));
+    }
+
+    @Test
+    void deliveriesThatFinishTogetherAreCompletedTogether() throws Exception {
+        int tables = Lane.PARALLEL_DELIVERIES;
+        for (int k = 0; k < tables; k++) {
+            db.exec("SELECT pgtrickle.create_stream_table('part_" + k + "', 'SELECT id FROM orders WHERE id % " + tables + " = " + k
+                    + "', schedule => 'calculated')", "SELECT pgtrickle.subscribe('part_" + k + "', 'parts')");
+        }
+        // every delivery of the batch waits for the others, so they all finish at once
+        CountDownLatch together = new CountDownLatch(tables);
+        RecordingSink sink = new RecordingSink();
+        sink.behavior = n -> {
+            together.countDown();
+            together.await(10, TimeUnit.SECONDS);
+        };
+        AtomicInteger completions = new AtomicInteger();
+        NotificationDispatcher d = new NotificationDispatcher(countingCompletions(db.dataSource(), completions), FAST);
+        dispatchers.add(d);
+        d.add(sink, service(1, "parts", NotificationSinkType.CHANNELS, new String[] {"parts"}));
+        started(d);
+
+        // the sink is registered: the refreshes queue one notification each for it, all claimable at once
+        try (Statement s = writer.createStatement()) {
+            s.execute("INSERT INTO orders SELECT g, 'p', 1 FROM generate_series(100, " + (99 + tables) + ") g");
+            writer.setAutoCommit(false);
+            for (int k = 0; k < tables; k++) {
+                s.execute("SELECT pgtrickle.refresh_stream_table('part_" + k + "')");
+            }
+            writer.commit();
+            writer.setAutoCommit(true);
+        }
+        await("all delivered and completed", () -> sink.delivered.size() == tables && queued("test:parts") == 0);
+        assertEquals(tables, sink.calls.size(), "each once");
+        assertTrue(completions.get() < tables, "one completion call served several deliveries: " + completions.get() + " calls for "
+                + tables + " deliveries");
+    }
+
+    /** The data source, counting the statements that complete notifications. */
+    private static DataSource countingCompletions(DataSource target, AtomicInteger completions) {
+        return (DataSource) Proxy.newProxyInstance(DataSource.class.getClassLoader(), new Class<?>[] {DataSource.class},
+                (proxy, method, args) -> {
+                    Object result = invoke(target, method, args);
+                    if (!(result instanceof Connection c)) {
+                        return result;
+                    }
+                    return Proxy.newProxyInstance(Connection.class.getClassLoader(), new Class<?>[] {Connection.class},
+                            (p, m, a) -> {
+                                if (m.getName().equals("prepareStatement") && String.valueOf(a[0]).contains("complete_notifications")) {
+                                    completions.incrementAndGet();
+                                }
+                                return invoke(c, m, a);
+                            });
+                });
+    }
+
+    private static Object invoke(Object target, java.lang.reflect.Method method, Object[] args) throws Throwable {
+        try {
+            return method.invoke(target, args);
+        } catch (java.lang.reflect.InvocationTargetException e) {
+            throw e.getCause();
+        }
     }
 
     @Test
