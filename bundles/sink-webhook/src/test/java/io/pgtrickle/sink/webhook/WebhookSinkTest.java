@@ -194,6 +194,8 @@ class WebhookSinkTest {
         assertFalse(verify(newSecret(), r), "and not with another key");
         assertEquals("Bearer header-secret", r.header("Authorization"));
         assertEquals("test", r.header("X-Env"));
+        assertNull(r.header("Upgrade"), "plain HTTP/1.1: no h2c upgrade asked for with each request");
+        assertNull(r.header("HTTP2-Settings"));
 
         assertSame(sink, registry.service);
         assertEquals("webhook", registry.properties.get("pgtrickle.sink.type"));
