@@ -8,6 +8,7 @@ import com.zaxxer.hikari.HikariConfig;
 import com.zaxxer.hikari.HikariDataSource;
 import io.pgtrickle.api.notify.NotificationSink;
 import io.pgtrickle.api.notify.NotificationSinkType;
+import io.pgtrickle.api.refresh.RefreshListener;
 import io.pgtrickle.catalog.CatalogMigrator;
 import io.pgtrickle.refresh.plan.RefreshPlanner;
 import io.pgtrickle.testing.TestDatabase;
@@ -17,6 +18,10 @@ import java.lang.reflect.Constructor;
 import java.lang.reflect.Method;
 import java.lang.reflect.Proxy;
 import java.net.InetSocketAddress;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
 import java.nio.file.Path;
 import java.security.SecureRandom;
 import java.sql.Connection;
@@ -34,6 +39,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.concurrent.Callable;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Executors;
@@ -67,6 +73,7 @@ public final class SubscriptionBenchmark {
 
     private final int cellSeconds;
     private final int intervalMs;
+    private final int engineTickMs;
     private final int tputSeconds;
     private final int tputReps;
     private final int whTables;
@@ -92,6 +99,7 @@ public final class SubscriptionBenchmark {
     private SubscriptionBenchmark() {
         cellSeconds = Integer.getInteger("bench.subs.seconds", 10);
         intervalMs = Integer.getInteger("bench.subs.interval", 100);
+        engineTickMs = Integer.getInteger("bench.subs.engine.tick", 10);
         tputSeconds = Integer.getInteger("bench.subs.tput.seconds", 4);
         tputReps = Integer.getInteger("bench.subs.tput.reps", 3);
         whTables = Integer.getInteger("bench.subs.webhook.tables", 50);
@@ -125,9 +133,10 @@ public final class SubscriptionBenchmark {
                 settings.put(s, string("SHOW " + s));
             }
             for (int rate : new int[] {100, 1000}) {
-                latency(rate, 0, intervalMs);
-                latency(rate, 250, intervalMs);
-                latency(rate, 0, 0);
+                latency(rate, 0, intervalMs, 0);
+                latency(rate, 250, intervalMs, 0);
+                latency(rate, 0, 0, 0);
+                latency(rate, 0, 0, engineTickMs);
             }
             throughput();
             webhooks();
@@ -145,7 +154,7 @@ public final class SubscriptionBenchmark {
 
     // ---------------------------------------------------------------- 1. latency
 
-    private record LatencyCell(int rate, int coalesceMs, int intervalMs, double achievedRate, int refreshes, int notifications,
+    private record LatencyCell(int rate, int coalesceMs, String driver, double achievedRate, int refreshes, int notifications,
                                List<Double> latencies, int unmatched, List<Double> perWrite, int uncovered) {
     }
 
@@ -167,8 +176,18 @@ public final class SubscriptionBenchmark {
         c.setAutoCommit(true);
     }
 
-    private void latency(int rate, int coalesceMs, int interval) throws Exception {
+    /**
+     * One latency cell. Refreshes come from the benchmark's refresher thread ({@code engineTickMs} 0:
+     * every {@code interval} ms, or back to back when that is 0), or from the container's scheduler
+     * with the stream table on schedule {@code 'calculated'}, which refreshes when its probe of the
+     * change buffers, every {@code engineTickMs}, finds changes.
+     */
+    private void latency(int rate, int coalesceMs, int interval, int engineTickMs) throws Exception {
         String st = sourceAndStreamTable("lat");
+        String driver = engineTickMs > 0 ? "scheduler, `calculated`, tick " + engineTickMs + " ms" : intervalName(interval);
+        if (engineTickMs > 0) {
+            exec("SELECT pgtrickle.alter_stream_table('" + st + "', schedule => 'calculated')");
+        }
         String channel = st + "_ch";
         exec("SELECT pgtrickle.subscribe('" + st + "', '" + channel + "')");
         exec("SELECT pgtrickle.alter_stream_table('" + st + "', notify_coalesce_ms => " + coalesceMs + ")");
@@ -183,7 +202,8 @@ public final class SubscriptionBenchmark {
         AtomicLong refreshes = new AtomicLong();
         List<Throwable> errors = new CopyOnWriteArrayList<>();
 
-        try (Connection listen = db.connect(); Connection refresher = db.connect()) {
+        try (Connection listen = db.connect(); Connection refresher = db.connect();
+             AutoCloseable engine = engineTickMs > 0 ? engine(engineTickMs, st, pgtId, consumed, refreshes) : () -> { }) {
             try (Statement s = listen.createStatement()) {
                 s.execute("LISTEN " + channel);
             }
@@ -204,7 +224,11 @@ public final class SubscriptionBenchmark {
                     errors.add(e);
                 }
             }, "listener");
-            Thread refresh = new Thread(() -> refresher(refresher, st, pgtId, interval, running, consumed, refreshes, errors), "refresher");
+            Thread refresh = new Thread(() -> {
+                if (engineTickMs == 0) {
+                    refresher(refresher, st, pgtId, interval, running, consumed, refreshes, errors);
+                }
+            }, "refresher");
             listener.start();
             refresh.start();
             List<Thread> ws = new ArrayList<>();
@@ -235,7 +259,7 @@ public final class SubscriptionBenchmark {
             }
             long writeEnd = System.nanoTime();
             writing.set(false);
-            Thread.sleep(Math.max(600, coalesceMs * 2L + interval * 3L));
+            Thread.sleep(Math.max(600, coalesceMs * 2L + interval * 3L + engineTickMs * 3L));
             running.set(false);
             refresh.join();
             listener.join();
@@ -290,20 +314,73 @@ public final class SubscriptionBenchmark {
                 throw new IllegalStateException(st + " holds " + rows + " rows after the last refresh, not " + writers * perWriter);
             }
             checks.add(String.format(Locale.ROOT, "%s (%d/s, coalesce %d ms, %s): the stream table holds all %,d written rows "
-                    + "after the last refresh; %d notifications for %d refreshes", st, rate, coalesceMs, intervalName(interval),
+                    + "after the last refresh; %d notifications for %d refreshes", st, rate, coalesceMs, driver,
                     rows, received.size(), refreshes.get()));
-            LatencyCell cell = new LatencyCell(rate, coalesceMs, interval, achieved, (int) refreshes.get(), received.size(), lat,
+            LatencyCell cell = new LatencyCell(rate, coalesceMs, driver, achieved, (int) refreshes.get(), received.size(), lat,
                     unmatched, perWrite, uncovered);
             if (uncovered > 0 || unmatched > 0) {
                 checks.add(st + ": " + uncovered + " writes never announced, " + unmatched + " notifications without a known refresh");
             }
             cells.add(cell);
             log("latency %d/s (achieved %.0f), coalesce %d, %s: n=%d p50 %s p99 %s ms; every write p50 %s p99 %s; %d refreshes, "
-                    + "%d notifications", rate, achieved, coalesceMs, intervalName(interval), lat.size(), ms(pct(lat, 50)),
+                    + "%d notifications", rate, achieved, coalesceMs, driver, lat.size(), ms(pct(lat, 50)),
                     ms(pct(lat, 99)), ms(pct(perWrite, 50)), ms(pct(perWrite, 99)), refreshes.get(), received.size());
         }
         exec("SELECT pgtrickle.drop_stream_table('" + st + "')");
         exec("DROP TABLE " + st + "_src");
+    }
+
+    /**
+     * The container's scheduler ({@code RefreshEngine}, package-private: built by reflection, as its
+     * tests build it) on a HikariCP pool as in the container, ticking every {@code tickMs}, with a
+     * refresh listener that records, inside each refresh transaction of {@code st}, the newest id of
+     * each writer the refresh made visible.
+     */
+    private AutoCloseable engine(int tickMs, String st, long pgtId, Map<Long, long[]> consumed, AtomicLong refreshes)
+            throws Exception {
+        Class<?> settingsClass = Class.forName("io.pgtrickle.refresh.EngineSettings");
+        Constructor<?> sc = settingsClass.getDeclaredConstructor(long.class, int.class, int.class, int.class);
+        sc.setAccessible(true);
+        Object settings = sc.newInstance((long) tickMs, 2, 3, 250);
+        Class<?> listenersClass = Class.forName("io.pgtrickle.refresh.Listeners");
+        Constructor<?> lc = listenersClass.getDeclaredConstructor();
+        lc.setAccessible(true);
+        Object listeners = lc.newInstance();
+        Method put = listenersClass.getDeclaredMethod("put", RefreshListener.class, int.class, long.class);
+        put.setAccessible(true);
+        String newest = "SELECT (SELECT max(id) FROM " + st + " WHERE w = 0), (SELECT max(id) FROM " + st + " WHERE w = 1)";
+        RefreshListener recorder = (event, connection) -> {
+            if (event.pgtId() != pgtId) {
+                return;
+            }
+            long[] m = new long[] {-1, -1};
+            try (Statement q = connection.createStatement(); ResultSet rs = q.executeQuery(newest)) {
+                rs.next();
+                for (int w = 0; w < 2; w++) {
+                    long v = rs.getLong(w + 1);
+                    m[w] = rs.wasNull() ? -1 : v;
+                }
+            }
+            consumed.put(event.refreshId(), m);
+            refreshes.incrementAndGet();
+        };
+        put.invoke(listeners, recorder, 0, 1L);
+        HikariConfig hc = new HikariConfig();
+        hc.setPoolName("engine");
+        hc.setDataSource(db.dataSource());
+        hc.setMaximumPoolSize(4);
+        HikariDataSource pool = new HikariDataSource(hc);
+        Class<?> engineClass = Class.forName("io.pgtrickle.refresh.RefreshEngine");
+        Constructor<?> ec = engineClass.getDeclaredConstructor(DataSource.class, settingsClass, listenersClass);
+        ec.setAccessible(true);
+        AutoCloseable engine = (AutoCloseable) ec.newInstance(pool, settings, listeners);
+        Method start = engineClass.getDeclaredMethod("start");
+        start.setAccessible(true);
+        start.invoke(engine);
+        return () -> {
+            engine.close();
+            pool.close();
+        };
     }
 
     /**
@@ -446,7 +523,58 @@ public final class SubscriptionBenchmark {
     // ---------------------------------------------------------------- 3. webhook deliveries
 
     private record Drain(String what, int sinks, long pollMs, int batch, int expected, int received, double seconds,
-                         double firstToLastRate) {
+                         double firstToLastRate, double jvmCpuMs, double postgresCpuMs) {
+    }
+
+    /** CPU seconds used so far by this JVM. */
+    private static double jvmCpuSeconds() {
+        return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean())
+                .getProcessCpuTime() / 1e9;
+    }
+
+    /**
+     * CPU seconds used so far by the database server: its postmaster's children alive now, plus the
+     * children that have exited (the postmaster's cutime and cstime), from /proc (Linux only; NaN
+     * elsewhere). The pool keeps its backends alive through a drain.
+     */
+    private double postgresCpuSeconds() {
+        try {
+            long backend = Long.parseLong(string("SELECT pg_backend_pid()"));
+            long postmaster = Long.parseLong(stat(backend)[3]);
+            String[] pm = stat(postmaster);
+            long ticks = Long.parseLong(pm[15]) + Long.parseLong(pm[16]);
+            try (var procs = java.nio.file.Files.list(java.nio.file.Path.of("/proc"))) {
+                for (java.nio.file.Path proc : (Iterable<java.nio.file.Path>) procs::iterator) {
+                    String name = proc.getFileName().toString();
+                    if (!name.chars().allMatch(Character::isDigit)) {
+                        continue;
+                    }
+                    try {
+                        String[] f = stat(Long.parseLong(name));
+                        if (Long.parseLong(f[3]) == postmaster) {
+                            ticks += Long.parseLong(f[13]) + Long.parseLong(f[14]);
+                        }
+                    } catch (java.io.IOException | RuntimeException e) {
+                        // it exited meanwhile
+                    }
+                }
+            }
+            return ticks / 100.0; // USER_HZ is 100 on Linux
+        } catch (Exception e) {
+            return Double.NaN;
+        }
+    }
+
+    /** The fields of /proc/PID/stat after the command name (index 0 is the pid, 3 the parent). */
+    private static String[] stat(long pid) throws java.io.IOException {
+        String line = java.nio.file.Files.readString(java.nio.file.Path.of("/proc", Long.toString(pid), "stat"));
+        String rest = line.substring(line.lastIndexOf(')') + 2);
+        String[] after = rest.split(" ");
+        String[] fields = new String[after.length + 2];
+        fields[0] = Long.toString(pid);
+        fields[1] = "comm";
+        System.arraycopy(after, 0, fields, 2, after.length);
+        return fields;
     }
 
     /** Per sink path: receive times. */
@@ -486,7 +614,9 @@ public final class SubscriptionBenchmark {
             register("webhook:cold", all);
             register("webhook:one", all);
             register("webhook:fast", all);
+            register("webhook:again", all);
             register("webhook:probe", all);
+            register("webhook:probe1", all);
             for (int k = 0; k < whSinks; k++) {
                 register("webhook:q" + k, new String[] {all[k]});
                 register("webhook:qf" + k, new String[] {all[k]});
@@ -507,8 +637,8 @@ public final class SubscriptionBenchmark {
             enqueueNote = String.format(Locale.ROOT, "%,d refreshes (%d stream tables × %d rounds) enqueued %,d outbox rows in %.1f s",
                     n, whTables, whRounds, queued, (System.nanoTime() - t) / 1e9);
             log("%s", enqueueNote);
-            if (queued != (long) n * 6) {
-                throw new IllegalStateException("expected " + n * 6 + " outbox rows, found " + queued);
+            if (queued != (long) n * 8) {
+                throw new IllegalStateException("expected " + n * 8 + " outbox rows, found " + queued);
             }
             HikariConfig hc = new HikariConfig();
             hc.setPoolName("bench");
@@ -516,7 +646,8 @@ public final class SubscriptionBenchmark {
             hc.setMaximumPoolSize(10);
             hc.setMinimumIdle(2);
             try (HikariDataSource pool = new HikariDataSource(hc)) {
-                databaseOnly(pool, n);
+                dbOneByOne = databaseOnly(pool, n, "webhook:probe1", false);
+                dbGrouped = databaseOnly(pool, n, "webhook:probe", true);
                 // the JVM's first drain runs while the JIT is still compiling the delivery path; a container
                 // that has run a while is past that, and so are the drains after this one
                 drain("1 webhook, dispatcher defaults, cold (the JVM's first drain)", base, pool, 200, 50,
@@ -534,6 +665,10 @@ public final class SubscriptionBenchmark {
                     quarterFast[k] = new String[] {"qf" + k, all[k]};
                 }
                 drain(whSinks + " webhooks, fast polls", base, pool, 10, 50, quarterFast, n);
+                // the drains run in this order on one JVM: the same drain again, last, shows how much of the
+                // differences above is the JIT still warming rather than the settings
+                drain("1 webhook, dispatcher defaults, again after all the others", base, pool, 200, 50,
+                        new String[][] {{"again", "*"}}, n);
                 parts(base, pool);
             }
         } finally {
@@ -544,6 +679,9 @@ public final class SubscriptionBenchmark {
 
     private double postMs;
     private double postRate;
+    private double postRateParallel;
+    private final double[] postRateDefaultVersion = new double[1];
+    private final double[] postRateHttp11 = new double[1];
     private double completeMs;
 
     /** The two halves of one delivery, alone: a signed POST by the sink, and one complete_notification on the pool. */
@@ -567,11 +705,65 @@ public final class SubscriptionBenchmark {
             }
             postRate = 500 / ((System.nanoTime() - t0) / 1e9);
             postMs = median(post);
+            // the ceiling of HTTP alone on this machine: as many POSTs at once as a lane runs deliveries
+            int threads = 8;
+            int each = 250;
+            java.util.concurrent.ExecutorService posters = Executors.newFixedThreadPool(threads);
+            try {
+                List<java.util.concurrent.Future<?>> runs = new ArrayList<>();
+                long tp = System.nanoTime();
+                for (int th = 0; th < threads; th++) {
+                    int base0 = 1_000 + th * each;
+                    runs.add(posters.submit(() -> {
+                        for (int i = 0; i < each; i++) {
+                            ((NotificationSink) sink).deliver(new io.pgtrickle.api.notify.Notification("pgt-bench-" + (base0 + i),
+                                    "webhook:parts", "public.wh_0", "wh_ch_0", base0 + i, base0 + i, 1, 1, 0,
+                                    "{\"name\" : \"public.wh_0\", \"refresh_id\" : " + (base0 + i)
+                                            + ", \"inserted_count\" : 1, \"deleted_count\" : 0}", Instant.now(), 1));
+                        }
+                        return null;
+                    }));
+                }
+                for (java.util.concurrent.Future<?> f : runs) {
+                    f.get();
+                }
+                postRateParallel = threads * each / ((System.nanoTime() - tp) / 1e9);
+                // why the sink speaks HTTP/1.1 to http:// endpoints: the JDK client's default asks for an h2c upgrade every time
+                URI uri = URI.create(base + "versions");
+                for (HttpClient.Version version : new HttpClient.Version[] {HttpClient.Version.HTTP_2, HttpClient.Version.HTTP_1_1}) {
+                    HttpClient client = HttpClient.newBuilder().version(version).build();
+                    Callable<Void> plainPost = () -> {
+                        client.send(HttpRequest.newBuilder(uri).POST(HttpRequest.BodyPublishers.ofString("{}")).build(),
+                                HttpResponse.BodyHandlers.discarding());
+                        return null;
+                    };
+                    for (int i = 0; i < 200; i++) {
+                        plainPost.call(); // warm-up
+                    }
+                    List<java.util.concurrent.Future<?>> versionRuns = new ArrayList<>();
+                    long tv = System.nanoTime();
+                    for (int th = 0; th < threads; th++) {
+                        versionRuns.add(posters.submit(() -> {
+                            for (int i = 0; i < each; i++) {
+                                plainPost.call();
+                            }
+                            return null;
+                        }));
+                    }
+                    for (java.util.concurrent.Future<?> f : versionRuns) {
+                        f.get();
+                    }
+                    (version == HttpClient.Version.HTTP_2 ? postRateDefaultVersion : postRateHttp11)[0] =
+                            threads * each / ((System.nanoTime() - tv) / 1e9);
+                }
+            } finally {
+                posters.shutdownNow();
+            }
             List<Double> complete = new ArrayList<>();
             for (int i = 0; i < 600; i++) {
                 long t = System.nanoTime();
                 try (Connection pc = pool.getConnection(); PreparedStatement ps = pc.prepareStatement(
-                        "SELECT pgtrickle.complete_notification(?, gen_random_uuid())")) {
+                        "SELECT * FROM pgtrickle.complete_notifications(ARRAY[?::bigint], ARRAY[gen_random_uuid()])")) {
                     pc.setAutoCommit(true);
                     ps.setLong(1, -1 - i);
                     ps.executeQuery().close();
@@ -581,7 +773,9 @@ public final class SubscriptionBenchmark {
                 }
             }
             completeMs = median(complete);
-            log("parts: POST %.2f ms (%.0f/s sequential), complete_notification %.2f ms", postMs, postRate, completeMs);
+            log("parts: POST %.2f ms (%.0f/s sequential, %.0f/s 8 at a time), complete_notifications of one %.2f ms; plain POSTs 8 at "
+                    + "a time: JDK default version %.0f/s, HTTP/1.1 %.0f/s", postMs, postRate, postRateParallel, completeMs,
+                    postRateDefaultVersion[0], postRateHttp11[0]);
         } finally {
             Method deactivate = sink.getClass().getDeclaredMethod("deactivate");
             deactivate.setAccessible(true);
@@ -589,17 +783,25 @@ public final class SubscriptionBenchmark {
         }
     }
 
-    private double dbOnlyRate;
-    private double claimMs;
+    private record DatabaseSide(double rate, double claimMs) {
+    }
 
-    /** The database side of a drain alone, as a lane does it without the sink call: claim 50, complete each on the pool. */
-    private void databaseOnly(DataSource pool, int expected) throws SQLException {
+    private DatabaseSide dbOneByOne;
+    private DatabaseSide dbGrouped;
+
+    /**
+     * The database side of a drain alone, without the sink call: claim 50, then complete them one
+     * call each (as lanes did before completions were grouped) or in one call (as a lane's grouped
+     * completion does when its deliveries finish together).
+     */
+    private DatabaseSide databaseOnly(DataSource pool, int expected, String sinkId, boolean grouped) throws SQLException {
         int done = 0;
         List<Double> claims = new ArrayList<>();
         long t0 = System.nanoTime();
         try (Connection cc = pool.getConnection(); PreparedStatement claim = cc.prepareStatement(
-                "SELECT outbox_id, claim_token FROM pgtrickle.claim_notifications('webhook:probe', 50, 60000) ORDER BY outbox_id")) {
+                "SELECT outbox_id, claim_token FROM pgtrickle.claim_notifications(?, 50, 60000) ORDER BY outbox_id")) {
             cc.setAutoCommit(true);
+            claim.setString(1, sinkId);
             while (true) {
                 List<Long> ids = new ArrayList<>();
                 List<Object> tokens = new ArrayList<>();
@@ -614,26 +816,32 @@ public final class SubscriptionBenchmark {
                 if (ids.isEmpty()) {
                     break;
                 }
-                for (int i = 0; i < ids.size(); i++) {
+                int groups = grouped ? 1 : ids.size();
+                int size = ids.size() / groups;
+                for (int g = 0; g < groups; g++) {
                     try (Connection pc = pool.getConnection(); PreparedStatement ps = pc.prepareStatement(
-                            "SELECT pgtrickle.complete_notification(?, ?)")) {
+                            "SELECT count(*) FROM pgtrickle.complete_notifications(?, ?)")) {
                         pc.setAutoCommit(true);
-                        ps.setLong(1, ids.get(i));
-                        ps.setObject(2, tokens.get(i));
-                        ps.executeQuery().close();
-                        done++;
+                        List<Long> gi = ids.subList(g * size, g == groups - 1 ? ids.size() : (g + 1) * size);
+                        List<Object> gt = tokens.subList(g * size, g == groups - 1 ? ids.size() : (g + 1) * size);
+                        ps.setArray(1, pc.createArrayOf("bigint", gi.toArray()));
+                        ps.setArray(2, pc.createArrayOf("uuid", gt.toArray()));
+                        try (ResultSet rs = ps.executeQuery()) {
+                            rs.next();
+                            done += rs.getInt(1);
+                        }
                     }
                 }
             }
         }
         double seconds = (System.nanoTime() - t0) / 1e9;
-        dbOnlyRate = done / seconds;
-        claimMs = median(claims);
+        DatabaseSide side = new DatabaseSide(done / seconds, median(claims));
         if (done != expected) {
-            throw new IllegalStateException("probe drained " + done + " of " + expected);
+            throw new IllegalStateException(sinkId + " drained " + done + " of " + expected);
         }
-        log("database side alone: %d claimed and completed in %.2f s (%.0f/s), claim median %.1f ms over %d claims", done, seconds,
-                dbOnlyRate, claimMs, claims.size());
+        log("database side alone (%s): %d claimed and completed in %.2f s (%.0f/s), claim median %.1f ms over %d claims",
+                grouped ? "one completion per claim" : "one completion per row", done, seconds, side.rate(), side.claimMs(), claims.size());
+        return side;
     }
 
     private void register(String sinkId, String[] channels) throws SQLException {
@@ -678,6 +886,8 @@ public final class SubscriptionBenchmark {
                 add.invoke(dispatcher, sink, p);
                 ids.append(ids.length() == 0 ? "" : ",").append("'webhook:").append(s[0]).append("'");
             }
+            double jvm0 = jvmCpuSeconds();
+            double pg0 = postgresCpuSeconds();
             long t0 = System.nanoTime();
             start.invoke(dispatcher);
             long deadline = t0 + 120_000_000_000L;
@@ -688,16 +898,18 @@ public final class SubscriptionBenchmark {
                 Thread.sleep(20);
             }
             double seconds = (System.nanoTime() - t0) / 1e9;
+            double jvmMs = (jvmCpuSeconds() - jvm0) * 1000 / expected;
+            double pgMs = (postgresCpuSeconds() - pg0) * 1000 / expected;
             List<Long> times = new ArrayList<>();
             for (String[] s : sinks) {
                 times.addAll(hits.getOrDefault("/" + s[0], List.of()));
             }
             Collections.sort(times);
             double rate = times.size() > 1 ? (times.size() - 1) / ((times.get(times.size() - 1) - times.get(0)) / 1e9) : 0;
-            Drain d = new Drain(what, sinks.length, pollMs, batch, expected, times.size(), seconds, rate);
+            Drain d = new Drain(what, sinks.length, pollMs, batch, expected, times.size(), seconds, rate, jvmMs, pgMs);
             drains.add(d);
-            log("drain %s: %d/%d in %.2f s (%.0f/s start→empty, %.0f/s first→last)", what, times.size(), expected, seconds,
-                    expected / seconds, rate);
+            log("drain %s: %d/%d in %.2f s (%.0f/s start→empty, %.0f/s first→last), CPU per delivery: JVM %.2f ms, PostgreSQL %.2f ms",
+                    what, times.size(), expected, seconds, expected / seconds, rate, jvmMs, pgMs);
             if (times.size() < expected) {
                 throw new IllegalStateException("drain incomplete: " + times.size() + " of " + expected);
             }
@@ -759,11 +971,12 @@ public final class SubscriptionBenchmark {
         BenchOutput.title(b, "Subscription benchmark: NOTIFY latency, writer cost, webhook deliveries", SubscriptionBenchmark.class, startedAt);
         b.append("## Reproduce\n\nFrom the repository root, after `mvn -B install -DskipTests`:\n\n```\n").append(command).append("\n```\n\n");
         b.append(String.format(Locale.ROOT, "Knobs (`-D...`): `bench.subs.seconds` (writes per latency cell, default 10; this run %d), "
-                + "`bench.subs.interval` (refresh interval ms, 100; %d), `bench.subs.tput.seconds` (4; %d), `bench.subs.tput.reps` "
+                + "`bench.subs.interval` (refresh interval ms, 100; %d), `bench.subs.engine.tick` (the scheduler's tick in the "
+                + "`calculated` cells, ms, 10; %d), `bench.subs.tput.seconds` (4; %d), `bench.subs.tput.reps` "
                 + "(3; %d), `bench.subs.webhook.tables` (50; %d), `bench.subs.webhook.rounds` (30; %d), `bench.subs.webhook.sinks` "
                 + "(4; %d). Only `-Pbench-subscriptions` runs it (the normal build only compiles; `-Pbench` still runs only the engine "
                 + "benchmark). It starts its own database through `TestDatabase`, installs the catalog with `CatalogMigrator`, "
-                + "and drops the database at the end.\n\n", cellSeconds, intervalMs, tputSeconds, tputReps, whTables, whRounds, whSinks));
+                + "and drops the database at the end.\n\n", cellSeconds, intervalMs, engineTickMs, tputSeconds, tputReps, whTables, whRounds, whSinks));
         b.append("## Machine and server\n\n");
         b.append(String.format(Locale.ROOT, "- %d cores as seen by the JVM: a shared, **noisy** 2-vCPU VM that was running other "
                 + "builds at the same time; writers, refresher, listener, dispatcher, HTTP receiver and PostgreSQL all share them. "
@@ -777,11 +990,17 @@ public final class SubscriptionBenchmark {
         b.append("## 1. Commit → NOTIFY received (LISTEN client)\n\n");
         b.append("Per cell a fresh source `latN_src(id bigint PK, w int)` and a DIFFERENTIAL stream table `SELECT id, w FROM latN_src` "
                 + "subscribed to one channel, its `notify_coalesce_ms` set with `alter_stream_table`. Two writer threads, each paced "
-                + "(open loop, evenly spaced) single-row INSERT commits in autocommit, ids `i*2+w`. **Refreshes are driven by a "
-                + "refresher thread, not by the container's `RefreshEngine`**: at a fixed rate (every " + intervalMs + " ms) or back "
+                + "(open loop, evenly spaced) single-row INSERT commits in autocommit, ids `i*2+w`. **Refreshes come from one of two "
+                + "drivers.** (a) A refresher thread at a fixed rate (every " + intervalMs + " ms) or back "
                 + "to back, each tick one transaction: `refresh_stream_table`, then the newest id of each writer now in the stream "
                 + "table and the refresh's `refresh_id`, then `flush_notifications()` (what the scheduler does each tick, for the "
-                + "trailing coalesced notification), commit (which sends the NOTIFY). A pgjdbc connection `LISTEN`s and waits in "
+                + "trailing coalesced notification), commit (which sends the NOTIFY). (b) The container's scheduler itself "
+                + "(`RefreshEngine` on a HikariCP pool, built by reflection as its tests build it), the stream table on schedule "
+                + "`calculated` and the scheduler ticking every " + engineTickMs + " ms (`pg_trickle.scheduler_interval_ms`): each "
+                + "tick probes the change buffers (`due_stream_tables()`) and refreshes what has changes; a `RefreshListener` "
+                + "records the newest id of each writer inside each refresh transaction. This is the \"faster change detection\" "
+                + "of the target: a stream table on `calculated` is refreshed as soon as a tick sees a change, without writers ever "
+                + "notifying. A pgjdbc connection `LISTEN`s and waits in "
                 + "`getNotifications(50)`; it stamps each notification on arrival. **Latency = arrival − the client-side commit "
                 + "acknowledgement time of the newest write the notification covers**: the notification's `refresh_id` → the newest "
                 + "id per writer that refresh had made visible (each writer commits its ids in order, so it covers all of that "
@@ -791,7 +1010,7 @@ public final class SubscriptionBenchmark {
         b.append("Two views of the same cells: **newest write** (the definition above: one sample per notification) and **every "
                 + "write** (per write: arrival of the first notification covering it − its acknowledgement; one sample per write "
                 + "after the warm-up). The first excludes the wait for the next refresh tick, the second includes it.\n\n");
-        b.append("| target rate | achieved commits/s | coalesce ms | refresh interval | refreshes done | notifications | newest write: p50 ms | p99 ms | max ms | target (off: p50 < 20, p99 < 100) | every write: n | p50 ms | p99 ms | target |\n");
+        b.append("| target rate | achieved commits/s | coalesce ms | refreshed by | refreshes done | notifications | newest write: p50 ms | p99 ms | max ms | target (off: p50 < 20, p99 < 100) | every write: n | p50 ms | p99 ms | target |\n");
         b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (LatencyCell cell : cells) {
             double p50 = pct(cell.latencies, 50);
@@ -805,7 +1024,7 @@ public final class SubscriptionBenchmark {
                     ? (w50 < 20 && w99 < 100 ? "**met**" : "**missed**" + (w50 < 20 ? " (p99)" : w99 < 100 ? " (p50)" : " (both)"))
                     : "–";
             b.append(String.format(Locale.ROOT, "| %,d/s | %,.0f | %d | %s | %d | %d | %s | %s | %s | %s | %,d | %s | %s | %s |\n",
-                    cell.rate, cell.achievedRate, cell.coalesceMs, intervalName(cell.intervalMs), cell.refreshes, cell.notifications,
+                    cell.rate, cell.achievedRate, cell.coalesceMs, cell.driver, cell.refreshes, cell.notifications,
                     ms(p50), ms(p99), ms(cell.latencies.isEmpty() ? 0 : Collections.max(cell.latencies)), target,
                     cell.perWrite.size(), ms(w50), ms(w99), wTarget));
         }
@@ -820,8 +1039,8 @@ public final class SubscriptionBenchmark {
         b.append(String.format(Locale.ROOT, "| **ratio with / without** | **%.2f** |\n\n", median(tputWith) / median(tputWithout)));
 
         b.append("## 3. Webhook deliveries from the outbox\n\n");
-        b.append("`").append(enqueueNote).append(String.format(Locale.ROOT, "` with `notify_coalesce_ms = 0`, every notification queued once for each of six "
-                + "independent sink groups (the five below and a probe) registered beforehand with `pgtrickle.register_sink`. Then, per group, the notify bundle's "
+        b.append("`").append(enqueueNote).append(String.format(Locale.ROOT, "` with `notify_coalesce_ms = 0`, every notification queued once for each of eight "
+                + "independent sink groups (the six below and two probes) registered beforehand with `pgtrickle.register_sink`. Then, per group, the notify bundle's "
                 + "`NotificationDispatcher` (package-private: built by reflection, as its tests build it) with `WebhookSink`s "
                 + "(activated without a BundleContext as in their tests, signed with a `whsec_` secret) on a HikariCP pool of 10 (as "
                 + "the container's data source), posting to a loopback JDK `HttpServer` answering 200 (8 threads). Time from "
@@ -831,19 +1050,35 @@ public final class SubscriptionBenchmark {
                 + "fewer, as the distribution's launcher does: otherwise `CompletableFuture`, which the JDK's HttpClient uses for every "
                 + "response, starts a new thread per asynchronous stage (this run: %d CPUs, common pool parallelism %d).\n\n",
                 Runtime.getRuntime().availableProcessors(), java.util.concurrent.ForkJoinPool.getCommonPoolParallelism()));
-        b.append("| sinks | pollIntervalMs | batchSize | delivered | s (start → empty) | deliveries/s (start → empty) | deliveries/s (first → last) | target 2,000/s |\n");
-        b.append("|---|---|---|---|---|---|---|---|\n");
+        b.append("| sinks | pollIntervalMs | batchSize | delivered | s (start → empty) | deliveries/s (start → empty) | deliveries/s (first → last) | CPU ms per delivery: JVM | PostgreSQL | target 2,000/s |\n");
+        b.append("|---|---|---|---|---|---|---|---|---|---|\n");
         for (Drain d : drains) {
             double r = d.expected / d.seconds;
-            b.append(String.format(Locale.ROOT, "| %s | %d | %d | %,d / %,d | %.2f | %,.0f | %,.0f | %s |\n", d.what, d.pollMs, d.batch,
-                    d.received, d.expected, d.seconds, r, d.firstToLastRate, r >= 2000 ? "**met**" : "**missed**"));
+            b.append(String.format(Locale.ROOT, "| %s | %d | %d | %,d / %,d | %.2f | %,.0f | %,.0f | %.2f | %.2f | %s |\n", d.what, d.pollMs,
+                    d.batch, d.received, d.expected, d.seconds, r, d.firstToLastRate, d.jvmCpuMs, d.postgresCpuMs,
+                    r >= 2000 ? "**met**" : "**missed**"));
         }
-        b.append(String.format(Locale.ROOT, "\nThe halves of one delivery, alone and sequential (500 after 100 warm-up): the webhook "
-                + "sink's signed POST to the same receiver %.2f ms median (%,.0f/s back to back); `complete_notification` on a pooled "
-                + "connection (borrow, autocommit call with a non-existent id, so nothing deleted, return) %.2f ms median. The database side "
-                + "of a drain alone (before the drains above, on the full outbox: a sixth sink group `webhook:probe` claimed 50 at a "
-                + "time with `claim_notifications` and each row completed with `complete_notification` on the pool, no sink call, no "
-                + "poll wait): %,.0f notifications/s; one claim %.1f ms median.\n", postMs, postRate, completeMs, dbOnlyRate, claimMs));
+        b.append(String.format(Locale.ROOT, "\nCPU per delivery: the JVM's process CPU time (dispatcher, sinks, the HTTP receiver, "
+                + "and anything else this JVM did meanwhile) and the database server's (its backends' and exited children's, from "
+                + "`/proc`) over the drain, divided by the deliveries. With %d CPUs, a rate of R deliveries/s needs (JVM + PostgreSQL) × R "
+                + "≤ %d,000 ms of CPU per second.\n", Runtime.getRuntime().availableProcessors(), Runtime.getRuntime().availableProcessors()));
+        b.append(String.format(Locale.ROOT, "\nThe parts of a delivery, alone (500 after 100 warm-up): the webhook sink's signed POST to "
+                + "the same receiver %.2f ms median (%,.0f/s back to back); the same POSTs from 8 threads at once (as a lane's 8 delivery "
+                + "threads), 2,000 in all: **%,.0f/s**, the ceiling of HTTP alone in this JVM on this machine, before any database work; "
+                + "`complete_notifications` of one row on a pooled connection (borrow, autocommit call with a non-existent id, so "
+                + "nothing deleted, return) %.2f ms median.\n", postMs, postRate, postRateParallel, completeMs));
+        b.append(String.format(Locale.ROOT, "\nWhy the sink speaks HTTP/1.1 to `http://` endpoints (HTTP/2 stays for `https://`, "
+                + "negotiated by TLS): unsigned 2-byte POSTs from a bare JDK `HttpClient`, 8 threads at once, 2,000 after 200 warm-up, "
+                + "same receiver: the client's default version (HTTP/2: on cleartext it asks every request to upgrade to h2c, which "
+                + "this server, like most, refuses every time) **%,.0f/s**; HTTP/1.1 **%,.0f/s**.\n", postRateDefaultVersion[0],
+                postRateHttp11[0]));
+        b.append("\nThe database side of a drain alone, side by side (before the drains above, on the full outbox; each probe is its own "
+                + "sink group; claims of 50 with `claim_notifications`, no sink call, no poll wait):\n\n");
+        b.append("| completing | notifications/s | one claim, median ms |\n|---|---|---|\n");
+        b.append(String.format(Locale.ROOT, "| one `complete_notifications` call per row (how lanes completed before grouping) | %,.0f | %.1f |\n",
+                dbOneByOne.rate(), dbOneByOne.claimMs()));
+        b.append(String.format(Locale.ROOT, "| one call per claim of 50 (a lane's grouped completion at its best) | %,.0f | %.1f |\n",
+                dbGrouped.rate(), dbGrouped.claimMs()));
         b.append("\n## Checks\n\n");
         for (String ch : checks) {
             b.append("- ").append(ch).append('\n');
