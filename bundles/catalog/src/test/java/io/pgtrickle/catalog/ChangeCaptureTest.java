@@ -227,6 +227,8 @@ class ChangeCaptureTest extends MigratedDatabaseTest {
         assertTrue(noConsumer.getMessage().contains("424242"), noConsumer.getMessage());
         SQLException uncaptured = assertThrows(SQLException.class, () -> string("SELECT pgtrickle.pending_change_count('public.orders', NULL)"));
         assertTrue(uncaptured.getMessage().contains("not captured"), uncaptured.getMessage());
+        SQLException uncapturedProbe = assertThrows(SQLException.class, () -> string("SELECT pgtrickle.has_pending_changes('public.orders', NULL)"));
+        assertTrue(uncapturedProbe.getMessage().contains("not captured"), uncapturedProbe.getMessage());
         assertEquals(List.of(), strings("SELECT relname FROM pg_class WHERE relnamespace = 'pgtrickle_changes'::regnamespace"));
     }
 
@@ -235,8 +237,12 @@ class ChangeCaptureTest extends MigratedDatabaseTest {
                 + " AND NOT pg_visible_in_snapshot(xid, '" + since + "') ORDER BY ctid");
     }
 
+    /** The count of pending rows; the scheduler's probe, has_pending_changes, must agree on whether there are any. */
     private String pending(String since) throws SQLException {
-        return string("SELECT pgtrickle.pending_change_count('public.orders', '" + since + "')");
+        String count = string("SELECT pgtrickle.pending_change_count('public.orders', '" + since + "')");
+        assertEquals(Long.parseLong(count) > 0 ? "t" : "f", string("SELECT pgtrickle.has_pending_changes('public.orders', '" + since + "')"),
+                "has_pending_changes agrees with the count " + count);
+        return count;
     }
 
     private void setFrontier(long consumer) throws SQLException {

@@ -284,6 +284,28 @@ class StreamTableApiTest extends MigratedDatabaseTest {
     }
 
     @Test
+    void calculatedStreamTablesAreDueForTheChangesTheirFrontierHasNotSeen() throws SQLException {
+        exec("CREATE TABLE refunds (id int PRIMARY KEY)");
+        exec("SELECT pgtrickle.create_stream_table('all_orders', 'SELECT id FROM orders', schedule => 'calculated')");
+        exec("SELECT pgtrickle.create_stream_table('big_orders', 'SELECT id FROM orders WHERE amount > 1', schedule => 'calculated')");
+        exec("SELECT pgtrickle.create_stream_table('refund_ids', 'SELECT id FROM refunds', schedule => 'calculated')");
+        String due = "SELECT name FROM pgtrickle.due_stream_tables()";
+        assertEquals(List.of(), strings(due), "nothing changed since they were populated");
+
+        exec("INSERT INTO orders VALUES (40, 'zoe', 5)");
+        assertEquals(List.of("public.all_orders", "public.big_orders"), strings(due));
+        exec("SELECT pgtrickle.refresh_stream_table('all_orders')");
+        assertEquals(List.of("public.big_orders"), strings(due), "the buffer still holds the row for big_orders, not for all_orders");
+        exec("SELECT pgtrickle.refresh_stream_table('big_orders')");
+        assertEquals(List.of(), strings(due));
+        assertEquals("0", string("SELECT pgtrickle.pending_change_count('orders', NULL)"),
+                "once every consumer passed them the rows are pruned: an idle source's buffer is empty, one probe says so");
+
+        exec("INSERT INTO refunds VALUES (1)");
+        assertEquals(List.of("public.refund_ids"), strings(due));
+    }
+
+    @Test
     void schedulesParse() throws SQLException {
         assertEquals("00:00:00.1", string("SELECT pgtrickle.parse_schedule('100ms')"));
         assertEquals("01:30:00", string("SELECT pgtrickle.parse_schedule('1h30m')"));

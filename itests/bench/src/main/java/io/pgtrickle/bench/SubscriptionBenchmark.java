@@ -139,6 +139,7 @@ public final class SubscriptionBenchmark {
                 latency(rate, 0, 0, engineTickMs);
             }
             throughput();
+            schedulerIdleCost();
             webhooks();
         } finally {
             try {
@@ -203,7 +204,8 @@ public final class SubscriptionBenchmark {
         List<Throwable> errors = new CopyOnWriteArrayList<>();
 
         try (Connection listen = db.connect(); Connection refresher = db.connect();
-             AutoCloseable engine = engineTickMs > 0 ? engine(engineTickMs, st, pgtId, consumed, refreshes) : () -> { }) {
+             AutoCloseable engine = engineTickMs > 0 ? engine(engineTickMs, newestIds(st, pgtId, consumed, refreshes), new AtomicLong())
+                     : () -> { }) {
             try (Statement s = listen.createStatement()) {
                 s.execute("LISTEN " + channel);
             }
@@ -331,25 +333,12 @@ public final class SubscriptionBenchmark {
     }
 
     /**
-     * The container's scheduler ({@code RefreshEngine}, package-private: built by reflection, as its
-     * tests build it) on a HikariCP pool as in the container, ticking every {@code tickMs}, with a
-     * refresh listener that records, inside each refresh transaction of {@code st}, the newest id of
-     * each writer the refresh made visible.
+     * A refresh listener that records, inside each refresh transaction of {@code st}, the newest id
+     * of each writer the refresh made visible.
      */
-    private AutoCloseable engine(int tickMs, String st, long pgtId, Map<Long, long[]> consumed, AtomicLong refreshes)
-            throws Exception {
-        Class<?> settingsClass = Class.forName("io.pgtrickle.refresh.EngineSettings");
-        Constructor<?> sc = settingsClass.getDeclaredConstructor(long.class, int.class, int.class, int.class);
-        sc.setAccessible(true);
-        Object settings = sc.newInstance((long) tickMs, 2, 3, 250);
-        Class<?> listenersClass = Class.forName("io.pgtrickle.refresh.Listeners");
-        Constructor<?> lc = listenersClass.getDeclaredConstructor();
-        lc.setAccessible(true);
-        Object listeners = lc.newInstance();
-        Method put = listenersClass.getDeclaredMethod("put", RefreshListener.class, int.class, long.class);
-        put.setAccessible(true);
+    private static RefreshListener newestIds(String st, long pgtId, Map<Long, long[]> consumed, AtomicLong refreshes) {
         String newest = "SELECT (SELECT max(id) FROM " + st + " WHERE w = 0), (SELECT max(id) FROM " + st + " WHERE w = 1)";
-        RefreshListener recorder = (event, connection) -> {
+        return (event, connection) -> {
             if (event.pgtId() != pgtId) {
                 return;
             }
@@ -364,16 +353,46 @@ public final class SubscriptionBenchmark {
             consumed.put(event.refreshId(), m);
             refreshes.incrementAndGet();
         };
-        put.invoke(listeners, recorder, 0, 1L);
+    }
+
+    /**
+     * The container's scheduler ({@code RefreshEngine}, package-private: built by reflection, as its
+     * tests build it) on a HikariCP pool as in the container, ticking every {@code tickMs}, with
+     * {@code listener} in its refresh transactions; {@code borrowed} counts the connections it takes
+     * from the pool (one per tick, plus one per refresh).
+     */
+    private AutoCloseable engine(int tickMs, RefreshListener listener, AtomicLong borrowed) throws Exception {
+        Class<?> settingsClass = Class.forName("io.pgtrickle.refresh.EngineSettings");
+        Constructor<?> sc = settingsClass.getDeclaredConstructor(long.class, int.class, int.class, int.class);
+        sc.setAccessible(true);
+        Object settings = sc.newInstance((long) tickMs, 2, 3, 250);
+        Class<?> listenersClass = Class.forName("io.pgtrickle.refresh.Listeners");
+        Constructor<?> lc = listenersClass.getDeclaredConstructor();
+        lc.setAccessible(true);
+        Object listeners = lc.newInstance();
+        Method put = listenersClass.getDeclaredMethod("put", RefreshListener.class, int.class, long.class);
+        put.setAccessible(true);
+        put.invoke(listeners, listener, 0, 1L);
         HikariConfig hc = new HikariConfig();
         hc.setPoolName("engine");
         hc.setDataSource(db.dataSource());
         hc.setMaximumPoolSize(4);
         HikariDataSource pool = new HikariDataSource(hc);
+        DataSource counted = (DataSource) Proxy.newProxyInstance(DataSource.class.getClassLoader(), new Class<?>[] {DataSource.class},
+                (proxy, method, args) -> {
+                    if (method.getName().equals("getConnection")) {
+                        borrowed.incrementAndGet();
+                    }
+                    try {
+                        return method.invoke(pool, args);
+                    } catch (java.lang.reflect.InvocationTargetException e) {
+                        throw e.getCause();
+                    }
+                });
         Class<?> engineClass = Class.forName("io.pgtrickle.refresh.RefreshEngine");
         Constructor<?> ec = engineClass.getDeclaredConstructor(DataSource.class, settingsClass, listenersClass);
         ec.setAccessible(true);
-        AutoCloseable engine = (AutoCloseable) ec.newInstance(pool, settings, listeners);
+        AutoCloseable engine = (AutoCloseable) ec.newInstance(counted, settings, listeners);
         Method start = engineClass.getDeclaredMethod("start");
         start.setAccessible(true);
         start.invoke(engine);
@@ -520,6 +539,59 @@ public final class SubscriptionBenchmark {
         }
     }
 
+    // ---------------------------------------------------------------- 4. the scheduler's cost when nothing changes
+
+    private record IdleCost(int tickMs, double ticksPerSecond, double jvmCpuPercent, double postgresCpuPercent) {
+    }
+
+    private final List<IdleCost> idleCosts = new ArrayList<>();
+    private static final int IDLE_STREAM_TABLES = 20;
+    private static final int IDLE_SECONDS = 5;
+
+    /**
+     * What a short tick costs while nothing changes: {@value #IDLE_STREAM_TABLES} stream tables on
+     * {@code calculated}, no writes, the scheduler at several ticks; CPU of this JVM and of the
+     * database server over {@value #IDLE_SECONDS} s, after a second to settle.
+     */
+    private void schedulerIdleCost() throws Exception {
+        exec("CREATE TABLE idle_src (id bigint PRIMARY KEY, w int NOT NULL)");
+        exec("INSERT INTO idle_src SELECT g, g % " + IDLE_STREAM_TABLES + " FROM generate_series(1, 1000) g");
+        for (int i = 0; i < IDLE_STREAM_TABLES; i++) {
+            exec("SELECT pgtrickle.create_stream_table('idle_" + i + "', 'SELECT id, w FROM idle_src WHERE w = " + i
+                    + "', schedule => 'calculated')");
+            plan("idle_" + i);
+        }
+        for (int tick : new int[] {1000, 100, 10}) {
+            AtomicLong borrowed = new AtomicLong();
+            AtomicLong refreshed = new AtomicLong();
+            List<Long> before = backends();
+            try (AutoCloseable engine = engine(tick, (event, connection) -> refreshed.incrementAndGet(), borrowed)) {
+                Thread.sleep(1000);
+                List<Long> sessions = new ArrayList<>(backends());
+                sessions.removeAll(before);
+                long b0 = borrowed.get();
+                double jvm0 = jvmCpuSeconds();
+                double pg0 = cpuSeconds(sessions);
+                long t0 = System.nanoTime();
+                Thread.sleep(IDLE_SECONDS * 1000L);
+                double seconds = (System.nanoTime() - t0) / 1e9;
+                IdleCost cost = new IdleCost(tick, (borrowed.get() - b0) / seconds, (jvmCpuSeconds() - jvm0) * 100 / seconds,
+                        (cpuSeconds(sessions) - pg0) * 100 / seconds);
+                idleCosts.add(cost);
+                log("scheduler idle, tick %d ms: %.0f ticks/s, JVM %.1f%% of a CPU, PostgreSQL %.1f%%", tick, cost.ticksPerSecond(),
+                        cost.jvmCpuPercent(), cost.postgresCpuPercent());
+            }
+            if (refreshed.get() != 0) {
+                throw new IllegalStateException("nothing changed, yet the scheduler refreshed " + refreshed.get() + " times");
+            }
+        }
+        for (int i = 0; i < IDLE_STREAM_TABLES; i++) {
+            exec("SELECT pgtrickle.drop_stream_table('idle_" + i + "')");
+        }
+        exec("DROP TABLE idle_src");
+        checks.add("scheduler idle: no refresh of the " + IDLE_STREAM_TABLES + " unchanged stream tables at any tick");
+    }
+
     // ---------------------------------------------------------------- 3. webhook deliveries
 
     private record Drain(String what, int sinks, long pollMs, int batch, int expected, int received, double seconds,
@@ -563,6 +635,32 @@ public final class SubscriptionBenchmark {
         } catch (Exception e) {
             return Double.NaN;
         }
+    }
+
+    /** The process ids of the database's client sessions now. */
+    private List<Long> backends() throws SQLException {
+        List<Long> pids = new ArrayList<>();
+        try (Statement q = c.createStatement();
+             ResultSet rs = q.executeQuery("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'")) {
+            while (rs.next()) {
+                pids.add(rs.getLong(1));
+            }
+        }
+        return pids;
+    }
+
+    /** CPU seconds used so far by these processes (from /proc; NaN if one cannot be read). */
+    private static double cpuSeconds(List<Long> pids) {
+        long ticks = 0;
+        try {
+            for (long pid : pids) {
+                String[] f = stat(pid);
+                ticks += Long.parseLong(f[13]) + Long.parseLong(f[14]);
+            }
+        } catch (java.io.IOException | RuntimeException e) {
+            return Double.NaN;
+        }
+        return ticks / 100.0;
     }
 
     /** The fields of /proc/PID/stat after the command name (index 0 is the pid, 3 the parent). */
@@ -1079,6 +1177,16 @@ public final class SubscriptionBenchmark {
                 dbOneByOne.rate(), dbOneByOne.claimMs()));
         b.append(String.format(Locale.ROOT, "| one call per claim of 50 (a lane's grouped completion at its best) | %,.0f | %.1f |\n",
                 dbGrouped.rate(), dbGrouped.claimMs()));
+        b.append(String.format(Locale.ROOT, "\n## 4. The scheduler's own cost when nothing changes\n\n%d stream tables on schedule "
+                + "`calculated` over one source, no writes; the container's scheduler (as in section 1 (b)) at three ticks, each "
+                + "for %d s after one to settle. Ticks counted as the connections the scheduler borrowed (one per tick; no refresh "
+                + "ran). CPU in percent of one CPU: this JVM's (the scheduler is all it runs then), and the scheduler's own database "
+                + "sessions' (the backends its pool opened, from `/proc`).\n\n", IDLE_STREAM_TABLES, IDLE_SECONDS));
+        b.append("| tick | ticks/s | JVM, % of a CPU | its database sessions, % of a CPU |\n|---|---|---|---|\n");
+        for (IdleCost cost : idleCosts) {
+            b.append(String.format(Locale.ROOT, "| %,d ms | %.0f | %.1f | %.1f |\n", cost.tickMs(), cost.ticksPerSecond(),
+                    cost.jvmCpuPercent(), cost.postgresCpuPercent()));
+        }
         b.append("\n## Checks\n\n");
         for (String ch : checks) {
             b.append("- ").append(ch).append('\n');

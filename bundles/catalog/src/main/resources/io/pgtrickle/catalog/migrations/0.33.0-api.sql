@@ -732,9 +732,32 @@ $fn$;
 -- Stream tables the scheduler should refresh now, in creation order (the engine orders a tick's
 -- refreshes upstream first): unpopulated or to be rebuilt ones, those past their schedule, and
 -- 'calculated' ones with pending source changes.
+--
+-- The scheduler calls this every tick, so the pending check is made cheap when nothing changed:
+-- first one probe per captured source of a 'calculated' stream table (does its buffer hold any row
+-- at all? buffers are pruned as their consumers pass them, so an idle one is empty), then a check
+-- against each consumer's frontier only for sources whose buffer holds rows. Checking every
+-- (stream table, source) pair with a count took about 0.1 ms each: 2 ms a tick for 20 idle stream
+-- tables, a third of a CPU at a 10 ms tick (docs/benchmarks/subscriptions.md).
 CREATE FUNCTION pgtrickle.due_stream_tables() RETURNS TABLE (pgt_id bigint, name text)
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
 AS $fn$
+DECLARE
+    source oid;
+    busy   oid[] := '{}';
+BEGIN
+    -- a loop, not a WHERE on the DISTINCT: the planner would push that condition below the
+    -- DISTINCT and probe once per stream table again
+    FOR source IN SELECT DISTINCT d.source_relid
+                    FROM pgtrickle.pgt_stream_tables s JOIN pgtrickle.pgt_dependencies d ON d.pgt_id = s.pgt_id
+                   WHERE s.status = 'ACTIVE' AND s.shadow_of IS NULL AND s.is_populated AND NOT s.needs_reinit
+                     AND pgtrickle.parse_schedule(s.schedule) IS NULL
+                     AND d.source_type IN ('TABLE', 'STREAM_TABLE') LOOP
+        IF pgtrickle.has_pending_changes(source::regclass, NULL) THEN
+            busy := busy || source;
+        END IF;
+    END LOOP;
+    RETURN QUERY
     SELECT s.pgt_id, format('%I.%I', s.pgt_schema, s.pgt_name)
       FROM pgtrickle.pgt_stream_tables s
      WHERE s.status = 'ACTIVE' AND s.shadow_of IS NULL -- shadows are refreshed by their evolution
@@ -745,8 +768,11 @@ AS $fn$
                 AND EXISTS (SELECT FROM pgtrickle.pgt_dependencies d
                              WHERE d.pgt_id = s.pgt_id
                                AND (d.source_type NOT IN ('TABLE', 'STREAM_TABLE')
-                                    OR pgtrickle.pending_change_count(d.source_relid::regclass, (s.frontier ->> 'snapshot')::pg_snapshot) > 0))))
-     ORDER BY s.pgt_id
+                                    OR (d.source_relid = ANY (busy)
+                                        AND pgtrickle.has_pending_changes(d.source_relid::regclass,
+                                                                          (s.frontier ->> 'snapshot')::pg_snapshot))))))
+     ORDER BY s.pgt_id;
+END
 $fn$;
 
 CREATE FUNCTION pgtrickle.pgt_status()

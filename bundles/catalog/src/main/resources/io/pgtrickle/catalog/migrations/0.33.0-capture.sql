@@ -191,6 +191,30 @@ BEGIN
 END
 $fn$;
 
+-- Whether a consumer at frontier `since` has captured rows of a source to consume (NULL `since`:
+-- whether the buffer holds any row at all). The scheduler's probe: it stops at the first such row,
+-- where a count reads them all.
+CREATE FUNCTION pgtrickle.has_pending_changes(source regclass, since pg_snapshot) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    buffer  regclass := pgtrickle.change_buffer(source);
+    pending boolean;
+BEGIN
+    IF buffer IS NULL THEN
+        RAISE EXCEPTION 'pgtrickle: changes of % are not captured', source USING ERRCODE = 'undefined_object';
+    END IF;
+    IF since IS NULL THEN
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s)', buffer) INTO pending;
+    ELSE
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(xid, $1))', buffer)
+           INTO pending USING since;
+    END IF;
+    RETURN pending;
+END
+$fn$;
+
 -- Deletes buffered rows every consumer has passed: rows whose writer is older than the oldest
 -- frontier's xmin (committed before every frontier, or aborted). Consumers that have never
 -- refreshed do not hold rows back: their first refresh is a full one. Returns rows deleted.
