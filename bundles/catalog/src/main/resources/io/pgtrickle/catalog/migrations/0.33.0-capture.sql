@@ -167,50 +167,49 @@ BEGIN
 END
 $fn$;
 
--- How many captured rows of a source a consumer at frontier `since` has not yet consumed, as seen
--- by the calling statement's snapshot. NULL `since` (never refreshed): every row. Cheap when
--- nothing is pending: the xid index bounds the scan to writers not older than the frontier's xmin.
-CREATE FUNCTION pgtrickle.pending_change_count(source regclass, since pg_snapshot) RETURNS bigint
+-- The captured rows of a source a consumer at frontier `since` has not yet consumed, as the FROM
+-- and WHERE of a query that takes `since` as $1. NULL `since` (never refreshed): every row. Cheap
+-- when nothing is pending: the xid index bounds the scan to writers not older than the frontier's xmin.
+CREATE FUNCTION pgtrickle.pending_rows(source regclass, since pg_snapshot) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     buffer regclass := pgtrickle.change_buffer(source);
-    n      bigint;
 BEGIN
     IF buffer IS NULL THEN
         RAISE EXCEPTION 'pgtrickle: changes of % are not captured', source USING ERRCODE = 'undefined_object';
     END IF;
     IF since IS NULL THEN
-        EXECUTE format('SELECT count(*) FROM %s', buffer) INTO n;
-    ELSE
-        EXECUTE format('SELECT count(*) FROM %s WHERE xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(xid, $1)', buffer)
-           INTO n USING since;
+        RETURN format('FROM %s', buffer);
     END IF;
+    RETURN format('FROM %s WHERE xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(xid, $1)', buffer);
+END
+$fn$;
+
+-- How many of those rows there are, as seen by the calling statement's snapshot.
+CREATE FUNCTION pgtrickle.pending_change_count(source regclass, since pg_snapshot) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE 'SELECT count(*) ' || pgtrickle.pending_rows(source, since) INTO n USING since;
     RETURN n;
 END
 $fn$;
 
--- Whether a consumer at frontier `since` has captured rows of a source to consume (NULL `since`:
--- whether the buffer holds any row at all). The scheduler's probe: it stops at the first such row,
--- where a count reads them all.
+-- Whether there is any (NULL `since`: whether the buffer holds any row at all). The scheduler's
+-- probe: it stops at the first row, where the count reads them all.
 CREATE FUNCTION pgtrickle.has_pending_changes(source regclass, since pg_snapshot) RETURNS boolean
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    buffer  regclass := pgtrickle.change_buffer(source);
     pending boolean;
 BEGIN
-    IF buffer IS NULL THEN
-        RAISE EXCEPTION 'pgtrickle: changes of % are not captured', source USING ERRCODE = 'undefined_object';
-    END IF;
-    IF since IS NULL THEN
-        EXECUTE format('SELECT EXISTS (SELECT FROM %s)', buffer) INTO pending;
-    ELSE
-        EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(xid, $1))', buffer)
-           INTO pending USING since;
-    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT ' || pgtrickle.pending_rows(source, since) || ')' INTO pending USING since;
     RETURN pending;
 END
 $fn$;
