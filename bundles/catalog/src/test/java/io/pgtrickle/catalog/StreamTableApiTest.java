@@ -81,6 +81,17 @@ class StreamTableApiTest extends MigratedDatabaseTest {
         exec("SELECT pgtrickle.refresh_stream_table('order_rows')");
         assertMatchesQuery("order_rows", "SELECT customer, amount FROM orders");
         assertEquals("0|1", string("SELECT rows_inserted || '|' || rows_deleted FROM pgtrickle.pgt_refresh_history ORDER BY refresh_id DESC LIMIT 1"));
+
+        // three copies from one, then one from three: the surplus copies go, the missing ones come, exactly
+        exec("INSERT INTO orders VALUES (11, 'ann', 10), (12, 'ann', 10)");
+        exec("SELECT pgtrickle.refresh_stream_table('order_rows')");
+        assertEquals("3", string("SELECT count(*) FROM order_rows WHERE customer = 'ann' AND amount = 10"));
+        assertEquals("2|0", string("SELECT rows_inserted || '|' || rows_deleted FROM pgtrickle.pgt_refresh_history ORDER BY refresh_id DESC LIMIT 1"));
+        exec("DELETE FROM orders WHERE id IN (11, 12)");
+        exec("UPDATE orders SET amount = 11 WHERE id = 2");
+        exec("SELECT pgtrickle.refresh_stream_table('order_rows')");
+        assertMatchesQuery("order_rows", "SELECT customer, amount FROM orders");
+        assertEquals("1|3", string("SELECT rows_inserted || '|' || rows_deleted FROM pgtrickle.pgt_refresh_history ORDER BY refresh_id DESC LIMIT 1"));
     }
 
     @Test
