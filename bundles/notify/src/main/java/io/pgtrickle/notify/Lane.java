@@ -276,8 +276,10 @@ final class Lane {
      * Completes delivered rows in groups, like a group commit: the delivery that finds no completion
      * running deletes everything delivered so far in one statement, and goes round again while others
      * queued more meanwhile. Under load one round trip serves many deliveries; alone, a delivery is
-     * completed at once. Either way a row is completed before its delivery task ends, so before the
-     * batch is over and its stream table's next notification can be claimed.
+     * completed at once. A row queued while another delivery is completing is taken by that
+     * delivery's next round (or, if that one has just finished, by its own), so every row is completed
+     * before the batch's last delivery task ends: before its stream table's next notification can be
+     * claimed.
      */
     private void completed(Outbox.Row row) {
         delivered.add(row);
