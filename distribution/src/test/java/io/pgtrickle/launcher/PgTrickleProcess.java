@@ -50,6 +50,30 @@ final class PgTrickleProcess implements AutoCloseable {
         return start(home, command, environment);
     }
 
+    /**
+     * Starts {@code home/bin/pgtrickle --headless} on its embedded PostgreSQL at {@code port} (plus
+     * {@code environment}) and waits until every bundle is active and the catalog is migrated: the
+     * distribution as a user runs it, ready for SQL at {@link #jdbcUrl(int)}.
+     */
+    static PgTrickleProcess startReady(Path home, int port, Map<String, String> environment) throws Exception {
+        Map<String, String> env = new java.util.HashMap<>(environment);
+        env.put("PGTRICKLE_EMBEDDED_PORT", Integer.toString(port));
+        PgTrickleProcess pgtrickle = start(home, env, "--headless");
+        try {
+            pgtrickle.awaitLine(ExistingDatabaseIT.allActive(), ExistingDatabaseIT.STARTUP);
+            pgtrickle.awaitLine(ExistingDatabaseIT.catalogLine(), ExistingDatabaseIT.STARTUP);
+        } catch (Exception | Error e) {
+            pgtrickle.close();
+            throw e;
+        }
+        return pgtrickle;
+    }
+
+    /** The embedded database's JDBC URL. */
+    static String jdbcUrl(int port) {
+        return "jdbc:postgresql://localhost:" + port + "/pgtrickle";
+    }
+
     /** Starts an arbitrary command (e.g. java without bin/pgtrickle) in the same harness. */
     static PgTrickleProcess start(Path home, List<String> command, Map<String, String> environment) {
         ProcessBuilder builder = new ProcessBuilder(command);

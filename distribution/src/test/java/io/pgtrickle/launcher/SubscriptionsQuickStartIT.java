@@ -3,8 +3,6 @@ package io.pgtrickle.launcher;
 import static io.pgtrickle.launcher.ExistingDatabaseIT.SHUTDOWN;
 import static io.pgtrickle.launcher.ExistingDatabaseIT.SIGTERM_STATUS;
 import static io.pgtrickle.launcher.ExistingDatabaseIT.STARTUP;
-import static io.pgtrickle.launcher.ExistingDatabaseIT.allActive;
-import static io.pgtrickle.launcher.ExistingDatabaseIT.catalogLine;
 import static io.pgtrickle.launcher.SinkHotDeployIT.awaitEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -79,11 +77,8 @@ class SubscriptionsQuickStartIT {
     private void run(Path tmp, int endpointPort) throws Exception {
         Path home = Distribution.copyTo(tmp.resolve("pgtrickle"));
         int port = Distribution.freePort();
-        String url = "jdbc:postgresql://localhost:" + port + "/pgtrickle";
-        try (PgTrickleProcess pgtrickle = PgTrickleProcess.start(home, Map.of("PGTRICKLE_EMBEDDED_PORT", Integer.toString(port)),
-                "--headless")) {
-            pgtrickle.awaitLine(allActive(), STARTUP);
-            pgtrickle.awaitLine(catalogLine(), STARTUP);
+        String url = PgTrickleProcess.jdbcUrl(port);
+        try (PgTrickleProcess pgtrickle = PgTrickleProcess.startReady(home, port, Map.of())) {
             try (Connection c = DriverManager.getConnection(url, "postgres", null); Statement s = c.createStatement();
                  Connection listener = DriverManager.getConnection(url, "postgres", null)) {
                 // docs/webhooks.md: one file per endpoint in etc/, written elsewhere and moved in
