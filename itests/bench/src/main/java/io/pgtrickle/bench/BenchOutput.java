@@ -6,6 +6,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.time.temporal.ChronoUnit;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
 import java.util.Locale;
 
 /** What the benchmark programs print and write the same way: progress lines, millisecond figures, the report. */
@@ -49,5 +52,16 @@ final class BenchOutput {
         Files.createDirectories(report.toAbsolutePath().getParent());
         Files.writeString(report, markdown, StandardCharsets.UTF_8);
         log("report written to %s (%.1f min)", report.toAbsolutePath().normalize(), minutes);
+    }
+
+    /** The p-th percentile (nearest rank) of {@code v}; NaN when it is empty. */
+    static double pct(List<Double> v, double p) {
+        if (v.isEmpty()) {
+            return Double.NaN;
+        }
+        List<Double> s = new ArrayList<>(v);
+        Collections.sort(s);
+        int idx = (int) Math.ceil(p / 100.0 * s.size()) - 1;
+        return s.get(Math.max(0, Math.min(s.size() - 1, idx)));
     }
 }

@@ -5,6 +5,7 @@ import static io.pgtrickle.bench.BenchOutput.ms;
 
 import io.pgtrickle.catalog.CatalogMigrator;
 import io.pgtrickle.refresh.plan.RefreshPlanner;
+import io.pgtrickle.testing.SqlStatements;
 import io.pgtrickle.testing.TestDatabase;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -46,7 +47,7 @@ import java.util.Map;
  * <p>Run with {@code mvn -B -f itests/bench/pom.xml -Pbench verify [-Dbench.rows=N]}; see the pom for
  * the other knobs. The normal build only compiles this class.
  */
-public final class EngineBenchmark {
+public final class EngineBenchmark implements SqlStatements {
 
     private static final String[] SHAPES = {"filter", "join", "agg"};
     private static final double[] LEVELS = {0.001, 0.01, 0.10};
@@ -661,6 +662,12 @@ public final class EngineBenchmark {
 
     // ---------------------------------------------------------------- helpers
 
+    /** The benchmark's own session, for {@link SqlStatements}. */
+    @Override
+    public Connection connection() {
+        return c;
+    }
+
     private void add(String key, double v) {
         samples.computeIfAbsent(key, k -> new ArrayList<>()).add(v);
     }
@@ -675,18 +682,6 @@ public final class EngineBenchmark {
             long t = System.nanoTime();
             s.execute(sql);
             return (System.nanoTime() - t) / 1e6;
-        }
-    }
-
-    private void exec(String sql) throws SQLException {
-        try (Statement s = c.createStatement()) {
-            s.execute(sql);
-        }
-    }
-
-    private String string(String sql) throws SQLException {
-        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            return rs.next() ? rs.getString(1) : null;
         }
     }
 
@@ -705,7 +700,6 @@ public final class EngineBenchmark {
         return String.format(Locale.ROOT, "%,.0f (%,.0f–%,.0f)", median(v), Collections.min(v), Collections.max(v));
     }
 
-
     static String x(double v) {
         return v < 10 ? String.format(Locale.ROOT, "%.2f×", v) : String.format(Locale.ROOT, "%.1f×", v);
     }
@@ -713,5 +707,4 @@ public final class EngineBenchmark {
     private static String levelName(double level) {
         return level == 0.001 ? "0.1%" : level == 0.01 ? "1%" : "10%";
     }
-
 }

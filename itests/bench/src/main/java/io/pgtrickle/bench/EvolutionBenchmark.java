@@ -2,9 +2,11 @@ package io.pgtrickle.bench;
 
 import static io.pgtrickle.bench.BenchOutput.log;
 import static io.pgtrickle.bench.BenchOutput.ms;
+import static io.pgtrickle.bench.BenchOutput.pct;
 
 import io.pgtrickle.catalog.CatalogMigrator;
 import io.pgtrickle.refresh.plan.RefreshPlanner;
+import io.pgtrickle.testing.SqlStatements;
 import io.pgtrickle.testing.TestDatabase;
 import java.nio.file.Path;
 import java.sql.Connection;
@@ -48,7 +50,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>Run with {@code mvn -B -f itests/bench/pom.xml -Pbench-evolution verify}; the normal build only
  * compiles it. Prints a Markdown report and writes it to {@code bench.report}.
  */
-public final class EvolutionBenchmark {
+public final class EvolutionBenchmark implements SqlStatements {
 
     static final String OLD = "SELECT s.id, s.dim_id, s.amount FROM src s";
     /** another result column (a join to a small dimension table): the plain path drops and re-creates the table */
@@ -1067,39 +1069,13 @@ public final class EvolutionBenchmark {
 
     // ---------------------------------------------------------------- helpers
 
-    static double pct(List<Double> v, double p) {
-        if (v.isEmpty()) {
-            return Double.NaN;
-        }
-        List<Double> s = new ArrayList<>(v);
-        Collections.sort(s);
-        int idx = (int) Math.ceil(p / 100.0 * s.size()) - 1;
-        return s.get(Math.max(0, Math.min(s.size() - 1, idx)));
+    /** The benchmark's own session, for {@link SqlStatements}. */
+    @Override
+    public Connection connection() {
+        return c;
     }
 
     static double max(List<Double> v) {
         return v.isEmpty() ? Double.NaN : Collections.max(v);
-    }
-
-    private void exec(String sql) throws SQLException {
-        try (Statement s = c.createStatement()) {
-            s.execute(sql);
-        }
-    }
-
-    private String string(String sql) throws SQLException {
-        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            return rs.next() ? rs.getString(1) : null;
-        }
-    }
-
-    private List<String> strings(String sql) throws SQLException {
-        List<String> out = new ArrayList<>();
-        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            while (rs.next()) {
-                out.add(rs.getString(1));
-            }
-        }
-        return out;
     }
 }

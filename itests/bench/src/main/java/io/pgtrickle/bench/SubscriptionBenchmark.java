@@ -2,6 +2,7 @@ package io.pgtrickle.bench;
 
 import static io.pgtrickle.bench.BenchOutput.log;
 import static io.pgtrickle.bench.BenchOutput.ms;
+import static io.pgtrickle.bench.BenchOutput.pct;
 
 import com.sun.net.httpserver.HttpServer;
 import com.zaxxer.hikari.HikariConfig;
@@ -11,6 +12,7 @@ import io.pgtrickle.api.notify.NotificationSinkType;
 import io.pgtrickle.api.refresh.RefreshListener;
 import io.pgtrickle.catalog.CatalogMigrator;
 import io.pgtrickle.refresh.plan.RefreshPlanner;
+import io.pgtrickle.testing.SqlStatements;
 import io.pgtrickle.testing.TestDatabase;
 import java.io.IOException;
 import java.io.InputStream;
@@ -67,7 +69,7 @@ import org.postgresql.PGNotification;
  * <p>Run with {@code mvn -B -f itests/bench/pom.xml -Pbench-subscriptions verify}; the normal build only
  * compiles it. Prints a Markdown report and writes it to {@code bench.report}.
  */
-public final class SubscriptionBenchmark {
+public final class SubscriptionBenchmark implements SqlStatements {
 
     private static final Pattern REFRESH_ID = Pattern.compile("\"refresh_id\"\\s*:\\s*(\\d+)");
 
@@ -624,14 +626,14 @@ public final class SubscriptionBenchmark {
                     try {
                         String[] f = stat(Long.parseLong(name));
                         if (Long.parseLong(f[3]) == postmaster) {
-                            ticks += Long.parseLong(f[13]) + Long.parseLong(f[14]);
+                            ticks += busyTicks(f);
                         }
                     } catch (java.io.IOException | RuntimeException e) {
                         // it exited meanwhile
                     }
                 }
             }
-            return ticks / 100.0; // USER_HZ is 100 on Linux
+            return ticks / USER_HZ;
         } catch (Exception e) {
             return Double.NaN;
         }
@@ -640,11 +642,8 @@ public final class SubscriptionBenchmark {
     /** The process ids of the database's client sessions now. */
     private List<Long> backends() throws SQLException {
         List<Long> pids = new ArrayList<>();
-        try (Statement q = c.createStatement();
-             ResultSet rs = q.executeQuery("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'")) {
-            while (rs.next()) {
-                pids.add(rs.getLong(1));
-            }
+        for (String pid : strings("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'")) {
+            pids.add(Long.parseLong(pid));
         }
         return pids;
     }
@@ -654,13 +653,20 @@ public final class SubscriptionBenchmark {
         long ticks = 0;
         try {
             for (long pid : pids) {
-                String[] f = stat(pid);
-                ticks += Long.parseLong(f[13]) + Long.parseLong(f[14]);
+                ticks += busyTicks(stat(pid));
             }
         } catch (java.io.IOException | RuntimeException e) {
             return Double.NaN;
         }
-        return ticks / 100.0;
+        return ticks / USER_HZ;
+    }
+
+    /** Clock ticks per second of /proc's CPU times on Linux. */
+    private static final double USER_HZ = 100.0;
+
+    /** A process's own CPU so far (utime + stime), in clock ticks, from its /proc stat fields. */
+    private static long busyTicks(String[] stat) {
+        return Long.parseLong(stat[13]) + Long.parseLong(stat[14]);
     }
 
     /** The fields of /proc/PID/stat after the command name (index 0 is the pid, 3 the parent). */
@@ -1196,18 +1202,14 @@ public final class SubscriptionBenchmark {
 
     // ---------------------------------------------------------------- helpers
 
-    private static String intervalName(int interval) {
-        return interval > 0 ? "every " + interval + " ms" : "back to back";
+    /** The benchmark's own session, for {@link SqlStatements}. */
+    @Override
+    public Connection connection() {
+        return c;
     }
 
-    static double pct(List<Double> v, double p) {
-        if (v.isEmpty()) {
-            return Double.NaN;
-        }
-        List<Double> s = new ArrayList<>(v);
-        Collections.sort(s);
-        int idx = (int) Math.ceil(p / 100.0 * s.size()) - 1;
-        return s.get(Math.max(0, Math.min(s.size() - 1, idx)));
+    private static String intervalName(int interval) {
+        return interval > 0 ? "every " + interval + " ms" : "back to back";
     }
 
     static double median(List<Double> v) {
@@ -1217,18 +1219,4 @@ public final class SubscriptionBenchmark {
     private static String rate(List<Double> v) {
         return String.format(Locale.ROOT, "%,.0f (%,.0f–%,.0f)", median(v), Collections.min(v), Collections.max(v));
     }
-
-
-    private void exec(String sql) throws SQLException {
-        try (Statement s = c.createStatement()) {
-            s.execute(sql);
-        }
-    }
-
-    private String string(String sql) throws SQLException {
-        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            return rs.next() ? rs.getString(1) : null;
-        }
-    }
-
 }
