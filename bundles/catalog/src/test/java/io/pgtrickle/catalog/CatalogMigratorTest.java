@@ -26,6 +26,8 @@ import org.junit.jupiter.api.Test;
 class CatalogMigratorTest {
 
     private static final String LATEST = "0.33.0";
+    /** The newest step of the release: the trust fixes of issue 11. */
+    private static final String LATEST_STEP = "0.33.0.1";
 
     private final List<TestDatabase.Database> databases = new ArrayList<>();
     private TestDatabase.Database db;
@@ -50,9 +52,9 @@ class CatalogMigratorTest {
     void freshInstallAppliesEveryShippedMigrationInOrder() throws SQLException {
         try (Connection c = db.connect()) {
             CatalogMigrator.Result r = new CatalogMigrator().migrate(c);
-            assertEquals(List.of("0.31.0", "0.32.0", "0.33.0"), r.applied());
+            assertEquals(List.of("0.31.0", "0.32.0", "0.33.0", "0.33.0.1"), r.applied());
             assertEquals(LATEST, r.releaseVersion());
-            assertEquals(List.of("0.31.0", "0.32.0", "0.33.0"), strings(c, "SELECT version FROM pgtrickle.pgt_schema_version ORDER BY applied_at, version"));
+            assertEquals(List.of("0.31.0", "0.32.0", "0.33.0", "0.33.0.1"), strings(c, "SELECT version FROM pgtrickle.pgt_schema_version ORDER BY applied_at, version"));
             assertEquals(List.of("pgt_change_tracking", "pgt_dead_letters", "pgt_dependencies", "pgt_evolutions", "pgt_outbox", "pgt_refresh_history",
                     "pgt_schema_version", "pgt_sinks", "pgt_stream_tables", "pgt_subscriptions"),
                     strings(c, "SELECT relname FROM pg_class WHERE relnamespace = 'pgtrickle'::regnamespace AND relkind = 'r' ORDER BY 1"));
@@ -66,7 +68,7 @@ class CatalogMigratorTest {
             new CatalogMigrator().migrate(c);
             CatalogMigrator.Result again = new CatalogMigrator().migrate(c);
             assertEquals(List.of(), again.applied());
-            assertEquals(LATEST, again.migrationVersion());
+            assertEquals(LATEST_STEP, again.migrationVersion());
         }
     }
 
@@ -78,6 +80,11 @@ class CatalogMigratorTest {
     @Test
     void upgradeFrom0320KeepsRowsAndMatchesAFreshInstall() throws SQLException {
         upgradeKeepsRowsAndMatchesFreshInstall("0.32.0");
+    }
+
+    @Test
+    void upgradeFrom0330KeepsRowsAndMatchesAFreshInstall() throws SQLException {
+        upgradeKeepsRowsAndMatchesFreshInstall("0.33.0");
     }
 
     private void upgradeKeepsRowsAndMatchesFreshInstall(String from) throws SQLException {
@@ -105,7 +112,7 @@ class CatalogMigratorTest {
                     + " UNION ALL SELECT row(refresh_id, pgt_id, action, rows_inserted, rows_deleted, status)::text FROM pgtrickle.pgt_refresh_history");
 
             CatalogMigrator.Result r = new CatalogMigrator().migrate(c);
-            assertEquals(LATEST, r.migrationVersion());
+            assertEquals(LATEST_STEP, r.migrationVersion());
             assertFalse(r.applied().contains(from));
 
             assertEquals(before, strings(c, "SELECT row(pgt_id, pgt_relid::regclass, pgt_name, defining_query, schedule, status, is_populated)::text FROM pgtrickle.pgt_stream_tables"
@@ -158,16 +165,16 @@ class CatalogMigratorTest {
             List<String> appliedByAll = new ArrayList<>();
             for (Future<CatalogMigrator.Result> f : results) {
                 CatalogMigrator.Result r = f.get(120, TimeUnit.SECONDS);
-                assertEquals(LATEST, r.migrationVersion());
+                assertEquals(LATEST_STEP, r.migrationVersion());
                 appliedByAll.addAll(r.applied());
             }
             appliedByAll.sort(null);
-            assertEquals(List.of("0.31.0", "0.32.0", "0.33.0"), appliedByAll);
+            assertEquals(List.of("0.31.0", "0.32.0", "0.33.0", "0.33.0.1"), appliedByAll);
         } finally {
             pool.shutdownNow();
         }
         try (Connection c = db.connect()) {
-            assertEquals(List.of("3"), strings(c, "SELECT count(*) FROM pgtrickle.pgt_schema_version"));
+            assertEquals(List.of("4"), strings(c, "SELECT count(*) FROM pgtrickle.pgt_schema_version"));
         }
     }
 
@@ -220,7 +227,7 @@ class CatalogMigratorTest {
         try (Connection c = db.connect()) {
             SQLException e = assertThrows(SQLException.class, () -> new CatalogMigrator(withBroken).migrate(c));
             assertTrue(e.getMessage().contains("0.33.0.90") && e.getMessage().contains("no_such_table"), e.getMessage());
-            assertEquals(List.of(LATEST), strings(c, "SELECT max(version) FROM pgtrickle.pgt_schema_version"));
+            assertEquals(List.of(LATEST_STEP), strings(c, "SELECT max(version) FROM pgtrickle.pgt_schema_version"));
             assertEquals(List.of(), strings(c, "SELECT relname FROM pg_class WHERE relname = 'half_done'"));
             // the connection is usable and the lock released: a correct bundle still migrates
             assertEquals(List.of(), new CatalogMigrator().migrate(c).applied());

@@ -1,0 +1,1 @@
+-- pgtrickle catalog 0.33.0.1 (trust fixes, issue 11): scheduler.
