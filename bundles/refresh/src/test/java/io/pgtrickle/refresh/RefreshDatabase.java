@@ -71,4 +71,15 @@ final class RefreshDatabase extends MigratedDatabase {
         return queryLong("SELECT count(*) FROM ((TABLE " + streamTable + " EXCEPT ALL (" + query + "))"
                 + " UNION ALL ((" + query + ") EXCEPT ALL TABLE " + streamTable + ")) d");
     }
+
+    /**
+     * Rows by which the stream table and its defining query differ when each row is compared by its
+     * text form, as a user reading both sees them: 1.0 and 1.000 are equal values but different rows.
+     */
+    long textDifference(String streamTable) throws SQLException {
+        String query = queryString("SELECT defining_query FROM pgtrickle.pgt_stream_tables WHERE pgt_id = ?", pgtId(streamTable));
+        String stored = "SELECT ROW(t.*)::text FROM " + streamTable + " t";
+        String fresh = "SELECT ROW(q.*)::text FROM (" + query + ") q";
+        return queryLong("SELECT count(*) FROM ((" + stored + " EXCEPT ALL " + fresh + ") UNION ALL (" + fresh + " EXCEPT ALL " + stored + ")) d");
+    }
 }

@@ -1,1 +1,423 @@
 -- pgtrickle catalog 0.33.0.1 (trust fixes, issue 11): refresh.
+--
+-- A stream table is either correct or refused with a reason:
+-- * a query whose result changes while its sources do not (it reads the time or the session, or
+--   calls volatile functions) is recomputed at every refresh, never skipped as NO_DATA, and never
+--   maintained differentially (recompute_reason, shown by explain_refresh_mode);
+-- * the settings that change a query's results are those of the session that set the query, and
+--   every refresh applies them, whoever runs it (query_settings);
+-- * an invalid pg_trickle.differential_max_change_ratio is ignored with one warning.
+
+-- Why the query's result can change while its sources do not; such a stream table is recomputed
+-- at every refresh. NULL when its result depends on its sources alone.
+ALTER TABLE pgtrickle.pgt_stream_tables ADD COLUMN recompute_reason text;
+-- The settings that change the query's results (see result_settings), as they were in the session
+-- that set the query: every refresh runs under them.
+ALTER TABLE pgtrickle.pgt_stream_tables ADD COLUMN query_settings jsonb;
+
+-- The current values of the settings that change what a query returns or how its values print:
+-- the time zone and date, interval and float output (a row's text form is its identity), the
+-- search path (functions the query calls may resolve names through it), locale-dependent
+-- formatting, and the default text search configuration.
+CREATE FUNCTION pgtrickle.result_settings() RETURNS jsonb
+    LANGUAGE sql STABLE
+AS $fn$
+    SELECT jsonb_object_agg(s.name, current_setting(s.name))
+      FROM unnest(ARRAY['TimeZone', 'DateStyle', 'IntervalStyle', 'search_path', 'extra_float_digits', 'bytea_output',
+                        'lc_monetary', 'lc_numeric', 'lc_time', 'default_text_search_config', 'xmloption']) AS s(name)
+$fn$;
+
+-- Why a query (its rewritten tree, nodeToString text) returns different rows from the same sources
+-- at different times, or NULL: it calls volatile functions, reads the clock or the session
+-- (CURRENT_DATE, now(), current_user, current_setting(), ...), or calls stable functions of its
+-- own, which may read tables whose changes nobody captures. Stable built-ins that depend only on
+-- settings (to_char, time zone arithmetic) are fine: every refresh applies query_settings.
+CREATE FUNCTION pgtrickle.recompute_reason(tree text) RETURNS text
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    found text;
+BEGIN
+    -- pg_depend does not record pinned built-ins such as random(), so read the tree
+    SELECT string_agg(DISTINCT p.oid::regprocedure::text, ', ') INTO found
+      FROM regexp_matches(tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS m(f)
+      JOIN pg_proc p ON p.oid = m.f[1]::oid
+     WHERE p.provolatile = 'v';
+    IF found IS NOT NULL THEN
+        RETURN 'the query calls volatile functions (' || found || ')';
+    END IF;
+    SELECT string_agg(DISTINCT p.oid::regprocedure::text, ', ') INTO found
+      FROM regexp_matches(tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS m(f)
+      JOIN pg_proc p ON p.oid = m.f[1]::oid
+     WHERE p.provolatile = 's' AND p.pronamespace = 'pg_catalog'::regnamespace
+       AND (p.proname IN ('now', 'transaction_timestamp', 'statement_timestamp', 'timeofday', 'current_date',
+                          'localtimestamp', 'current_timestamp', 'localtime', 'current_time')
+            OR (p.proname = 'age' AND p.pronargs = 1));
+    -- CURRENT_DATE, CURRENT_TIME, CURRENT_TIMESTAMP, LOCALTIME, LOCALTIMESTAMP (with or without a
+    -- precision) are SQLValueFunction nodes with ops 0 to 8, not function calls
+    IF found IS NOT NULL OR tree ~ '\{SQLVALUEFUNCTION :op [0-8] ' THEN
+        RETURN 'the query reads the current time (' || coalesce(found, 'CURRENT_DATE, CURRENT_TIME, LOCALTIMESTAMP or the like') || ')';
+    END IF;
+    SELECT string_agg(DISTINCT p.oid::regprocedure::text, ', ') INTO found
+      FROM regexp_matches(tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS m(f)
+      JOIN pg_proc p ON p.oid = m.f[1]::oid
+     WHERE p.provolatile = 's' AND p.pronamespace = 'pg_catalog'::regnamespace
+       AND p.proname ~ '^(current_|session_user$|user$|pg_|has_|to_reg|inet_|version$|txid_|obj_description$|col_description$|shobj_description$)';
+    -- before PostgreSQL 16, CURRENT_USER, SESSION_USER, CURRENT_SCHEMA and the like were
+    -- SQLValueFunction nodes too (ops 9 to 14)
+    IF found IS NOT NULL OR tree ~ '\{SQLVALUEFUNCTION :op (9|1[0-4]) ' THEN
+        RETURN 'the query reads the session or the system catalogs (' || coalesce(found, 'CURRENT_USER, CURRENT_SCHEMA or the like') || ')';
+    END IF;
+    SELECT string_agg(DISTINCT p.oid::regprocedure::text, ', ') INTO found
+      FROM regexp_matches(tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS m(f)
+      JOIN pg_proc p ON p.oid = m.f[1]::oid
+     WHERE p.provolatile = 's' AND p.pronamespace <> 'pg_catalog'::regnamespace;
+    IF found IS NOT NULL THEN
+        RETURN 'the query calls stable functions that may read tables whose changes are not captured (' || found
+               || '); declare them IMMUTABLE if their result depends on their arguments alone';
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- The same for a query's text: PostgreSQL parses it into a temporary view, whose rewritten tree is
+-- read. For queries set by any path (create, alter, an evolution's swap), through the trigger below.
+CREATE FUNCTION pgtrickle.query_recompute_reason(query text) RETURNS text
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    tree text;
+BEGIN
+    EXECUTE format('CREATE TEMPORARY VIEW pgt_classify_query AS %s', query);
+    SELECT r.ev_action::text INTO tree FROM pg_rewrite r WHERE r.ev_class = 'pg_temp.pgt_classify_query'::regclass;
+    DROP VIEW pg_temp.pgt_classify_query;
+    RETURN pgtrickle.recompute_reason(tree);
+END
+$fn$;
+
+-- Whenever a stream table's query is set: why it must be recomputed at every refresh, and the
+-- settings it runs under. The settings are the session's that sets the query, unless the statement
+-- sets them itself (an evolution's swap hands over the shadow's).
+CREATE FUNCTION pgtrickle.classify_query() RETURNS trigger
+    LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    NEW.recompute_reason := pgtrickle.query_recompute_reason(NEW.defining_query);
+    IF TG_OP = 'INSERT' AND NEW.query_settings IS NULL
+       OR TG_OP = 'UPDATE' AND NEW.query_settings IS NOT DISTINCT FROM OLD.query_settings THEN
+        NEW.query_settings := pgtrickle.result_settings();
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+
+CREATE TRIGGER pgt_classify_query BEFORE INSERT OR UPDATE OF defining_query ON pgtrickle.pgt_stream_tables
+    FOR EACH ROW EXECUTE FUNCTION pgtrickle.classify_query();
+
+-- A ratio setting ('0.5'): NULL or empty gives the default; anything else that is not a number
+-- >= 0 gives the default too, with one warning per session and value naming the setting.
+CREATE FUNCTION pgtrickle.setting_ratio(setting text, default_value double precision) RETURNS double precision
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    v      text := nullif(btrim(current_setting(setting, true)), '');
+    warned text := 'pgtrickle.warned_' || md5(setting);
+BEGIN
+    IF v IS NULL THEN
+        RETURN default_value;
+    END IF;
+    IF v ~ '^(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$' THEN
+        RETURN v::double precision;
+    END IF;
+    IF current_setting(warned, true) IS DISTINCT FROM v THEN
+        RAISE WARNING 'pgtrickle: ignoring % = ''%'': not a number >= 0; using the default %', setting, v, default_value;
+        PERFORM set_config(warned, v, false);
+    END IF;
+    RETURN default_value;
+END
+$fn$;
+
+-- Why the query behind a (temporary) view cannot be refreshed differentially, or NULL when it can.
+-- Read from the rewritten query tree, so it judges what PostgreSQL understood, not the spelling.
+-- The engine's planner (bundle io.pgtrickle.refresh) accepts exactly these queries; a shared corpus
+-- test keeps the two in step.
+CREATE OR REPLACE FUNCTION pgtrickle.differential_blocker(view_oid oid) RETURNS text
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    tree     text;
+    found    text;
+    branches integer;
+BEGIN
+    SELECT r.ev_action::text INTO tree FROM pg_rewrite r WHERE r.ev_class = view_oid;
+
+    -- A result that moves without its sources (the time, volatile functions) cannot be maintained
+    -- from their changes.
+    found := pgtrickle.recompute_reason(tree);
+    IF found IS NOT NULL THEN
+        RETURN found;
+    END IF;
+
+    SELECT string_agg(DISTINCT s.source_type || ' ' || s.relid::regclass::text, ', ') INTO found
+      FROM pgtrickle.query_sources(view_oid) s WHERE s.source_type NOT IN ('TABLE', 'STREAM_TABLE');
+    IF found IS NOT NULL THEN
+        RETURN 'the query reads relations whose changes are not captured (' || lower(found) || ')';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pgtrickle.query_sources(view_oid)) THEN
+        RETURN 'the query reads no table';
+    END IF;
+    SELECT string_agg(DISTINCT format('%s.%I', a.attrelid::regclass, a.attname), ', ') INTO found
+      FROM pgtrickle.query_sources(view_oid) s JOIN pg_attribute a ON a.attrelid = s.relid
+     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '';
+    IF found IS NOT NULL THEN
+        RETURN 'a source has generated columns (' || found || ')';
+    END IF;
+
+    IF tree ~ ':hasWindowFuncs true' THEN RETURN 'the query uses window functions'; END IF;
+    IF tree ~ ':hasTargetSRFs true' THEN RETURN 'the query calls set-returning functions in its select list'; END IF;
+    IF tree ~ ':hasSubLinks true' THEN RETURN 'the query has subqueries (EXISTS, IN or scalar)'; END IF;
+    IF tree ~ ':hasDistinctOn true' THEN RETURN 'the query uses DISTINCT ON'; END IF;
+    IF tree ~ ':cteList \(' THEN RETURN 'the query uses WITH'; END IF;
+    IF tree ~ ':groupingSets \(' THEN RETURN 'the query uses GROUPING SETS, ROLLUP or CUBE'; END IF;
+    IF tree ~ ':limitCount \{' OR tree ~ ':limitOffset \{' THEN RETURN 'the query uses LIMIT or OFFSET'; END IF;
+    IF tree ~ ':jointype [1-9]' THEN RETURN 'the query uses an outer join'; END IF;
+    IF tree ~ ':isNatural true' THEN RETURN 'the query uses NATURAL JOIN'; END IF;
+    IF tree ~ ':rtekind [3-8]' THEN RETURN 'the query reads a function, VALUES or another non-table FROM item'; END IF;
+    IF tree ~ ':varattno -' THEN RETURN 'the query reads system columns'; END IF;
+    IF pgtrickle.strip_nodes(tree, 'AGGREF') ~ ':resjunk true' THEN RETURN 'an ORDER BY or GROUP BY expression is not in the select list'; END IF;
+    IF tree ~ '\{SETOPERATIONSTMT :op [2-9]' OR tree ~ '\{SETOPERATIONSTMT :op \d+ :all false' THEN
+        RETURN 'the query uses UNION without ALL, INTERSECT or EXCEPT';
+    END IF;
+    -- UNION ALL branches are subqueries; any other subquery in FROM is not maintained.
+    SELECT count(*) + 1 INTO branches FROM regexp_matches(tree, '\{SETOPERATIONSTMT', 'g');
+    IF branches = 1 AND tree ~ ':rtekind 1 ' THEN
+        RETURN 'the query has a subquery in FROM';
+    END IF;
+    IF branches > 1 THEN
+        IF (SELECT count(*) FROM regexp_matches(tree, ':rtekind 1 ', 'g')) <> branches THEN
+            RETURN 'the query has a subquery in FROM';
+        END IF;
+        IF tree ~ ':hasAggs true' OR tree ~ ':groupClause \(' OR tree ~ ':distinctClause \(' THEN
+            RETURN 'a UNION ALL branch aggregates or uses DISTINCT';
+        END IF;
+    END IF;
+    IF tree ~ ':hasAggs true' AND tree !~ ':groupClause \(' THEN
+        RETURN 'the query aggregates without GROUP BY';
+    END IF;
+    -- Stored rows are found by a hash of their values (or of their group key).
+    SELECT string_agg(format('NULL::%s', format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum) INTO found
+      FROM pg_attribute a WHERE a.attrelid = view_oid AND a.attnum > 0 AND NOT a.attisdropped;
+    BEGIN
+        EXECUTE format('SELECT hash_record_extended(ROW(%s), 0)', found);
+    EXCEPTION WHEN OTHERS THEN
+        RETURN 'a result column has a type without a hash function: ' || SQLERRM;
+    END;
+    RETURN NULL;
+END
+$fn$;
+
+-- Refreshes one stream table in the caller's transaction and returns the refresh history id.
+-- Refused for a SUSPENDED stream table and for one whose source was dropped.
+-- wait = false: when another session is refreshing it, return NULL at once (the scheduler's way
+-- of never refreshing one stream table twice at the same time, across containers).
+-- notify_coalesce_ms: the container's coalescing window for subscriptions, used where neither the
+-- stream table nor the database sets one (see pgtrickle.notify_coalesce_ms).
+CREATE OR REPLACE FUNCTION pgtrickle.run_refresh(pgt_id bigint, initiated_by text, wait boolean DEFAULT true,
+                                      notify_coalesce_ms integer DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    st        pgtrickle.pgt_stream_tables;
+    started   timestamptz := clock_timestamp();
+    captured  boolean;
+    pending   bigint := 0;
+    snapshot  text;
+    ins       bigint := 0;
+    del       bigint := 0;
+    act       text;
+    id        bigint;
+    own       xid8;
+    full_next boolean := false;
+    fallback  boolean := false;
+    ratio     double precision;
+    estimate  double precision;
+    truncated boolean;
+    missing   bigint;
+    del2      bigint;
+    ins2      bigint;
+    setting   record;
+    restore   jsonb := '{}';
+BEGIN
+    IF wait THEN
+        SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = run_refresh.pgt_id FOR UPDATE;
+    ELSE
+        SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = run_refresh.pgt_id FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND AND EXISTS (SELECT FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = run_refresh.pgt_id) THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    IF st.pgt_id IS NULL THEN
+        RAISE EXCEPTION 'pgtrickle: no stream table with pgt_id %', run_refresh.pgt_id USING ERRCODE = 'undefined_table';
+    END IF;
+    -- A refresh would reset the error count of a stream table an operator has not resumed.
+    IF st.status = 'SUSPENDED' THEN
+        RAISE EXCEPTION 'pgtrickle: stream table %.% is SUSPENDED after % consecutive errors (last: %)',
+            st.pgt_schema, st.pgt_name, st.consecutive_errors, coalesce(st.last_error_message, 'none')
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Fix the cause, then SELECT pgtrickle.resume_stream_table(...).';
+    END IF;
+    IF EXISTS (SELECT FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id
+                  AND NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = d.source_relid)) THEN
+        RAISE EXCEPTION 'pgtrickle: a source of stream table %.% has been dropped', st.pgt_schema, st.pgt_name
+            USING ERRCODE = 'undefined_table', HINT = 'Drop the stream table, or re-create it on the new source.';
+    END IF;
+
+    -- The query runs under the settings of the session that set it (TimeZone, DateStyle, ...), so
+    -- the container and psql compute the same rows; put back before returning, since a refresh
+    -- from SQL runs in its caller's transaction.
+    FOR setting IN SELECT * FROM jsonb_each_text(coalesce(st.query_settings, '{}')) LOOP
+        IF current_setting(setting.key) IS DISTINCT FROM setting.value THEN
+            restore := restore || jsonb_build_object(setting.key, current_setting(setting.key));
+            PERFORM set_config(setting.key, setting.value, true);
+        END IF;
+    END LOOP;
+
+    -- Nothing to do when every source is captured and none has a change past the frontier; the
+    -- probe and the snapshot it is judged in come from one statement. A query without captured
+    -- sources (no tables, or views over catalogs, matviews, foreign tables), or whose result moves
+    -- without its sources (now(), volatile functions: recompute_reason), is always recomputed.
+    SELECT bool_and(d.source_type IN ('TABLE', 'STREAM_TABLE')) INTO captured
+      FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id;
+    IF st.is_populated AND NOT st.needs_reinit AND st.frontier ? 'snapshot' AND coalesce(captured, false)
+       AND st.recompute_reason IS NULL THEN
+        SELECT coalesce(sum(pgtrickle.pending_change_count(d.source_relid::regclass, (st.frontier ->> 'snapshot')::pg_snapshot)), 0),
+               pg_current_snapshot()::text
+          INTO pending, snapshot
+          FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id;
+    END IF;
+
+    -- A transaction that wrote to a source before refreshing: its rows are consumed now and, as it
+    -- is still in progress, again by the next refresh (see below). FULL needs no such bookkeeping.
+    own := pg_current_xact_id_if_assigned();
+    IF own IS NOT NULL AND EXISTS (SELECT FROM pgtrickle.pgt_dependencies d
+                                    WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE')
+                                      AND pgtrickle.written_by(d.source_relid::regclass, own)) THEN
+        full_next := true;
+    END IF;
+
+    -- AUTO: a change too large for a differential refresh to beat recomputing runs FULL this once.
+    -- Judged by buffered rows (an UPDATE is two) against the sources' estimated rows; a source never
+    -- analysed has no estimate, and then the rule does not apply.
+    IF st.requested_refresh_mode = 'AUTO' AND st.refresh_mode = 'DIFFERENTIAL' AND pending > 0 THEN
+        ratio := pgtrickle.setting_ratio('pg_trickle.differential_max_change_ratio', 0.5);
+        SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) END INTO estimate
+          FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid WHERE d.pgt_id = st.pgt_id;
+        fallback := ratio > 0 AND estimate IS NOT NULL AND pending > ratio * greatest(estimate, 1);
+    END IF;
+
+    -- the guard on the stream table (0.33.0-guards.sql) lets this transaction's refresh writes through
+    PERFORM set_config('pgtrickle.refreshing', 'on', true);
+    IF pending = 0 AND snapshot IS NOT NULL THEN
+        act := 'NO_DATA';
+    ELSIF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL AND snapshot IS NOT NULL AND NOT fallback
+          AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) AND NOT full_next THEN
+        act := 'DIFFERENTIAL';
+        EXECUTE st.delta_sql INTO del, ins, snapshot, truncated, missing USING (st.frontier ->> 'snapshot')::pg_snapshot;
+        -- A TRUNCATE in the window: the delta statement wrote nothing and said so.
+        IF truncated THEN
+            act := 'FULL';
+            EXECUTE pgtrickle.full_refresh_sql(st) INTO del, ins, snapshot;
+        -- Stored rows the delta should have removed were not there: the table no longer matches
+        -- its change history (it was written to directly). Recompute it rather than drift further.
+        ELSIF missing > 0 THEN
+            RAISE WARNING 'pgtrickle: stream table %.% lacked % row(s) its delta deletes; recomputing it in full',
+                st.pgt_schema, st.pgt_name, missing;
+            act := 'FULL';
+            EXECUTE pgtrickle.full_refresh_sql(st) INTO del2, ins2, snapshot;
+            del := del + del2;
+            ins := ins + ins2;
+        END IF;
+    ELSIF NOT st.is_populated AND st.state_table IS NULL AND NOT pgtrickle.has_rows(st.pgt_relid::regclass) THEN
+        -- The first fill of an empty table (create, a shadow build): nothing to compare with, so
+        -- a plain INSERT, with the snapshot taken by the same statement.
+        act := 'FULL';
+        EXECUTE format('WITH filled AS (INSERT INTO %s SELECT * FROM (%s) q RETURNING 1)'
+                       ' SELECT count(*), pg_current_snapshot()::text FROM filled', st.pgt_relid::regclass, st.defining_query)
+           INTO ins, snapshot;
+    ELSE
+        act := 'FULL';
+        EXECUTE pgtrickle.full_refresh_sql(st) INTO del, ins, snapshot;
+    END IF;
+    PERFORM set_config('pgtrickle.refreshing', 'off', true);
+
+    -- pg_current_snapshot() leaves the calling transaction out of its in-progress list, so a
+    -- refresh run inside a transaction that has written would store a frontier that counts that
+    -- transaction as consumed, and its later writes to a source would never be pending. Record it
+    -- as in progress: once it commits, the next refresh picks up everything it wrote.
+    own := pg_current_xact_id_if_assigned();
+    IF own IS NOT NULL AND pg_visible_in_snapshot(own, snapshot::pg_snapshot) THEN
+        SELECT format('%s:%s:%s', least(pg_snapshot_xmin(q.s), own), pg_snapshot_xmax(q.s),
+                      (SELECT string_agg(u.x::text, ',' ORDER BY u.x)
+                         FROM (SELECT pg_snapshot_xip(q.s) AS x UNION SELECT own) u))
+          INTO snapshot
+          FROM (SELECT snapshot::pg_snapshot AS s) q;
+    END IF;
+
+    INSERT INTO pgtrickle.pgt_refresh_history
+           (pgt_id, data_timestamp, start_time, end_time, action, rows_inserted, rows_deleted, delta_row_count, status,
+            initiated_by, was_full_fallback)
+    VALUES (st.pgt_id, now(), started, clock_timestamp(), act, ins, del, ins + del, 'COMPLETED', run_refresh.initiated_by,
+            fallback AND act = 'FULL')
+    RETURNING refresh_id INTO id;
+
+    -- subscribers hear of it when this transaction commits, and never if it rolls back
+    IF ins + del > 0 AND EXISTS (SELECT FROM pgtrickle.pgt_subscriptions sub WHERE sub.pgt_id = st.pgt_id) THEN
+        PERFORM pgtrickle.announce_refresh(st.pgt_id, id, ins, del, run_refresh.notify_coalesce_ms);
+    END IF;
+
+    UPDATE pgtrickle.pgt_stream_tables s
+       SET frontier = jsonb_build_object('snapshot', snapshot)
+                      || CASE WHEN full_next OR (act <> 'FULL' AND coalesce((st.frontier ->> 'full_next')::boolean, false))
+                              THEN '{"full_next": true}' ELSE '{}' END::jsonb,
+           data_timestamp = now(), last_refresh_at = now(), is_populated = true, needs_reinit = false,
+           consecutive_errors = 0, status = CASE WHEN s.status = 'INITIALIZING' THEN 'ACTIVE' ELSE s.status END,
+           updated_at = now()
+     WHERE s.pgt_id = st.pgt_id;
+
+    PERFORM pgtrickle.prune_change_buffer(d.source_relid::regclass)
+       FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE');
+    FOR setting IN SELECT * FROM jsonb_each_text(restore) LOOP
+        PERFORM set_config(setting.key, setting.value, true);
+    END LOOP;
+    RETURN id;
+END
+$fn$;
+
+-- The mode asked for, the mode that runs, why they differ, and why every refresh recomputes the
+-- query (if it does).
+DROP FUNCTION pgtrickle.explain_refresh_mode(text);
+CREATE FUNCTION pgtrickle.explain_refresh_mode(name text)
+    RETURNS TABLE (configured_mode text, effective_mode text, downgrade_reason text, recompute_reason text)
+    LANGUAGE sql STABLE
+AS $fn$
+    SELECT s.requested_refresh_mode, s.refresh_mode, s.refresh_mode_reason, s.recompute_reason
+      FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = (pgtrickle.find_stream_table(name)).pgt_id
+$fn$;
+
+-- Stream tables of 0.33.0: classified now. Their settings were never recorded, so they keep
+-- running under the refreshing session's (NULL). One whose result moves with the time was
+-- maintained differentially, wrongly: it runs FULL from here on, saying why.
+UPDATE pgtrickle.pgt_stream_tables s SET recompute_reason = pgtrickle.query_recompute_reason(s.defining_query);
+DO $$
+DECLARE
+    st record;
+BEGIN
+    FOR st IN SELECT s.state_table FROM pgtrickle.pgt_stream_tables s
+               WHERE s.recompute_reason IS NOT NULL AND s.state_table IS NOT NULL LOOP
+        EXECUTE format('DROP TABLE IF EXISTS %s', st.state_table);
+    END LOOP;
+END
+$$;
+UPDATE pgtrickle.pgt_stream_tables s
+   SET refresh_mode = 'FULL', effective_refresh_mode = 'FULL', refresh_mode_reason = s.recompute_reason,
+       delta_sql = NULL, state_sql = NULL, state_table = NULL
+ WHERE s.recompute_reason IS NOT NULL AND s.refresh_mode = 'DIFFERENTIAL';

@@ -19,7 +19,6 @@ import net.sf.jsqlparser.expression.Function;
 import net.sf.jsqlparser.expression.operators.relational.ExistsExpression;
 import net.sf.jsqlparser.expression.operators.relational.ExpressionList;
 import net.sf.jsqlparser.parser.CCJSqlParserUtil;
-import net.sf.jsqlparser.schema.Column;
 import net.sf.jsqlparser.schema.Table;
 import net.sf.jsqlparser.statement.Statement;
 import net.sf.jsqlparser.statement.select.FromItem;
@@ -80,11 +79,13 @@ public final class DeltaPlanner {
      * @param columns    its columns, quoted, in order (the query's output columns)
      * @param types      their types as {@code format_type} prints them
      * @param stateTable where running totals go, should the query get them (schema-qualified, quoted)
+     * @param identical  per column, whether equal values always print the same (see {@link Source#identical()})
      */
-    public record Target(String name, List<String> columns, List<String> types, String stateTable) {
+    public record Target(String name, List<String> columns, List<String> types, String stateTable, List<Boolean> identical) {
         public Target {
             columns = List.copyOf(columns);
             types = List.copyOf(types);
+            identical = List.copyOf(identical);
         }
     }
 
@@ -95,9 +96,6 @@ public final class DeltaPlanner {
             "covar_pop", "covar_samp", "xmlagg", "range_agg", "range_intersect_agg", "any_value", "mode",
             "percentile_cont", "percentile_disc");
 
-    private static final String PLACEHOLDER = "__pgt_src_";
-    private static final Pattern PLACEHOLDERS = Pattern.compile(PLACEHOLDER + "(\\d+)\\b");
-    private static final String WEIGHT_MARK = "__pgt_weight_mark";
     private static final String WINDOW = "b.xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(b.xid, $1)";
 
     private DeltaPlanner() {
@@ -114,6 +112,17 @@ public final class DeltaPlanner {
     public static Plan plan(String query, Target to, Source.Lookup sources, boolean consolidate) throws PlanRefusedException {
         String target = to.name();
         List<String> columns = to.columns();
+        // every term re-parses the query (the tree is edited per term), so look each name up once
+        Map<String, Source> found = new LinkedHashMap<>();
+        Source.Lookup lookup = sources;
+        sources = name -> {
+            Source s = found.get(name);
+            if (s == null) {
+                s = lookup.find(name);
+                found.put(name, s);
+            }
+            return s;
+        };
         Parsed parsed = parse(query, sources);
         for (Branch b : parsed.branches) {
             if (b.select.getSelectItems().size() != columns.size()) {
@@ -128,24 +137,25 @@ public final class DeltaPlanner {
             }
             return groups(query, target, columns, sources, parsed.branches.get(0), consolidate);
         }
-        return rows(query, target, columns, sources, parsed, consolidate);
+        return rows(query, target, columns, !to.identical().contains(false), sources, parsed, consolidate);
     }
 
     // ---------------------------------------------------------------- ROWS
 
-    private static Plan rows(String query, String target, List<String> columns, Source.Lookup sources, Parsed shape,
-            boolean consolidate) throws PlanRefusedException {
-        Parsed parsed = parse(query, sources);
-        Deltas deltas = new Deltas(parsed, consolidate);
+    /**
+     * @param identical whether equal result rows always print the same; if not, a row's identity
+     *                  includes its text form, as FULL's does: an UPDATE from 1.0 to 1.000 is a
+     *                  delete and an insert, not a change that nets out
+     */
+    private static Plan rows(String query, String target, List<String> columns, boolean identical, Source.Lookup sources,
+            Parsed shape, boolean consolidate) throws PlanRefusedException {
+        Deltas deltas = new Deltas(shape, consolidate);
         List<String> terms = new ArrayList<>();
-        for (Branch b : parsed.branches) {
-            b.select.addSelectItems(SelectItem.from(new Column(WEIGHT_MARK)));
-            String template = b.placeholders().select.toString();
-            for (int k = 0; k < b.occurrences.size(); k++) {
-                String weight = IntStream.range(k, b.occurrences.size())
-                        .mapToObj(i -> b.occurrences.get(i).alias + ".__pgt_w").collect(Collectors.joining(" * "));
-                String term = substitute(template, b, k, deltas).replace(WEIGHT_MARK, weight);
-                terms.add("SELECT * FROM (" + term + ") __pgt_t(" + String.join(", ", columns) + ", __pgt_w)"
+        for (int bi = 0; bi < shape.branches.size(); bi++) {
+            for (int k = 0; k < shape.branches.get(bi).occurrences.size(); k++) {
+                Branch b = parse(query, sources).branches.get(bi);
+                b.select.addSelectItems(SelectItem.from(parseExpression(weight(b, k))));
+                terms.add("SELECT * FROM (" + b.term(k, deltas) + ") __pgt_t(" + String.join(", ", columns) + ", __pgt_w)"
                         + " WHERE " + deltas.pending(b.occurrences.get(k).source));
             }
         }
@@ -157,7 +167,7 @@ public final class DeltaPlanner {
                 __pgt_delta AS MATERIALIZED (
                     SELECT %1$s, sum(d.__pgt_w)::bigint AS __pgt_w
                       FROM (%2$s) d
-                     GROUP BY %1$s
+                     GROUP BY %1$s%8$s
                     HAVING sum(d.__pgt_w) <> 0),
                 __pgt_trunc AS MATERIALIZED (SELECT %3$s AS t),
                 __pgt_victims AS MATERIALIZED (
@@ -165,7 +175,7 @@ public final class DeltaPlanner {
                       FROM __pgt_delta d CROSS JOIN LATERAL (
                           SELECT s.ctid FROM %4$s s
                            WHERE hash_record_extended(ROW(%5$s), 0) = hash_record_extended(ROW(%1$s), 0)
-                             AND ROW(%5$s) IS NOT DISTINCT FROM ROW(%1$s)
+                             AND ROW(%5$s) IS NOT DISTINCT FROM ROW(%1$s)%9$s
                            LIMIT -d.__pgt_w) v
                      WHERE d.__pgt_w < 0 AND NOT (SELECT t FROM __pgt_trunc)),
                 __pgt_deleted AS (
@@ -181,7 +191,9 @@ public final class DeltaPlanner {
                        CASE WHEN (SELECT t FROM __pgt_trunc) THEN 0
                             ELSE (SELECT coalesce(sum(-__pgt_w), 0) FROM __pgt_delta WHERE __pgt_w < 0)
                                  - (SELECT count(*) FROM __pgt_victims) END
-                """.formatted(d, String.join("\n UNION ALL ", terms), truncated(shape), target, s, cols, deltas.definitions()),
+                """.formatted(d, String.join("\n UNION ALL ", terms), truncated(shape), target, s, cols, deltas.definitions(),
+                identical ? "" : ", ROW(" + d + ")::text",
+                identical ? "" : "\n AND ROW(" + s + ")::text = ROW(" + d + ")::text"),
                 columns);
     }
 
@@ -203,18 +215,15 @@ public final class DeltaPlanner {
                 + "), 0)";
 
         // the group keys the changes touch, from the telescoping terms of the FROM and WHERE clauses
-        Parsed keyed = parse(query, sources);
-        Deltas deltas = new Deltas(keyed, consolidate);
-        Branch k = keyed.branches.get(0);
-        k.select.setSelectItems(new ArrayList<>(List.of(SelectItem.from(parseExpression(keyHash)))));
-        k.select.setGroupByElement(null);
-        k.select.setHaving(null);
-        k.select.setDistinct(null);
-        String template = k.placeholders().select.toString();
+        Deltas deltas = new Deltas(new Parsed(List.of(shape)), consolidate);
         List<String> terms = new ArrayList<>();
-        for (int i = 0; i < k.occurrences.size(); i++) {
-            terms.add("SELECT * FROM (" + substitute(template, k, i, deltas) + ") __pgt_t(h) WHERE "
-                    + deltas.pending(k.occurrences.get(i).source));
+        for (int i = 0; i < shape.occurrences.size(); i++) {
+            Branch k = parse(query, sources).branches.get(0);
+            k.select.setSelectItems(new ArrayList<>(List.of(SelectItem.from(parseExpression(keyHash)))));
+            k.select.setGroupByElement(null);
+            k.select.setHaving(null);
+            k.select.setDistinct(null);
+            terms.add("SELECT * FROM (" + k.term(i, deltas) + ") __pgt_t(h) WHERE " + deltas.pending(k.occurrences.get(i).source));
         }
 
         // those groups recomputed from the sources
@@ -269,18 +278,10 @@ public final class DeltaPlanner {
 
     // ---------------------------------------------------------------- SQL pieces
 
-    /** The template with occurrence k's changes, the new state before it and the old state after it. */
-    static String substitute(String template, Branch b, int k, Deltas deltas) {
-        Matcher m = PLACEHOLDERS.matcher(template);
-        StringBuilder out = new StringBuilder();
-        while (m.find()) {
-            int i = Integer.parseInt(m.group(1)) - b.first;
-            Source src = b.occurrences.get(i).source;
-            String replacement = i < k ? src.name() : i == k ? deltas.changes(src) : deltas.oldState(src);
-            m.appendReplacement(out, Matcher.quoteReplacement(replacement));
-        }
-        m.appendTail(out);
-        return out.toString();
+    /** The weight of term k: the product of the weights of occurrence k and those after it. */
+    static String weight(Branch b, int k) {
+        return IntStream.range(k, b.occurrences.size())
+                .mapToObj(i -> b.occurrences.get(i).alias + ".__pgt_w").collect(Collectors.joining(" * "));
     }
 
     /**
@@ -315,8 +316,12 @@ public final class DeltaPlanner {
                     .map(s -> {
                         String changes = "SELECT " + prefixed("b.", s.columns()) + ", CASE WHEN b.action = 'I' THEN 1 ELSE -1 END AS __pgt_w FROM "
                                 + s.buffer() + " b WHERE " + WINDOW + " AND b.action <> 'T'";
+                        // by value and, where equal values can print differently, by text: the
+                        // delete of 1.0 and the insert of 1.000 must both reach the stream table
                         String positions = IntStream.rangeClosed(1, s.columns().size()).mapToObj(Integer::toString)
-                                .collect(Collectors.joining(", "));
+                                .collect(Collectors.joining(", "))
+                                + IntStream.range(0, s.columns().size()).filter(i -> !s.identical().get(i))
+                                        .mapToObj(i -> ", " + s.columns().get(i) + "::text").collect(Collectors.joining());
                         return names.get(s.buffer()) + " AS MATERIALIZED (" + (consolidate
                                 ? "SELECT " + String.join(", ", s.columns()) + ", sum(x.__pgt_w)::integer AS __pgt_w FROM (" + changes
                                         + ") x GROUP BY " + positions + " HAVING sum(x.__pgt_w) <> 0"
@@ -388,12 +393,9 @@ public final class DeltaPlanner {
     static final class Branch {
         final PlainSelect select;
         final List<Occurrence> occurrences = new ArrayList<>();
-        /** Global number of this branch's first occurrence, for placeholders. */
-        final int first;
 
-        Branch(PlainSelect select, int first) {
+        Branch(PlainSelect select) {
             this.select = select;
-            this.first = first;
         }
 
         boolean grouped() {
@@ -409,14 +411,20 @@ public final class DeltaPlanner {
             return select.getSelectItems().stream().map(i -> (Expression) i.getExpression()).toList();
         }
 
-        /** Renames every occurrence's table to its placeholder (its alias, always set, stays). */
-        Branch placeholders() {
+        /**
+         * Term k of the telescoping sum, as SQL: occurrence k reads its changes, those before it the
+         * new state and those after it the old state. Done on the parse tree (each occurrence's
+         * table node renamed to its relation), so nothing in the query's text is rewritten: a
+         * string literal that looks like an internal name stays what it is. Edits this branch, so
+         * each term needs a branch of its own.
+         */
+        String term(int k, Deltas deltas) {
             for (int i = 0; i < occurrences.size(); i++) {
-                Table t = occurrences.get(i).table;
-                t.setSchemaName(null);
-                t.setName(PLACEHOLDER + (first + i));
+                Occurrence o = occurrences.get(i);
+                o.table.setSchemaName(null);
+                o.table.setName(i < k ? o.source.name() : i == k ? deltas.changes(o.source) : deltas.oldState(o.source));
             }
-            return this;
+            return select.toString();
         }
     }
 
@@ -425,13 +433,53 @@ public final class DeltaPlanner {
      * cannot read. On a literal the field qualifier is a no-op: the constant was coerced when the query
      * was parsed, and the printed value is the coerced one.
      */
-    private static final Pattern INTERVAL_FIELDS = Pattern.compile(
-            "('(?:[^']|'')*'::interval) (?:year|month|day|hour|minute|second)(?: to (?:month|hour|minute|second))?\\b");
+    private static final Pattern INTERVAL_FIELD = Pattern.compile(
+            "::interval( (?:year|month|day|hour|minute|second)(?: to (?:month|hour|minute|second))?)\\b");
+
+    /**
+     * The query without the field qualifiers of interval literals. A scanner rather than a regular
+     * expression over the whole text: only a qualifier that really follows a literal goes, never
+     * text inside a string literal or a quoted identifier that happens to look like one.
+     */
+    static String withoutIntervalFields(String query) {
+        StringBuilder out = new StringBuilder(query.length());
+        int i = 0;
+        while (i < query.length()) {
+            char ch = query.charAt(i);
+            if (ch != '\'' && ch != '"') {
+                out.append(ch);
+                i++;
+                continue;
+            }
+            int end = i + 1;
+            while (end < query.length()) {
+                if (query.charAt(end) == ch) {
+                    if (end + 1 < query.length() && query.charAt(end + 1) == ch) {
+                        end += 2; // a doubled quote stands for itself
+                        continue;
+                    }
+                    break;
+                }
+                end++;
+            }
+            end = Math.min(end + 1, query.length());
+            out.append(query, i, end);
+            i = end;
+            if (ch == '\'') {
+                Matcher field = INTERVAL_FIELD.matcher(query).region(i, query.length());
+                if (field.lookingAt()) {
+                    out.append("::interval");
+                    i = field.end();
+                }
+            }
+        }
+        return out.toString();
+    }
 
     static Parsed parse(String query, Source.Lookup sources) throws PlanRefusedException {
         Statement statement;
         try {
-            statement = CCJSqlParserUtil.parse(INTERVAL_FIELDS.matcher(query).replaceAll("$1"));
+            statement = CCJSqlParserUtil.parse(withoutIntervalFields(query));
         } catch (JSQLParserException e) {
             throw new PlanRefusedException("the engine's SQL parser cannot read the query: " + firstLine(e));
         }
@@ -464,7 +512,6 @@ public final class DeltaPlanner {
         }
 
         List<Branch> branches = new ArrayList<>();
-        int next = 0;
         for (PlainSelect ps : selects) {
             noLimit(ps);
             ps.setOrderByElements(null);
@@ -477,7 +524,7 @@ public final class DeltaPlanner {
             if (ps.getWindowDefinitions() != null || ps.getIntoTables() != null) {
                 throw new PlanRefusedException("the query uses WINDOW or INTO");
             }
-            Branch b = new Branch(ps, next);
+            Branch b = new Branch(ps);
             ps.setFromItem(walk(ps.getFromItem(), b, sources));
             if (ps.getJoins() != null) {
                 for (Join j : ps.getJoins()) {
@@ -508,7 +555,6 @@ public final class DeltaPlanner {
             if (selects.size() > 1 && (b.grouped() || f.aggregates)) {
                 throw new PlanRefusedException("a UNION ALL branch aggregates or uses DISTINCT");
             }
-            next += b.occurrences.size();
             branches.add(b);
         }
         return new Parsed(branches);

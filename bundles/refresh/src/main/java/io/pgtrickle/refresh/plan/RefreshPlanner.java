@@ -8,6 +8,7 @@ import java.sql.Savepoint;
 import java.sql.Statement;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -68,7 +69,8 @@ public final class RefreshPlanner {
         for (boolean consolidate : new boolean[] {true, false}) {
             Savepoint before = c.setSavepoint();
             try {
-                DeltaPlanner.Target to = new DeltaPlanner.Target(target, quotedColumns(c, relid), columnTypes(c, relid), stateTable);
+                DeltaPlanner.Target to = new DeltaPlanner.Target(target, quotedColumns(c, relid), columnTypes(c, relid), stateTable,
+                        identical(c, relid));
                 DeltaPlanner.Plan plan = DeltaPlanner.plan(query, to, name -> source(c, name), consolidate);
                 createRowIndex(c, pgtId, schema, target, plan.keyColumns());
                 try (Statement s = c.createStatement()) {
@@ -88,8 +90,19 @@ public final class RefreshPlanner {
                 break;
             } catch (SQLException e) {
                 c.rollback(before);
+                if (isTransient(e)) {
+                    // a lock or statement timeout, a deadlock, a lost connection: no verdict on the
+                    // query, so no FULL for good; the next tick plans it again
+                    throw e;
+                }
                 reason = "the engine's differential statement is not valid SQL (" + e.getMessage() + ")";
                 LOG.debug("stream table {}: {} (consolidated: {}); query: {}", target, reason, consolidate, query);
+            } catch (RuntimeException e) {
+                // a planner bug must cost this stream table a FULL refresh, not stop the scheduler
+                c.rollback(before);
+                reason = "the engine's planner failed on this query (" + e + ")";
+                LOG.warn("stream table {}: {}; query: {}", target, reason, query, e);
+                break;
             }
         }
         if (sql == null && reason != null && reason.startsWith("the engine's")) {
@@ -119,6 +132,33 @@ public final class RefreshPlanner {
         return true;
     }
 
+    /**
+     * SQLSTATE classes and codes of failures that say nothing about the query: connection
+     * exceptions (08), transaction rollbacks such as serialization failures and deadlocks (40),
+     * lock_not_available (55P03), query_canceled (57014, statement_timeout), operator intervention
+     * (57P0x: shutdown, crash recovery), insufficient resources (53).
+     */
+    static boolean isTransient(SQLException e) {
+        String state = e.getSQLState();
+        return state == null || state.startsWith("08") || state.startsWith("40") || state.startsWith("53")
+                || state.equals("55P03") || state.equals("57014") || state.startsWith("57P");
+    }
+
+    /**
+     * Per column, whether two equal values always print the same (so equality is identity): integers,
+     * booleans, dates and times, uuid, bytea, and text types under a deterministic collation. Not
+     * numeric (1.0 = 1.00), interval ('1 day' = '24 hours'), floats (0 = -0), jsonb ({"a": 1.0} =
+     * {"a": 1}), arrays and records of those, or anything unknown.
+     */
+    static final String IDENTICAL = "format_type(a.atttypid, NULL) IN ('smallint', 'integer', 'bigint', 'boolean', 'date',"
+            + " 'timestamp without time zone', 'timestamp with time zone', 'time without time zone', 'uuid', 'bytea', 'oid',"
+            + " 'text', 'character varying', 'name')"
+            + " AND coalesce((SELECT co.collisdeterministic FROM pg_collation co WHERE co.oid = a.attcollation), true)";
+
+    private static List<Boolean> identical(Connection c, long relid) throws SQLException {
+        return columns(c, relid, IDENTICAL).stream().map("t"::equals).toList();
+    }
+
     private static List<String> quotedColumns(Connection c, long relid) throws SQLException {
         return columns(c, relid, "quote_ident(attname)");
     }
@@ -130,8 +170,8 @@ public final class RefreshPlanner {
 
     private static List<String> columns(Connection c, long relid, String what) throws SQLException {
         List<String> values = new ArrayList<>();
-        try (PreparedStatement ps = c.prepareStatement("SELECT " + what + " FROM pg_attribute"
-                + " WHERE attrelid = ? AND attnum > 0 AND NOT attisdropped ORDER BY attnum")) {
+        try (PreparedStatement ps = c.prepareStatement("SELECT " + what + " FROM pg_attribute a"
+                + " WHERE a.attrelid = ? AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")) {
             ps.setLong(1, relid);
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
@@ -161,7 +201,9 @@ public final class RefreshPlanner {
                 if (rs.getLong(4) > 0) {
                     throw new PlanRefusedException("the columns of " + rs.getString(1) + " changed since its capture began");
                 }
-                return new Source(rs.getString(1), rs.getString(2), quotedColumns(c, rs.getLong(3)));
+                long relid = rs.getLong(3);
+                return new Source(rs.getString(1), rs.getString(2), quotedColumns(c, relid),
+                        columns(c, relid, "format_type(a.atttypid, a.atttypmod)"), identical(c, relid));
             }
         } catch (SQLException e) {
             throw new PlanRefusedException("the engine could not look up " + name + ": " + e.getMessage());
@@ -196,10 +238,27 @@ public final class RefreshPlanner {
         }
     }
 
-    /** Plans the statement (without running it), so that a planner bug costs a FULL refresh, not a failed one. */
+    private static final AtomicLong CHECKS = new AtomicLong();
+
+    /**
+     * Plans the statement (without running it), so that a planner bug costs a FULL refresh, not a
+     * failed one. Prepared with its parameter, never by putting a value into its text: the query's
+     * own literals may contain "$1".
+     */
     private static void explain(Connection c, String deltaSql) throws SQLException {
+        String name = "pgt_plan_check_" + CHECKS.incrementAndGet();
         try (Statement s = c.createStatement()) {
-            s.execute("EXPLAIN " + deltaSql.replace("$1", "'1:1:'::pg_snapshot"));
+            Savepoint before = c.setSavepoint();
+            s.execute("PREPARE " + name + "(pg_snapshot) AS " + deltaSql);
+            try {
+                s.execute("EXPLAIN EXECUTE " + name + "('1:1:')");
+            } catch (SQLException e) {
+                // the failed EXPLAIN aborted the transaction; a prepared statement outlives that
+                c.rollback(before);
+                s.execute("DEALLOCATE " + name);
+                throw e;
+            }
+            s.execute("DEALLOCATE " + name);
         }
     }
 

@@ -31,13 +31,39 @@ import net.sf.jsqlparser.statement.select.SelectItem;
 final class RunningTotals {
 
     private static final Set<String> EXACT = Set.of("bigint", "integer", "smallint");
-    private static final String WEIGHT = "__pgt_weight_mark";
 
     /** One result column: a group key, or an aggregate with its state columns. */
     private record Item(String kind, String argument, String type, int key) {
     }
 
     private RunningTotals() {
+    }
+
+    private static final java.util.regex.Pattern FIXED_SCALE = java.util.regex.Pattern.compile(
+            "smallint|integer|bigint|numeric\\(\\d+,\\d+\\)");
+
+    /**
+     * Whether every value a numeric sum adds has one scale, so the running total prints as a
+     * recomputed sum would. A numeric sum's scale is the largest of its inputs': with mixed scales,
+     * adding 1.000 and taking it away again leaves 3.500 where a recomputation gives 3.50. Only a
+     * plain column of an integer type or of numeric with a declared scale qualifies.
+     */
+    private static boolean fixedScale(Expression argument, Branch shape) {
+        if (!(argument instanceof net.sf.jsqlparser.schema.Column column)) {
+            return false;
+        }
+        String table = column.getTable() == null ? null : column.getTable().getName();
+        DeltaPlanner.Occurrence from = null;
+        for (DeltaPlanner.Occurrence o : shape.occurrences) {
+            if (table == null ? shape.occurrences.size() == 1 : o.alias.equals(table)) {
+                from = o;
+            }
+        }
+        if (from == null) {
+            return false;
+        }
+        int at = from.source.columns().indexOf(column.getColumnName());
+        return at >= 0 && FIXED_SCALE.matcher(from.source.types().get(at)).matches();
     }
 
     /** The plan, or null when the query is not of this form (GROUPS then handles it). */
@@ -72,7 +98,7 @@ final class RunningTotals {
                 return null;
             } else if (name.equals("count")) {
                 items.add(new Item("count", f.getParameters().get(0).toString(), type, -1));
-            } else if (name.equals("sum") && (EXACT.contains(type) || type.startsWith("numeric"))) {
+            } else if (name.equals("sum") && (EXACT.contains(type) || type.startsWith("numeric") && fixedScale(f.getParameters().get(0), shape))) {
                 items.add(new Item("sum", f.getParameters().get(0).toString(), type, -1));
             } else {
                 return null;
@@ -94,48 +120,51 @@ final class RunningTotals {
         String keyHash = "hash_record_extended(ROW(" + String.join(", ", keyTexts) + "), 0)";
 
         // the changes' contributions per group, from the telescoping terms
-        Parsed parsed = DeltaPlanner.parse(query, sources);
-        Deltas deltas = new Deltas(parsed, consolidate);
-        Branch b = parsed.branches().get(0);
-        List<String> contributions = new ArrayList<>();
-        contributions.add(keyHash);
-        contributions.addAll(keyTexts);
-        contributions.add(WEIGHT);
+        Deltas deltas = new Deltas(new Parsed(List.of(shape)), consolidate);
         List<String> stateColumns = new ArrayList<>();
         List<String> stateTypes = new ArrayList<>();
         List<String> refill = new ArrayList<>(List.of(keyHash, "count(*)"));
         for (int i = 0; i < items.size(); i++) {
             Item it = items.get(i);
             if (it.kind.equals("sum")) {
-                contributions.add("(" + it.argument + ") * " + WEIGHT);
                 stateColumns.add("s" + i);
                 stateTypes.add(it.type);
                 refill.add("sum(" + it.argument + ")");
             }
             if (it.kind.equals("sum") || it.kind.equals("count")) {
-                contributions.add("CASE WHEN (" + it.argument + ") IS NOT NULL THEN " + WEIGHT + " ELSE 0 END");
                 stateColumns.add("c" + i);
                 stateTypes.add("bigint");
                 refill.add("count(" + it.argument + ")");
             }
         }
-        List<SelectItem<?>> select = new ArrayList<>();
-        for (String c : contributions) {
-            select.add(SelectItem.from(DeltaPlanner.parseExpression(c)));
-        }
-        b.select.setSelectItems(select);
-        b.select.setGroupByElement(null);
-        String template = b.placeholders().select.toString();
         List<String> termColumns = new ArrayList<>(List.of("h"));
         IntStream.range(0, keys.size()).forEach(k -> termColumns.add("k" + k));
         termColumns.add("w");
         termColumns.addAll(stateColumns);
         List<String> terms = new ArrayList<>();
-        for (int k = 0; k < b.occurrences.size(); k++) {
-            String weight = IntStream.range(k, b.occurrences.size())
-                    .mapToObj(i -> b.occurrences.get(i).alias + ".__pgt_w").collect(Collectors.joining(" * "));
-            terms.add("SELECT * FROM (" + DeltaPlanner.substitute(template, b, k, deltas).replace(WEIGHT, "(" + weight + ")")
-                    + ") __pgt_t(" + String.join(", ", termColumns) + ") WHERE " + deltas.pending(b.occurrences.get(k).source));
+        for (int k = 0; k < shape.occurrences.size(); k++) {
+            Branch b = DeltaPlanner.parse(query, sources).branches().get(0);
+            String weight = "(" + DeltaPlanner.weight(b, k) + ")";
+            List<String> contributions = new ArrayList<>();
+            contributions.add(keyHash);
+            contributions.addAll(keyTexts);
+            contributions.add(weight);
+            for (Item it : items) {
+                if (it.kind.equals("sum")) {
+                    contributions.add("(" + it.argument + ") * " + weight);
+                }
+                if (it.kind.equals("sum") || it.kind.equals("count")) {
+                    contributions.add("CASE WHEN (" + it.argument + ") IS NOT NULL THEN " + weight + " ELSE 0 END");
+                }
+            }
+            List<SelectItem<?>> select = new ArrayList<>();
+            for (String c : contributions) {
+                select.add(SelectItem.from(DeltaPlanner.parseExpression(c)));
+            }
+            b.select.setSelectItems(select);
+            b.select.setGroupByElement(null);
+            terms.add("SELECT * FROM (" + b.term(k, deltas) + ") __pgt_t(" + String.join(", ", termColumns) + ") WHERE "
+                    + deltas.pending(b.occurrences.get(k).source));
         }
 
         // the state query that a FULL refresh refills the state table with

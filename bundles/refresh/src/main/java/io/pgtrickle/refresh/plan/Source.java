@@ -5,14 +5,24 @@ import java.util.List;
 /**
  * A captured relation a stream table reads.
  *
- * @param name    the relation, schema-qualified and quoted as SQL text
- * @param buffer  its change buffer, schema-qualified and quoted as SQL text
- * @param columns the columns the buffer mirrors, quoted, in table order
+ * @param name      the relation, schema-qualified and quoted as SQL text
+ * @param buffer    its change buffer, schema-qualified and quoted as SQL text
+ * @param columns   the columns the buffer mirrors, quoted, in table order
+ * @param types     their types as {@code format_type} prints them, with type modifiers ({@code numeric(12,2)})
+ * @param identical per column, whether two equal values always print the same: true for integers,
+ *                  false for numeric ({@code 1.0 = 1.00}), intervals ({@code '1 day' = '24 hours'}),
+ *                  floats ({@code 0 = -0}), jsonb, text under a nondeterministic collation
  */
-public record Source(String name, String buffer, List<String> columns) {
+public record Source(String name, String buffer, List<String> columns, List<String> types, List<Boolean> identical) {
 
     public Source {
         columns = List.copyOf(columns);
+        types = List.copyOf(types);
+        identical = List.copyOf(identical);
+    }
+
+    boolean allIdentical() {
+        return !identical.contains(false);
     }
 
     /** Looks sources up by the name the query text uses. */
