@@ -272,6 +272,15 @@ public final class TestDatabase {
             return ds;
         }
 
+        /** An unpooled data source connecting as another role of the server (created by the test). */
+        public DataSource dataSource(String role, String rolePassword) {
+            PGSimpleDataSource ds = new PGSimpleDataSource();
+            ds.setURL(url());
+            ds.setUser(role);
+            ds.setPassword(rolePassword);
+            return ds;
+        }
+
         /** Drops the database, ending any session still connected to it. */
         public void drop() {
             try (Connection c = TestDatabase.this.connect(adminDatabase); Statement s = c.createStatement()) {

@@ -114,14 +114,167 @@ $fn$;
 CREATE TRIGGER pgt_classify_query BEFORE INSERT OR UPDATE OF defining_query ON pgtrickle.pgt_stream_tables
     FOR EACH ROW EXECUTE FUNCTION pgtrickle.classify_query();
 
--- A ratio setting ('0.5'): NULL or empty gives the default; anything else that is not a number
--- >= 0 gives the default too, with one warning per session and value naming the setting.
+-- Least privilege. A refresh computes the stream table's rows with the privileges of its owner
+-- (the owner of its storage), whoever runs it: the container's role, or a user from psql. When the
+-- caller is not the owner, the statement runs inside a SECURITY DEFINER function owned by the owner
+-- (pgt_<pgt_id>_refresh beside the stream table, executable by the catalog's owner only), as REFRESH
+-- MATERIALIZED VIEW runs its query as the view's owner: the owner's table, column and function
+-- privileges and row-level security policies apply, and code the query calls cannot SET ROLE or
+-- RESET ROLE its way back to the caller (not allowed inside a security-definer function).
+
+-- Whether row-level security filters what a role reads from a table.
+CREATE FUNCTION pgtrickle.row_security_applies(role oid, relid oid) RETURNS boolean
+    LANGUAGE sql STABLE
+AS $fn$
+    SELECT c.relrowsecurity AND NOT r.rolsuper AND NOT r.rolbypassrls AND (c.relowner <> r.oid OR c.relforcerowsecurity)
+      FROM pg_class c, pg_roles r WHERE c.oid = relid AND r.oid = role
+$fn$;
+
+-- Grants a stream table's owner what its refresh statement uses in pgtrickle_changes. Refreshes
+-- running at once would otherwise update the same ACL together and fail ("tuple concurrently
+-- updated"): grants are serialised, and the second finds the first's done. Once per owner and
+-- object, so the lock is rare.
+CREATE FUNCTION pgtrickle.grant_to_owner(owner oid, privileges text, object regclass) RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('pgtrickle.grant_to_owner'));
+    IF NOT has_schema_privilege(owner, 'pgtrickle_changes', 'USAGE') THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA pgtrickle_changes TO %s', owner::regrole);
+    END IF;
+    IF NOT has_table_privilege(owner, object, privileges) THEN
+        EXECUTE format('GRANT %s ON %s TO %s', privileges, object, owner::regrole);
+    END IF;
+END
+$fn$;
+
+-- Whether the owner of a stream table may read everything the change buffers of its sources hold
+-- (every row and column of each source): then the differential statement runs as the owner, who
+-- is granted what it reads in pgtrickle_changes. Otherwise the refresh recomputes the query as
+-- the owner, under the owner's column privileges and row-level security.
+CREATE FUNCTION pgtrickle.owner_reads_changes(st pgtrickle.pgt_stream_tables) RETURNS boolean
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    owner  oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = st.pgt_relid);
+    src    record;
+BEGIN
+    IF owner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
+       AND (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = owner) THEN
+        RETURN true;
+    END IF;
+    FOR src IN SELECT d.source_relid, pgtrickle.change_buffer(d.source_relid::regclass) AS buffer
+                 FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id LOOP
+        IF NOT has_table_privilege(owner, src.source_relid, 'SELECT') OR pgtrickle.row_security_applies(owner, src.source_relid) THEN
+            RETURN false;
+        END IF;
+        IF src.buffer IS NOT NULL AND NOT has_table_privilege(owner, src.buffer, 'SELECT') THEN
+            PERFORM pgtrickle.grant_to_owner(owner, 'SELECT', src.buffer);
+        END IF;
+    END LOOP;
+    IF st.state_table IS NOT NULL AND NOT has_table_privilege(owner, st.state_table, 'SELECT, INSERT, UPDATE, DELETE') THEN
+        PERFORM pgtrickle.grant_to_owner(owner, 'SELECT, INSERT, UPDATE, DELETE', st.state_table::regclass);
+    END IF;
+    RETURN true;
+END
+$fn$;
+
+-- Runs one of a refresh's data statements (it may use $1, the frontier) with the privileges of
+-- the stream table's owner, and returns its one result row as text, column by column.
+CREATE FUNCTION pgtrickle.execute_as_owner(st pgtrickle.pgt_stream_tables, statement text, frontier pg_snapshot)
+    RETURNS text[]
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    owner    oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = st.pgt_relid);
+    -- beside the stream table, like its row index pgt_<id>_row_hash: the owner may create there
+    -- (it must to own the table), and may not in pgtrickle_changes
+    runner   text := format('%I.%I', st.pgt_schema, 'pgt_' || st.pgt_id || '_refresh');
+    found    regprocedure;
+    result   record;
+    answer   text[];
+BEGIN
+    IF owner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user) THEN
+        EXECUTE statement INTO result USING frontier;
+        -- json, not jsonb: keeps the columns in order, duplicate names included
+        RETURN ARRAY(SELECT value FROM json_each_text(row_to_json(result)));
+    END IF;
+    found := to_regprocedure(runner || '(text, pg_snapshot)');
+    IF found IS NULL OR (SELECT p.proowner FROM pg_proc p WHERE p.oid = found) <> owner
+                     OR NOT has_function_privilege(found, 'EXECUTE') THEN
+        -- setting it up takes a role that may act as the owner
+        IF NOT pg_has_role(current_user, owner, 'MEMBER') THEN
+            RAISE EXCEPTION 'pgtrickle: stream table %.% is refreshed with the privileges of its owner %, which % may not assume',
+                st.pgt_schema, st.pgt_name, owner::regrole, current_user
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('Refresh it as %s or as the role that owns the pgtrickle catalog, or GRANT %s TO %s.',
+                                    owner::regrole, owner::regrole, current_user);
+        END IF;
+        EXECUTE format('DROP FUNCTION IF EXISTS %s(text, pg_snapshot)', runner);
+        EXECUTE format($f$
+            CREATE FUNCTION %s(statement text, frontier pg_snapshot) RETURNS text[]
+                LANGUAGE plpgsql SECURITY DEFINER
+            AS $body$
+            DECLARE
+                result record;
+            BEGIN
+                EXECUTE statement INTO result USING frontier;
+                RETURN ARRAY(SELECT value FROM json_each_text(row_to_json(result)));
+            END
+            $body$$f$, runner);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s(text, pg_snapshot) FROM PUBLIC', runner);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s(text, pg_snapshot) TO %s', runner,
+                       (SELECT n.nspowner::regrole FROM pg_namespace n WHERE n.nspname = 'pgtrickle'));
+        EXECUTE format('ALTER FUNCTION %s(text, pg_snapshot) OWNER TO %s', runner, owner::regrole);
+    END IF;
+    EXECUTE format('SELECT %s($1, $2)', runner) INTO answer USING statement, frontier;
+    RETURN answer;
+END
+$fn$;
+
+-- A stream table's catalog row removed, with its change capture, running totals and the function
+-- that refreshes it as its owner; its storage is the caller's to drop.
+CREATE OR REPLACE FUNCTION pgtrickle.forget_stream_table(st pgtrickle.pgt_stream_tables) RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    dep record;
+BEGIN
+    FOR dep IN SELECT d.source_relid FROM pgtrickle.pgt_dependencies d
+                WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE') LOOP
+        PERFORM pgtrickle.release_change_capture(dep.source_relid::regclass, st.pgt_id);
+    END LOOP;
+    DELETE FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = st.pgt_id;
+    IF st.state_table IS NOT NULL THEN
+        EXECUTE format('DROP TABLE IF EXISTS %s', st.state_table);
+    END IF;
+    EXECUTE format('DROP FUNCTION IF EXISTS %I.%I(text, pg_snapshot)', st.pgt_schema, 'pgt_' || st.pgt_id || '_refresh');
+END
+$fn$;
+
+-- The one warning for an invalid pg_trickle.* setting: it names the setting, the value and the
+-- default used instead, once per session and value (the scheduler's sessions read the settings
+-- at every tick; a warning per tick would bury everything else in the log).
+CREATE FUNCTION pgtrickle.warn_invalid_setting(setting text, value text, expected text, default_value text) RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    warned text := 'pgtrickle.warned_' || md5(setting);
+BEGIN
+    IF current_setting(warned, true) IS DISTINCT FROM value THEN
+        RAISE WARNING 'pgtrickle: ignoring % = ''%'': not %; using the default %', setting, value, expected, default_value;
+        PERFORM set_config(warned, value, false);
+    END IF;
+END
+$fn$;
+
+-- A ratio setting ('0.5'): NULL or empty gives the default, and so does anything that is not a
+-- number >= 0, with warn_invalid_setting's warning.
 CREATE FUNCTION pgtrickle.setting_ratio(setting text, default_value double precision) RETURNS double precision
     LANGUAGE plpgsql STABLE
 AS $fn$
 DECLARE
-    v      text := nullif(btrim(current_setting(setting, true)), '');
-    warned text := 'pgtrickle.warned_' || md5(setting);
+    v text := nullif(btrim(current_setting(setting, true)), '');
 BEGIN
     IF v IS NULL THEN
         RETURN default_value;
@@ -129,11 +282,33 @@ BEGIN
     IF v ~ '^(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$' THEN
         RETURN v::double precision;
     END IF;
-    IF current_setting(warned, true) IS DISTINCT FROM v THEN
-        RAISE WARNING 'pgtrickle: ignoring % = ''%'': not a number >= 0; using the default %', setting, v, default_value;
-        PERFORM set_config(warned, v, false);
-    END IF;
+    PERFORM pgtrickle.warn_invalid_setting(setting, v, 'a number >= 0', default_value::text);
     RETURN default_value;
+END
+$fn$;
+
+-- The coalescing window of a stream table in ms: its own notify_coalesce_ms, else the database's
+-- (or role's, or session's) pg_trickle.notify_coalesce_ms, else the container's (passed in by the
+-- engine), else 250. An invalid setting warns once and counts as unset.
+CREATE OR REPLACE FUNCTION pgtrickle.notify_coalesce_ms(pgt_id bigint, container_default integer DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    own     integer;
+    setting text := nullif(btrim(current_setting('pg_trickle.notify_coalesce_ms', true)), '');
+BEGIN
+    SELECT s.notify_coalesce_ms INTO own FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = notify_coalesce_ms.pgt_id;
+    IF own IS NOT NULL THEN
+        RETURN own;
+    END IF;
+    IF setting IS NOT NULL THEN
+        IF setting ~ '^\d{1,9}$' THEN
+            RETURN setting::integer;
+        END IF;
+        PERFORM pgtrickle.warn_invalid_setting('pg_trickle.notify_coalesce_ms', setting, 'a number of milliseconds',
+                                               coalesce(container_default, 250)::text);
+    END IF;
+    RETURN coalesce(container_default, 250);
 END
 $fn$;
 
@@ -247,6 +422,8 @@ DECLARE
     ins2      bigint;
     setting   record;
     restore   jsonb := '{}';
+    res       text[];
+    readable  boolean;
 BEGIN
     IF wait THEN
         SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = run_refresh.pgt_id FOR UPDATE;
@@ -314,25 +491,34 @@ BEGIN
         fallback := ratio > 0 AND estimate IS NOT NULL AND pending > ratio * greatest(estimate, 1);
     END IF;
 
+    -- The differential statement reads the change buffers, which hold every column and every row
+    -- of the sources: only for an owner who may read all of that. Otherwise recompute, as the owner.
+    IF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL THEN
+        readable := pgtrickle.owner_reads_changes(st);
+    END IF;
+
     -- the guard on the stream table (0.33.0-guards.sql) lets this transaction's refresh writes through
     PERFORM set_config('pgtrickle.refreshing', 'on', true);
     IF pending = 0 AND snapshot IS NOT NULL THEN
         act := 'NO_DATA';
-    ELSIF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL AND snapshot IS NOT NULL AND NOT fallback
+    ELSIF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL AND snapshot IS NOT NULL AND NOT fallback AND readable
           AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) AND NOT full_next THEN
         act := 'DIFFERENTIAL';
-        EXECUTE st.delta_sql INTO del, ins, snapshot, truncated, missing USING (st.frontier ->> 'snapshot')::pg_snapshot;
+        res := pgtrickle.execute_as_owner(st, st.delta_sql, (st.frontier ->> 'snapshot')::pg_snapshot);
+        del := res[1]; ins := res[2]; snapshot := res[3]; truncated := res[4]; missing := res[5];
         -- A TRUNCATE in the window: the delta statement wrote nothing and said so.
         IF truncated THEN
             act := 'FULL';
-            EXECUTE pgtrickle.full_refresh_sql(st) INTO del, ins, snapshot;
+            res := pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st), NULL);
+            del := res[1]; ins := res[2]; snapshot := res[3];
         -- Stored rows the delta should have removed were not there: the table no longer matches
         -- its change history (it was written to directly). Recompute it rather than drift further.
         ELSIF missing > 0 THEN
             RAISE WARNING 'pgtrickle: stream table %.% lacked % row(s) its delta deletes; recomputing it in full',
                 st.pgt_schema, st.pgt_name, missing;
             act := 'FULL';
-            EXECUTE pgtrickle.full_refresh_sql(st) INTO del2, ins2, snapshot;
+            res := pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st), NULL);
+            del2 := res[1]; ins2 := res[2]; snapshot := res[3];
             del := del + del2;
             ins := ins + ins2;
         END IF;
@@ -340,12 +526,13 @@ BEGIN
         -- The first fill of an empty table (create, a shadow build): nothing to compare with, so
         -- a plain INSERT, with the snapshot taken by the same statement.
         act := 'FULL';
-        EXECUTE format('WITH filled AS (INSERT INTO %s SELECT * FROM (%s) q RETURNING 1)'
-                       ' SELECT count(*), pg_current_snapshot()::text FROM filled', st.pgt_relid::regclass, st.defining_query)
-           INTO ins, snapshot;
+        res := pgtrickle.execute_as_owner(st, format('WITH filled AS (INSERT INTO %s SELECT * FROM (%s) q RETURNING 1)'
+                       ' SELECT count(*), pg_current_snapshot()::text FROM filled', st.pgt_relid::regclass, st.defining_query), NULL);
+        ins := res[1]; snapshot := res[2];
     ELSE
         act := 'FULL';
-        EXECUTE pgtrickle.full_refresh_sql(st) INTO del, ins, snapshot;
+        res := pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st), NULL);
+        del := res[1]; ins := res[2]; snapshot := res[3];
     END IF;
     PERFORM set_config('pgtrickle.refreshing', 'off', true);
 
