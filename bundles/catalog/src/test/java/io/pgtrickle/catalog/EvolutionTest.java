@@ -512,6 +512,23 @@ class EvolutionTest extends MigratedDatabaseTest {
         assertSameRows(NEW, "big_orders");
     }
 
+    @Test
+    void notNullColumnsAndAReplicaIdentityIndexCarryOver() throws SQLException {
+        exec("ALTER TABLE big_orders ALTER COLUMN id SET NOT NULL");
+        exec("CREATE UNIQUE INDEX big_orders_id ON big_orders (id)");
+        exec("ALTER TABLE big_orders REPLICA IDENTITY USING INDEX big_orders_id");
+        exec("CREATE PUBLICATION big_orders_changes FOR TABLE big_orders");
+
+        swap(start(NEW));
+
+        assertEquals("i|big_orders_id", string("SELECT c.relreplident::text || '|' || (SELECT i.indexrelid::regclass::text FROM pg_index i"
+                + " WHERE i.indrelid = c.oid AND i.indisreplident) FROM pg_class c WHERE c.oid = 'big_orders'::regclass"));
+        assertEquals("true", string("SELECT attnotnull::text FROM pg_attribute WHERE attrelid = 'big_orders'::regclass AND attname = 'id'"));
+        exec("DELETE FROM orders WHERE id = 7");
+        exec("SELECT pgtrickle.refresh_stream_table('big_orders')");
+        assertSameRows(NEW, "big_orders");
+    }
+
     // ... and what cannot be carried over is refused when the evolution starts, by name.
 
     @Test

@@ -266,6 +266,75 @@ BEGIN
     RETURN stmts;
 END
 $fn$;
+-- Rebuilds on the shadow the live table's indexes (and the PRIMARY KEY and UNIQUE constraints
+-- behind some of them) that still apply: those whose columns the new query still has. Each under
+-- a temporary name; the swap gives it the original one. Records what was built and skipped.
+-- Columns that are NOT NULL on the live table are made so on the shadow first (a replica identity
+-- index needs them, and setting them under the swap's lock would scan the table there).
+CREATE OR REPLACE FUNCTION pgtrickle.build_shadow_indexes(evolution_id bigint) RETURNS void
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    ev      pgtrickle.pgt_evolutions;
+    live    oid;
+    shadow  regclass;
+    idx     record;
+    tmp     text;
+    built   jsonb;
+    skipped text[];
+    not_null text;
+BEGIN
+    SELECT * INTO ev FROM pgtrickle.pgt_evolutions e WHERE e.evolution_id = build_shadow_indexes.evolution_id;
+    SELECT s.pgt_relid INTO live FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = ev.pgt_id;
+    shadow := ev.shadow_table::regclass;
+    built := ev.indexes;
+    skipped := ev.skipped_indexes;
+    SELECT string_agg(format('ALTER COLUMN %I SET NOT NULL', a.attname), ', ' ORDER BY a.attnum) INTO not_null
+      FROM pg_attribute a JOIN pg_attribute b ON b.attrelid = shadow AND b.attname = a.attname AND NOT b.attisdropped
+     WHERE a.attrelid = live AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull AND NOT b.attnotnull;
+    IF not_null IS NOT NULL THEN
+        BEGIN
+            EXECUTE format('ALTER TABLE %s %s', shadow, not_null);
+        EXCEPTION WHEN not_null_violation THEN
+            RAISE NOTICE 'pgtrickle: the new query of % yields NULL in a column that is NOT NULL on it, which is not kept: %', live::regclass, SQLERRM;
+        END;
+    END IF;
+    FOR idx IN SELECT i.indexrelid, c.relname AS name, pg_get_indexdef(i.indexrelid) AS def, con.contype, con.conname
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = live AND con.contype IN ('p', 'u')
+                WHERE i.indrelid = live
+                  -- the engine's own (RefreshPlanner): the shadow has its own, handed over at the swap
+                  AND c.relname::text <> format('pgt_%s_row_hash', ev.pgt_id)
+                  AND c.relname::text NOT IN (SELECT b ->> 'name' FROM jsonb_array_elements(built) b)
+                  AND NOT c.relname::text = ANY (skipped)
+                ORDER BY c.relname LOOP
+        tmp := left('__pgt_' || ev.evolution_id || '_' || idx.name, 63);
+        BEGIN
+            -- pg_get_indexdef: CREATE [UNIQUE] INDEX name ON [ONLY] table USING method (...) [...]
+            EXECUTE format('CREATE %sINDEX %I ON %s USING %s',
+                           CASE WHEN idx.def LIKE 'CREATE UNIQUE INDEX %' THEN 'UNIQUE ' ELSE '' END, tmp, shadow,
+                           substring(idx.def FROM ' USING (.*)$'));
+            IF idx.contype = 'p' THEN
+                -- a primary key needs NOT NULL columns; set now, so that the swap checks nothing
+                EXECUTE (SELECT format('ALTER TABLE %s %s', shadow,
+                                       string_agg(format('ALTER COLUMN %I SET NOT NULL', a.attname), ', '))
+                           FROM pg_index i JOIN pg_attribute a ON a.attrelid = live AND a.attnum = ANY (i.indkey)
+                          WHERE i.indexrelid = idx.indexrelid);
+            END IF;
+            built := built || jsonb_build_array(jsonb_build_object('name', idx.name, 'shadow_name', tmp,
+                                                                   'constraint', idx.conname, 'contype', idx.contype));
+        EXCEPTION WHEN undefined_column OR unique_violation OR not_null_violation OR datatype_mismatch
+                       OR undefined_function OR undefined_object OR feature_not_supported THEN
+            RAISE NOTICE 'pgtrickle: index % of % does not apply to the new query and is not kept: %', idx.name, live::regclass, SQLERRM;
+            skipped := skipped || idx.name::text;
+        END;
+    END LOOP;
+    UPDATE pgtrickle.pgt_evolutions e SET indexes = built, skipped_indexes = skipped
+     WHERE e.evolution_id = build_shadow_indexes.evolution_id;
+END
+$fn$;
+
+
 -- Starts a shadow evolution of a stream table to a new query and returns its id. Validates
 -- everything the build could fail on for reasons known now, in the caller's transaction: an error
 -- leaves nothing behind. mode: the refresh mode the new query asks for (NULL: the current one).
