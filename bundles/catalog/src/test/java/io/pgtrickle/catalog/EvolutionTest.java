@@ -69,9 +69,9 @@ class EvolutionTest extends MigratedDatabaseTest {
         assertFails("SELECT pgtrickle.alter_stream_table('big_orders', schedule => '5m', shadow_build => true)", "needs a new query", "22023");
         assertFails(String.format(alter, "SELECT 1 AS __pgt_x"), "reserved", "42939");
         assertFails("SELECT pgtrickle.alter_query('nope', '" + NEW + "', shadow_build => true)", "does not exist", "42P01");
-        exec("CREATE VIEW big_orders_view AS SELECT * FROM big_orders");
-        assertFails(String.format(alter, NEW), "view or rule big_orders_view", "2BP01");
-        exec("DROP VIEW big_orders_view");
+        exec("CREATE MATERIALIZED VIEW big_orders_summary AS SELECT count(*) FROM big_orders");
+        assertFails(String.format(alter, NEW), "materialized view big_orders_summary", "2BP01");
+        exec("DROP MATERIALIZED VIEW big_orders_summary");
         assertNothingOfAnEvolution();
         assertEquals("1h", string("SELECT schedule FROM pgtrickle.pgt_stream_tables"), "the failed call changed nothing else");
 
@@ -382,9 +382,245 @@ class EvolutionTest extends MigratedDatabaseTest {
                 string("SELECT evolution_id || '|' || new_query || '|' || live_rows FROM pgtrickle.view_evolution_status('big_orders')"));
     }
 
+    // What users put on a stream table is carried over to the new storage by the swap ...
+
+    @Test
+    void dependentViewsAreRecreatedOnTheNewStorageWithTheirOptionsOwnersCommentsAndGrants() throws SQLException {
+        exec("CREATE ROLE evolution_view_owner");
+        exec("CREATE ROLE evolution_viewer");
+        exec("GRANT SELECT ON big_orders TO evolution_view_owner");
+        exec("CREATE VIEW big_view WITH (security_barrier) AS SELECT id, customer, amount FROM big_orders WHERE amount > 10"
+                + " WITH LOCAL CHECK OPTION");
+        exec("CREATE VIEW per_customer_view AS SELECT customer, count(*) AS n FROM big_view GROUP BY customer");
+        exec("CREATE SCHEMA reports");
+        exec("CREATE VIEW reports.\"Top Orders\" AS SELECT v.customer, v.n, b.id FROM per_customer_view v JOIN big_orders b USING (customer)");
+        exec("ALTER VIEW big_view OWNER TO evolution_view_owner");
+        exec("GRANT SELECT ON big_view TO evolution_viewer");
+        exec("GRANT SELECT (customer) ON per_customer_view TO evolution_viewer");
+        exec("COMMENT ON VIEW big_view IS 'the big ones'");
+        exec("COMMENT ON COLUMN big_view.customer IS 'who'");
+        // a stream table that reads one of the views knows it by OID
+        exec("SELECT pgtrickle.create_stream_table('customer_counts', 'SELECT customer, n FROM per_customer_view', schedule => '1h')");
+
+        swap(start(NEW));
+
+        String big = "SELECT id, customer, amount FROM (" + NEW + ") q WHERE amount > 10";
+        String perCustomer = "SELECT customer, count(*) AS n FROM (" + big + ") b GROUP BY customer";
+        assertSameRows(big, "big_view");
+        assertSameRows(perCustomer, "per_customer_view");
+        assertSameRows("SELECT v.customer, v.n, b.id FROM (" + perCustomer + ") v JOIN (" + NEW + ") b USING (customer)",
+                "reports.\"Top Orders\"");
+        assertEquals("evolution_view_owner|the big ones|who|{check_option=local,security_barrier=true}",
+                string("SELECT c.relowner::regrole || '|' || obj_description(c.oid, 'pg_class') || '|' || col_description(c.oid, 2)"
+                        + " || '|' || (SELECT array_agg(o ORDER BY o) FROM unnest(c.reloptions) o)::text FROM pg_class c WHERE c.oid = 'big_view'::regclass"));
+        exec("SET ROLE evolution_viewer");
+        String seen = string("SELECT count(*) FROM big_view") + "|" + string("SELECT count(customer) FROM per_customer_view");
+        SQLException notGranted = assertThrows(SQLException.class, () -> exec("SELECT n FROM per_customer_view"));
+        exec("RESET ROLE");
+        assertEquals(string("SELECT count(*) FROM (" + big + ") b") + "|" + string("SELECT count(*) FROM (" + perCustomer + ") p"), seen);
+        assertEquals("42501", notGranted.getSQLState(), "only the column granted");
+
+        assertEquals(List.of("big_view", "per_customer_view"),
+                strings("SELECT d.source_relid::regclass::text FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)"
+                        + " WHERE s.pgt_name = 'customer_counts' AND d.source_type = 'VIEW' ORDER BY 1"));
+        exec("SELECT pgtrickle.refresh_stream_table('customer_counts')");
+        assertSameRows(perCustomer, "customer_counts");
+    }
+
+    @Test
+    void aViewCreatedDuringTheEvolutionIsCarriedToo() throws SQLException {
+        long ev = start(NEW);
+        step(ev);
+        exec("CREATE VIEW late_view AS SELECT customer, amount FROM big_orders WHERE amount < 3");
+        swap(ev);
+        assertSameRows("SELECT customer, amount FROM (" + NEW + ") q WHERE amount < 3", "late_view");
+    }
+
+    @Test
+    void tableAndColumnGrantsCommentsStorageParametersAndTheOwnerCarryOver() throws SQLException {
+        exec("CREATE ROLE evolution_owner");
+        exec("CREATE ROLE evolution_columns");
+        exec("GRANT SELECT (id, customer) ON big_orders TO evolution_columns");
+        exec("COMMENT ON TABLE big_orders IS 'orders'");
+        exec("COMMENT ON COLUMN big_orders.amount IS 'how much'");
+        exec("ALTER TABLE big_orders SET (fillfactor = 70, autovacuum_enabled = false, toast.autovacuum_enabled = false)");
+        long ev = start(NEW);
+        assertEquals("{autovacuum_enabled=false,fillfactor=70}", sortedOptions("__pgt_shadow_big_orders"),
+                "the build fills the shadow as the live table is filled");
+        // changed while the evolution runs
+        exec("ALTER TABLE big_orders OWNER TO evolution_owner");
+        exec("ALTER TABLE big_orders SET (fillfactor = 80)");
+
+        swap(ev);
+
+        assertEquals("evolution_owner", string("SELECT relowner::regrole::text FROM pg_class WHERE oid = 'big_orders'::regclass"));
+        assertEquals("{autovacuum_enabled=false,fillfactor=80}", sortedOptions("big_orders"));
+        assertEquals("{autovacuum_enabled=false}", string("SELECT t.reloptions::text FROM pg_class c JOIN pg_class t ON t.oid = c.reltoastrelid"
+                + " WHERE c.oid = 'big_orders'::regclass"));
+        assertEquals("orders|how much", string("SELECT obj_description('big_orders'::regclass, 'pg_class') || '|' "
+                + "|| col_description('big_orders'::regclass, 3)"));
+        assertEquals("true|true|false", string("SELECT has_column_privilege('evolution_columns', 'big_orders', 'id', 'SELECT') || '|' ||"
+                + " has_column_privilege('evolution_columns', 'big_orders', 'customer', 'SELECT') || '|' ||"
+                + " has_column_privilege('evolution_columns', 'big_orders', 'amount', 'SELECT')"));
+        exec("SET ROLE evolution_columns");
+        String seen = string("SELECT count(DISTINCT (id, customer)) FROM big_orders");
+        exec("RESET ROLE");
+        assertEquals(string("SELECT count(*) FROM (" + NEW + ") q"), seen);
+    }
+
+    @Test
+    void policiesAndRowLevelSecurityCarryOver() throws SQLException {
+        exec("CREATE ROLE evolution_tenant");
+        exec("GRANT SELECT ON big_orders TO evolution_tenant");
+        exec("ALTER TABLE big_orders ENABLE ROW LEVEL SECURITY");
+        exec("ALTER TABLE big_orders FORCE ROW LEVEL SECURITY");
+        exec("CREATE POLICY tenant_c1 ON big_orders FOR SELECT TO evolution_tenant USING (customer = 'c1')");
+        exec("CREATE POLICY big_only ON big_orders AS RESTRICTIVE FOR SELECT TO evolution_tenant USING (amount > 10)");
+        exec("COMMENT ON POLICY tenant_c1 ON big_orders IS 'one tenant'");
+
+        swap(start(NEW));
+
+        exec("SET ROLE evolution_tenant");
+        String seen = string("SELECT count(*) FROM big_orders");
+        exec("RESET ROLE");
+        String expected = string("SELECT count(*) FROM (" + NEW + ") q WHERE customer = 'c1' AND amount > 10");
+        assertNotEquals("0", expected);
+        assertEquals(expected, seen, "the policies filter the new rows");
+        assertEquals("true|true", string("SELECT relrowsecurity || '|' || relforcerowsecurity FROM pg_class WHERE oid = 'big_orders'::regclass"));
+        assertEquals(List.of("big_only|RESTRICTIVE|SELECT|{evolution_tenant}", "tenant_c1|PERMISSIVE|SELECT|{evolution_tenant}"),
+                strings("SELECT policyname || '|' || permissive || '|' || cmd || '|' || roles::text FROM pg_policies"
+                        + " WHERE tablename = 'big_orders' ORDER BY 1"));
+        assertEquals("one tenant", string("SELECT obj_description(oid, 'pg_policy') FROM pg_policy WHERE polname = 'tenant_c1'"));
+    }
+
+    @Test
+    void publicationMembershipCarriesOverWithItsColumnListRowFilterAndReplicaIdentity() throws SQLException {
+        // a published table's refreshes delete and update rows: they need a replica identity
+        exec("ALTER TABLE big_orders REPLICA IDENTITY FULL");
+        exec("CREATE PUBLICATION big_orders_all FOR TABLE big_orders");
+        exec("CREATE PUBLICATION big_orders_some FOR TABLE big_orders (id, customer) WHERE (id > 10) WITH (publish = 'insert')");
+
+        swap(start(NEW));
+
+        assertEquals(List.of("big_orders_all|{id,customer,amount,region}|", "big_orders_some|{id,customer}|(id > 10)"),
+                strings("SELECT pubname || '|' || attnames::text || '|' || coalesce(rowfilter, '') FROM pg_publication_tables"
+                        + " WHERE tablename = 'big_orders' ORDER BY 1"));
+        assertEquals("f", string("SELECT relreplident FROM pg_class WHERE oid = 'big_orders'::regclass"));
+        exec("DELETE FROM orders WHERE id = 7");
+        exec("UPDATE orders SET amount = 19 WHERE id = 8");
+        exec("SELECT pgtrickle.refresh_stream_table('big_orders')");
+        assertSameRows(NEW, "big_orders");
+    }
+
+    @Test
+    void notNullColumnsAndAReplicaIdentityIndexCarryOver() throws SQLException {
+        exec("ALTER TABLE big_orders ALTER COLUMN id SET NOT NULL");
+        exec("CREATE UNIQUE INDEX big_orders_id ON big_orders (id)");
+        exec("ALTER TABLE big_orders REPLICA IDENTITY USING INDEX big_orders_id");
+        exec("CREATE PUBLICATION big_orders_changes FOR TABLE big_orders");
+
+        swap(start(NEW));
+
+        assertEquals("i|big_orders_id", string("SELECT c.relreplident::text || '|' || (SELECT i.indexrelid::regclass::text FROM pg_index i"
+                + " WHERE i.indrelid = c.oid AND i.indisreplident) FROM pg_class c WHERE c.oid = 'big_orders'::regclass"));
+        assertEquals("true", string("SELECT attnotnull::text FROM pg_attribute WHERE attrelid = 'big_orders'::regclass AND attname = 'id'"));
+        exec("DELETE FROM orders WHERE id = 7");
+        exec("SELECT pgtrickle.refresh_stream_table('big_orders')");
+        assertSameRows(NEW, "big_orders");
+    }
+
+    // ... and what cannot be carried over is refused when the evolution starts, by name.
+
+    @Test
+    void aForeignKeyReferencingTheStreamTableIsRefused() throws SQLException {
+        exec("ALTER TABLE big_orders ADD PRIMARY KEY (id)");
+        exec("CREATE TABLE order_notes (order_id int REFERENCES big_orders (id), note text)");
+        assertRefused(NEW, "constraint order_notes_order_id_fkey on order_notes");
+    }
+
+    @Test
+    void aMaterializedViewIsRefused() throws SQLException {
+        exec("CREATE VIEW big_view AS SELECT id, customer FROM big_orders");
+        exec("CREATE MATERIALIZED VIEW big_snapshot AS SELECT * FROM big_view");
+        assertRefused(NEW, "materialized view big_snapshot");
+    }
+
+    @Test
+    void aViewThatReadsADroppedOrRetypedColumnIsRefused() throws SQLException {
+        exec("CREATE VIEW amounts AS SELECT id, amount FROM big_orders");
+        assertRefused("SELECT id, customer FROM orders", "view amounts reads column amount (numeric), which the new query drops or retypes");
+        assertRefused("SELECT id, customer, amount::int AS amount FROM orders",
+                "view amounts reads column amount (numeric), which the new query drops or retypes");
+    }
+
+    @Test
+    void aRuleIsRefused() throws SQLException {
+        exec("CREATE RULE keep_orders AS ON DELETE TO big_orders DO INSTEAD NOTHING");
+        assertRefused(NEW, "rule keep_orders on big_orders");
+    }
+
+    @Test
+    void triggersOfTheUserAreRefused() throws SQLException {
+        exec("CREATE FUNCTION evolution_noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'");
+        exec("CREATE TRIGGER audit AFTER UPDATE ON big_orders FOR EACH STATEMENT EXECUTE FUNCTION evolution_noop()");
+        assertRefused(NEW, "trigger audit on big_orders");
+        exec("DROP TRIGGER audit ON big_orders");
+        exec("CREATE VIEW big_view AS SELECT id, customer FROM big_orders");
+        exec("CREATE TRIGGER instead_of_insert INSTEAD OF INSERT ON big_view FOR EACH ROW EXECUTE FUNCTION evolution_noop()");
+        assertRefused(NEW, "trigger instead_of_insert on big_view");
+    }
+
+    @Test
+    void aPolicyOrPublicationThatReadsADroppedColumnIsRefused() throws SQLException {
+        exec("CREATE POLICY small ON big_orders USING (amount < 10)");
+        assertRefused("SELECT id, customer FROM orders", "policy small on big_orders reads column amount (numeric), which the new query drops or retypes");
+        exec("DROP POLICY small ON big_orders");
+        exec("CREATE PUBLICATION amounts_only FOR TABLE big_orders (id, amount)");
+        assertRefused("SELECT id, customer FROM orders", "publication amounts_only reads column amount (numeric), which the new query drops or retypes");
+        exec("DROP PUBLICATION amounts_only");
+        exec("CREATE PUBLICATION big_amounts FOR TABLE big_orders WHERE (amount > 3)");
+        assertRefused("SELECT id, customer FROM orders", "publication big_amounts reads column amount (numeric), which the new query drops or retypes");
+    }
+
+    @Test
+    void otherDependentsAreRefusedByName() throws SQLException {
+        String[][] cases = {
+            {"CREATE TEMP VIEW mine AS SELECT id FROM big_orders", "temporary view mine", "DROP VIEW mine"},
+            {"CREATE FUNCTION order_label(big_orders) RETURNS text LANGUAGE sql AS 'SELECT $1.customer'", "function order_label(big_orders)",
+                "DROP FUNCTION order_label(big_orders)"},
+            {"CREATE TABLE order_archive () INHERITS (big_orders)", "table order_archive", "DROP TABLE order_archive"},
+            {"CREATE STATISTICS order_stats ON id, customer FROM big_orders", "statistics object order_stats", "DROP STATISTICS order_stats"},
+            {"ALTER TABLE big_orders ADD CONSTRAINT positive CHECK (id > 0)", "constraint positive on big_orders",
+                "ALTER TABLE big_orders DROP CONSTRAINT positive"},
+        };
+        for (String[] c : cases) {
+            exec(c[0]);
+            assertRefused(NEW, c[1]);
+            exec(c[2]);
+        }
+    }
+
     private long start(String query) throws SQLException {
         exec("SELECT pgtrickle.alter_query('big_orders', '" + query.replace("'", "''") + "', shadow_build => true)");
         return Long.parseLong(string("SELECT max(evolution_id) FROM pgtrickle.pgt_evolutions"));
+    }
+
+    /** Steps the evolution on (build, catch-up, swap) until it ends: it converges. */
+    private void swap(long ev) throws SQLException {
+        for (int steps = 0; stepOrNull(ev) != null; steps++) {
+            assertTrue(steps < 5, "still " + status("phase") + " after 5 steps");
+        }
+        assertEquals("converged|SWAPPED", status("status || '|' || phase"), status("coalesce(error, '')"));
+    }
+
+    private void assertRefused(String query, String objects) throws SQLException {
+        assertFails("SELECT pgtrickle.alter_query('big_orders', '" + query.replace("'", "''") + "', shadow_build => true)",
+                "cannot replace the storage of big_orders: these depend on it and cannot be carried over to the new storage: " + objects, "2BP01");
+        assertNothingOfAnEvolution();
+    }
+
+    private String sortedOptions(String table) throws SQLException {
+        return string("SELECT (SELECT array_agg(o ORDER BY o) FROM unnest(c.reloptions) o)::text FROM pg_class c WHERE c.relname = '" + table + "'");
     }
 
     private int step(long ev) throws SQLException {
