@@ -600,6 +600,17 @@ class EvolutionTest extends MigratedDatabaseTest {
         }
     }
 
+    @Test
+    void theSwapKeepsTheSettingsOfTheSessionThatAskedForTheNewQuery() throws SQLException {
+        exec("SET TimeZone = 'Asia/Tokyo'");
+        long ev = start(NEW);
+        exec("SET TimeZone = 'UTC'");
+        // the container steps it in a session of its own, with settings of its own
+        swap(ev);
+        assertEquals("Asia/Tokyo", string("SELECT query_settings ->> 'TimeZone' FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'big_orders'"));
+        assertEquals(null, string("SELECT recompute_reason FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'big_orders'"));
+    }
+
     private long start(String query) throws SQLException {
         exec("SELECT pgtrickle.alter_query('big_orders', '" + query.replace("'", "''") + "', shadow_build => true)");
         return Long.parseLong(string("SELECT max(evolution_id) FROM pgtrickle.pgt_evolutions"));

@@ -610,8 +610,13 @@ BEGIN
                                      ELSE array_replace(t.tracked_by_pgt_ids, sh.pgt_id, live.pgt_id) END
      WHERE sh.pgt_id = ANY (t.tracked_by_pgt_ids);
     DELETE FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = sh.pgt_id;
+    -- the shadow's function for refreshing as its owner (0.33.0.1-refresh.sql), if it got one
+    EXECUTE format('DROP FUNCTION IF EXISTS %I.%I(text, pg_snapshot)', sh.pgt_schema, 'pgt_' || sh.pgt_id || '_refresh');
+    -- the settings of the session that asked for the new query, not this one's (the trigger
+    -- pgt_classify_query keeps them while pgtrickle.evolving is on)
     UPDATE pgtrickle.pgt_stream_tables s
        SET pgt_relid = sh.pgt_relid, defining_query = sh.defining_query, original_query = sh.original_query,
+           query_settings = sh.query_settings,
            refresh_mode = sh.refresh_mode, effective_refresh_mode = sh.effective_refresh_mode,
            requested_refresh_mode = sh.requested_refresh_mode, refresh_mode_reason = sh.refresh_mode_reason,
            delta_sql = NULL, state_table = NULL, state_sql = NULL, frontier = sh.frontier,

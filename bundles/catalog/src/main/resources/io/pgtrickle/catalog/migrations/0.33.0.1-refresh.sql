@@ -96,15 +96,14 @@ END
 $fn$;
 
 -- Whenever a stream table's query is set: why it must be recomputed at every refresh, and the
--- settings it runs under. The settings are the session's that sets the query, unless the statement
--- sets them itself (an evolution's swap hands over the shadow's).
+-- settings it runs under: those of the session that sets the query, except in an evolution's swap,
+-- which runs in the container's session and hands over the shadow's (pgtrickle.evolving is on).
 CREATE FUNCTION pgtrickle.classify_query() RETURNS trigger
     LANGUAGE plpgsql
 AS $fn$
 BEGIN
     NEW.recompute_reason := pgtrickle.query_recompute_reason(NEW.defining_query);
-    IF TG_OP = 'INSERT' AND NEW.query_settings IS NULL
-       OR TG_OP = 'UPDATE' AND NEW.query_settings IS NOT DISTINCT FROM OLD.query_settings THEN
+    IF coalesce(current_setting('pgtrickle.evolving', true), '') <> 'on' OR NEW.query_settings IS NULL THEN
         NEW.query_settings := pgtrickle.result_settings();
     END IF;
     RETURN NEW;
