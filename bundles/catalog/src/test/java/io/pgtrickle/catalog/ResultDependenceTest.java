@@ -109,6 +109,30 @@ class ResultDependenceTest extends MigratedDatabaseTest {
         assertEquals("Asia/Tokyo", string("SELECT query_settings ->> 'TimeZone' FROM pgtrickle.pgt_stream_tables"));
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {
+        "pg_trickle.history_retention_days|ninety|SELECT pgtrickle.history_retention_days()|90",
+        "pg_trickle.notify_coalesce_ms|-5|SELECT pgtrickle.notify_coalesce_ms(0)|250",
+        "pg_trickle.shadow_swap_lock_timeout_ms|1s|SELECT pgtrickle.setting_number('pg_trickle.shadow_swap_lock_timeout_ms', 50)|50",
+        "pg_trickle.shadow_convergence_timeout|soon|SELECT pgtrickle.shadow_convergence_timeout()|1 hour"})
+    void everyInvalidSettingWarnsOnceNamingTheDefault(String setting) throws Exception {
+        String[] p = setting.split("\\|");
+        exec("SET " + p[0] + " = '" + p[1] + "'");
+        List<String> warnings = new ArrayList<>();
+        try (Statement s = c.createStatement()) {
+            for (int i = 0; i < 3; i++) {
+                s.execute(p[2]);
+                for (SQLWarning w = s.getWarnings(); w != null; w = w.getNextWarning()) {
+                    warnings.add(w.getMessage());
+                }
+                s.clearWarnings();
+            }
+        }
+        assertEquals(1, warnings.size(), warnings.toString());
+        assertTrue(warnings.get(0).contains(p[0]) && warnings.get(0).contains(p[1]) && warnings.get(0).contains("using the default " + p[3]),
+                warnings.get(0));
+    }
+
     @Test
     void anInvalidChangeRatioIsIgnoredWithOneWarning() throws Exception {
         exec("CREATE TABLE r1 (id int PRIMARY KEY, v int)");

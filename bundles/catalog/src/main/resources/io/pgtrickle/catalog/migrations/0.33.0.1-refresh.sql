@@ -286,6 +286,48 @@ BEGIN
 END
 $fn$;
 
+-- A whole-number setting (milliseconds, days): the default when unset, and when invalid, with
+-- warn_invalid_setting's one warning naming the default.
+CREATE OR REPLACE FUNCTION pgtrickle.setting_number(setting text, default_value integer, unit text DEFAULT 'milliseconds')
+    RETURNS integer
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    v text := nullif(btrim(current_setting(setting, true)), '');
+BEGIN
+    IF v IS NULL THEN
+        RETURN default_value;
+    END IF;
+    IF v ~ '^\d{1,9}$' THEN
+        RETURN v::integer;
+    END IF;
+    PERFORM pgtrickle.warn_invalid_setting(setting, v, 'a number of ' || unit, default_value::text);
+    RETURN default_value;
+END
+$fn$;
+
+-- pg_trickle.shadow_convergence_timeout: an interval ('30min') or milliseconds; default 1 hour.
+CREATE OR REPLACE FUNCTION pgtrickle.shadow_convergence_timeout() RETURNS interval
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    v text := nullif(btrim(current_setting('pg_trickle.shadow_convergence_timeout', true)), '');
+BEGIN
+    IF v IS NULL THEN
+        RETURN interval '1 hour';
+    ELSIF v ~ '^\d{1,12}$' THEN
+        RETURN v::bigint * interval '1 ms';
+    END IF;
+    BEGIN
+        RETURN v::interval;
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pgtrickle.warn_invalid_setting('pg_trickle.shadow_convergence_timeout', v, 'an interval or a number of milliseconds',
+                                               '1 hour');
+        RETURN interval '1 hour';
+    END;
+END
+$fn$;
+
 -- The coalescing window of a stream table in ms: its own notify_coalesce_ms, else the database's
 -- (or role's, or session's) pg_trickle.notify_coalesce_ms, else the container's (passed in by the
 -- engine), else 250. An invalid setting warns once and counts as unset.
