@@ -10,13 +10,14 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Collection;
+import java.util.Comparator;
 import java.util.Deque;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.PriorityQueue;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
@@ -42,10 +43,13 @@ import org.slf4j.LoggerFactory;
  * listeners, so the tests drive this class directly.
  *
  * <p>Each tick reads the database's settings, asks {@code pgtrickle.due_stream_tables()} what is due
- * and hands as many of those as there are idle workers to the pool, in the order the function
- * returns them. What is left stays for the next tick, or for another container whose workers are
- * free: claiming only what can run now spreads the work across containers instead of queueing it
- * behind a busy one.
+ * and hands as many of those as there are idle workers to the pool, most urgent first: the order the
+ * function returns them in (unpopulated ones, then the longest overdue). What is left stays for the
+ * next tick, or for another container whose workers are free: claiming only what can run now
+ * spreads the work across containers instead of queueing it behind a busy one. Because what was
+ * left has grown more overdue by the next tick while what was just refreshed is no longer due, a
+ * saturated pool serves every stream table in turn; a fixed order (it was pgt_id) gave every free
+ * worker to the same few stream tables and never refreshed the rest.
  *
  * <p>Within a tick, stream tables go upstream first: one that reads another stream table refreshed
  * in the same tick (directly or through others) starts only once those refreshes are done, however
@@ -133,10 +137,11 @@ final class RefreshEngine implements AutoCloseable {
         this.refresher = new StreamTableRefresher(dataSource, listeners, settings.notifyCoalesceMs());
         this.nanoClock = nanoClock;
         this.stopGraceMillis = stopGraceMillis;
-        this.effective = new EngineSettings.Effective(settings.schedulerIntervalMs(), settings.maxConsecutiveErrors());
+        this.effective = settings.containerDefaults();
         int engine = ENGINES.incrementAndGet();
-        // Fixed size: at most `workers` refreshes (and connections) at once. The queue stays short
-        // because a tick never hands out more stream tables than there are idle workers.
+        // At most `workers` refreshes (and connections) at once; resized when the database's
+        // pg_trickle.max_concurrent_refreshes says otherwise. The queue stays short because a tick
+        // never hands out more stream tables than there are idle workers.
         this.workers = new ThreadPoolExecutor(settings.workers(), settings.workers(), 0, TimeUnit.MILLISECONDS,
                 new LinkedBlockingQueue<>(), threads("pgtrickle-refresh-" + engine + "-worker-"));
         this.ticker = Executors.newSingleThreadScheduledExecutor(threads("pgtrickle-refresh-" + engine + "-scheduler-"));
@@ -161,8 +166,9 @@ final class RefreshEngine implements AutoCloseable {
             started = true;
             ticker.execute(this::tickAndReschedule);
             LOG.info("pgtrickle refresh scheduler started: {} workers, interval {} ms, suspend after {} errors"
-                    + " (the database's {} and {} win when set)", settings.workers(), settings.schedulerIntervalMs(),
-                    settings.maxConsecutiveErrors(), EngineSettings.SCHEDULER_INTERVAL_GUC, EngineSettings.MAX_CONSECUTIVE_ERRORS_GUC);
+                    + " (the database's {}, {} and {} win when set)", settings.workers(), settings.schedulerIntervalMs(),
+                    settings.maxConsecutiveErrors(), EngineSettings.MAX_CONCURRENT_REFRESHES_GUC,
+                    EngineSettings.SCHEDULER_INTERVAL_GUC, EngineSettings.MAX_CONSECUTIVE_ERRORS_GUC);
         }
     }
 
@@ -185,8 +191,8 @@ final class RefreshEngine implements AutoCloseable {
 
     /**
      * One tick: reads the settings, the due stream tables and the edges between stream tables, hands
-     * what it can to the workers, upstreams first, and returns their outcomes (the tests wait on
-     * them; the scheduler does not).
+     * what it can to the workers, most urgent first but upstreams before their downstreams, and
+     * returns their outcomes (the tests wait on them; the scheduler does not).
      */
     List<CompletableFuture<Outcome>> tick() {
         if (closed) {
@@ -216,28 +222,30 @@ final class RefreshEngine implements AutoCloseable {
             lastTickError = null;
         }
         effective = now;
+        resizeWorkers(now.workers());
 
         long clock = nanoClock.getAsLong();
         Set<Long> dueIds = new HashSet<>();
         due.forEach(d -> dueIds.add(d.pgtId()));
         backoff.forgetAllBut(dueIds, clock);
 
-        // This tick's stream tables, upstreams first: what is due, and the 'calculated' stream tables
-        // downstream of it, which will have changes to apply once their upstreams have refreshed.
+        // This tick's stream tables, most urgent first: what is due, then the 'calculated' stream
+        // tables downstream of it, which will have changes to apply once their upstreams have
+        // refreshed. Those were not due, so they take only the workers left over, in creation order
+        // (a chain is usually created in order, and then catches up in one tick); one that waits
+        // too long is due by itself at a later tick, with its own urgency.
         Map<Long, Due> byId = new LinkedHashMap<>();
         due.forEach(d -> byId.put(d.pgtId(), d));
-        Set<Long> cascaded = new HashSet<>();
+        TreeSet<Long> cascaded = new TreeSet<>();
         Deque<Long> toVisit = new ArrayDeque<>(byId.keySet());
         while (!toVisit.isEmpty()) {
             for (long down : graph.downstreams(toVisit.pop())) {
-                Due follower = graph.followers().get(down);
-                if (follower != null && !byId.containsKey(down)) {
-                    byId.put(down, follower);
-                    cascaded.add(down);
+                if (graph.followers().containsKey(down) && !byId.containsKey(down) && cascaded.add(down)) {
                     toVisit.add(down);
                 }
             }
         }
+        cascaded.forEach(id -> byId.put(id, graph.followers().get(id)));
 
         List<CompletableFuture<Outcome>> outcomes = new ArrayList<>();
         // per stream table of this tick already passed: when it (if dispatched) or else the
@@ -245,7 +253,7 @@ final class RefreshEngine implements AutoCloseable {
         Map<Long, CompletableFuture<?>> done = new HashMap<>();
         Set<Long> dispatched = new HashSet<>();
         int maxErrors = now.maxConsecutiveErrors();
-        for (long id : dependencyOrder(byId.keySet(), graph)) {
+        for (long id : dependencyOrder(new ArrayList<>(byId.keySet()), graph)) {
             Due d = byId.get(id);
             List<CompletableFuture<?>> before = new ArrayList<>();
             boolean upstreamDispatched = false;
@@ -262,7 +270,7 @@ final class RefreshEngine implements AutoCloseable {
             if (cascaded.contains(id) && !upstreamDispatched) {
                 continue;
             }
-            if (inFlight.size() >= settings.workers()) {
+            if (inFlight.size() >= now.workers()) {
                 break;
             }
             if (!backoff.ready(id, clock) || !inFlight.add(id)) {
@@ -355,22 +363,44 @@ final class RefreshEngine implements AutoCloseable {
     }
 
     /**
-     * The stream tables upstreams first, otherwise by pgt_id (creation order). A cycle, which the
-     * catalog should not allow, is broken in pgt_id order rather than refused.
+     * The stream tables in {@code byUrgency}'s order, except that each comes after the stream tables
+     * of the list it reads. An upstream takes the urgency of the most urgent stream table waiting
+     * for it: a long-overdue downstream must not wait behind everything more urgent than its
+     * merely due upstream. A cycle, which the catalog should not allow, is broken at its most urgent
+     * member rather than refused.
      */
-    private static List<Long> dependencyOrder(Collection<Long> ids, Graph graph) {
-        List<Long> order = new ArrayList<>(ids.size());
+    private static List<Long> dependencyOrder(List<Long> byUrgency, Graph graph) {
         if (graph.upstreamsOf().isEmpty()) {
-            order.addAll(ids);
-            order.sort(null);
-            return order;
+            return byUrgency;
         }
+        Map<Long, Integer> rank = new HashMap<>();
+        for (int i = 0; i < byUrgency.size(); i++) {
+            rank.put(byUrgency.get(i), i);
+        }
+        // urgency inherited from downstream: push each stream table's urgency to its upstreams until
+        // nothing changes (a cycle cannot loop forever: a rank only ever falls, and not below 0)
+        Map<Long, Integer> inherited = new HashMap<>(rank);
+        boolean changed = true;
+        while (changed) {
+            changed = false;
+            for (long id : byUrgency) {
+                int mine = inherited.get(id);
+                for (long up : graph.upstreams(id)) {
+                    Integer theirs = inherited.get(up);
+                    if (theirs != null && mine < theirs) {
+                        inherited.put(up, mine);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        Comparator<Long> urgency = Comparator.<Long>comparingInt(inherited::get).thenComparingInt(rank::get);
         Map<Long, Integer> waitingFor = new HashMap<>();
-        TreeSet<Long> ready = new TreeSet<>();
-        for (long id : ids) {
+        PriorityQueue<Long> ready = new PriorityQueue<>(urgency);
+        for (long id : byUrgency) {
             int n = 0;
             for (long up : graph.upstreams(id)) {
-                if (ids.contains(up)) {
+                if (rank.containsKey(up)) {
                     n++;
                 }
             }
@@ -379,13 +409,14 @@ final class RefreshEngine implements AutoCloseable {
                 ready.add(id);
             }
         }
-        while (order.size() < ids.size()) {
+        List<Long> order = new ArrayList<>(byUrgency.size());
+        while (order.size() < byUrgency.size()) {
             if (ready.isEmpty()) {
-                // a cycle: release its first member
-                waitingFor.entrySet().stream().filter(e -> e.getValue() > 0).mapToLong(Map.Entry::getKey).min()
+                // a cycle: release its most urgent member
+                waitingFor.entrySet().stream().filter(e -> e.getValue() > 0).map(Map.Entry::getKey).min(urgency)
                         .ifPresent(ready::add);
             }
-            long id = ready.pollFirst();
+            long id = ready.poll();
             waitingFor.put(id, -1);
             order.add(id);
             for (long down : graph.downstreams(id)) {
@@ -399,6 +430,28 @@ final class RefreshEngine implements AutoCloseable {
             }
         }
         return order;
+    }
+
+    /**
+     * Follows {@code pg_trickle.max_concurrent_refreshes}. A smaller pool cuts no refresh short: its
+     * surplus threads end as they become idle, and meanwhile the tick hands out no more than the new
+     * size (it counts refreshes in flight, not threads).
+     */
+    private void resizeWorkers(int size) {
+        int current = workers.getMaximumPoolSize();
+        if (size == current) {
+            return;
+        }
+        // the core size may never exceed the maximum: grow the maximum first, shrink the core first
+        if (size > current) {
+            workers.setMaximumPoolSize(size);
+            workers.setCorePoolSize(size);
+        } else {
+            workers.setCorePoolSize(size);
+            workers.setMaximumPoolSize(size);
+        }
+        LOG.info("pgtrickle refresh scheduler now runs up to {} refreshes at once (the database's {}, else this container's workers)",
+                size, EngineSettings.MAX_CONCURRENT_REFRESHES_GUC);
     }
 
     /**
