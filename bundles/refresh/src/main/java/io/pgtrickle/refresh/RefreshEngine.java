@@ -38,7 +38,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The refresh scheduler without OSGi: one tick thread and a fixed pool of workers over a
+ * The refresh scheduler without OSGi: one tick thread and a bounded pool of workers over a
  * {@link DataSource}. The DS component {@link RefreshScheduler} only feeds it configuration and
  * listeners, so the tests drive this class directly.
  *
@@ -58,7 +58,8 @@ import org.slf4j.LoggerFactory;
  * stream table with schedule {@code 'calculated'} that reads a stream table refreshed in the tick
  * joins the tick even though it was not due when the tick began (its source had not changed yet);
  * it checks once its upstreams are done whether they left it anything to apply
- * ({@link Outcome#NOT_DUE} if not). Waiting refreshes count against the workers like running ones.
+ * ({@link Outcome#NOT_DUE} if not). Waiting refreshes count against the workers like running ones,
+ * and an upstream goes as early as the most urgent stream table waiting for it.
  *
  * <p>Two guards keep refreshes of one stream table from overlapping: within this container the
  * in-flight set (a stream table is handed to one worker at a time); across containers

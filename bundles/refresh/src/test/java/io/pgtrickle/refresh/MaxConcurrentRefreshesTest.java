@@ -75,8 +75,10 @@ class MaxConcurrentRefreshesTest {
         db.exec("UPDATE pgtrickle.pgt_stream_tables SET last_refresh_at = now() - interval '2 hours'");
     }
 
-    private List<Outcome> tick() throws Exception {
+    /** One tick: checks how many refreshes it handed out before waiting for them (one waiting alone would wait long). */
+    private List<Outcome> tick(int expectedRefreshes, String why) throws Exception {
         List<CompletableFuture<Outcome>> futures = engine.tick();
+        assertEquals(expectedRefreshes, futures.size(), why);
         CompletableFuture.allOf(futures.toArray(CompletableFuture[]::new)).get(2 * RefreshDatabase.PATIENCE.toSeconds(), TimeUnit.SECONDS);
         return futures.stream().map(CompletableFuture::join).collect(Collectors.toList());
     }
@@ -86,25 +88,25 @@ class MaxConcurrentRefreshesTest {
         setInDatabase("3");
         allDue();
         together = new CyclicBarrier(STREAM_TABLES);
-        assertEquals(Collections.nCopies(STREAM_TABLES, Outcome.REFRESHED), tick(),
-                "three refreshes handed out and running at the same time (each waited for the others inside its transaction),"
-                        + " as the database says, not the container's one");
+        assertEquals(Collections.nCopies(STREAM_TABLES, Outcome.REFRESHED),
+                tick(STREAM_TABLES, "three refreshes handed out, as the database says, not the container's one"),
+                "and running at the same time: each waited for the others inside its transaction");
         assertEquals(3, engine.effectiveSettings().workers());
 
         together = null;
         setInDatabase("'lots'");
         allDue();
-        assertEquals(List.of(Outcome.REFRESHED), tick(), "an invalid value is ignored: the container's one worker");
+        assertEquals(List.of(Outcome.REFRESHED), tick(1, "an invalid value is ignored: the container's one worker"));
         assertEquals(1, engine.effectiveSettings().workers());
 
         setInDatabase("2");
         together = new CyclicBarrier(2);
-        assertEquals(List.of(Outcome.REFRESHED, Outcome.REFRESHED), tick(), "the two still due, at once");
+        assertEquals(List.of(Outcome.REFRESHED, Outcome.REFRESHED), tick(2, "the two still due, at once"));
 
         together = null;
         db.exec("ALTER DATABASE " + db.name() + " RESET pg_trickle.max_concurrent_refreshes");
         allDue();
-        assertEquals(List.of(Outcome.REFRESHED), tick(), "reset: the container's one worker again");
+        assertEquals(List.of(Outcome.REFRESHED), tick(1, "reset: the container's one worker again"));
         assertEquals(new EngineSettings.Effective(100_000, 3, 1), engine.effectiveSettings());
     }
 }

@@ -20,6 +20,11 @@ import org.junit.jupiter.api.Test;
 /**
  * Two schedulers on one database, as two containers would run: a stream table is never refreshed by
  * both at once, and when one stops the other carries on.
+ *
+ * <p>On a busy machine a refresh here outlasts the 100 ms schedule, so all four stream tables are due
+ * all the time and the four workers are saturated. Both schedulers reaching 20 refreshes then
+ * depends on due work being served most overdue first (FairSchedulingTest): in pgt_id order both
+ * schedulers fought over st0 and st1 and this test timed out.
  */
 class TwoSchedulersTest {
 
