@@ -21,10 +21,11 @@ import org.junit.jupiter.api.Test;
  * Two schedulers on one database, as two containers would run: a stream table is never refreshed by
  * both at once, and when one stops the other carries on.
  *
- * <p>On a busy machine a refresh here outlasts the 100 ms schedule, so all four stream tables are due
- * all the time and the four workers are saturated. Both schedulers reaching 20 refreshes then
- * depends on due work being served most overdue first (FairSchedulingTest): in pgt_id order both
- * schedulers fought over st0 and st1 and this test timed out.
+ * <p>A refresh here outlasts the 100 ms schedule on any machine, so every stream table is due again
+ * as soon as it is refreshed and the workers are always saturated: a busy machine changes how long
+ * the test takes, not what it exercises. That needs due work served most overdue first
+ * (FairSchedulingTest): in pgt_id order st0 and st1 took every free worker, st2 and st3 were never
+ * refreshed, and on a busy machine (where a refresh took longer than the schedule) this test timed out.
  */
 class TwoSchedulersTest {
 
@@ -47,8 +48,9 @@ class TwoSchedulersTest {
             AtomicInteger n = running.computeIfAbsent(event.pgtId(), id -> new AtomicInteger());
             mostAtOnce.accumulateAndGet(n.incrementAndGet(), Math::max);
             try (Statement s = connection.createStatement()) {
-                // hold the refresh open a little, so that an overlap would have time to happen
-                s.execute("SELECT pg_sleep(0.02)");
+                // hold the refresh open past the schedule: an overlap would have time to happen, and
+                // the stream table is due again when its refresh ends
+                s.execute("SELECT pg_sleep(0.15)");
             } finally {
                 n.decrementAndGet();
             }
