@@ -64,7 +64,8 @@ import org.slf4j.LoggerFactory;
  * <p>Two guards keep refreshes of one stream table from overlapping: within this container the
  * in-flight set (a stream table is handed to one worker at a time); across containers
  * {@code run_refresh(..., wait => false)} takes the catalog row with {@code SKIP LOCKED} and returns
- * NULL when another session holds it, and that stream table is simply skipped.
+ * NULL when another session holds it, and that stream table is skipped, and for a while goes after
+ * the rest of what is due ({@link #HELD_ELSEWHERE_DEFER_NANOS}).
  *
  * <p>A failed refresh is retried after a backoff ({@link Backoff}); the durable error count and the
  * suspension are the catalog's ({@code record_refresh_failure}).
@@ -96,6 +97,14 @@ final class RefreshEngine implements AutoCloseable {
     }
 
     static final long DEFAULT_STOP_GRACE_MILLIS = TimeUnit.SECONDS.toMillis(10);
+    /**
+     * How long a stream table found being refreshed by another session (another container, a manual
+     * refresh) goes after the rest of what is due. Until that refresh commits it stays the most
+     * overdue, so every tick would hand it to a worker again, which would find it locked and idle
+     * until the next tick: two saturated containers spent many of their workers that way. Deferred,
+     * not skipped, and only for a while, since a session that dies takes its lock with it.
+     */
+    static final long HELD_ELSEWHERE_DEFER_NANOS = TimeUnit.SECONDS.toNanos(1);
     private static final long ABORT_WAIT_MILLIS = TimeUnit.SECONDS.toMillis(5);
     private static final CompletableFuture<Void> DONE = CompletableFuture.completedFuture(null);
 
@@ -109,6 +118,8 @@ final class RefreshEngine implements AutoCloseable {
     private final long stopGraceMillis;
     private final Backoff backoff = new Backoff();
     private final Set<Long> inFlight = ConcurrentHashMap.newKeySet();
+    /** Stream tables another session was refreshing, with when (nanoClock) that was found. */
+    private final Map<Long, Long> heldElsewhereSince = new ConcurrentHashMap<>();
     private final EngineSettings.InvalidValueLog invalidValues = new EngineSettings.InvalidValueLog();
     private final ThreadPoolExecutor workers;
     private final ScheduledExecutorService ticker;
@@ -229,6 +240,12 @@ final class RefreshEngine implements AutoCloseable {
         Set<Long> dueIds = new HashSet<>();
         due.forEach(d -> dueIds.add(d.pgtId()));
         backoff.forgetAllBut(dueIds, clock);
+        heldElsewhereSince.entrySet().removeIf(e -> !dueIds.contains(e.getKey()) || clock - e.getValue() >= HELD_ELSEWHERE_DEFER_NANOS);
+        if (!heldElsewhereSince.isEmpty()) {
+            List<Due> deferred = new ArrayList<>();
+            due.removeIf(d -> heldElsewhereSince.containsKey(d.pgtId()) && deferred.add(d));
+            due.addAll(deferred);
+        }
 
         // This tick's stream tables, most urgent first: what is due, then the 'calculated' stream
         // tables downstream of it, which will have changes to apply once their upstreams have
@@ -548,6 +565,7 @@ final class RefreshEngine implements AutoCloseable {
             RefreshEvent event = refresher.refresh(d.pgtId(), d.name(), Initiator.SCHEDULER, false, maxConsecutiveErrors);
             if (event == null) {
                 lockedElsewhere.incrementAndGet();
+                heldElsewhereSince.put(d.pgtId(), nanoClock.getAsLong());
                 LOG.debug("{} is being refreshed by another session; skipped", d.name());
                 return Outcome.LOCKED_ELSEWHERE;
             }
