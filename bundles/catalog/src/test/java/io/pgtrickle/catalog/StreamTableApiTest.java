@@ -289,9 +289,32 @@ class StreamTableApiTest extends MigratedDatabaseTest {
         assertEquals("0", string("SELECT count(*) FROM not_yet"));
 
         exec("INSERT INTO orders VALUES (30, 'eve', 3)");
-        assertEquals(List.of("public.on_change", "public.not_yet"), strings("SELECT name FROM pgtrickle.due_stream_tables()"));
+        assertEquals(List.of("public.not_yet", "public.on_change"), strings("SELECT name FROM pgtrickle.due_stream_tables()"));
         exec("UPDATE pgtrickle.pgt_stream_tables SET last_refresh_at = now() - interval '61 minutes' WHERE pgt_name = 'every_hour'");
-        assertEquals(List.of("public.every_hour", "public.on_change", "public.not_yet"), strings("SELECT name FROM pgtrickle.due_stream_tables()"));
+        assertEquals(List.of("public.not_yet", "public.every_hour", "public.on_change"), strings("SELECT name FROM pgtrickle.due_stream_tables()"),
+                "unpopulated first, then every_hour (a minute past its schedule), then on_change (changed since it was created, moments ago)");
+    }
+
+    @Test
+    void dueStreamTablesComeMostOverdueFirstNotInCreationOrder() throws SQLException {
+        for (String name : List.of("a_minute_late", "an_hour_late", "a_second_late", "on_change", "rebuild")) {
+            exec("SELECT pgtrickle.create_stream_table('" + name + "', 'SELECT id FROM orders', schedule => '"
+                    + (name.equals("on_change") ? "calculated" : "10m") + "')");
+        }
+        exec("UPDATE pgtrickle.pgt_stream_tables SET last_refresh_at = now() - CASE pgt_name"
+                + " WHEN 'a_minute_late' THEN interval '11 minutes' WHEN 'an_hour_late' THEN interval '70 minutes'"
+                + " WHEN 'a_second_late' THEN interval '601 seconds' WHEN 'on_change' THEN interval '30 minutes'"
+                + " ELSE interval '0' END");
+        exec("UPDATE pgtrickle.pgt_stream_tables SET needs_reinit = true WHERE pgt_name = 'rebuild'");
+        exec("INSERT INTO orders VALUES (30, 'eve', 3)");
+        assertEquals(List.of("public.rebuild", "public.an_hour_late", "public.on_change", "public.a_minute_late", "public.a_second_late"),
+                strings("SELECT name FROM pgtrickle.due_stream_tables()"),
+                "to be rebuilt first; then by how long each has been due: 60 min past its schedule, 30 min since its last refresh"
+                        + " with changes waiting ('calculated'), 1 min, 1 s past");
+        assertEquals(List.of("true", "true", "true", "true"), strings("SELECT (overdue BETWEEN lo AND lo + interval '1 minute')::text"
+                + " FROM pgtrickle.due_stream_tables() JOIN (VALUES ('public.an_hour_late', interval '60 minutes'),"
+                + " ('public.on_change', interval '30 minutes'), ('public.a_minute_late', interval '1 minute'),"
+                + " ('public.a_second_late', interval '1 second')) v (n, lo) ON n = name"));
     }
 
     @Test

@@ -17,7 +17,8 @@ import org.slf4j.LoggerFactory;
  * the database sees the same value. The database values are read anew on every tick.
  *
  * @param schedulerIntervalMs  pause between two ticks
- * @param workers              refreshes that may run at once in this container
+ * @param workers              refreshes that may run at once in this container (the database's
+ *                             {@code pg_trickle.max_concurrent_refreshes} wins, and resizes the pool)
  * @param maxConsecutiveErrors failed refreshes in a row after which a stream table is suspended
  * @param notifyCoalesceMs     the subscriptions' NOTIFY coalescing window, where neither the stream table
  *                             nor the database sets one; the catalog's SQL applies that precedence
@@ -26,6 +27,7 @@ record EngineSettings(long schedulerIntervalMs, int workers, int maxConsecutiveE
 
     static final String SCHEDULER_INTERVAL_GUC = "pg_trickle.scheduler_interval_ms";
     static final String MAX_CONSECUTIVE_ERRORS_GUC = "pg_trickle.max_consecutive_errors";
+    static final String MAX_CONCURRENT_REFRESHES_GUC = "pg_trickle.max_concurrent_refreshes";
 
     /** Below this the tick loop would only burn CPU and connections. */
     static final long MIN_INTERVAL_MS = 10;
@@ -56,7 +58,12 @@ record EngineSettings(long schedulerIntervalMs, int workers, int maxConsecutiveE
     }
 
     /** The values in effect for one tick: the database's where it sets them, else these defaults. */
-    record Effective(long schedulerIntervalMs, int maxConsecutiveErrors) {
+    record Effective(long schedulerIntervalMs, int maxConsecutiveErrors, int workers) {
+    }
+
+    /** This container's values, before any database override is read. */
+    Effective containerDefaults() {
+        return new Effective(schedulerIntervalMs, maxConsecutiveErrors, workers);
     }
 
     /**
@@ -66,16 +73,20 @@ record EngineSettings(long schedulerIntervalMs, int workers, int maxConsecutiveE
     Effective effective(Connection connection, InvalidValueLog log) throws SQLException {
         String interval;
         String maxErrors;
+        String maxConcurrent;
         try (Statement s = connection.createStatement();
              ResultSet rs = s.executeQuery("SELECT current_setting('" + SCHEDULER_INTERVAL_GUC + "', true), "
-                     + "current_setting('" + MAX_CONSECUTIVE_ERRORS_GUC + "', true)")) {
+                     + "current_setting('" + MAX_CONSECUTIVE_ERRORS_GUC + "', true), "
+                     + "current_setting('" + MAX_CONCURRENT_REFRESHES_GUC + "', true)")) {
             rs.next();
             interval = rs.getString(1);
             maxErrors = rs.getString(2);
+            maxConcurrent = rs.getString(3);
         }
         return new Effective(
                 parse(SCHEDULER_INTERVAL_GUC, interval, MIN_INTERVAL_MS, schedulerIntervalMs, log),
-                (int) parse(MAX_CONSECUTIVE_ERRORS_GUC, maxErrors, 1, maxConsecutiveErrors, log));
+                (int) parse(MAX_CONSECUTIVE_ERRORS_GUC, maxErrors, 1, maxConsecutiveErrors, log),
+                (int) parse(MAX_CONCURRENT_REFRESHES_GUC, maxConcurrent, 1, workers, log));
     }
 
     private static long parse(String guc, String raw, long min, long fallback, InvalidValueLog log) {

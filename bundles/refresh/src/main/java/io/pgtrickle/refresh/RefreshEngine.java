@@ -10,13 +10,14 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Collection;
+import java.util.Comparator;
 import java.util.Deque;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.PriorityQueue;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
@@ -37,15 +38,18 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The refresh scheduler without OSGi: one tick thread and a fixed pool of workers over a
+ * The refresh scheduler without OSGi: one tick thread and a bounded pool of workers over a
  * {@link DataSource}. The DS component {@link RefreshScheduler} only feeds it configuration and
  * listeners, so the tests drive this class directly.
  *
  * <p>Each tick reads the database's settings, asks {@code pgtrickle.due_stream_tables()} what is due
- * and hands as many of those as there are idle workers to the pool, in the order the function
- * returns them. What is left stays for the next tick, or for another container whose workers are
- * free: claiming only what can run now spreads the work across containers instead of queueing it
- * behind a busy one.
+ * and hands as many of those as there are idle workers to the pool, most urgent first: the order the
+ * function returns them in (unpopulated ones, then the longest overdue). What is left stays for the
+ * next tick, or for another container whose workers are free: claiming only what can run now
+ * spreads the work across containers instead of queueing it behind a busy one. Because what was
+ * left has grown more overdue by the next tick while what was just refreshed is no longer due, a
+ * saturated pool serves every stream table in turn; a fixed order (it was pgt_id) gave every free
+ * worker to the same few stream tables and never refreshed the rest.
  *
  * <p>Within a tick, stream tables go upstream first: one that reads another stream table refreshed
  * in the same tick (directly or through others) starts only once those refreshes are done, however
@@ -54,12 +58,14 @@ import org.slf4j.LoggerFactory;
  * stream table with schedule {@code 'calculated'} that reads a stream table refreshed in the tick
  * joins the tick even though it was not due when the tick began (its source had not changed yet);
  * it checks once its upstreams are done whether they left it anything to apply
- * ({@link Outcome#NOT_DUE} if not). Waiting refreshes count against the workers like running ones.
+ * ({@link Outcome#NOT_DUE} if not). Waiting refreshes count against the workers like running ones,
+ * and an upstream goes as early as the most urgent stream table waiting for it.
  *
  * <p>Two guards keep refreshes of one stream table from overlapping: within this container the
  * in-flight set (a stream table is handed to one worker at a time); across containers
  * {@code run_refresh(..., wait => false)} takes the catalog row with {@code SKIP LOCKED} and returns
- * NULL when another session holds it, and that stream table is simply skipped.
+ * NULL when another session holds it, and that stream table is skipped, and for a while goes after
+ * the rest of what is due ({@link #HELD_ELSEWHERE_DEFER_NANOS}).
  *
  * <p>A failed refresh is retried after a backoff ({@link Backoff}); the durable error count and the
  * suspension are the catalog's ({@code record_refresh_failure}).
@@ -91,6 +97,14 @@ final class RefreshEngine implements AutoCloseable {
     }
 
     static final long DEFAULT_STOP_GRACE_MILLIS = TimeUnit.SECONDS.toMillis(10);
+    /**
+     * How long a stream table found being refreshed by another session (another container, a manual
+     * refresh) goes after the rest of what is due. Until that refresh commits it stays the most
+     * overdue, so every tick would hand it to a worker again, which would find it locked and idle
+     * until the next tick: two saturated containers spent many of their workers that way. Deferred,
+     * not skipped, and only for a while, since a session that dies takes its lock with it.
+     */
+    static final long HELD_ELSEWHERE_DEFER_NANOS = TimeUnit.SECONDS.toNanos(1);
     private static final long ABORT_WAIT_MILLIS = TimeUnit.SECONDS.toMillis(5);
     private static final CompletableFuture<Void> DONE = CompletableFuture.completedFuture(null);
 
@@ -104,6 +118,8 @@ final class RefreshEngine implements AutoCloseable {
     private final long stopGraceMillis;
     private final Backoff backoff = new Backoff();
     private final Set<Long> inFlight = ConcurrentHashMap.newKeySet();
+    /** Stream tables another session was refreshing, with when (nanoClock) that was found. */
+    private final Map<Long, Long> heldElsewhereSince = new ConcurrentHashMap<>();
     private final EngineSettings.InvalidValueLog invalidValues = new EngineSettings.InvalidValueLog();
     private final ThreadPoolExecutor workers;
     private final ScheduledExecutorService ticker;
@@ -133,10 +149,11 @@ final class RefreshEngine implements AutoCloseable {
         this.refresher = new StreamTableRefresher(dataSource, listeners, settings.notifyCoalesceMs());
         this.nanoClock = nanoClock;
         this.stopGraceMillis = stopGraceMillis;
-        this.effective = new EngineSettings.Effective(settings.schedulerIntervalMs(), settings.maxConsecutiveErrors());
+        this.effective = settings.containerDefaults();
         int engine = ENGINES.incrementAndGet();
-        // Fixed size: at most `workers` refreshes (and connections) at once. The queue stays short
-        // because a tick never hands out more stream tables than there are idle workers.
+        // At most `workers` refreshes (and connections) at once; resized when the database's
+        // pg_trickle.max_concurrent_refreshes says otherwise. The queue stays short because a tick
+        // never hands out more stream tables than there are idle workers.
         this.workers = new ThreadPoolExecutor(settings.workers(), settings.workers(), 0, TimeUnit.MILLISECONDS,
                 new LinkedBlockingQueue<>(), threads("pgtrickle-refresh-" + engine + "-worker-"));
         this.ticker = Executors.newSingleThreadScheduledExecutor(threads("pgtrickle-refresh-" + engine + "-scheduler-"));
@@ -161,8 +178,9 @@ final class RefreshEngine implements AutoCloseable {
             started = true;
             ticker.execute(this::tickAndReschedule);
             LOG.info("pgtrickle refresh scheduler started: {} workers, interval {} ms, suspend after {} errors"
-                    + " (the database's {} and {} win when set)", settings.workers(), settings.schedulerIntervalMs(),
-                    settings.maxConsecutiveErrors(), EngineSettings.SCHEDULER_INTERVAL_GUC, EngineSettings.MAX_CONSECUTIVE_ERRORS_GUC);
+                    + " (the database's {}, {} and {} win when set)", settings.workers(), settings.schedulerIntervalMs(),
+                    settings.maxConsecutiveErrors(), EngineSettings.MAX_CONCURRENT_REFRESHES_GUC,
+                    EngineSettings.SCHEDULER_INTERVAL_GUC, EngineSettings.MAX_CONSECUTIVE_ERRORS_GUC);
         }
     }
 
@@ -185,8 +203,8 @@ final class RefreshEngine implements AutoCloseable {
 
     /**
      * One tick: reads the settings, the due stream tables and the edges between stream tables, hands
-     * what it can to the workers, upstreams first, and returns their outcomes (the tests wait on
-     * them; the scheduler does not).
+     * what it can to the workers, most urgent first but upstreams before their downstreams, and
+     * returns their outcomes (the tests wait on them; the scheduler does not).
      */
     List<CompletableFuture<Outcome>> tick() {
         if (closed) {
@@ -216,28 +234,36 @@ final class RefreshEngine implements AutoCloseable {
             lastTickError = null;
         }
         effective = now;
+        resizeWorkers(now.workers());
 
         long clock = nanoClock.getAsLong();
         Set<Long> dueIds = new HashSet<>();
         due.forEach(d -> dueIds.add(d.pgtId()));
         backoff.forgetAllBut(dueIds, clock);
+        heldElsewhereSince.entrySet().removeIf(e -> !dueIds.contains(e.getKey()) || clock - e.getValue() >= HELD_ELSEWHERE_DEFER_NANOS);
+        if (!heldElsewhereSince.isEmpty()) {
+            List<Due> deferred = new ArrayList<>();
+            due.removeIf(d -> heldElsewhereSince.containsKey(d.pgtId()) && deferred.add(d));
+            due.addAll(deferred);
+        }
 
-        // This tick's stream tables, upstreams first: what is due, and the 'calculated' stream tables
-        // downstream of it, which will have changes to apply once their upstreams have refreshed.
+        // This tick's stream tables, most urgent first: what is due, then the 'calculated' stream
+        // tables downstream of it, which will have changes to apply once their upstreams have
+        // refreshed. Those were not due, so they take only the workers left over, in creation order
+        // (a chain is usually created in order, and then catches up in one tick); one that waits
+        // too long is due by itself at a later tick, with its own urgency.
         Map<Long, Due> byId = new LinkedHashMap<>();
         due.forEach(d -> byId.put(d.pgtId(), d));
-        Set<Long> cascaded = new HashSet<>();
+        TreeSet<Long> cascaded = new TreeSet<>();
         Deque<Long> toVisit = new ArrayDeque<>(byId.keySet());
         while (!toVisit.isEmpty()) {
             for (long down : graph.downstreams(toVisit.pop())) {
-                Due follower = graph.followers().get(down);
-                if (follower != null && !byId.containsKey(down)) {
-                    byId.put(down, follower);
-                    cascaded.add(down);
+                if (graph.followers().containsKey(down) && !byId.containsKey(down) && cascaded.add(down)) {
                     toVisit.add(down);
                 }
             }
         }
+        cascaded.forEach(id -> byId.put(id, graph.followers().get(id)));
 
         List<CompletableFuture<Outcome>> outcomes = new ArrayList<>();
         // per stream table of this tick already passed: when it (if dispatched) or else the
@@ -245,7 +271,7 @@ final class RefreshEngine implements AutoCloseable {
         Map<Long, CompletableFuture<?>> done = new HashMap<>();
         Set<Long> dispatched = new HashSet<>();
         int maxErrors = now.maxConsecutiveErrors();
-        for (long id : dependencyOrder(byId.keySet(), graph)) {
+        for (long id : dependencyOrder(new ArrayList<>(byId.keySet()), graph)) {
             Due d = byId.get(id);
             List<CompletableFuture<?>> before = new ArrayList<>();
             boolean upstreamDispatched = false;
@@ -262,7 +288,7 @@ final class RefreshEngine implements AutoCloseable {
             if (cascaded.contains(id) && !upstreamDispatched) {
                 continue;
             }
-            if (inFlight.size() >= settings.workers()) {
+            if (inFlight.size() >= now.workers()) {
                 break;
             }
             if (!backoff.ready(id, clock) || !inFlight.add(id)) {
@@ -355,22 +381,44 @@ final class RefreshEngine implements AutoCloseable {
     }
 
     /**
-     * The stream tables upstreams first, otherwise by pgt_id (creation order). A cycle, which the
-     * catalog should not allow, is broken in pgt_id order rather than refused.
+     * The stream tables in {@code byUrgency}'s order, except that each comes after the stream tables
+     * of the list it reads. An upstream takes the urgency of the most urgent stream table waiting
+     * for it: a long-overdue downstream must not wait behind everything more urgent than its
+     * merely due upstream. A cycle, which the catalog should not allow, is broken at its most urgent
+     * member rather than refused.
      */
-    private static List<Long> dependencyOrder(Collection<Long> ids, Graph graph) {
-        List<Long> order = new ArrayList<>(ids.size());
+    private static List<Long> dependencyOrder(List<Long> byUrgency, Graph graph) {
         if (graph.upstreamsOf().isEmpty()) {
-            order.addAll(ids);
-            order.sort(null);
-            return order;
+            return byUrgency;
         }
+        Map<Long, Integer> rank = new HashMap<>();
+        for (int i = 0; i < byUrgency.size(); i++) {
+            rank.put(byUrgency.get(i), i);
+        }
+        // urgency inherited from downstream: push each stream table's urgency to its upstreams until
+        // nothing changes (a cycle cannot loop forever: a rank only ever falls, and not below 0)
+        Map<Long, Integer> inherited = new HashMap<>(rank);
+        boolean changed = true;
+        while (changed) {
+            changed = false;
+            for (long id : byUrgency) {
+                int mine = inherited.get(id);
+                for (long up : graph.upstreams(id)) {
+                    Integer theirs = inherited.get(up);
+                    if (theirs != null && mine < theirs) {
+                        inherited.put(up, mine);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        Comparator<Long> urgency = Comparator.<Long>comparingInt(inherited::get).thenComparingInt(rank::get);
         Map<Long, Integer> waitingFor = new HashMap<>();
-        TreeSet<Long> ready = new TreeSet<>();
-        for (long id : ids) {
+        PriorityQueue<Long> ready = new PriorityQueue<>(urgency);
+        for (long id : byUrgency) {
             int n = 0;
             for (long up : graph.upstreams(id)) {
-                if (ids.contains(up)) {
+                if (rank.containsKey(up)) {
                     n++;
                 }
             }
@@ -379,13 +427,14 @@ final class RefreshEngine implements AutoCloseable {
                 ready.add(id);
             }
         }
-        while (order.size() < ids.size()) {
+        List<Long> order = new ArrayList<>(byUrgency.size());
+        while (order.size() < byUrgency.size()) {
             if (ready.isEmpty()) {
-                // a cycle: release its first member
-                waitingFor.entrySet().stream().filter(e -> e.getValue() > 0).mapToLong(Map.Entry::getKey).min()
+                // a cycle: release its most urgent member
+                waitingFor.entrySet().stream().filter(e -> e.getValue() > 0).map(Map.Entry::getKey).min(urgency)
                         .ifPresent(ready::add);
             }
-            long id = ready.pollFirst();
+            long id = ready.poll();
             waitingFor.put(id, -1);
             order.add(id);
             for (long down : graph.downstreams(id)) {
@@ -399,6 +448,28 @@ final class RefreshEngine implements AutoCloseable {
             }
         }
         return order;
+    }
+
+    /**
+     * Follows {@code pg_trickle.max_concurrent_refreshes}. A smaller pool cuts no refresh short: its
+     * surplus threads end as they become idle, and meanwhile the tick hands out no more than the new
+     * size (it counts refreshes in flight, not threads).
+     */
+    private void resizeWorkers(int size) {
+        int current = workers.getMaximumPoolSize();
+        if (size == current) {
+            return;
+        }
+        // the core size may never exceed the maximum: grow the maximum first, shrink the core first
+        if (size > current) {
+            workers.setMaximumPoolSize(size);
+            workers.setCorePoolSize(size);
+        } else {
+            workers.setCorePoolSize(size);
+            workers.setMaximumPoolSize(size);
+        }
+        LOG.info("pgtrickle refresh scheduler now runs up to {} refreshes at once (the database's {}, else this container's workers)",
+                size, EngineSettings.MAX_CONCURRENT_REFRESHES_GUC);
     }
 
     /**
@@ -494,6 +565,7 @@ final class RefreshEngine implements AutoCloseable {
             RefreshEvent event = refresher.refresh(d.pgtId(), d.name(), Initiator.SCHEDULER, false, maxConsecutiveErrors);
             if (event == null) {
                 lockedElsewhere.incrementAndGet();
+                heldElsewhereSince.put(d.pgtId(), nanoClock.getAsLong());
                 LOG.debug("{} is being refreshed by another session; skipped", d.name());
                 return Outcome.LOCKED_ELSEWHERE;
             }

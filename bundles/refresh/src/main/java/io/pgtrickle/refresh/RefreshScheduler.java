@@ -23,7 +23,8 @@ import org.osgi.service.metatype.annotations.ObjectClassDefinition;
  * the {@link RefreshListener} whiteboard. Everything else lives in the engine.
  *
  * <p>A configuration change re-creates the component (no {@code @Modified}): the engine stops
- * cleanly and starts with the new pool size, which a running pool could not adopt safely.
+ * cleanly and starts with the new values. The database's {@code pg_trickle.*} settings, which win
+ * over these, are followed while the engine runs (it reads them every tick).
  */
 @Component(service = RefreshService.class, configurationPid = RefreshScheduler.PID, immediate = true)
 @Designate(ocd = RefreshScheduler.Config.class)
@@ -32,7 +33,8 @@ public class RefreshScheduler implements RefreshService {
     static final String PID = "io.pgtrickle.refresh";
 
     @ObjectClassDefinition(name = "pgtrickle refresh scheduler",
-            description = "Refreshes due stream tables. The PostgreSQL settings pg_trickle.scheduler_interval_ms and "
+            description = "Refreshes due stream tables, most overdue first. The PostgreSQL settings "
+                    + "pg_trickle.scheduler_interval_ms, pg_trickle.max_concurrent_refreshes and "
                     + "pg_trickle.max_consecutive_errors, when set in the database, win over these defaults.")
     public @interface Config {
         @AttributeDefinition(min = "10", description = "Milliseconds between two looks for due stream tables, "
@@ -40,7 +42,8 @@ public class RefreshScheduler implements RefreshService {
         long schedulerIntervalMs() default 1000;
 
         @AttributeDefinition(min = "1", description = "Refreshes this container runs at once; each holds a pooled "
-                + "connection, so keep it below the data source's maxPoolSize")
+                + "connection, so keep it below the data source's maxPoolSize. Unless the database sets "
+                + "pg_trickle.max_concurrent_refreshes")
         int workers() default 4;
 
         @AttributeDefinition(min = "1", description = "Failed refreshes in a row after which a stream table is "

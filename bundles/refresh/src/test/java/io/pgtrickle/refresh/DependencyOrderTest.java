@@ -3,6 +3,7 @@ package io.pgtrickle.refresh;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -128,6 +129,27 @@ class DependencyOrderTest {
         }
         assertTrue(db.queryLong("SELECT count(*) FROM st_b") > 0);
         assertEquals(0, outOfOrder(before), "every upstream's refresh_id is below its downstreams'");
+    }
+
+    @Test
+    void aLongOverdueDownstreamPullsItsDueUpstreamAheadOfOthers() throws Exception {
+        db.exec("SELECT pgtrickle.create_stream_table('x1', 'SELECT id FROM src WHERE v % 2 = 0', '10m')",
+                "SELECT pgtrickle.create_stream_table('x2', 'SELECT id FROM src WHERE v % 2 = 1', '10m')",
+                "SELECT pgtrickle.create_stream_table('up', 'SELECT id, grp, v FROM src', '10m')",
+                "SELECT pgtrickle.create_stream_table('down', 'SELECT grp, count(*) AS n FROM up GROUP BY grp', '10m')",
+                // x1 and x2 ten minutes past their schedule, up one second, down an hour
+                "UPDATE pgtrickle.pgt_stream_tables SET last_refresh_at = now() - CASE pgt_name WHEN 'up' THEN interval '601 seconds'"
+                        + " WHEN 'down' THEN interval '70 minutes' ELSE interval '20 minutes' END");
+        engine = replace(engine, 1);
+        List<String> refreshed = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            long before = lastRefreshId();
+            assertEquals(List.of(RefreshEngine.Outcome.REFRESHED), oneTick(), "one worker, one refresh a tick");
+            refreshed.add(db.queryString("SELECT s.pgt_name FROM pgtrickle.pgt_refresh_history h JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)"
+                    + " WHERE h.refresh_id > ?", before));
+        }
+        assertEquals(List.of("up", "down"), refreshed.subList(0, 2),
+                "down is the most overdue and must read a fresh up, so up goes first although it is the least overdue");
     }
 
     private RefreshEngine replace(RefreshEngine old, int workers) {
