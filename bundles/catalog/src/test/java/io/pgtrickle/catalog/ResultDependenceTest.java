@@ -46,6 +46,17 @@ class ResultDependenceTest extends MigratedDatabaseTest {
         assertEquals(List.of(), strings("SELECT id::text FROM upcoming"));
     }
 
+    @Test
+    void aCalculatedScheduleRecomputesATimeDependentQueryEverySecond() throws Exception {
+        exec("CREATE TABLE r1 (id int PRIMARY KEY, ts timestamptz)");
+        exec("SELECT pgtrickle.create_stream_table('recent', $q$SELECT id FROM r1 WHERE ts > now() - interval '1 minute'$q$, 'calculated')");
+        exec("SELECT pgtrickle.create_stream_table('plain', 'SELECT id FROM r1', 'calculated')");
+        assertEquals(List.of(), strings("SELECT name FROM pgtrickle.due_stream_tables()"), "both were just filled");
+        exec("SELECT pg_sleep(1.1)");
+        // no source changed: only the one whose result moves with the clock is due
+        assertEquals(List.of("public.recent"), strings("SELECT name FROM pgtrickle.due_stream_tables()"));
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {"ts > now() - interval '2 seconds'", "ts < clock_timestamp()", "ts::date = CURRENT_DATE",
         "ts <= CURRENT_TIMESTAMP", "ts::timestamp < localtimestamp", "ts < statement_timestamp()", "age(ts::timestamp) < interval '1 day'",

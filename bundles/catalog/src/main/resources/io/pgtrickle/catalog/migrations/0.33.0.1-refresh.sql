@@ -489,16 +489,6 @@ BEGIN
             USING ERRCODE = 'undefined_table', HINT = 'Drop the stream table, or re-create it on the new source.';
     END IF;
 
-    -- The query runs under the settings of the session that set it (TimeZone, DateStyle, ...), so
-    -- the container and psql compute the same rows; put back before returning, since a refresh
-    -- from SQL runs in its caller's transaction.
-    FOR setting IN SELECT * FROM jsonb_each_text(coalesce(st.query_settings, '{}')) LOOP
-        IF current_setting(setting.key) IS DISTINCT FROM setting.value THEN
-            restore := restore || jsonb_build_object(setting.key, current_setting(setting.key));
-            PERFORM set_config(setting.key, setting.value, true);
-        END IF;
-    END LOOP;
-
     -- Nothing to do when every source is captured and none has a change past the frontier; the
     -- probe and the snapshot it is judged in come from one statement. A query without captured
     -- sources (no tables, or views over catalogs, matviews, foreign tables), or whose result moves
@@ -538,6 +528,16 @@ BEGIN
         readable := pgtrickle.owner_reads_changes(st);
     END IF;
 
+    -- The query runs under the settings of the session that set it (TimeZone, DateStyle, ...), so
+    -- the container and psql compute the same rows. Only around the statements that run it: a
+    -- refresh from SQL runs in its caller's transaction, and a changed search_path makes plpgsql
+    -- plan this function's statements again.
+    FOR setting IN SELECT * FROM jsonb_each_text(coalesce(st.query_settings, '{}')) LOOP
+        IF current_setting(setting.key) IS DISTINCT FROM setting.value THEN
+            restore := restore || jsonb_build_object(setting.key, current_setting(setting.key));
+            PERFORM set_config(setting.key, setting.value, true);
+        END IF;
+    END LOOP;
     -- the guard on the stream table (0.33.0-guards.sql) lets this transaction's refresh writes through
     PERFORM set_config('pgtrickle.refreshing', 'on', true);
     IF pending = 0 AND snapshot IS NOT NULL THEN
@@ -576,6 +576,9 @@ BEGIN
         del := res[1]; ins := res[2]; snapshot := res[3];
     END IF;
     PERFORM set_config('pgtrickle.refreshing', 'off', true);
+    FOR setting IN SELECT * FROM jsonb_each_text(restore) LOOP
+        PERFORM set_config(setting.key, setting.value, true);
+    END LOOP;
 
     -- pg_current_snapshot() leaves the calling transaction out of its in-progress list, so a
     -- refresh run inside a transaction that has written would store a frontier that counts that
@@ -613,9 +616,6 @@ BEGIN
 
     PERFORM pgtrickle.prune_change_buffer(d.source_relid::regclass)
        FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE');
-    FOR setting IN SELECT * FROM jsonb_each_text(restore) LOOP
-        PERFORM set_config(setting.key, setting.value, true);
-    END LOOP;
     RETURN id;
 END
 $fn$;

@@ -13,7 +13,8 @@
 DROP FUNCTION pgtrickle.due_stream_tables();
 
 -- Stream tables the scheduler should refresh now, most urgent first: unpopulated or to be rebuilt
--- ones, those past their schedule, and 'calculated' ones with pending source changes.
+-- ones, those past their schedule, 'calculated' ones with pending source changes, and 'calculated'
+-- ones whose result moves with the time or the session once a second.
 --
 -- overdue: how long it has been due. Past a schedule: since the schedule ran out
 -- (last_refresh_at + schedule); 'calculated': since its last refresh (its changes may be that old);
@@ -58,6 +59,10 @@ BEGIN
      WHERE s.status = 'ACTIVE' AND s.shadow_of IS NULL -- shadows are refreshed by their evolution
        AND (NOT s.is_populated OR s.needs_reinit
             OR (p.every IS NOT NULL AND (s.last_refresh_at IS NULL OR s.last_refresh_at + p.every <= now()))
+            -- 'calculated', but the result moves without any source changing (recompute_reason,
+            -- 0.33.0.1-refresh.sql): every second
+            OR (p.every IS NULL AND s.recompute_reason IS NOT NULL
+                AND (s.last_refresh_at IS NULL OR s.last_refresh_at + interval '1 second' <= now()))
             OR (p.every IS NULL
                 AND EXISTS (SELECT FROM pgtrickle.pgt_dependencies d
                              WHERE d.pgt_id = s.pgt_id

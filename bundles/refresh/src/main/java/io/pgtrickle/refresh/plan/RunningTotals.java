@@ -18,11 +18,13 @@ import net.sf.jsqlparser.statement.select.SelectItem;
 
 /**
  * GROUP BY queries whose aggregates are all {@code count(*)}, {@code count(x)} and exact
- * {@code sum(x)} (integer or numeric results), without HAVING: each group's totals are kept in a
+ * {@code sum(x)} (of integers, or of a numeric column with a declared scale), without HAVING: each
+ * group's totals are kept in a
  * state table and adjusted by the changes' contributions, so a refresh reads only the changes and
  * the rows they join with, never a whole group. (GROUPS recomputes every touched group from the
  * sources: with a handful of groups, every change touches all of them.) Float sums are left to
- * GROUPS: adjusting them drifts from what a recomputation returns.
+ * GROUPS: adjusting them drifts from what a recomputation returns; so are numeric sums of mixed
+ * scales, whose running total would keep the largest scale ever added.
  *
  * <p>State: {@code h} (the group key's hash), {@code n} (rows in the group), and per aggregate the
  * count of non-null inputs and, for sums, their sum. A FULL refresh refills it from scratch in its
