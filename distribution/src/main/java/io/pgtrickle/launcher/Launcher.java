@@ -7,6 +7,7 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import java.util.ServiceLoader;
 import java.util.concurrent.TimeUnit;
@@ -15,8 +16,11 @@ import org.osgi.framework.Bundle;
 import org.osgi.framework.BundleException;
 import org.osgi.framework.Constants;
 import org.osgi.framework.FrameworkEvent;
+import org.osgi.framework.InvalidSyntaxException;
+import org.osgi.framework.ServiceReference;
 import org.osgi.framework.launch.Framework;
 import org.osgi.framework.launch.FrameworkFactory;
+import org.osgi.framework.wiring.FrameworkWiring;
 
 /**
  * Runs pgtrickle: settings, then the database (an existing one, or an embedded PostgreSQL), then Felix
@@ -34,6 +38,22 @@ final class Launcher {
 
     private static final String GOSH_HOME = "gosh.home";
 
+    /** The bundle that runs the interactive console (prints the banner and the {@code g!} prompt). */
+    static final String CONSOLE_BUNDLE = "org.apache.felix.gogo.shell";
+
+    /** The pgtrickle:* commands: the shell bundle's component, registered once the catalog and the scheduler are. */
+    private static final String PGTRICKLE_COMMANDS = "(osgi.command.scope=pgtrickle)";
+    private static final String REFRESH_SERVICE = "(objectClass=io.pgtrickle.api.refresh.RefreshService)";
+
+    /**
+     * How long the console waits for the pgtrickle commands before it opens anyway: a database that is
+     * down must not keep the operator from the console, which is where they look at what is wrong.
+     */
+    private static final long CONSOLE_WAIT_MILLIS = TimeUnit.SECONDS.toMillis(15);
+
+    /** Then, how long the log must have been quiet: the lines of sinks registering and the like come just after. */
+    private static final long CONSOLE_QUIET_MILLIS = 500;
+
     private final Options options;
     private final PrintStream out;
     private final PrintStream err;
@@ -45,6 +65,7 @@ final class Launcher {
     private boolean shutDown;            // guarded by lifecycle
     private EmbeddedDatabase embedded;   // guarded by lifecycle
     private Framework framework;         // guarded by lifecycle
+    private Bundle heldConsole;          // guarded by lifecycle: the console bundle, until openConsole starts it
 
     Launcher(Options options, PrintStream out, PrintStream err) {
         this.options = options;
@@ -65,12 +86,16 @@ final class Launcher {
         Map<String, String> frameworkConfig = FrameworkConfig.load(home, this::warn);
         int osgiLogThreshold = OsgiLogForwarder.threshold(System.getProperty(OsgiLogForwarder.LEVEL_PROPERTY, "warn"));
         createDirectories(home);
-        chooseConsole(home);
+        boolean interactive = chooseConsole(home);
+        OutputActivity output = interactive ? OutputActivity.installOnSystemOut() : null;
 
         Runtime.getRuntime().addShutdownHook(new Thread(this::shutdown, "pgtrickle-shutdown"));
         try {
             connectDatabase(home, settings);
-            startFramework(frameworkConfig, osgiLogThreshold);
+            startFramework(frameworkConfig, osgiLogThreshold, interactive);
+            if (interactive) {
+                openConsole(output);
+            }
             return awaitFrameworkStop();
         } finally {
             shutdown();
@@ -109,21 +134,25 @@ final class Launcher {
      * type, and an interactive console would stop the framework at end of input. {@code gosh.args} must
      * be a system property, not a framework property (osgi_stack.md trap 11); an explicit
      * {@code -Dgosh.args} is respected.
+     *
+     * @return whether Gogo will read commands (and print a prompt)
      */
-    private void chooseConsole(Home home) {
+    private boolean chooseConsole(Home home) {
         boolean headless = options.headless() || System.console() == null;
         if (headless && System.getProperty(FrameworkConfig.GOSH_ARGS) == null) {
             System.setProperty(FrameworkConfig.GOSH_ARGS, "--nointeractive");
         }
+        boolean interactive = !System.getProperty(FrameworkConfig.GOSH_ARGS, "").contains("--nointeractive");
         // Gogo reads etc/gosh_profile (which redefines 'exit') and etc/motd relative to gosh.home
         if (System.getProperty(GOSH_HOME) == null) {
             System.setProperty(GOSH_HOME, home.root().toString());
         }
-        if (headless) {
-            out.println("pgtrickle: running headless (no console); stop with Ctrl-C or SIGTERM");
-        } else {
+        if (interactive) {
             out.println("pgtrickle: Gogo console enabled; 'help' lists commands, 'exit' (or 'stop 0', Ctrl-D) stops pgtrickle");
+        } else {
+            out.println("pgtrickle: running headless (no console); stop with Ctrl-C or SIGTERM");
         }
+        return interactive;
     }
 
     private void connectDatabase(Home home, Settings settings) throws LauncherException {
@@ -159,7 +188,7 @@ final class Launcher {
         out.println("pgtrickle: connect with: " + started.psqlCommand());
     }
 
-    private void startFramework(Map<String, String> config, int osgiLogThreshold) throws LauncherException {
+    private void startFramework(Map<String, String> config, int osgiLogThreshold, boolean holdConsole) throws LauncherException {
         synchronized (lifecycle) {
             if (shutDown) {
                 return;
@@ -177,6 +206,9 @@ final class Launcher {
                 OsgiLogForwarder.install(started.getBundleContext(), osgiLogThreshold);
                 // installs and marks for start every jar in bundle/ (felix.auto.deploy.*); failures are printed by Felix
                 AutoProcessor.process(config, started.getBundleContext());
+                if (holdConsole) {
+                    heldConsole = holdBackConsole(started);
+                }
                 started.start();
             } catch (BundleException | RuntimeException e) {
                 throw new LauncherException("the OSGi framework did not start: " + e.getMessage(), e);
@@ -186,8 +218,101 @@ final class Launcher {
     }
 
     /**
+     * Keeps the console bundle from starting with the others: it prints the banner and the prompt at once,
+     * and the bundles' startup lines (data source, catalog, scheduler) would land after the prompt.
+     * {@link #openConsole} starts it. Stopping a bundle that has not started only clears its start mark.
+     */
+    private static Bundle holdBackConsole(Framework started) throws BundleException {
+        for (Bundle bundle : started.getBundleContext().getBundles()) {
+            if (CONSOLE_BUNDLE.equals(bundle.getSymbolicName())) {
+                bundle.stop();
+                return bundle;
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Starts the console once pgtrickle's startup is done: the pgtrickle:* commands are registered, the
+     * scheduler has started, and nothing has been printed for {@value #CONSOLE_QUIET_MILLIS} ms; or, when
+     * the commands do not come (the database is unreachable, the catalog refused), after
+     * {@value #CONSOLE_WAIT_MILLIS} ms with a line saying so. Runs without the lifecycle lock, so Ctrl-C
+     * meanwhile stops everything at once.
+     */
+    private void openConsole(OutputActivity output) throws LauncherException {
+        Framework running;
+        synchronized (lifecycle) {
+            running = framework;
+        }
+        if (running == null) {
+            return;
+        }
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(CONSOLE_WAIT_MILLIS);
+        boolean commands = false;
+        while (isRunning(running) && System.nanoTime() < deadline) {
+            if (!commands && registered(running, PGTRICKLE_COMMANDS)) {
+                commands = true;
+                awaitActivation(running, REFRESH_SERVICE);
+            }
+            if (commands && output.quietNanos() >= TimeUnit.MILLISECONDS.toNanos(CONSOLE_QUIET_MILLIS)) {
+                break;
+            }
+            try {
+                Thread.sleep(50);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+        synchronized (lifecycle) {
+            if (shutDown || heldConsole == null) {
+                return;
+            }
+            if (!commands) {
+                out.println("pgtrickle: the pgtrickle:* commands are not there yet: they come once the catalog is"
+                        + " migrated (see the lines above); opening the console");
+            }
+            try {
+                heldConsole.start();
+            } catch (BundleException | IllegalStateException e) {
+                warn("the console did not start: " + LauncherException.oneLine(e.getMessage()));
+            }
+            heldConsole = null;
+        }
+    }
+
+    private static boolean registered(Framework running, String filter) {
+        try {
+            ServiceReference<?>[] found = running.getBundleContext().getServiceReferences((String) null, filter);
+            return found != null && found.length > 0;
+        } catch (InvalidSyntaxException e) {
+            throw new IllegalStateException("constant filter " + filter, e);
+        } catch (IllegalStateException e) {
+            return false; // the framework is stopping
+        }
+    }
+
+    /**
+     * Gets and releases the service: Declarative Services may register an immediate component's service
+     * before its activate method has run, and getting it waits for that (the scheduler logs when it starts).
+     */
+    private static void awaitActivation(Framework running, String filter) {
+        try {
+            ServiceReference<?>[] found = running.getBundleContext().getServiceReferences((String) null, filter);
+            if (found != null && found.length > 0 && running.getBundleContext().getService(found[0]) != null) {
+                running.getBundleContext().ungetService(found[0]);
+            }
+        } catch (InvalidSyntaxException e) {
+            throw new IllegalStateException("constant filter " + filter, e);
+        } catch (IllegalStateException e) {
+            // the framework is stopping
+        }
+    }
+
+    /**
      * One line per bundle that did not start, with the resolver's reason, then a summary line the
-     * operator (and the integration tests) can check.
+     * operator (and the integration tests) can check. A console held back for {@link #openConsole} counts
+     * as started once it resolves: it starts after the startup lines.
      */
     private void reportBundles(Framework started) {
         int total = 0;
@@ -198,6 +323,10 @@ final class Launcher {
             }
             total++;
             boolean fragment = bundle.getHeaders().get(Constants.FRAGMENT_HOST) != null;
+            if (bundle == heldConsole && started.adapt(FrameworkWiring.class).resolveBundles(List.of(bundle))) {
+                running++;
+                continue;
+            }
             if (fragment ? bundle.getState() == Bundle.RESOLVED : isRunning(bundle)) {
                 running++;
                 continue;

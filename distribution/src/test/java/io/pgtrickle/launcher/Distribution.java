@@ -52,7 +52,8 @@ final class Distribution {
             "io.pgtrickle.shell",
             "io.pgtrickle.notify",
             "io.pgtrickle.evolution",
-            "io.pgtrickle.sink-webhook");
+            "io.pgtrickle.sink-webhook",
+            "io.pgtrickle.sink-log");
 
     private Distribution() {
     }

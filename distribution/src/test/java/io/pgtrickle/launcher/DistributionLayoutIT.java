@@ -80,7 +80,8 @@ class DistributionLayoutIT {
     @Test
     void configurationFilesAreThere() throws IOException {
         Path etc = Distribution.unpacked().resolve("etc");
-        for (String name : new String[] {"config.properties", "pgtrickle.properties", "system.properties", "gosh_profile", "motd"}) {
+        for (String name : new String[] {"config.properties", "pgtrickle.properties", "system.properties", "gosh_profile", "motd",
+                "io.pgtrickle.sink.log.cfg"}) {
             assertTrue(Files.isRegularFile(etc.resolve(name)), "etc/" + name);
         }
         // the banner is the one filtered file

@@ -76,6 +76,22 @@ final class PgTrickleProcess implements AutoCloseable {
 
     /** Starts an arbitrary command (e.g. java without bin/pgtrickle) in the same harness. */
     static PgTrickleProcess start(Path home, List<String> command, Map<String, String> environment) {
+        return start(home, command, environment, ProcessBuilder.Redirect.from(new File("/dev/null")));
+    }
+
+    /**
+     * Starts {@code home/bin/pgtrickle} with Gogo's interactive console reading what {@link #type} sends.
+     * stdin is a pipe, not a terminal, so the launcher alone would run headless; {@code -Dgosh.args=}
+     * (no {@code --nointeractive}) makes the console interactive all the same, as a terminal would.
+     */
+    static PgTrickleProcess startWithConsole(Path home, Map<String, String> environment) {
+        Map<String, String> env = new java.util.HashMap<>(environment);
+        env.put("JAVA_OPTS", "-Dgosh.args=");
+        return start(home, List.of(home.resolve("bin/pgtrickle").toString()), env, ProcessBuilder.Redirect.PIPE);
+    }
+
+    private static PgTrickleProcess start(Path home, List<String> command, Map<String, String> environment,
+            ProcessBuilder.Redirect input) {
         ProcessBuilder builder = new ProcessBuilder(command);
         builder.environment().keySet().removeIf(k -> k.startsWith("PGTRICKLE_") || k.equals("JAVA_OPTS"));
         // the same JDK as the test, not whatever java is on the PATH
@@ -83,12 +99,18 @@ final class PgTrickleProcess implements AutoCloseable {
         builder.environment().putAll(environment);
         // not the home: the script must find its home by itself
         builder.directory(home.getParent().toFile());
-        builder.redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
+        builder.redirectInput(input);
         try {
             return new PgTrickleProcess(builder.start(), home);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
+    }
+
+    /** Types one line at the console of a process from {@link #startWithConsole}. */
+    void type(String line) throws IOException {
+        process.getOutputStream().write((line + "\n").getBytes(StandardCharsets.UTF_8));
+        process.getOutputStream().flush();
     }
 
     private Thread reader(InputStream stream, List<String> lines, String name) {

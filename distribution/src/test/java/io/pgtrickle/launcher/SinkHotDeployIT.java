@@ -49,6 +49,8 @@ class SinkHotDeployIT {
     private static final String BSN = "io.pgtrickle.examples.sink";
     private static final String EXAMPLE = "example:example";
     private static final String WEBHOOK = "webhook:hook";
+    /** The log sink the distribution ships, on its own channel (etc/io.pgtrickle.sink.log.cfg). */
+    private static final String LOG = "log:log";
     private static final String CHANNEL = "c";
     private static final String STREAM_TABLE = "sink_hot_deploy";
     /** Deliveries are polled (default every 100 ms) and loopback HTTP is fast: 30 s is a generous bound. */
@@ -106,7 +108,7 @@ class SinkHotDeployIT {
                 // the sink that stays: a webhook on the test's loopback endpoint, receiving only the channel
                 moveInto(tmp, home.resolve("etc/io.pgtrickle.sink.webhook-hook.cfg"),
                         "name = hook\nurl = http://127.0.0.1:" + endpointPort + "/hook\nchannels = " + CHANNEL + "\n");
-                awaitEquals(List.of(WEBHOOK), () -> sinks(s), STARTUP, "registered sinks", pgtrickle);
+                awaitEquals(List.of(LOG, WEBHOOK), () -> sinks(s), STARTUP, "registered sinks", pgtrickle);
 
                 s.execute("CREATE TABLE public.sink_hot_deploy_src (id int PRIMARY KEY, note text)");
                 // refreshed only by this test (a day is never due while it runs), one notification per refresh
@@ -126,7 +128,7 @@ class SinkHotDeployIT {
                 Files.copy(exampleJar, tmp.resolve("example-sink.jar"));
                 Files.move(tmp.resolve("example-sink.jar"), deployed, StandardCopyOption.ATOMIC_MOVE);
                 pgtrickle.awaitLine("Started bundle: file:.*/deploy/pgtrickle-sink-example\\.jar", STARTUP);
-                awaitEquals(List.of(EXAMPLE, WEBHOOK), () -> sinks(s), STARTUP, "registered sinks", pgtrickle);
+                awaitEquals(List.of(EXAMPLE, LOG, WEBHOOK), () -> sinks(s), STARTUP, "registered sinks", pgtrickle);
                 pgtrickle.awaitLine(Pattern.quote("Notification sink " + EXAMPLE + " registered for channels [*]"), STARTUP);
 
                 // both sinks get the notifications from now on, the same ones

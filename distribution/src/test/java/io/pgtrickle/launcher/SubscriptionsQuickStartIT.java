@@ -36,7 +36,8 @@ import org.postgresql.PGNotification;
 
 /**
  * docs/subscriptions.md's quick start and docs/webhooks.md's endpoint, followed against the running
- * distribution with its defaults: the quick start's SQL, a listening JDBC session, a webhook
+ * distribution with its defaults, after the README's tutorial as a newcomer does (the quick start has
+ * tables of its own): the quick start's SQL, a listening JDBC session, a webhook
  * configured by a file in etc/, and a write. No refresh is run by hand: the container's scheduler
  * refreshes the stream table on its default schedule, the listener hears the refresh and the
  * endpoint receives it signed. Then the low-latency recipe's schedule, {@code calculated}.
@@ -56,7 +57,7 @@ class SubscriptionsQuickStartIT {
     @Test
     void theQuickStartWorksAsWritten(@TempDir Path tmp) throws Exception {
         HttpServer endpoint = HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 0);
-        endpoint.createContext("/pgtrickle/orders", exchange -> {
+        endpoint.createContext("/pgtrickle/payments", exchange -> {
             try (InputStream in = exchange.getRequestBody()) {
                 String body = new String(in.readAllBytes(), StandardCharsets.UTF_8);
                 synchronized (posts) {
@@ -82,27 +83,33 @@ class SubscriptionsQuickStartIT {
             try (Connection c = DriverManager.getConnection(url, "postgres", null); Statement s = c.createStatement();
                  Connection listener = DriverManager.getConnection(url, "postgres", null)) {
                 // docs/webhooks.md: one file per endpoint in etc/, written elsewhere and moved in
-                Path cfg = tmp.resolve("orders.cfg");
-                Files.writeString(cfg, "name = orders\nurl = http://127.0.0.1:" + endpointPort + "/pgtrickle/orders\n"
-                        + "channels = order_totals_changed, refunds_changed\nsecret = " + SECRET + "\ntimeoutMs = 10000\nmaxAttempts = 10\n");
-                Files.move(cfg, home.resolve("etc/io.pgtrickle.sink.webhook-orders.cfg"), StandardCopyOption.ATOMIC_MOVE);
-                awaitEquals(1L, () -> count(s, "SELECT count(*) FROM pgtrickle.list_sinks() WHERE sink_id = 'webhook:orders' AND enabled"),
+                Path cfg = tmp.resolve("payments.cfg");
+                Files.writeString(cfg, "name = payments\nurl = http://127.0.0.1:" + endpointPort + "/pgtrickle/payments\n"
+                        + "channels = payment_totals_changed, refunds_changed\nsecret = " + SECRET + "\ntimeoutMs = 10000\nmaxAttempts = 10\n");
+                Files.move(cfg, home.resolve("etc/io.pgtrickle.sink.webhook-payments.cfg"), StandardCopyOption.ATOMIC_MOVE);
+                awaitEquals(1L, () -> count(s, "SELECT count(*) FROM pgtrickle.list_sinks() WHERE sink_id = 'webhook:payments' AND enabled"),
                         STARTUP, "the webhook sink registered", pgtrickle);
 
-                // docs/subscriptions.md, "Quick start with psql", with a JDBC session as the listening one
+                // the README's tutorial, which a newcomer has usually followed first
                 s.execute("CREATE TABLE orders (id int PRIMARY KEY, customer text, amount numeric)");
                 s.execute("SELECT pgtrickle.create_stream_table('order_totals',\n"
                         + "       'SELECT customer, sum(amount) AS total FROM orders GROUP BY customer')");
-                s.execute("SELECT pgtrickle.subscribe('order_totals', 'order_totals_changed')");
+
+                // docs/subscriptions.md, "Quick start with psql", with a JDBC session as the listening one
+                s.execute("CREATE TABLE payments (id int PRIMARY KEY, customer text, amount numeric)");
+                s.execute("SELECT pgtrickle.create_stream_table('payment_totals',\n"
+                        + "       'SELECT customer, sum(amount) AS total FROM payments GROUP BY customer')");
+                s.execute("SELECT pgtrickle.subscribe('payment_totals', 'payment_totals_changed')");
                 try (Statement l = listener.createStatement()) {
-                    l.execute("LISTEN order_totals_changed");
+                    l.execute("LISTEN payment_totals_changed");
                 }
-                s.execute("INSERT INTO orders VALUES (1, 'ann', 10), (2, 'bob', 7)");
+                s.execute("INSERT INTO payments VALUES (1, 'ann', 10), (2, 'bob', 7)");
 
                 // no refresh by hand: the scheduler's, announced on the channel
-                String payload = nextNotification(listener, "order_totals_changed", ANNOUNCED);
-                long refreshId = count(s, "SELECT max(refresh_id) FROM pgtrickle.pgt_refresh_history WHERE rows_inserted > 0");
-                assertEquals("{\"name\" : \"public.order_totals\", \"refresh_id\" : " + refreshId
+                String payload = nextNotification(listener, "payment_totals_changed", ANNOUNCED);
+                long refreshId = count(s, "SELECT max(h.refresh_id) FROM pgtrickle.pgt_refresh_history h"
+                        + " JOIN pgtrickle.pgt_stream_tables st USING (pgt_id) WHERE st.pgt_name = 'payment_totals' AND h.rows_inserted > 0");
+                assertEquals("{\"name\" : \"public.payment_totals\", \"refresh_id\" : " + refreshId
                         + ", \"inserted_count\" : 2, \"deleted_count\" : 0}", payload);
                 assertEquals("SCHEDULER", string(s, "SELECT initiated_by FROM pgtrickle.pgt_refresh_history WHERE refresh_id = "
                         + refreshId));
@@ -121,9 +128,9 @@ class SubscriptionsQuickStartIT {
                 assertEquals("v1," + sign(id + "." + timestamp + "." + post.body()), post.headers().getFirst("webhook-signature"));
 
                 // "Low latency": schedule 'calculated' refreshes when the scheduler's look finds changes
-                s.execute("SELECT pgtrickle.alter_stream_table('order_totals', schedule => 'calculated')");
-                s.execute("INSERT INTO orders VALUES (3, 'cy', 1)");
-                String next = nextNotification(listener, "order_totals_changed", ANNOUNCED);
+                s.execute("SELECT pgtrickle.alter_stream_table('payment_totals', schedule => 'calculated')");
+                s.execute("INSERT INTO payments VALUES (3, 'cy', 1)");
+                String next = nextNotification(listener, "payment_totals_changed", ANNOUNCED);
                 assertTrue(next.contains("\"inserted_count\" : 1, \"deleted_count\" : 0"), next);
                 awaitEquals(2, this::postCount, ANNOUNCED, "POSTs received", pgtrickle);
                 assertTrue(pgtrickle.allLines().stream().noneMatch(line -> line.contains("ERROR")), pgtrickle.dump());

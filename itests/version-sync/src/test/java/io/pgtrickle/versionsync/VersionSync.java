@@ -14,6 +14,16 @@ final class VersionSync {
     /** "pgtrickle 0.33.0", "pgtrickle-0.33.0", "pgtrickle v0.33.0": how docs state the product version. */
     static final Pattern STATED_VERSION = Pattern.compile("pgtrickle[- ]v?(\\d+\\.\\d+\\.\\d+)");
 
+    /**
+     * "catalog at version 0.33.0.1" (the catalog bundle's log line), "catalog version 0.33.0.1": how docs
+     * state the catalog's version, which is the newest migration, a release or a step within one.
+     */
+    static final Pattern STATED_CATALOG_VERSION = Pattern.compile("catalog (?:at )?version (\\d+\\.\\d+\\.\\d+(?:\\.\\d+)?)");
+
+    /** psql's answer to {@code SELECT max(version) FROM pgtrickle.pgt_schema_version;}, as the README shows it. */
+    static final Pattern SHOWN_CATALOG_VERSION = Pattern.compile(
+            "max\\(version\\) FROM pgtrickle\\.pgt_schema_version;\\s*\\n\\s*max\\s*\\n\\s*-+\\s*\\n\\s*(\\S+)");
+
     private static final Pattern FEATURES_NAME = Pattern.compile("<features[^>]*\\sname=\"pgtrickle-([^\"]+)\"");
     private static final Pattern OUR_BUNDLE = Pattern.compile("mvn:io\\.pgtrickle/([^/]+)/([^/<\\s]+)");
     private static final Pattern FEATURE_VERSION = Pattern.compile("<feature\\s[^>]*name=\"(pgtrickle-[^\"]+)\"[^>]*version=\"([^\"]+)\"");
@@ -65,6 +75,22 @@ final class VersionSync {
             if (!m.group(1).equals(projectVersion)) {
                 int line = text.substring(0, m.start()).split("\n", -1).length;
                 problems.add(documentName + ":" + line + " states '" + m.group() + "', project is " + projectVersion);
+            }
+        }
+        return problems;
+    }
+
+    /** Every catalog version a document states or shows must be the newest migration's. */
+    static List<String> checkCatalogStatements(String newestMigration, String documentName, String text) {
+        List<String> problems = new ArrayList<>();
+        for (Pattern pattern : List.of(STATED_CATALOG_VERSION, SHOWN_CATALOG_VERSION)) {
+            Matcher m = pattern.matcher(text);
+            while (m.find()) {
+                if (!m.group(1).equals(newestMigration)) {
+                    int line = text.substring(0, m.start(1)).split("\n", -1).length;
+                    problems.add(documentName + ":" + line + " states catalog version " + m.group(1) + ", the newest migration is "
+                            + newestMigration);
+                }
             }
         }
         return problems;

@@ -13,7 +13,10 @@ import java.util.List;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 
-/** {@code check-version-sync}: the project, the catalog, the features XML and the docs state one version. */
+/**
+ * {@code check-version-sync}: the project, the catalog, the features XML and the docs state one version,
+ * and the docs state the catalog's version as its newest migration (a step such as 0.33.0.1 included).
+ */
 class VersionSyncTest {
 
     private static final String PROJECT_VERSION = System.getProperty("project.version");
@@ -22,7 +25,8 @@ class VersionSyncTest {
     @Test
     void projectCatalogFeaturesAndDocsAgree() throws IOException {
         List<String> problems = new ArrayList<>();
-        problems.addAll(VersionSync.checkCatalog(PROJECT_VERSION, catalogRelease()));
+        String newestMigration = newestMigration();
+        problems.addAll(VersionSync.checkCatalog(PROJECT_VERSION, release(newestMigration)));
         problems.addAll(VersionSync.checkFeatures(PROJECT_VERSION, Files.readString(Path.of(System.getProperty("features.xml")))));
 
         String readme = Files.readString(ROOT.resolve("README.md"));
@@ -30,16 +34,19 @@ class VersionSyncTest {
             problems.add("README.md does not state the version (pgtrickle " + PROJECT_VERSION + ")");
         }
         problems.addAll(VersionSync.checkDocument(PROJECT_VERSION, "README.md", readme));
+        problems.addAll(VersionSync.checkCatalogStatements(newestMigration, "README.md", readme));
         try (Stream<Path> docs = Files.walk(ROOT.resolve("docs"))) {
             for (Path doc : docs.filter(p -> p.toString().endsWith(".md")).sorted().toList()) {
-                problems.addAll(VersionSync.checkDocument(PROJECT_VERSION, ROOT.relativize(doc).toString(), Files.readString(doc)));
+                String text = Files.readString(doc);
+                problems.addAll(VersionSync.checkDocument(PROJECT_VERSION, ROOT.relativize(doc).toString(), text));
+                problems.addAll(VersionSync.checkCatalogStatements(newestMigration, ROOT.relativize(doc).toString(), text));
             }
         }
         assertEquals(List.of(), problems, "versions disagree");
     }
 
-    /** The catalog bundle's newest migration, read from the bundle jar itself. */
-    private static String catalogRelease() throws IOException {
+    /** The catalog bundle's newest migration (0.33.0.1), read from the bundle jar itself. */
+    private static String newestMigration() throws IOException {
         try (InputStream in = VersionSyncTest.class.getClassLoader().getResourceAsStream("io/pgtrickle/catalog/migrations/index.txt")) {
             String last = null;
             for (String line : new String(in.readAllBytes(), StandardCharsets.UTF_8).split("\n")) {
@@ -47,9 +54,14 @@ class VersionSyncTest {
                     last = line.split("\\s+")[0];
                 }
             }
-            String[] parts = last.split("\\.");
-            return parts[0] + "." + parts[1] + "." + parts[2];
+            return last;
         }
+    }
+
+    /** The release a migration belongs to: 0.33.0.1 → 0.33.0. */
+    private static String release(String migration) {
+        String[] parts = migration.split("\\.");
+        return parts[0] + "." + parts[1] + "." + parts[2];
     }
 
     @Test
@@ -67,6 +79,14 @@ class VersionSyncTest {
         List<String> doc = VersionSync.checkDocument("0.33.0", "README.md", "intro\nrun pgtrickle-0.33.0/bin/pgtrickle\nthis is pgtrickle 0.32.1\n");
         assertEquals(List.of("README.md:3 states 'pgtrickle 0.32.1', project is 0.33.0"), doc);
         assertTrue(VersionSync.statesVersion("0.33.0", "pgtrickle v0.33.0"));
+
+        assertEquals(List.of("running.md:2 states catalog version 0.33.0, the newest migration is 0.33.0.1"),
+                VersionSync.checkCatalogStatements("0.33.0.1", "running.md", "logs\n`pgtrickle catalog at version 0.33.0 on <url>`"));
+        String psql = "pgtrickle=# SELECT max(version) FROM pgtrickle.pgt_schema_version;\n   max\n--------\n 0.33.0\n";
+        assertEquals(List.of("README.md:4 states catalog version 0.33.0, the newest migration is 0.33.0.1"),
+                VersionSync.checkCatalogStatements("0.33.0.1", "README.md", psql));
+        assertEquals(List.of(), VersionSync.checkCatalogStatements("0.33.0.1", "README.md",
+                psql.replace(" 0.33.0\n", " 0.33.0.1\n") + "at catalog version 0.33.0.1 (release 0.33.0)"));
         assertEquals(false, VersionSync.statesVersion("0.33.0", "catalog 0.33.0"));
     }
 }

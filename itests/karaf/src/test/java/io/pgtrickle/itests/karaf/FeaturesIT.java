@@ -44,10 +44,11 @@ import org.osgi.framework.ServiceReference;
 import org.osgi.util.tracker.ServiceTracker;
 
 /**
- * What an operator does on a stock Apache Karaf: add our features repository, install
- * {@code pgtrickle-catalog}, drop {@code etc/io.pgtrickle.datasource.cfg} in. The catalog must then be
- * migrated and published. This checks the features XML against a real Karaf, beyond what
- * {@code karaf:verify} resolves at build time: that the bundles start and find each other's services.
+ * What an operator does on a stock Apache Karaf, as the README says: add our features repository,
+ * install {@code pgtrickle}, drop {@code etc/io.pgtrickle.datasource.cfg} in. The catalog must then be
+ * migrated and published, every bundle of the engine active, and a stream table kept current by the
+ * scheduler. This checks the features XML against a real Karaf, beyond what {@code karaf:verify}
+ * resolves at build time: that the bundles start and find each other's services.
  */
 @RunWith(PaxExam.class)
 @ExamReactorStrategy(PerClass.class)
@@ -87,7 +88,7 @@ public class FeaturesIT {
                 editConfigurationFilePut(DATASOURCE_CFG, "user", db.user()),
                 systemProperty(EXPECTED_VERSION).value(required("pgtrickle.version")),
                 systemProperty(DB_URL).value(db.url()),
-                features(pgtrickleFeatures, "pgtrickle-catalog"),
+                features(pgtrickleFeatures, "pgtrickle"),
                 javaModuleOptions()));
         if (db.password() != null) {
             options.add(editConfigurationFilePut(DATASOURCE_CFG, "password", db.password()));
@@ -154,8 +155,10 @@ public class FeaturesIT {
     public void pgtrickleBundlesAreActive() throws Exception {
         await(Catalog.class, null);
         List<String> problems = new ArrayList<>();
-        for (String bsn : List.of("io.pgtrickle.api", "io.pgtrickle.datasource", "io.pgtrickle.catalog",
-                "org.postgresql.jdbc", "com.zaxxer.HikariCP")) {
+        for (String bsn : List.of("io.pgtrickle.api", "io.pgtrickle.config", "io.pgtrickle.datasource", "io.pgtrickle.catalog",
+                "io.pgtrickle.refresh", "io.pgtrickle.shell", "io.pgtrickle.notify", "io.pgtrickle.evolution",
+                "io.pgtrickle.sink-log", "org.postgresql.jdbc", "com.zaxxer.HikariCP", "com.github.jsqlparser",
+                "org.apache.commons.commons-configuration2")) {
             Bundle bundle = null;
             for (Bundle b : context.getBundles()) {
                 if (bsn.equals(b.getSymbolicName())) {
@@ -171,11 +174,47 @@ public class FeaturesIT {
         assertTrue(String.join("\n", problems), problems.isEmpty());
     }
 
+    /**
+     * The engine at work: the shell's pgtrickle commands and the scheduler are registered, the log sink is
+     * registered in the database on the channel the feature configures, and a stream table created over
+     * JDBC is refreshed by the scheduler after a write, with nobody calling refresh.
+     */
+    @Test
+    public void theEngineRefreshesAndTheLogSinkIsRegistered() throws Exception {
+        await(Object.class, "(osgi.command.scope=pgtrickle)");
+        DataSource dataSource = context.getService(await(DataSource.class, PgTrickleDataSource.DEFAULT_TARGET));
+        try (Connection c = dataSource.getConnection(); Statement s = c.createStatement()) {
+            awaitQuery(s, "SELECT array_to_string(channels, ',') FROM pgtrickle.pgt_sinks WHERE sink_id = 'log:log'", "pgtrickle_log");
+            s.execute("CREATE TABLE karaf_orders (id int PRIMARY KEY, customer text, amount numeric)");
+            s.execute("SELECT pgtrickle.create_stream_table('karaf_order_totals',"
+                    + " 'SELECT customer, sum(amount) AS total FROM karaf_orders GROUP BY customer')");
+            s.execute("INSERT INTO karaf_orders VALUES (1, 'ann', 10), (2, 'bob', 7)");
+            awaitQuery(s, "SELECT string_agg(customer || '=' || total, ',' ORDER BY customer) FROM karaf_order_totals", "ann=10,bob=7");
+            awaitQuery(s, "SELECT count(*) > 0 FROM pgtrickle.pgt_refresh_history WHERE initiated_by = 'SCHEDULER' AND rows_inserted > 0", "t");
+        }
+    }
+
+    /** Polls a one-value query (bounded) until it returns {@code expected}. */
+    private static void awaitQuery(Statement s, String sql, String expected) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(SERVICE_TIMEOUT_MILLIS);
+        String last = null;
+        while (System.nanoTime() < deadline) {
+            try (ResultSet rs = s.executeQuery(sql)) {
+                last = rs.next() ? rs.getString(1) : null;
+            }
+            if (expected.equals(last)) {
+                return;
+            }
+            Thread.sleep(200);
+        }
+        fail(sql + ": expected " + expected + " within " + SERVICE_TIMEOUT_MILLIS + " ms, got " + last);
+    }
+
     /** Waits (bounded) for a service; the failure names what is missing and what our bundles are doing. */
     private <T> ServiceReference<T> await(Class<T> type, String filter) throws Exception {
-        String objectClass = "(" + Constants.OBJECTCLASS + "=" + type.getName() + ")";
-        ServiceTracker<T, T> tracker = new ServiceTracker<>(context,
-                context.createFilter(filter == null ? objectClass : "(&" + objectClass + filter + ")"), null);
+        String objectClass = type == Object.class ? null : "(" + Constants.OBJECTCLASS + "=" + type.getName() + ")";
+        String combined = objectClass == null ? filter : filter == null ? objectClass : "(&" + objectClass + filter + ")";
+        ServiceTracker<T, T> tracker = new ServiceTracker<>(context, context.createFilter(combined), null);
         tracker.open();
         try {
             if (tracker.waitForService(SERVICE_TIMEOUT_MILLIS) == null) {
