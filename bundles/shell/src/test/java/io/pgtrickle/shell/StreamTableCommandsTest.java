@@ -89,7 +89,7 @@ class StreamTableCommandsTest implements SqlStatements {
         assertTrue(output().contains("(2 rows)"));
         commands.mode("order_totals");
         String mode = output();
-        assertTrue(mode.matches("(?s).*AUTO +\\| DIFFERENTIAL +\\| *\n.*"), mode);
+        assertTrue(mode.matches("(?s).*AUTO +\\| DIFFERENTIAL +\\| +\\| *\n.*"), mode);
 
         commands.subscribe("order_totals", "totals_changed");
         assertEquals("subscribed totals_changed to order_totals\n", output());
