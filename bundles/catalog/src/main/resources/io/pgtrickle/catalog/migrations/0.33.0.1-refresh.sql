@@ -524,7 +524,8 @@ BEGIN
 
     -- The differential statement reads the change buffers, which hold every column and every row
     -- of the sources: only for an owner who may read all of that. Otherwise recompute, as the owner.
-    IF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL THEN
+    -- (Nothing of this for a refresh that has nothing to do: the no-op path stays a probe.)
+    IF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL AND NOT (pending = 0 AND snapshot IS NOT NULL) THEN
         readable := pgtrickle.owner_reads_changes(st);
     END IF;
 
@@ -532,7 +533,7 @@ BEGIN
     -- the container and psql compute the same rows. Only around the statements that run it: a
     -- refresh from SQL runs in its caller's transaction, and a changed search_path makes plpgsql
     -- plan this function's statements again.
-    FOR setting IN SELECT * FROM jsonb_each_text(coalesce(st.query_settings, '{}')) LOOP
+    FOR setting IN SELECT * FROM jsonb_each_text(coalesce(st.query_settings, '{}')) WHERE NOT (pending = 0 AND snapshot IS NOT NULL) LOOP
         IF current_setting(setting.key) IS DISTINCT FROM setting.value THEN
             restore := restore || jsonb_build_object(setting.key, current_setting(setting.key));
             PERFORM set_config(setting.key, setting.value, true);
