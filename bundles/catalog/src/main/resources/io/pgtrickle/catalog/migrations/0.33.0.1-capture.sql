@@ -193,17 +193,7 @@ BEGIN
 END
 $fn$;
 
--- Brings the capture triggers of a source in line with its members (see the head of this file):
---   on every member            pgt_capture[_<stable>]_trunc               AFTER TRUNCATE, ENABLE ALWAYS
---   a source without ancestors:
---     on every member          pgt_capture[_<stable>]_{ins,upd,del}       statement level, ENABLE ORIGIN
---     on every leaf member     pgt_capture[_<stable>]_{ins,upd,del}_row   row level, ENABLE REPLICA
---   a partition or child:
---     on every leaf member     pgt_capture[_<stable>]_{ins,upd,del}_row   row level, ENABLE ALWAYS
--- (the source's own triggers carry no stable name, the other members' do: a member may be captured
--- as a source of its own too). Triggers of the source's functions on tables that are no longer
--- members (detached, no longer inheriting) are dropped. Returns whether a table that joined or
--- left the members holds rows: rows the buffer never saw came or went with it.
+-- The capture triggers a source's members should carry, as sync_change_capture lays them out.
 CREATE FUNCTION pgtrickle.wanted_capture_triggers(source regclass, stable text)
     RETURNS TABLE (relid oid, tgname text, func text, is_row boolean, enabled "char")
     LANGUAGE sql STABLE
@@ -221,6 +211,17 @@ AS $fn$
                 ELSE NOT n.nested END
 $fn$;
 
+-- Brings the capture triggers of a source in line with its members (see the head of this file):
+--   on every member            pgt_capture[_<stable>]_trunc               AFTER TRUNCATE, ENABLE ALWAYS
+--   a source without ancestors:
+--     on every member          pgt_capture[_<stable>]_{ins,upd,del}       statement level, ENABLE ORIGIN
+--     on every leaf member     pgt_capture[_<stable>]_{ins,upd,del}_row   row level, ENABLE REPLICA
+--   a partition or child:
+--     on every leaf member     pgt_capture[_<stable>]_{ins,upd,del}_row   row level, ENABLE ALWAYS
+-- (the source's own triggers carry no stable name, the other members' do: a member may be captured
+-- as a source of its own too). Triggers of the source's functions on tables that are no longer
+-- members (detached, no longer inheriting) are dropped. Returns whether a table that joined or
+-- left the members holds rows: rows the buffer never saw came or went with it.
 CREATE FUNCTION pgtrickle.sync_change_capture(source regclass) RETURNS boolean
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -640,6 +641,42 @@ BEGIN
         CREATE EVENT TRIGGER pgtrickle_source_drop ON sql_drop WHEN TAG IN ('DROP TABLE')
             EXECUTE FUNCTION pgtrickle.on_source_drop();
     END IF;
+END
+$do$;
+
+-- Stream tables of 0.33.0 that read a table with ONLY had it captured like any other: their
+-- dependency becomes an 'ONLY TABLE' (no longer captured for them) and they are recomputed at
+-- every refresh from now on, like a stream table created today.
+DO $do$
+DECLARE
+    st  record;
+    src record;
+BEGIN
+    FOR st IN SELECT s.pgt_id, s.defining_query, s.refresh_mode FROM pgtrickle.pgt_stream_tables s
+               WHERE EXISTS (SELECT FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = s.pgt_id AND d.source_type = 'TABLE')
+               ORDER BY s.pgt_id LOOP
+        BEGIN
+            EXECUTE format('CREATE TEMPORARY VIEW pgt_upgrade_query AS %s', st.defining_query);
+        EXCEPTION WHEN OTHERS THEN
+            -- a query that no longer works fails its refreshes anyway; nothing to reclassify
+            CONTINUE;
+        END;
+        FOR src IN SELECT q.relid FROM pgtrickle.query_sources('pg_temp.pgt_upgrade_query'::regclass) q
+                     JOIN pgtrickle.pgt_dependencies d ON d.pgt_id = st.pgt_id AND d.source_relid = q.relid
+                    WHERE q.source_type = 'ONLY TABLE' AND d.source_type = 'TABLE' LOOP
+            UPDATE pgtrickle.pgt_dependencies d SET source_type = 'ONLY TABLE'
+             WHERE d.pgt_id = st.pgt_id AND d.source_relid = src.relid;
+            PERFORM pgtrickle.release_change_capture(src.relid::regclass, st.pgt_id);
+            UPDATE pgtrickle.pgt_stream_tables s
+               SET refresh_mode = 'FULL', effective_refresh_mode = 'FULL', delta_sql = NULL, needs_reinit = true,
+                   refresh_mode_reason = CASE WHEN s.requested_refresh_mode = 'FULL' THEN s.refresh_mode_reason
+                                              ELSE format('the query reads relations whose changes are not captured (only table %s)',
+                                                          src.relid::regclass) END,
+                   updated_at = now()
+             WHERE s.pgt_id = st.pgt_id;
+        END LOOP;
+        DROP VIEW pg_temp.pgt_upgrade_query;
+    END LOOP;
 END
 $do$;
 
