@@ -12,7 +12,7 @@ import java.util.List;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
-/** Change capture (catalog 0.33.0): buffers, statement triggers and the snapshot frontier. */
+/** Change capture (catalog 0.33.0, 0.33.0.1): buffers, capture triggers on every member, replication roles, collations, and the snapshot frontier. */
 class ChangeCaptureTest extends MigratedDatabaseTest {
 
     ChangeCaptureTest() {
