@@ -189,6 +189,25 @@ class ChangeCaptureTest extends MigratedDatabaseTest {
     }
 
     @Test
+    void aForeignTableCannotJoinACapturedSource() throws SQLException {
+        // triggers do not see writes made to a foreign table's server: refused, never silently stale
+        exec("CREATE FOREIGN DATA WRAPPER pgt_test_fdw");
+        exec("CREATE SERVER pgt_test_server FOREIGN DATA WRAPPER pgt_test_fdw");
+        exec("CREATE TABLE public.sharded (id int, v int) PARTITION BY RANGE (id)");
+        exec("CREATE TABLE public.sharded_local PARTITION OF public.sharded FOR VALUES FROM (0) TO (10)");
+        exec("SELECT pgtrickle.create_stream_table('sharded_rows', 'SELECT id, v FROM public.sharded', 'calculated')");
+        assertFails("CREATE FOREIGN TABLE public.sharded_remote PARTITION OF public.sharded FOR VALUES FROM (10) TO (20) SERVER pgt_test_server",
+                "cannot capture changes of public.sharded: its partitions or children public.sharded_remote are not tables", "42809");
+        exec("CREATE FOREIGN TABLE public.other_remote (id int, v int) SERVER pgt_test_server");
+        assertFails("ALTER TABLE public.sharded ATTACH PARTITION public.other_remote FOR VALUES FROM (10) TO (20)",
+                "its partitions or children public.other_remote are not tables", "42809");
+        exec("CREATE TABLE public.mixed (id int, v int) PARTITION BY RANGE (id)");
+        exec("ALTER TABLE public.mixed ATTACH PARTITION public.other_remote FOR VALUES FROM (0) TO (10)");
+        assertFails("SELECT pgtrickle.create_stream_table('mixed_rows', 'SELECT id, v FROM public.mixed', 'calculated')",
+                "its partitions or children public.other_remote are not tables", "42809");
+    }
+
+    @Test
     void aQueryThatReadsATableWithOnlyIsRecomputed() throws SQLException {
         exec("CREATE TABLE public.invoices (id int, amount numeric)");
         exec("CREATE TABLE public.old_invoices () INHERITS (public.invoices)");

@@ -246,7 +246,7 @@ class GuardsTest extends MigratedDatabaseTest {
 
     @Test
     void theEventTriggerIsInstalledOnlyByASuperuser() throws SQLException {
-        assertEquals(List.of("pgtrickle_source_ddl|ddl_command_end|{\"ALTER TABLE\",\"CREATE TABLE\"}",
+        assertEquals(List.of("pgtrickle_source_ddl|ddl_command_end|{\"ALTER TABLE\",\"CREATE TABLE\",\"ALTER FOREIGN TABLE\",\"CREATE FOREIGN TABLE\"}",
                         "pgtrickle_source_drop|sql_drop|{\"DROP TABLE\"}"),
                 strings("SELECT concat_ws('|', evtname, evtevent, evttags) FROM pg_event_trigger ORDER BY evtname"));
         TestDatabase.Database other = TestDatabase.get().createDatabase("guards_owner");

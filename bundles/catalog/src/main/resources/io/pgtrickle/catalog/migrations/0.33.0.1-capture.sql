@@ -580,7 +580,7 @@ BEGIN
     FOR src IN
         WITH RECURSIVE touched AS (
                  SELECT DISTINCT c.objid AS relid FROM pg_event_trigger_ddl_commands() c
-                  WHERE c.object_type = 'table' AND c.classid = 'pg_class'::regclass),
+                  WHERE c.object_type IN ('table', 'foreign table') AND c.classid = 'pg_class'::regclass),
              up AS (
                  SELECT relid FROM touched
                  UNION
@@ -634,9 +634,10 @@ BEGIN
             USING HINT = 'Run the migration as a superuser, or drop and re-create the stream tables that read a source after changing its partitions, children or columns.';
     ELSE
         -- the event trigger of 0.33.0 fired on ALTER TABLE only; CREATE TABLE ... PARTITION OF and
-        -- INHERITS add members
+        -- INHERITS add members, and a foreign table joining a captured source must be refused
         DROP EVENT TRIGGER IF EXISTS pgtrickle_source_ddl;
-        CREATE EVENT TRIGGER pgtrickle_source_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE')
+        CREATE EVENT TRIGGER pgtrickle_source_ddl ON ddl_command_end
+            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'ALTER FOREIGN TABLE', 'CREATE FOREIGN TABLE')
             EXECUTE FUNCTION pgtrickle.on_source_ddl();
         CREATE EVENT TRIGGER pgtrickle_source_drop ON sql_drop WHEN TAG IN ('DROP TABLE')
             EXECUTE FUNCTION pgtrickle.on_source_drop();
