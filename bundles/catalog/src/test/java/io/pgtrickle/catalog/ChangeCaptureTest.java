@@ -189,6 +189,37 @@ class ChangeCaptureTest extends MigratedDatabaseTest {
     }
 
     @Test
+    void aCreatorWithOnlyTheTriggerPrivilegeGetsTheWholeCapture() throws SQLException {
+        // the replica and always states are ALTER TABLE, an owner's right; enable_capture_trigger
+        // sets them for capture triggers only, so capture still asks no more than TRIGGER of a creator
+        exec("CREATE TABLE public.shared_orders (id int, v int)");
+        exec("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'capture_creator') THEN CREATE ROLE capture_creator; END IF; END $$");
+        exec("GRANT SELECT, TRIGGER ON public.shared_orders TO capture_creator");
+        exec("GRANT USAGE, CREATE ON SCHEMA public TO capture_creator");
+        exec("GRANT USAGE ON SCHEMA pgtrickle TO capture_creator");
+        exec("GRANT USAGE, CREATE ON SCHEMA pgtrickle_changes TO capture_creator");
+        exec("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgtrickle TO capture_creator");
+        exec("GRANT USAGE ON ALL SEQUENCES IN SCHEMA pgtrickle TO capture_creator");
+        exec("SET ROLE capture_creator");
+        try {
+            exec("SELECT pgtrickle.create_stream_table('shared_rows', 'SELECT id, v FROM public.shared_orders', 'calculated')");
+        } finally {
+            exec("RESET ROLE");
+        }
+        assertEquals(List.of("pgt_capture_del|O", "pgt_capture_del_row|R", "pgt_capture_ins|O", "pgt_capture_ins_row|R",
+                        "pgt_capture_trunc|A", "pgt_capture_upd|O", "pgt_capture_upd_row|R"),
+                strings("SELECT tgname || '|' || tgenabled::text FROM pg_trigger WHERE tgrelid = 'public.shared_orders'::regclass AND NOT tgisinternal ORDER BY tgname"));
+        // and it sets the state the catalog wants, nothing else: not for other triggers, not on request
+        exec("CREATE TRIGGER own_trigger AFTER INSERT ON public.shared_orders FOR EACH STATEMENT EXECUTE FUNCTION suppress_redundant_updates_trigger()");
+        exec("SELECT pgtrickle.enable_capture_trigger('public.shared_orders', 'own_trigger')");
+        exec("ALTER TABLE public.shared_orders DISABLE TRIGGER pgt_capture_ins_row");
+        exec("SELECT pgtrickle.enable_capture_trigger('public.shared_orders', 'pgt_capture_ins_row')");
+        assertEquals(List.of("own_trigger|O", "pgt_capture_ins_row|R"),
+                strings("SELECT tgname || '|' || tgenabled::text FROM pg_trigger WHERE tgrelid = 'public.shared_orders'::regclass"
+                        + " AND tgname IN ('own_trigger', 'pgt_capture_ins_row') ORDER BY tgname"));
+    }
+
+    @Test
     void aForeignTableCannotJoinACapturedSource() throws SQLException {
         // triggers do not see writes made to a foreign table's server: refused, never silently stale
         exec("CREATE FOREIGN DATA WRAPPER pgt_test_fdw");

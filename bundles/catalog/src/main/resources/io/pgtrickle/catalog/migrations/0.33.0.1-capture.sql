@@ -211,6 +211,33 @@ AS $fn$
                 ELSE NOT n.nested END
 $fn$;
 
+-- Gives a capture trigger the state sync_change_capture wants for it (ENABLE REPLICA or ALWAYS).
+-- That is an ALTER TABLE, which needs the table's owner, where creating the trigger needs only the
+-- TRIGGER privilege, all that capture asked of a stream table's creator before. SECURITY DEFINER,
+-- and safe to call by anyone: it acts only on a trigger that runs a capture function of a captured
+-- source, and sets only the state the catalog wants for it, never one chosen by the caller.
+CREATE FUNCTION pgtrickle.enable_capture_trigger(member regclass, trigger_name text) RETURNS void
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    wanted "char";
+BEGIN
+    SELECT w.enabled INTO wanted
+      FROM pg_trigger t
+      JOIN pg_proc p ON p.oid = t.tgfoid AND p.pronamespace = 'pgtrickle_changes'::regnamespace
+      JOIN pgtrickle.pgt_change_tracking c ON starts_with(p.proname, 'capture_' || c.source_stable_name || '_')
+     CROSS JOIN LATERAL pgtrickle.wanted_capture_triggers(c.source_relid::regclass, c.source_stable_name) w
+     WHERE t.tgrelid = member AND t.tgname = trigger_name AND NOT t.tgisinternal
+       AND w.relid = t.tgrelid AND w.tgname = t.tgname AND w.func = p.proname;
+    IF wanted IN ('A', 'R') THEN
+        EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER %I', member,
+                       CASE wanted WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END, trigger_name);
+    END IF;
+END
+$fn$;
+
 -- Brings the capture triggers of a source in line with its members (see the head of this file):
 --   on every member            pgt_capture[_<stable>]_trunc               AFTER TRUNCATE, ENABLE ALWAYS
 --   a source without ancestors:
@@ -295,8 +322,7 @@ BEGIN
                        CASE WHEN trig.is_row THEN 'ROW' ELSE 'STATEMENT' END,
                        trig.func);
         IF trig.enabled <> 'O' THEN
-            EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER %I', trig.relid::regclass,
-                           CASE trig.enabled WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END, trig.tgname);
+            PERFORM pgtrickle.enable_capture_trigger(trig.relid::regclass, trig.tgname);
         END IF;
     END LOOP;
     PERFORM set_config('pgtrickle.capture_sync', outer_sync, true);
