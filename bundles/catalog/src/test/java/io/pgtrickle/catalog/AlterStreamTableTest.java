@@ -64,7 +64,7 @@ class AlterStreamTableTest extends MigratedDatabaseTest {
                 + " FROM pgtrickle.pgt_refresh_history ORDER BY refresh_id DESC LIMIT 1"));
         // the new source is captured, the old one still (the new query reads both)
         assertEquals(List.of("orders", "refunds"), strings("SELECT source_relid::regclass::text FROM pgtrickle.pgt_dependencies ORDER BY 1"));
-        assertEquals("4", string("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'refunds'::regclass"));
+        assertEquals("7", string("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'refunds'::regclass"));
         assertTrue(string("SELECT original_query FROM pgtrickle.pgt_stream_tables").contains("refunds r"));
 
         exec("INSERT INTO refunds VALUES (3, 1)");

@@ -87,6 +87,59 @@ class CatalogMigratorTest {
         upgradeKeepsRowsAndMatchesFreshInstall("0.33.0");
     }
 
+    /**
+     * A source captured by 0.33.0 (a partitioned table, one partition holding rows, a column with a
+     * collation of its own) ends with the capture a fresh install sets up: triggers on every member,
+     * with their enablement, and buffer columns with the source's collations. Its reader recomputes
+     * once, since direct writes to the partition were never captured. A reader of a table with ONLY
+     * (which has an inheritance child) becomes FULL, as a fresh create makes it.
+     */
+    @Test
+    void upgradeFrom0330BringsExistingCapturesInLineWithAFreshInstall() throws SQLException {
+        String[] setUp = {
+            "CREATE TABLE public.measures (id int, name text COLLATE \"C\", v int) PARTITION BY RANGE (id)",
+            "CREATE TABLE public.measures_low PARTITION OF public.measures FOR VALUES FROM (0) TO (100)",
+            "INSERT INTO public.measures VALUES (1, 'a', 1)",
+            "SELECT pgtrickle.create_stream_table('public.named_measures', 'SELECT id, name, v FROM public.measures WHERE name > ''B''', 'calculated', 'DIFFERENTIAL')",
+            "CREATE TABLE public.invoices (id int, amount int)",
+            "CREATE TABLE public.old_invoices () INHERITS (public.invoices)",
+            "SELECT pgtrickle.create_stream_table('public.own_invoices', 'SELECT id, amount FROM ONLY public.invoices', 'calculated')",
+        };
+        String modes = "SELECT concat_ws('|', s.pgt_name, s.refresh_mode, s.refresh_mode_reason, d.source_type) FROM pgtrickle.pgt_stream_tables s"
+                + " JOIN pgtrickle.pgt_dependencies d USING (pgt_id) ORDER BY s.pgt_name";
+        String capture = "SELECT format('%s %s', pg_get_triggerdef(t.oid), t.tgenabled) FROM pg_trigger t"
+                + " WHERE t.tgrelid IN ('public.measures'::regclass, 'public.measures_low'::regclass) AND NOT t.tgisinternal"
+                + " UNION ALL SELECT format('%s %s %s', a.attname, format_type(a.atttypid, a.atttypmod), a.attcollation::regcollation)"
+                + " FROM pg_attribute a WHERE a.attrelid = pgtrickle.change_buffer('public.measures') AND a.attnum > 0 AND NOT a.attisdropped"
+                + " ORDER BY 1";
+        List<String> upgradedCapture;
+        List<String> upgradedModes;
+        try (Connection c = db.connect(); Statement s = c.createStatement()) {
+            new CatalogMigrator().migrate(c, MigrationVersion.parse("0.33.0"));
+            for (String sql : setUp) {
+                s.execute(sql);
+            }
+            new CatalogMigrator().migrate(c);
+            upgradedCapture = strings(c, capture);
+            upgradedModes = strings(c, modes);
+            assertEquals(List.of("true", "true"), strings(c, "SELECT needs_reinit::text FROM pgtrickle.pgt_stream_tables"));
+        }
+        TestDatabase.Database fresh = database("fresh");
+        try (Connection upgraded = db.connect(); Connection installed = fresh.connect(); Statement s = installed.createStatement()) {
+            new CatalogMigrator().migrate(installed);
+            for (String sql : setUp) {
+                s.execute(sql);
+            }
+            assertEquals(strings(installed, capture), upgradedCapture);
+            // a stream table reading a table with ONLY is no longer maintained from its capture
+            assertEquals(strings(installed, modes), upgradedModes);
+            assertEquals("own_invoices|FULL|the query reads relations whose changes are not captured (only table invoices)|ONLY TABLE",
+                    upgradedModes.get(1));
+            assertTrue(upgradedCapture.contains("name text \"C\""), upgradedCapture.toString());
+            assertEquals(SchemaSignature.of(installed), SchemaSignature.of(upgraded));
+        }
+    }
+
     private void upgradeKeepsRowsAndMatchesFreshInstall(String from) throws SQLException {
         List<String> before;
         try (Connection c = db.connect(); Statement s = c.createStatement()) {

@@ -12,7 +12,7 @@ import java.util.List;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
-/** Change capture (catalog 0.33.0): buffers, statement triggers and the snapshot frontier. */
+/** Change capture (catalog 0.33.0, 0.33.0.1): buffers, capture triggers on every member, replication roles, collations, and the snapshot frontier. */
 class ChangeCaptureTest extends MigratedDatabaseTest {
 
     ChangeCaptureTest() {
@@ -121,8 +121,136 @@ class ChangeCaptureTest extends MigratedDatabaseTest {
         assertEquals(List.of("I|1|ann|10", "D|1|ann|10", "I|1|ann|11", "D|1|ann|11"),
                 strings("SELECT concat_ws('|', action, id, customer, amount) FROM " + buffer() + " ORDER BY ctid"));
         assertEquals(List.of("0"), strings("SELECT count(*) FROM decoy." + bufferName));
-        // all four capture functions run as their owner
-        assertEquals(List.of("4"), strings("SELECT count(*) FROM pg_proc WHERE pronamespace = 'pgtrickle_changes'::regnamespace AND prosecdef"));
+        // all seven capture functions (four statement, three row level) run as their owner
+        assertEquals(List.of("7"), strings("SELECT count(*) FROM pg_proc WHERE pronamespace = 'pgtrickle_changes'::regnamespace AND prosecdef"));
+    }
+
+    @Test
+    void everyWriteIsCapturedOnceInEveryReplicationRole() throws SQLException {
+        call("ensure_change_capture", consumer("st_a"));
+        // replica: what logical replication apply and restore tools run under; the apply worker
+        // fires row triggers only, so the row triggers are the ones for that role
+        for (String role : List.of("replica", "local", "origin")) {
+            exec("SET session_replication_role = " + role);
+            try {
+                exec("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'ann', 10)");
+                exec("UPDATE public.orders SET amount = 11 WHERE id = 1");
+                exec("DELETE FROM public.orders WHERE id = 1");
+                exec("TRUNCATE public.orders");
+            } finally {
+                exec("RESET session_replication_role");
+            }
+            assertEquals(List.of("I|10", "D|10", "I|11", "D|11", "T|"),
+                    strings("SELECT action::text || '|' || coalesce(amount::text, '') FROM " + buffer() + " ORDER BY ctid"), role);
+            exec("DELETE FROM " + buffer());
+        }
+        assertEquals(List.of("pgt_capture_del|O", "pgt_capture_del_row|R", "pgt_capture_ins|O", "pgt_capture_ins_row|R",
+                        "pgt_capture_trunc|A", "pgt_capture_upd|O", "pgt_capture_upd_row|R"),
+                strings("SELECT tgname || '|' || tgenabled::text FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass AND NOT tgisinternal ORDER BY tgname"));
+    }
+
+    @Test
+    void bufferColumnsKeepTheSourceColumnsCollationAndTypeModifiers() throws SQLException {
+        exec("CREATE TABLE public.named (id int, name text COLLATE \"C\", code varchar(5) COLLATE \"POSIX\", price numeric(10, 2), tags text[] COLLATE \"C\")");
+        call("ensure_change_capture", "public.named", consumer("st_a"));
+        String columns = "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod) || ' ' || coalesce(attcollation::regcollation::text, '-'), ', ' ORDER BY attnum)"
+                + " FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped AND attname NOT IN ('xid', 'action')";
+        assertEquals(string(String.format(columns, "'public.named'::regclass")),
+                string(String.format(columns, "pgtrickle.change_buffer('public.named')")));
+        assertEquals("id integer -, name text \"C\", code character varying(5) \"POSIX\", price numeric(10,2) -, tags text[] \"C\"",
+                string(String.format(columns, "pgtrickle.change_buffer('public.named')")));
+    }
+
+    @Test
+    void writesToAPartitionedSourceAndToEachPartitionLandInItsBufferOnce() throws SQLException {
+        exec("CREATE TABLE public.parted (id int, customer text, amount numeric) PARTITION BY RANGE (id)");
+        exec("CREATE TABLE public.parted_low PARTITION OF public.parted FOR VALUES FROM (0) TO (10) PARTITION BY RANGE (id)");
+        exec("CREATE TABLE public.parted_low_a PARTITION OF public.parted_low FOR VALUES FROM (0) TO (5)");
+        exec("CREATE TABLE public.parted_low_b PARTITION OF public.parted_low FOR VALUES FROM (5) TO (10)");
+        exec("CREATE TABLE public.parted_high (amount numeric, id int, customer text)");
+        exec("ALTER TABLE public.parted ATTACH PARTITION public.parted_high FOR VALUES FROM (10) TO (20)");
+        call("ensure_change_capture", "public.parted", consumer("st_a"));
+        String buffer = string("SELECT pgtrickle.change_buffer('public.parted')::text");
+
+        exec("INSERT INTO public.parted VALUES (1, 'via parent', 1), (11, 'via parent', 2)");
+        exec("INSERT INTO public.parted_high (id, customer, amount) VALUES (12, 'direct', 3)");
+        exec("INSERT INTO public.parted_low VALUES (6, 'via sub-parent', 4)");
+        exec("INSERT INTO public.parted_low_a VALUES (2, 'direct', 5)");
+        exec("UPDATE public.parted_low_b SET amount = 40");
+        exec("UPDATE public.parted SET id = 15 WHERE id = 1");
+        exec("DELETE FROM public.parted_high WHERE id = 12");
+        exec("CREATE TABLE public.parted_late PARTITION OF public.parted FOR VALUES FROM (20) TO (30)");
+        exec("INSERT INTO public.parted_late VALUES (21, 'later', 6)");
+        exec("TRUNCATE public.parted_low_a");
+        assertEquals(List.of("I|1|via parent|1", "I|11|via parent|2", "I|12|direct|3", "I|6|via sub-parent|4", "I|2|direct|5",
+                        "D|6|via sub-parent|4", "I|6|via sub-parent|40", "D|1|via parent|1", "I|15|via parent|1", "D|12|direct|3",
+                        "I|21|later|6", "T|||"),
+                strings("SELECT concat_ws('|', action, id, customer, amount) || CASE WHEN action = 'T' THEN '|||' ELSE '' END FROM " + buffer + " ORDER BY ctid"));
+    }
+
+    @Test
+    void aCreatorWithOnlyTheTriggerPrivilegeGetsTheWholeCapture() throws SQLException {
+        // the replica and always states are ALTER TABLE, an owner's right; enable_capture_trigger
+        // sets them for capture triggers only, so capture still asks no more than TRIGGER of a creator
+        exec("CREATE TABLE public.shared_orders (id int, v int)");
+        exec("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'capture_creator') THEN CREATE ROLE capture_creator; END IF; END $$");
+        exec("GRANT SELECT, TRIGGER ON public.shared_orders TO capture_creator");
+        exec("GRANT USAGE, CREATE ON SCHEMA public TO capture_creator");
+        exec("GRANT USAGE ON SCHEMA pgtrickle TO capture_creator");
+        exec("GRANT USAGE, CREATE ON SCHEMA pgtrickle_changes TO capture_creator");
+        exec("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgtrickle TO capture_creator");
+        exec("GRANT USAGE ON ALL SEQUENCES IN SCHEMA pgtrickle TO capture_creator");
+        exec("SET ROLE capture_creator");
+        try {
+            exec("SELECT pgtrickle.create_stream_table('shared_rows', 'SELECT id, v FROM public.shared_orders', 'calculated')");
+        } finally {
+            exec("RESET ROLE");
+        }
+        assertEquals(List.of("pgt_capture_del|O", "pgt_capture_del_row|R", "pgt_capture_ins|O", "pgt_capture_ins_row|R",
+                        "pgt_capture_trunc|A", "pgt_capture_upd|O", "pgt_capture_upd_row|R"),
+                strings("SELECT tgname || '|' || tgenabled::text FROM pg_trigger WHERE tgrelid = 'public.shared_orders'::regclass AND NOT tgisinternal ORDER BY tgname"));
+        // and it sets the state the catalog wants, nothing else: not for other triggers, not on request
+        exec("CREATE TRIGGER own_trigger AFTER INSERT ON public.shared_orders FOR EACH STATEMENT EXECUTE FUNCTION suppress_redundant_updates_trigger()");
+        exec("SELECT pgtrickle.enable_capture_trigger('public.shared_orders', 'own_trigger')");
+        exec("ALTER TABLE public.shared_orders DISABLE TRIGGER pgt_capture_ins_row");
+        exec("SELECT pgtrickle.enable_capture_trigger('public.shared_orders', 'pgt_capture_ins_row')");
+        assertEquals(List.of("own_trigger|O", "pgt_capture_ins_row|R"),
+                strings("SELECT tgname || '|' || tgenabled::text FROM pg_trigger WHERE tgrelid = 'public.shared_orders'::regclass"
+                        + " AND tgname IN ('own_trigger', 'pgt_capture_ins_row') ORDER BY tgname"));
+    }
+
+    @Test
+    void aForeignTableCannotJoinACapturedSource() throws SQLException {
+        // triggers do not see writes made to a foreign table's server: refused, never silently stale
+        exec("CREATE FOREIGN DATA WRAPPER pgt_test_fdw");
+        exec("CREATE SERVER pgt_test_server FOREIGN DATA WRAPPER pgt_test_fdw");
+        exec("CREATE TABLE public.sharded (id int, v int) PARTITION BY RANGE (id)");
+        exec("CREATE TABLE public.sharded_local PARTITION OF public.sharded FOR VALUES FROM (0) TO (10)");
+        exec("SELECT pgtrickle.create_stream_table('sharded_rows', 'SELECT id, v FROM public.sharded', 'calculated')");
+        assertFails("CREATE FOREIGN TABLE public.sharded_remote PARTITION OF public.sharded FOR VALUES FROM (10) TO (20) SERVER pgt_test_server",
+                "cannot capture changes of public.sharded: its partitions or children public.sharded_remote are not tables", "42809");
+        exec("CREATE FOREIGN TABLE public.other_remote (id int, v int) SERVER pgt_test_server");
+        assertFails("ALTER TABLE public.sharded ATTACH PARTITION public.other_remote FOR VALUES FROM (10) TO (20)",
+                "its partitions or children public.other_remote are not tables", "42809");
+        exec("CREATE TABLE public.mixed (id int, v int) PARTITION BY RANGE (id)");
+        exec("ALTER TABLE public.mixed ATTACH PARTITION public.other_remote FOR VALUES FROM (0) TO (10)");
+        assertFails("SELECT pgtrickle.create_stream_table('mixed_rows', 'SELECT id, v FROM public.mixed', 'calculated')",
+                "its partitions or children public.other_remote are not tables", "42809");
+    }
+
+    @Test
+    void aQueryThatReadsATableWithOnlyIsRecomputed() throws SQLException {
+        exec("CREATE TABLE public.invoices (id int, amount numeric)");
+        exec("CREATE TABLE public.old_invoices () INHERITS (public.invoices)");
+        exec("SELECT pgtrickle.create_stream_table('own_invoices', 'SELECT id, amount FROM ONLY public.invoices', 'calculated')");
+        exec("SELECT pgtrickle.create_stream_table('all_invoices', 'SELECT id, amount FROM public.invoices', 'calculated')");
+        assertEquals(List.of("own_invoices|ONLY TABLE|FULL", "all_invoices|TABLE|DIFFERENTIAL"),
+                strings("SELECT s.pgt_name || '|' || d.source_type || '|' || s.refresh_mode FROM pgtrickle.pgt_stream_tables s"
+                        + " JOIN pgtrickle.pgt_dependencies d USING (pgt_id) ORDER BY s.pgt_id"));
+        assertEquals("the query reads relations whose changes are not captured (only table invoices)",
+                string("SELECT downgrade_reason FROM pgtrickle.explain_refresh_mode('own_invoices')"));
+        assertFails("SELECT pgtrickle.create_stream_table('own_invoices_d', 'SELECT id FROM ONLY public.invoices', 'calculated', 'DIFFERENTIAL')",
+                "not captured (only table invoices)", "0A000");
     }
 
     @Test
@@ -148,7 +276,7 @@ class ChangeCaptureTest extends MigratedDatabaseTest {
         call("ensure_change_capture", a); // idempotent
         assertEquals(bufferA, bufferB);
         assertEquals(List.of("{" + a + "," + b + "}"), strings("SELECT tracked_by_pgt_ids::text FROM pgtrickle.pgt_change_tracking"));
-        assertEquals(List.of("4"), strings("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass"));
+        assertEquals(List.of("7"), strings("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass"));
 
         call("release_change_capture", a);
         assertEquals(bufferA, string("SELECT pgtrickle.change_buffer('public.orders')::text"));

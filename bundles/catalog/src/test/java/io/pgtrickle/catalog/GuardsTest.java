@@ -76,7 +76,7 @@ class GuardsTest extends MigratedDatabaseTest {
     void aStreamTableReadByAnotherKeepsBothItsGuardAndItsCapture() throws SQLException {
         exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
         exec("SELECT pgtrickle.create_stream_table('big_customers', 'SELECT customer FROM order_totals WHERE total > 10')");
-        assertEquals(List.of("pgt_capture_del", "pgt_capture_ins", "pgt_capture_trunc", "pgt_capture_upd", "pgt_guard_truncate", "pgt_guard_write"),
+        assertEquals(List.of("pgt_capture_del", "pgt_capture_del_row", "pgt_capture_ins", "pgt_capture_ins_row", "pgt_capture_trunc", "pgt_capture_upd", "pgt_capture_upd_row", "pgt_guard_truncate", "pgt_guard_write"),
                 strings("SELECT tgname FROM pg_trigger WHERE tgrelid = 'order_totals'::regclass ORDER BY 1"));
         assertRefused("DELETE FROM order_totals");
         assertRefused("TRUNCATE big_customers");
@@ -108,7 +108,7 @@ class GuardsTest extends MigratedDatabaseTest {
                 + " JOIN pgtrickle.pgt_stream_tables s USING (pgt_id) ORDER BY refresh_id DESC LIMIT 1"));
         assertEquals("ann|15.4|2,bob|7.6|1,cy|3|2", totals());
         // four capture triggers, as before, on the same buffer name
-        assertEquals("4", string("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass"));
+        assertEquals("7", string("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass"));
         assertEquals(buffer, buffer());
     }
 
@@ -246,8 +246,9 @@ class GuardsTest extends MigratedDatabaseTest {
 
     @Test
     void theEventTriggerIsInstalledOnlyByASuperuser() throws SQLException {
-        assertEquals(List.of("pgtrickle_source_ddl|ddl_command_end|{\"ALTER TABLE\"}"),
-                strings("SELECT concat_ws('|', evtname, evtevent, evttags) FROM pg_event_trigger"));
+        assertEquals(List.of("pgtrickle_source_ddl|ddl_command_end|{\"ALTER TABLE\",\"CREATE TABLE\",\"ALTER FOREIGN TABLE\",\"CREATE FOREIGN TABLE\"}",
+                        "pgtrickle_source_drop|sql_drop|{\"DROP TABLE\"}"),
+                strings("SELECT concat_ws('|', evtname, evtevent, evttags) FROM pg_event_trigger ORDER BY evtname"));
         TestDatabase.Database other = TestDatabase.get().createDatabase("guards_owner");
         try (Connection o = other.connect(); var s = o.createStatement()) {
             s.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgt_catalog_owner') THEN CREATE ROLE pgt_catalog_owner; END IF; END $$");

@@ -40,7 +40,7 @@ class StreamTableApiTest extends MigratedDatabaseTest {
         assertEquals(List.of("AUTO|DIFFERENTIAL"),
                 strings("SELECT concat_ws('|', configured_mode, effective_mode, downgrade_reason) FROM pgtrickle.explain_refresh_mode('order_totals')"));
         assertEquals(List.of("orders|TABLE"), strings("SELECT source_relid::regclass || '|' || source_type FROM pgtrickle.pgt_dependencies"));
-        assertEquals("4", string("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass"));
+        assertEquals("7", string("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass"));
         // the stored query is PostgreSQL's normalised form, the user's text is kept beside it
         assertTrue(string("SELECT defining_query FROM pgtrickle.pgt_stream_tables").matches("(?s).*GROUP BY (orders\\.)?customer.*"));
         assertEquals(TOTALS, string("SELECT original_query FROM pgtrickle.pgt_stream_tables"));
@@ -212,7 +212,7 @@ class StreamTableApiTest extends MigratedDatabaseTest {
         exec("SELECT pgtrickle.create_stream_table('order_ids', 'SELECT id FROM orders')");
         exec("SELECT pgtrickle.drop_stream_table('order_totals')");
         // the other stream table still reads orders: capture stays
-        assertEquals("4", string("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass"));
+        assertEquals("7", string("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass"));
         assertEquals(List.of("order_ids"), strings("SELECT pgt_name FROM pgtrickle.pgt_stream_tables"));
         exec("SELECT pgtrickle.drop_stream_table('public.order_ids')");
         assertEquals(before, objects());
