@@ -200,6 +200,8 @@ class ChangeCaptureTest extends MigratedDatabaseTest {
         exec("GRANT USAGE, CREATE ON SCHEMA pgtrickle_changes TO capture_creator");
         exec("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgtrickle TO capture_creator");
         exec("GRANT USAGE ON ALL SEQUENCES IN SCHEMA pgtrickle TO capture_creator");
+        // closed to PUBLIC like every SECURITY DEFINER function of the catalog: granted to creators
+        exec("GRANT EXECUTE ON FUNCTION pgtrickle.enable_capture_trigger(regclass, text) TO capture_creator");
         exec("SET ROLE capture_creator");
         try {
             exec("SELECT pgtrickle.create_stream_table('shared_rows', 'SELECT id, v FROM public.shared_orders', 'calculated')");

@@ -31,6 +31,7 @@ class LeastPrivilegeTest {
     private TestDatabase.Database db;
     private String engineRole;
     private String alice;
+    private String keeper;
     private DataSource asEngine;
     private DataSource asAlice;
 
@@ -39,6 +40,7 @@ class LeastPrivilegeTest {
         db = TestDatabase.get().createDatabase("least_privilege");
         engineRole = "engine_" + db.name();
         alice = "alice_" + db.name();
+        keeper = "keeper_" + db.name();
         try (Connection c = db.connect(); Statement s = c.createStatement()) {
             s.execute("CREATE ROLE " + engineRole + " LOGIN NOSUPERUSER PASSWORD '" + PASSWORD + "'");
             s.execute("CREATE ROLE " + alice + " LOGIN NOSUPERUSER PASSWORD '" + PASSWORD + "'");
@@ -47,16 +49,24 @@ class LeastPrivilegeTest {
             s.execute("GRANT CREATE ON DATABASE " + db.name() + " TO " + engineRole);
             s.execute("GRANT " + alice + " TO " + engineRole);
             s.execute("GRANT CREATE ON SCHEMA public TO " + alice);
+            // the owner of other sources: capture sets their row triggers ENABLE REPLICA, which is
+            // an owner's ALTER TABLE, so the engine's role is a member
+            s.execute("CREATE ROLE " + keeper + " NOLOGIN");
+            s.execute("GRANT " + keeper + " TO " + engineRole);
             // a table alice does not own, shown to her through a policy
             s.execute("CREATE TABLE regions (code text PRIMARY KEY, secret boolean)");
             s.execute("INSERT INTO regions VALUES ('north', false), ('south', true)");
             s.execute("ALTER TABLE regions ENABLE ROW LEVEL SECURITY");
             s.execute("CREATE POLICY public_regions ON regions FOR SELECT USING (NOT secret)");
-            s.execute("GRANT SELECT, TRIGGER ON regions TO " + alice + ", " + engineRole);
+            s.execute("GRANT SELECT ON regions TO " + alice);
             // a table alice may not read at all
             s.execute("CREATE TABLE salaries (region text, amount int)");
             s.execute("INSERT INTO salaries VALUES ('north', 1), ('south', 2)");
-            s.execute("GRANT SELECT, TRIGGER ON salaries TO " + engineRole);
+            s.execute("ALTER TABLE regions OWNER TO " + keeper);
+            s.execute("ALTER TABLE salaries OWNER TO " + keeper);
+            // a table of an owner the engine's role is not a member of
+            s.execute("CREATE TABLE audit (id int)");
+            s.execute("GRANT SELECT, TRIGGER ON audit TO " + engineRole);
         }
         asEngine = db.dataSource(engineRole, PASSWORD);
         asAlice = db.dataSource(alice, PASSWORD);
@@ -76,6 +86,7 @@ class LeastPrivilegeTest {
         try (Connection c = TestDatabase.get().connect("postgres"); Statement s = c.createStatement()) {
             s.execute("DROP ROLE IF EXISTS " + engineRole);
             s.execute("DROP ROLE IF EXISTS " + alice);
+            s.execute("DROP ROLE IF EXISTS " + keeper);
         }
     }
 
@@ -118,6 +129,15 @@ class LeastPrivilegeTest {
         assertEquals("0", one(asEngine, "SELECT count(*) FROM pgtrickle.pgt_refresh_history h JOIN pgtrickle.pgt_stream_tables s"
                 + " USING (pgt_id) WHERE s.pgt_name = 'paid' AND h.status = 'COMPLETED'"));
         assertEquals("0", one(asEngine, "SELECT count(*) FROM paid"));
+
+        // a source whose capture the engine's role cannot complete is refused, not half-captured
+        try (Connection c = asEngine.getConnection(); Statement s = c.createStatement()) {
+            SQLException e = org.junit.jupiter.api.Assertions.assertThrows(SQLException.class,
+                    () -> s.execute("SELECT pgtrickle.create_stream_table('audited', 'SELECT id FROM audit')"));
+            assertEquals("42501", e.getSQLState(), e.getMessage());
+            assertTrue(e.getMessage().contains("cannot capture public.audit completely"), e.getMessage());
+        }
+        assertEquals("0", one(asEngine, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.audit'::regclass"));
     }
 
     private static String difference(String st) {

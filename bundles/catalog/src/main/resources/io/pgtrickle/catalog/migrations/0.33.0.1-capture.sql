@@ -113,6 +113,7 @@ DECLARE
     new_cols text;
     old_row  text;
     new_row  text;
+    f        regprocedure;
 BEGIN
     SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
            string_agg(format('o.%I', a.attname), ', ' ORDER BY a.attnum),
@@ -190,6 +191,11 @@ BEGIN
         END
         $body$$f$,
         capture || '_del_row', buffer, names, old_row);
+    -- trigger functions, never to be called by anyone (0.33.0.1-privileges.sql)
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+              WHERE p.pronamespace = 'pgtrickle_changes'::regnamespace AND starts_with(p.proname, capture || '_') LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
 END
 $fn$;
 
@@ -232,8 +238,17 @@ BEGIN
      WHERE t.tgrelid = member AND t.tgname = trigger_name AND NOT t.tgisinternal
        AND w.relid = t.tgrelid AND w.tgname = t.tgname AND w.func = p.proname;
     IF wanted IN ('A', 'R') THEN
-        EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER %I', member,
-                       CASE wanted WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END, trigger_name);
+        BEGIN
+            EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER %I', member,
+                           CASE wanted WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END, trigger_name);
+        EXCEPTION WHEN insufficient_privilege THEN
+            -- without that state, rows applied by logical replication would go uncaptured: refuse
+            RAISE EXCEPTION 'pgtrickle: cannot capture % completely: its capture trigger % must fire for replicated rows (ENABLE %), which only an owner of the table can set, and neither % nor % owns it',
+                member, trigger_name, CASE wanted WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END, session_user, current_user
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('Create the stream table as an owner of %s, or GRANT %s TO %s.', member,
+                                    (SELECT c.relowner::regrole FROM pg_class c WHERE c.oid = member), current_user);
+        END;
     END IF;
 END
 $fn$;
@@ -321,7 +336,11 @@ BEGIN
                                      ELSE '' END END,
                        CASE WHEN trig.is_row THEN 'ROW' ELSE 'STATEMENT' END,
                        trig.func);
-        IF trig.enabled <> 'O' THEN
+        IF trig.enabled <> 'O' AND pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = trig.relid), 'USAGE') THEN
+            -- an owner of the table sets the state itself
+            EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER %I', trig.relid::regclass,
+                           CASE trig.enabled WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END, trig.tgname);
+        ELSIF trig.enabled <> 'O' THEN
             PERFORM pgtrickle.enable_capture_trigger(trig.relid::regclass, trig.tgname);
         END IF;
     END LOOP;

@@ -239,8 +239,10 @@ AS $fn$
 DECLARE
     dep record;
 BEGIN
+    -- an ONLY TABLE source is not captured for this stream table, unless it was captured before
+    -- an alter_stream_table made the query read it with ONLY: releasing what is not held is a no-op
     FOR dep IN SELECT d.source_relid FROM pgtrickle.pgt_dependencies d
-                WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE') LOOP
+                WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE', 'ONLY TABLE') LOOP
         PERFORM pgtrickle.release_change_capture(dep.source_relid::regclass, st.pgt_id);
     END LOOP;
     DELETE FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = st.pgt_id;
