@@ -113,7 +113,7 @@ DECLARE
     new_cols text;
     old_row  text;
     new_row  text;
-    f        regprocedure;
+    f        record;
 BEGIN
     SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
            string_agg(format('o.%I', a.attname), ', ' ORDER BY a.attnum),
@@ -124,35 +124,28 @@ BEGIN
       FROM pg_attribute a
      WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
 
-    -- statement level: the transition tables of the table the statement named
-    EXECUTE format($f$
-        CREATE OR REPLACE FUNCTION pgtrickle_changes.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-        AS $body$
-        BEGIN
-            INSERT INTO pgtrickle_changes.%2$I (action, %3$s) SELECT 'I', %5$s FROM pgt_new n;
-            RETURN NULL;
-        END
-        $body$$f$,
-        capture || '_ins', buffer, names, old_cols, new_cols);
-    EXECUTE format($f$
-        CREATE OR REPLACE FUNCTION pgtrickle_changes.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-        AS $body$
-        BEGIN
-            INSERT INTO pgtrickle_changes.%2$I (action, %3$s)
-                SELECT 'D', %4$s FROM pgt_old o UNION ALL SELECT 'I', %5$s FROM pgt_new n;
-            RETURN NULL;
-        END
-        $body$$f$,
-        capture || '_upd', buffer, names, old_cols, new_cols);
-    EXECUTE format($f$
-        CREATE OR REPLACE FUNCTION pgtrickle_changes.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-        AS $body$
-        BEGIN
-            INSERT INTO pgtrickle_changes.%2$I (action, %3$s) SELECT 'D', %4$s FROM pgt_old o;
-            RETURN NULL;
-        END
-        $body$$f$,
-        capture || '_del', buffer, names, old_cols, new_cols);
+    -- one function per event and level, each the one INSERT below; statement level reads the
+    -- transition tables of the table the statement named, row level the row of the leaf it landed
+    -- in (a cross-partition UPDATE fires DELETE and INSERT)
+    FOR f IN SELECT * FROM (VALUES
+            ('ins',      format('SELECT ''I'', %s FROM pgt_new n', new_cols)),
+            ('upd',      format('SELECT ''D'', %s FROM pgt_old o UNION ALL SELECT ''I'', %s FROM pgt_new n', old_cols, new_cols)),
+            ('del',      format('SELECT ''D'', %s FROM pgt_old o', old_cols)),
+            ('ins_row',  format('VALUES (''I'', %s)', new_row)),
+            ('upd_row',  format('VALUES (''D'', %s), (''I'', %s)', old_row, new_row)),
+            ('del_row',  format('VALUES (''D'', %s)', old_row))) AS e(event, rows) LOOP
+        EXECUTE format($f$
+            CREATE OR REPLACE FUNCTION pgtrickle_changes.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+            AS $body$
+            BEGIN
+                INSERT INTO pgtrickle_changes.%2$I (action, %3$s) %4$s;
+                RETURN NULL;
+            END
+            $body$$f$,
+            capture || '_' || f.event, buffer, names, f.rows);
+        -- trigger functions, never to be called by anyone (0.33.0.1-privileges.sql)
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION pgtrickle_changes.%I() FROM PUBLIC', capture || '_' || f.event);
+    END LOOP;
     EXECUTE format($f$
         CREATE OR REPLACE FUNCTION pgtrickle_changes.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
         AS $body$
@@ -162,40 +155,7 @@ BEGIN
         END
         $body$$f$,
         capture || '_trunc', buffer);
-
-    -- row level: the row of the leaf it landed in (a cross-partition UPDATE fires DELETE and INSERT)
-    EXECUTE format($f$
-        CREATE OR REPLACE FUNCTION pgtrickle_changes.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-        AS $body$
-        BEGIN
-            INSERT INTO pgtrickle_changes.%2$I (action, %3$s) VALUES ('I', %4$s);
-            RETURN NULL;
-        END
-        $body$$f$,
-        capture || '_ins_row', buffer, names, new_row);
-    EXECUTE format($f$
-        CREATE OR REPLACE FUNCTION pgtrickle_changes.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-        AS $body$
-        BEGIN
-            INSERT INTO pgtrickle_changes.%2$I (action, %3$s) VALUES ('D', %4$s), ('I', %5$s);
-            RETURN NULL;
-        END
-        $body$$f$,
-        capture || '_upd_row', buffer, names, old_row, new_row);
-    EXECUTE format($f$
-        CREATE OR REPLACE FUNCTION pgtrickle_changes.%1$I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-        AS $body$
-        BEGIN
-            INSERT INTO pgtrickle_changes.%2$I (action, %3$s) VALUES ('D', %4$s);
-            RETURN NULL;
-        END
-        $body$$f$,
-        capture || '_del_row', buffer, names, old_row);
-    -- trigger functions, never to be called by anyone (0.33.0.1-privileges.sql)
-    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
-              WHERE p.pronamespace = 'pgtrickle_changes'::regnamespace AND starts_with(p.proname, capture || '_') LOOP
-        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
-    END LOOP;
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION pgtrickle_changes.%I() FROM PUBLIC', capture || '_trunc');
 END
 $fn$;
 

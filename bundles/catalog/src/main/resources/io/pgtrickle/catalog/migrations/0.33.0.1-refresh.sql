@@ -36,44 +36,41 @@ CREATE FUNCTION pgtrickle.recompute_reason(tree text) RETURNS text
     LANGUAGE plpgsql STABLE
 AS $fn$
 DECLARE
-    found text;
+    volatile_calls text;
+    clock_calls    text;
+    session_calls  text;
+    own_calls      text;
 BEGIN
-    -- pg_depend does not record pinned built-ins such as random(), so read the tree
-    SELECT string_agg(DISTINCT p.oid::regprocedure::text, ', ') INTO found
-      FROM regexp_matches(tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS m(f)
-      JOIN pg_proc p ON p.oid = m.f[1]::oid
-     WHERE p.provolatile = 'v';
-    IF found IS NOT NULL THEN
-        RETURN 'the query calls volatile functions (' || found || ')';
+    -- every function the query calls, read once; pg_depend does not record pinned built-ins such
+    -- as random(), so from the tree
+    SELECT string_agg(f.signature, ', ' ORDER BY f.signature) FILTER (WHERE f.provolatile = 'v'),
+           string_agg(f.signature, ', ' ORDER BY f.signature) FILTER (WHERE f.provolatile = 's' AND f.builtin
+                AND (f.proname IN ('now', 'transaction_timestamp', 'statement_timestamp', 'timeofday', 'current_date',
+                                   'localtimestamp', 'current_timestamp', 'localtime', 'current_time')
+                     OR (f.proname = 'age' AND f.pronargs = 1))),
+           string_agg(f.signature, ', ' ORDER BY f.signature) FILTER (WHERE f.provolatile = 's' AND f.builtin
+                AND f.proname ~ '^(current_|session_user$|user$|pg_|has_|to_reg|inet_|version$|txid_|obj_description$|col_description$|shobj_description$)'),
+           string_agg(f.signature, ', ' ORDER BY f.signature) FILTER (WHERE f.provolatile = 's' AND NOT f.builtin)
+      INTO volatile_calls, clock_calls, session_calls, own_calls
+      FROM (SELECT DISTINCT p.oid::regprocedure::text AS signature, p.proname, p.pronargs, p.provolatile,
+                   p.pronamespace = 'pg_catalog'::regnamespace AS builtin
+              FROM regexp_matches(tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS m(f)
+              JOIN pg_proc p ON p.oid = m.f[1]::oid) f;
+    IF volatile_calls IS NOT NULL THEN
+        RETURN 'the query calls volatile functions (' || volatile_calls || ')';
     END IF;
-    SELECT string_agg(DISTINCT p.oid::regprocedure::text, ', ') INTO found
-      FROM regexp_matches(tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS m(f)
-      JOIN pg_proc p ON p.oid = m.f[1]::oid
-     WHERE p.provolatile = 's' AND p.pronamespace = 'pg_catalog'::regnamespace
-       AND (p.proname IN ('now', 'transaction_timestamp', 'statement_timestamp', 'timeofday', 'current_date',
-                          'localtimestamp', 'current_timestamp', 'localtime', 'current_time')
-            OR (p.proname = 'age' AND p.pronargs = 1));
     -- CURRENT_DATE, CURRENT_TIME, CURRENT_TIMESTAMP, LOCALTIME, LOCALTIMESTAMP (with or without a
     -- precision) are SQLValueFunction nodes with ops 0 to 8, not function calls
-    IF found IS NOT NULL OR tree ~ '\{SQLVALUEFUNCTION :op [0-8] ' THEN
-        RETURN 'the query reads the current time (' || coalesce(found, 'CURRENT_DATE, CURRENT_TIME, LOCALTIMESTAMP or the like') || ')';
+    IF clock_calls IS NOT NULL OR tree ~ '\{SQLVALUEFUNCTION :op [0-8] ' THEN
+        RETURN 'the query reads the current time (' || coalesce(clock_calls, 'CURRENT_DATE, CURRENT_TIME, LOCALTIMESTAMP or the like') || ')';
     END IF;
-    SELECT string_agg(DISTINCT p.oid::regprocedure::text, ', ') INTO found
-      FROM regexp_matches(tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS m(f)
-      JOIN pg_proc p ON p.oid = m.f[1]::oid
-     WHERE p.provolatile = 's' AND p.pronamespace = 'pg_catalog'::regnamespace
-       AND p.proname ~ '^(current_|session_user$|user$|pg_|has_|to_reg|inet_|version$|txid_|obj_description$|col_description$|shobj_description$)';
     -- before PostgreSQL 16, CURRENT_USER, SESSION_USER, CURRENT_SCHEMA and the like were
     -- SQLValueFunction nodes too (ops 9 to 14)
-    IF found IS NOT NULL OR tree ~ '\{SQLVALUEFUNCTION :op (9|1[0-4]) ' THEN
-        RETURN 'the query reads the session or the system catalogs (' || coalesce(found, 'CURRENT_USER, CURRENT_SCHEMA or the like') || ')';
+    IF session_calls IS NOT NULL OR tree ~ '\{SQLVALUEFUNCTION :op (9|1[0-4]) ' THEN
+        RETURN 'the query reads the session or the system catalogs (' || coalesce(session_calls, 'CURRENT_USER, CURRENT_SCHEMA or the like') || ')';
     END IF;
-    SELECT string_agg(DISTINCT p.oid::regprocedure::text, ', ') INTO found
-      FROM regexp_matches(tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS m(f)
-      JOIN pg_proc p ON p.oid = m.f[1]::oid
-     WHERE p.provolatile = 's' AND p.pronamespace <> 'pg_catalog'::regnamespace;
-    IF found IS NOT NULL THEN
-        RETURN 'the query calls stable functions that may read tables whose changes are not captured (' || found
+    IF own_calls IS NOT NULL THEN
+        RETURN 'the query calls stable functions that may read tables whose changes are not captured (' || own_calls
                || '); declare them IMMUTABLE if their result depends on their arguments alone';
     END IF;
     RETURN NULL;

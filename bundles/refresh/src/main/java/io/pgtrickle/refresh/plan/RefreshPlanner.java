@@ -65,12 +65,12 @@ public final class RefreshPlanner {
         String reason = null;
         String stateTable = "pgtrickle_changes." + quote("state_" + pgtId);
         String stateSql = null;
+        Columns stored = columns(c, relid);
+        DeltaPlanner.Target to = new DeltaPlanner.Target(target, stored.names(), stored.types(), stateTable, stored.identical());
         // consolidated first; a source column without equality (json, point) makes that invalid SQL
         for (boolean consolidate : new boolean[] {true, false}) {
             Savepoint before = c.setSavepoint();
             try {
-                DeltaPlanner.Target to = new DeltaPlanner.Target(target, quotedColumns(c, relid), columnTypes(c, relid), stateTable,
-                        identical(c, relid));
                 DeltaPlanner.Plan plan = DeltaPlanner.plan(query, to, name -> source(c, name), consolidate);
                 createRowIndex(c, pgtId, schema, target, plan.keyColumns());
                 try (Statement s = c.createStatement()) {
@@ -145,41 +145,39 @@ public final class RefreshPlanner {
     }
 
     /**
-     * Per column, whether two equal values always print the same (so equality is identity): integers,
+     * A relation's columns, in order: quoted names; types without typmods (the planner asks what a
+     * value is, numeric, not how it is stored) and with them (numeric(12,2): a fixed scale); and
+     * whether two equal values always print the same, so that equality is identity: integers,
      * booleans, dates and times, uuid, bytea, and text types under a deterministic collation. Not
      * numeric (1.0 = 1.00), interval ('1 day' = '24 hours'), floats (0 = -0), jsonb ({"a": 1.0} =
      * {"a": 1}), arrays and records of those, or anything unknown.
      */
-    static final String IDENTICAL = "format_type(a.atttypid, NULL) IN ('smallint', 'integer', 'bigint', 'boolean', 'date',"
-            + " 'timestamp without time zone', 'timestamp with time zone', 'time without time zone', 'uuid', 'bytea', 'oid',"
-            + " 'text', 'character varying', 'name')"
-            + " AND coalesce((SELECT co.collisdeterministic FROM pg_collation co WHERE co.oid = a.attcollation), true)";
-
-    private static List<Boolean> identical(Connection c, long relid) throws SQLException {
-        return columns(c, relid, IDENTICAL).stream().map("t"::equals).toList();
+    private record Columns(List<String> names, List<String> types, List<String> storedTypes, List<Boolean> identical) {
     }
 
-    private static List<String> quotedColumns(Connection c, long relid) throws SQLException {
-        return columns(c, relid, "quote_ident(attname)");
-    }
-
-    /** Without typmods: the planner asks what a value is (numeric), not how it is stored. */
-    private static List<String> columnTypes(Connection c, long relid) throws SQLException {
-        return columns(c, relid, "format_type(atttypid, NULL)");
-    }
-
-    private static List<String> columns(Connection c, long relid, String what) throws SQLException {
-        List<String> values = new ArrayList<>();
-        try (PreparedStatement ps = c.prepareStatement("SELECT " + what + " FROM pg_attribute a"
-                + " WHERE a.attrelid = ? AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")) {
+    private static Columns columns(Connection c, long relid) throws SQLException {
+        List<String> names = new ArrayList<>();
+        List<String> types = new ArrayList<>();
+        List<String> storedTypes = new ArrayList<>();
+        List<Boolean> identical = new ArrayList<>();
+        try (PreparedStatement ps = c.prepareStatement("SELECT quote_ident(a.attname), format_type(a.atttypid, NULL),"
+                + " format_type(a.atttypid, a.atttypmod),"
+                + " format_type(a.atttypid, NULL) IN ('smallint', 'integer', 'bigint', 'boolean', 'date',"
+                + "   'timestamp without time zone', 'timestamp with time zone', 'time without time zone', 'uuid', 'bytea', 'oid',"
+                + "   'text', 'character varying', 'name')"
+                + "   AND coalesce((SELECT co.collisdeterministic FROM pg_collation co WHERE co.oid = a.attcollation), true)"
+                + " FROM pg_attribute a WHERE a.attrelid = ? AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")) {
             ps.setLong(1, relid);
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
-                    values.add(rs.getString(1));
+                    names.add(rs.getString(1));
+                    types.add(rs.getString(2));
+                    storedTypes.add(rs.getString(3));
+                    identical.add(rs.getBoolean(4));
                 }
             }
         }
-        return values;
+        return new Columns(names, types, storedTypes, identical);
     }
 
     /** A relation named in the normalised query, which names it as PostgreSQL resolved it. */
@@ -201,9 +199,8 @@ public final class RefreshPlanner {
                 if (rs.getLong(4) > 0) {
                     throw new PlanRefusedException("the columns of " + rs.getString(1) + " changed since its capture began");
                 }
-                long relid = rs.getLong(3);
-                return new Source(rs.getString(1), rs.getString(2), quotedColumns(c, relid),
-                        columns(c, relid, "format_type(a.atttypid, a.atttypmod)"), identical(c, relid));
+                Columns columns = columns(c, rs.getLong(3));
+                return new Source(rs.getString(1), rs.getString(2), columns.names(), columns.storedTypes(), columns.identical());
             }
         } catch (SQLException e) {
             throw new PlanRefusedException("the engine could not look up " + name + ": " + e.getMessage());

@@ -21,10 +21,6 @@ public record Source(String name, String buffer, List<String> columns, List<Stri
         identical = List.copyOf(identical);
     }
 
-    boolean allIdentical() {
-        return !identical.contains(false);
-    }
-
     /** Looks sources up by the name the query text uses. */
     @FunctionalInterface
     public interface Lookup {
