@@ -102,7 +102,9 @@ class PrivilegesTest extends MigratedDatabaseTest {
 
         // the query's own code cannot leave the owner's privileges
         exec("CREATE FUNCTION escape_role() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RESET ROLE; RETURN 1; END $$");
+        assertEquals("1", string("SELECT count(*) FROM pg_proc WHERE proname LIKE 'pgt\\_%\\_refresh'"), "alice's refresh function");
         exec("SELECT pgtrickle.drop_stream_table('copied')");
+        assertEquals("0", string("SELECT count(*) FROM pg_proc WHERE proname LIKE 'pgt\\_%\\_refresh'"), "dropped with its stream table");
         exec("SELECT pgtrickle.create_stream_table('copied', 'SELECT id, escape_role() AS r FROM src', initialize => false)");
         exec("ALTER TABLE copied OWNER TO " + alice);
         SQLException e = assertThrows(SQLException.class, () -> exec("SELECT pgtrickle.refresh_stream_table('copied')"));
