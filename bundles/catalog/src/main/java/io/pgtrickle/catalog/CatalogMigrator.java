@@ -32,34 +32,97 @@ public final class CatalogMigrator {
     private static final String VERSION_TABLE = "pgtrickle.pgt_schema_version";
 
     private final List<Migration> migrations;
+    private final List<UnitScripts> units;
 
+    /** The core and every unit on this class path (tests, benchmarks): OSGi uses {@link #migrateUnit}. */
     public CatalogMigrator() {
-        this(Migration.shipped());
+        this(ClasspathUnits.find(CatalogMigrator.class.getClassLoader()));
     }
 
-    CatalogMigrator(List<Migration> migrations) {
-        if (migrations.isEmpty()) {
-            throw new IllegalArgumentException("no migrations");
+    /**
+     * The core and only the named units of this class path, in their order: how a test installs a
+     * bundle's database part after others, as installing the bundle later would.
+     */
+    public static CatalogMigrator withUnits(String... names) {
+        List<String> wanted = List.of(names);
+        return new CatalogMigrator(ClasspathUnits.find(CatalogMigrator.class.getClassLoader()).stream()
+                .filter(u -> u.isCore() || wanted.contains(u.unit())).toList());
+    }
+
+    /** The core unit, first in {@code units}, then the others in their order. */
+    CatalogMigrator(List<UnitScripts> units) {
+        if (units.isEmpty() || !units.get(0).isCore() || units.get(0).migrations().isEmpty()) {
+            throw new IllegalArgumentException("the core unit, with its migrations, comes first");
         }
-        this.migrations = List.copyOf(migrations);
+        this.migrations = units.get(0).migrations();
+        this.units = List.copyOf(units);
     }
 
-    /** The outcome of one run. */
-    public record Result(String migrationVersion, String releaseVersion, List<String> applied) {
+    /** The core unit alone, with these migrations (its tests). */
+    static CatalogMigrator coreOnly(List<Migration> migrations) {
+        return new CatalogMigrator(List.of(new UnitScripts(UnitScripts.CORE, "0.0.0", List.of(), migrations, List.of())));
+    }
+
+    /**
+     * The outcome of one run: the core catalog's version and the migrations it applied, and what
+     * each unit's run did.
+     */
+    public record Result(String migrationVersion, String releaseVersion, List<String> applied, List<UnitMigrator.Result> units) {
     }
 
     public Result migrate(Connection connection) throws SQLException {
         return migrate(connection, null);
     }
 
-    /** Migrates up to and including {@code target} (null: all); the upgrade tests stop at older versions. */
+    /**
+     * Migrates the core catalog up to and including {@code target}, units not at all (null: all, then
+     * every unit); the upgrade tests stop at older versions.
+     */
     Result migrate(Connection connection, MigrationVersion target) throws SQLException {
+        return locked(connection, () -> {
+            Result core = migrateLocked(connection, target);
+            if (target != null) {
+                return core;
+            }
+            List<UnitMigrator.Result> done = new ArrayList<>();
+            for (UnitScripts unit : units) {
+                done.add(UnitMigrator.migrate(connection, unit, core.migrationVersion()));
+            }
+            return new Result(core.migrationVersion(), core.releaseVersion(), core.applied(), List.copyOf(done));
+        });
+    }
+
+    /**
+     * Applies one unit's database part (the extender's call, per bundle), after checking that the
+     * core catalog is this bundle's; migrates the core first when {@code unit} is the core.
+     */
+    UnitMigrator.Result migrateUnit(Connection connection, UnitScripts unit) throws SQLException {
+        return locked(connection, () -> {
+            Result core = unit.isCore() ? migrateLocked(connection, null) : checkLocked(connection);
+            UnitMigrator.Result done = UnitMigrator.migrate(connection, unit, core.migrationVersion());
+            List<String> applied = new ArrayList<>(core.applied());
+            applied.addAll(done.applied());
+            return new UnitMigrator.Result(done.unit(), done.schemaVersion(), done.bundleVersion(), List.copyOf(applied), done.skipped());
+        });
+    }
+
+    /** The core catalog as this bundle would leave it, without changing it. */
+    Result check(Connection connection) throws SQLException {
+        return locked(connection, () -> checkLocked(connection));
+    }
+
+    @FunctionalInterface
+    private interface Locked<T> {
+        T run() throws SQLException;
+    }
+
+    private <T> T locked(Connection connection, Locked<T> work) throws SQLException {
         boolean autoCommit = connection.getAutoCommit();
         connection.setAutoCommit(true);
         try (Statement s = connection.createStatement()) {
             s.execute("SELECT pg_advisory_lock(" + LOCK_KEY + ")");
             try {
-                return migrateLocked(connection, target);
+                return work.run();
             } finally {
                 if (!connection.getAutoCommit()) {
                     connection.rollback();
@@ -87,7 +150,18 @@ public final class CatalogMigrator {
             newlyApplied.add(m.version().toString());
         }
         MigrationVersion current = applied.keySet().stream().max(MigrationVersion::compareTo).orElseThrow();
-        return new Result(current.toString(), current.release(), List.copyOf(newlyApplied));
+        return new Result(current.toString(), current.release(), List.copyOf(newlyApplied), List.of());
+    }
+
+    private Result checkLocked(Connection c) throws SQLException {
+        c.setAutoCommit(false);
+        Map<MigrationVersion, String> applied = appliedChecksums(c);
+        verify(applied);
+        Migration latest = migrations.get(migrations.size() - 1);
+        if (!applied.containsKey(latest.version())) {
+            throw new SQLException("the pgtrickle catalog is not migrated to " + latest.version() + " yet");
+        }
+        return new Result(latest.version().toString(), latest.version().release(), List.of(), List.of());
     }
 
     private void prepareVersionTable(Connection c) throws SQLException {

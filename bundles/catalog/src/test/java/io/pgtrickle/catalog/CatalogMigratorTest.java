@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.pgtrickle.testing.SchemaSignature;
 import io.pgtrickle.testing.TestDatabase;
 import java.sql.Connection;
 import java.sql.ResultSet;
@@ -26,8 +27,8 @@ import org.junit.jupiter.api.Test;
 class CatalogMigratorTest {
 
     private static final String LATEST = "0.33.0";
-    /** The newest step of the release: the trust fixes of issue 11. */
-    private static final String LATEST_STEP = "0.33.0.1";
+    /** The newest step of the release: each bundle owns its database part (issue 12). */
+    private static final String LATEST_STEP = "0.33.0.2";
 
     private final List<TestDatabase.Database> databases = new ArrayList<>();
     private TestDatabase.Database db;
@@ -52,11 +53,11 @@ class CatalogMigratorTest {
     void freshInstallAppliesEveryShippedMigrationInOrder() throws SQLException {
         try (Connection c = db.connect()) {
             CatalogMigrator.Result r = new CatalogMigrator().migrate(c);
-            assertEquals(List.of("0.31.0", "0.32.0", "0.33.0", "0.33.0.1"), r.applied());
+            assertEquals(List.of("0.31.0", "0.32.0", "0.33.0", "0.33.0.1", "0.33.0.2"), r.applied());
             assertEquals(LATEST, r.releaseVersion());
-            assertEquals(List.of("0.31.0", "0.32.0", "0.33.0", "0.33.0.1"), strings(c, "SELECT version FROM pgtrickle.pgt_schema_version ORDER BY applied_at, version"));
+            assertEquals(List.of("0.31.0", "0.32.0", "0.33.0", "0.33.0.1", "0.33.0.2"), strings(c, "SELECT version FROM pgtrickle.pgt_schema_version ORDER BY applied_at, version"));
             assertEquals(List.of("pgt_change_tracking", "pgt_dead_letters", "pgt_dependencies", "pgt_evolutions", "pgt_outbox", "pgt_refresh_history",
-                    "pgt_schema_version", "pgt_sinks", "pgt_stream_tables", "pgt_subscriptions"),
+                    "pgt_schema_script", "pgt_schema_unit", "pgt_schema_version", "pgt_sinks", "pgt_stream_tables", "pgt_subscriptions"),
                     strings(c, "SELECT relname FROM pg_class WHERE relnamespace = 'pgtrickle'::regnamespace AND relkind = 'r' ORDER BY 1"));
             assertEquals(List.of("pgtrickle_changes"), strings(c, "SELECT nspname FROM pg_namespace WHERE nspname = 'pgtrickle_changes'"));
         }
@@ -222,12 +223,12 @@ class CatalogMigratorTest {
                 appliedByAll.addAll(r.applied());
             }
             appliedByAll.sort(null);
-            assertEquals(List.of("0.31.0", "0.32.0", "0.33.0", "0.33.0.1"), appliedByAll);
+            assertEquals(List.of("0.31.0", "0.32.0", "0.33.0", "0.33.0.1", "0.33.0.2"), appliedByAll);
         } finally {
             pool.shutdownNow();
         }
         try (Connection c = db.connect()) {
-            assertEquals(List.of("4"), strings(c, "SELECT count(*) FROM pgtrickle.pgt_schema_version"));
+            assertEquals(List.of("5"), strings(c, "SELECT count(*) FROM pgtrickle.pgt_schema_version"));
         }
     }
 
@@ -235,13 +236,13 @@ class CatalogMigratorTest {
     void migrationWhoseTextChangedAfterItWasAppliedIsRefused() throws SQLException {
         List<Migration> shipped = Migration.shipped();
         try (Connection c = db.connect()) {
-            new CatalogMigrator(shipped).migrate(c);
+            CatalogMigrator.coreOnly(shipped).migrate(c);
             List<Migration> tampered = new ArrayList<>(shipped);
             Migration original = tampered.get(1);
             tampered.set(1, Migration.of(original.version().toString(), original.description(), original.sql() + "\nSELECT 1;\n"));
             List<String> signature = SchemaSignature.of(c);
 
-            CatalogRefusedException e = assertThrows(CatalogRefusedException.class, () -> new CatalogMigrator(tampered).migrate(c));
+            CatalogRefusedException e = assertThrows(CatalogRefusedException.class, () -> CatalogMigrator.coreOnly(tampered).migrate(c));
             assertTrue(e.getMessage().contains("0.32.0") && e.getMessage().contains("changed"), e.getMessage());
             assertEquals(signature, SchemaSignature.of(c));
         }
@@ -267,7 +268,7 @@ class CatalogMigratorTest {
         try (Connection c = db.connect()) {
             new CatalogMigrator().migrate(c);
             List<Migration> older = Migration.shipped().subList(0, 2);
-            CatalogRefusedException e = assertThrows(CatalogRefusedException.class, () -> new CatalogMigrator(older).migrate(c));
+            CatalogRefusedException e = assertThrows(CatalogRefusedException.class, () -> CatalogMigrator.coreOnly(older).migrate(c));
             assertTrue(e.getMessage().contains("0.33.0") && e.getMessage().contains("0.32.0"), e.getMessage());
         }
     }
@@ -278,7 +279,7 @@ class CatalogMigratorTest {
         withBroken.add(Migration.of("0.33.0.90", "broken step",
                 "CREATE TABLE pgtrickle.half_done (id int);\nALTER TABLE pgtrickle.no_such_table ADD COLUMN x int;\n"));
         try (Connection c = db.connect()) {
-            SQLException e = assertThrows(SQLException.class, () -> new CatalogMigrator(withBroken).migrate(c));
+            SQLException e = assertThrows(SQLException.class, () -> CatalogMigrator.coreOnly(withBroken).migrate(c));
             assertTrue(e.getMessage().contains("0.33.0.90") && e.getMessage().contains("no_such_table"), e.getMessage());
             assertEquals(List.of(LATEST_STEP), strings(c, "SELECT max(version) FROM pgtrickle.pgt_schema_version"));
             assertEquals(List.of(), strings(c, "SELECT relname FROM pg_class WHERE relname = 'half_done'"));
@@ -292,7 +293,7 @@ class CatalogMigratorTest {
         List<Migration> withStep = new ArrayList<>(Migration.shipped());
         withStep.add(Migration.of("0.33.0.90", "a step", "CREATE TABLE pgtrickle.step_table (id int);"));
         try (Connection c = db.connect()) {
-            CatalogMigrator.Result r = new CatalogMigrator(withStep).migrate(c);
+            CatalogMigrator.Result r = CatalogMigrator.coreOnly(withStep).migrate(c);
             assertEquals("0.33.0.90", r.migrationVersion());
             assertEquals("0.33.0", r.releaseVersion());
         }

@@ -1,6 +1,7 @@
 package io.pgtrickle.evolution;
 
 import io.pgtrickle.api.catalog.Catalog;
+import io.pgtrickle.api.schema.SchemaUnit;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Deactivate;
@@ -32,6 +33,10 @@ public class EvolutionComponent {
 
     @Reference(target = "(" + Catalog.VERSION_PROPERTY + ">=0.33.0)")
     Catalog catalog;
+
+    /** This bundle's SQL, in place at this bundle's version: without it there is nothing to run. */
+    @Reference(target = "(" + SchemaUnit.UNIT_PROPERTY + "=io.pgtrickle.evolution)")
+    SchemaUnit schemaUnit;
 
     private EvolutionRunner runner;
 

@@ -1,6 +1,7 @@
 package io.pgtrickle.notify;
 
 import io.pgtrickle.api.catalog.Catalog;
+import io.pgtrickle.api.schema.SchemaUnit;
 import io.pgtrickle.api.notify.NotificationSink;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -32,7 +33,8 @@ public class NotifyComponent {
             description = "Delivers the durable outbox of the subscriptions to the registered notification sinks "
                     + "(webhooks, log, ...), at least once, in refresh order per stream table.")
     public @interface Config {
-        @AttributeDefinition(min = "10", description = "Milliseconds between two looks for notifications due for an idle sink")
+        @AttributeDefinition(min = "10", description = "Milliseconds between two looks for notifications due for an idle sink, "
+                + "and for subscriptions' folded notifications whose coalescing window has closed")
         long pollIntervalMs() default 200;
 
         @AttributeDefinition(min = "1", description = "Notifications claimed at once for one sink (at most one per stream table)")
@@ -58,7 +60,12 @@ public class NotifyComponent {
     @Reference(target = "(" + Catalog.VERSION_PROPERTY + ">=0.33.0)")
     Catalog catalog;
 
+    /** This bundle's SQL, in place at this bundle's version: without it there is nothing to run. */
+    @Reference(target = "(" + SchemaUnit.UNIT_PROPERTY + "=io.pgtrickle.notify)")
+    SchemaUnit schemaUnit;
+
     private NotificationDispatcher dispatcher; // guarded by this
+    private TrailingNotifications trailing;
 
     @Reference(service = NotificationSink.class, cardinality = ReferenceCardinality.MULTIPLE,
             policy = ReferencePolicy.DYNAMIC, policyOption = ReferencePolicyOption.GREEDY, unbind = "removeSink",
@@ -95,6 +102,7 @@ public class NotifyComponent {
             dispatcher.add(b.sink(), b.properties());
         }
         dispatcher.start();
+        trailing = new TrailingNotifications(catalog.dataSource(), Math.max(10, config.pollIntervalMs()));
     }
 
     @Deactivate
@@ -104,6 +112,7 @@ public class NotifyComponent {
             d = dispatcher;
             dispatcher = null;
         }
+        trailing.close();
         d.close();
     }
 }

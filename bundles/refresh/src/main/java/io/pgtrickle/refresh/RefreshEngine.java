@@ -216,7 +216,6 @@ final class RefreshEngine implements AutoCloseable {
         try (Connection c = dataSource.getConnection()) {
             now = settings.effective(c, invalidValues);
             planNew(c);
-            flushNotifications(c);
             pruneHistory(c);
             try (Statement s = c.createStatement();
                  ResultSet rs = s.executeQuery("SELECT pgt_id, name FROM pgtrickle.due_stream_tables()")) {
@@ -494,19 +493,6 @@ final class RefreshEngine implements AutoCloseable {
             }
         } finally {
             c.setAutoCommit(true);
-        }
-    }
-
-    /**
-     * Sends the subscriptions' trailing notifications: refreshes folded into a coalescing window that
-     * has closed since, with no refresh to carry them. Its own transaction (auto-commit).
-     */
-    private void flushNotifications(Connection c) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.flush_notifications(?)")) {
-            ps.setInt(1, settings.notifyCoalesceMs());
-            try (ResultSet rs = ps.executeQuery()) {
-                rs.next();
-            }
         }
     }
 

@@ -1,6 +1,7 @@
 package io.pgtrickle.refresh;
 
 import io.pgtrickle.api.catalog.Catalog;
+import io.pgtrickle.api.schema.SchemaUnit;
 import io.pgtrickle.api.refresh.RefreshListener;
 import io.pgtrickle.api.refresh.RefreshService;
 import java.sql.SQLException;
@@ -61,6 +62,10 @@ public class RefreshScheduler implements RefreshService {
 
     @Reference(target = "(" + Catalog.VERSION_PROPERTY + ">=0.33.0)")
     Catalog catalog;
+
+    /** This bundle's SQL, in place at this bundle's version: without it there is nothing to run. */
+    @Reference(target = "(" + SchemaUnit.UNIT_PROPERTY + "=io.pgtrickle.refresh)")
+    SchemaUnit schemaUnit;
 
     private RefreshEngine engine;
 

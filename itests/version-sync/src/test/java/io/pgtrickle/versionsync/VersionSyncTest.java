@@ -4,12 +4,15 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
+import java.util.jar.JarFile;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 
@@ -23,7 +26,7 @@ class VersionSyncTest {
     private static final Path ROOT = Path.of(System.getProperty("project.root", "../.."));
 
     @Test
-    void projectCatalogFeaturesAndDocsAgree() throws IOException {
+    void projectCatalogFeaturesAndDocsAgree() throws Exception {
         List<String> problems = new ArrayList<>();
         String newestMigration = newestMigration();
         problems.addAll(VersionSync.checkCatalog(PROJECT_VERSION, release(newestMigration)));
@@ -45,18 +48,26 @@ class VersionSyncTest {
         assertEquals(List.of(), problems, "versions disagree");
     }
 
-    /** The catalog bundle's newest migration (0.33.0.1), read from the bundle jar itself. */
-    private static String newestMigration() throws IOException {
-        try (InputStream in = VersionSyncTest.class.getClassLoader().getResourceAsStream("io/pgtrickle/catalog/migrations/index.txt")) {
-            String last = null;
-            for (String line : new String(in.readAllBytes(), StandardCharsets.UTF_8).split("\n")) {
-                if (!line.isBlank() && !line.startsWith("#")) {
-                    last = line.split("\\s+")[0];
-                }
+    /** The catalog bundle's newest migration (e.g. 0.33.0.2): its newest db/schema/V&lt;version&gt;__*.sql, read from the bundle jar itself. */
+    private static String newestMigration() throws Exception {
+        Path location = Path.of(Class.forName("io.pgtrickle.catalog.CatalogMigrator").getProtectionDomain().getCodeSource().getLocation().toURI());
+        List<String> names = new ArrayList<>();
+        if (Files.isDirectory(location)) {
+            try (var files = Files.list(location.resolve("db/schema"))) {
+                files.forEach(f -> names.add(f.getFileName().toString()));
             }
-            return last;
+        } else {
+            try (JarFile jar = new JarFile(location.toFile())) {
+                jar.stream().map(e -> e.getName()).filter(n -> n.startsWith("db/schema/"))
+                        .forEach(n -> names.add(n.substring("db/schema/".length())));
+            }
         }
+        return names.stream().map(VERSIONED::matcher).filter(Matcher::matches).map(m -> m.group(1))
+                .max(Comparator.comparing(v -> Arrays.stream(v.split("\\.")).mapToInt(Integer::parseInt).toArray(), Arrays::compare))
+                .orElseThrow(() -> new AssertionError("no db/schema/V*.sql in " + location));
     }
+
+    private static final Pattern VERSIONED = Pattern.compile("V(\\d+(?:\\.\\d+){2,3})__\\w+\\.sql");
 
     /** The release a migration belongs to: 0.33.0.1 → 0.33.0. */
     private static String release(String migration) {

@@ -1,0 +1,105 @@
+-- The scheduler's SQL (unit io.pgtrickle.refresh, repeatable): due work, most overdue first, and
+-- refresh history retention.
+
+-- Stream tables the scheduler should refresh now, most urgent first: unpopulated or to be rebuilt
+-- ones, those past their schedule, 'calculated' ones with pending source changes, and 'calculated'
+-- ones whose result moves with the time or the session once a second.
+--
+-- overdue: how long it has been due. Past a schedule: since the schedule ran out
+-- (last_refresh_at + schedule); 'calculated': since its last refresh (its changes may be that old);
+-- unpopulated or to be rebuilt: since its last refresh, or its creation. The order is unpopulated
+-- and to-be-rebuilt ones first (nothing useful can be read from them), then the most overdue, then
+-- pgt_id. Ordering by pgt_id alone starved every stream table but the first few once due work
+-- exceeded the workers; ordering by lateness serves them in turn, each about equally late past its
+-- own schedule.
+--
+-- The scheduler calls this every tick, so the pending check is made cheap when nothing changed:
+-- first one probe per captured source of a 'calculated' stream table (does its buffer hold any row
+-- at all? buffers are pruned as their consumers pass them, so an idle one is empty), then a check
+-- against each consumer's frontier only for sources whose buffer holds rows. Checking every
+-- (stream table, source) pair with a count took about 0.1 ms each: 2 ms a tick for 20 idle stream
+-- tables, a third of a CPU at a 10 ms tick (docs/benchmarks/subscriptions.md). The order costs a
+-- sort of the due rows only.
+CREATE OR REPLACE FUNCTION pgtrickle.due_stream_tables() RETURNS TABLE (pgt_id bigint, name text, overdue interval)
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    source oid;
+    busy   oid[] := '{}';
+BEGIN
+    -- a loop, not a WHERE on the DISTINCT: the planner would push that condition below the
+    -- DISTINCT and probe once per stream table again
+    FOR source IN SELECT DISTINCT d.source_relid
+                    FROM pgtrickle.pgt_stream_tables s JOIN pgtrickle.pgt_dependencies d ON d.pgt_id = s.pgt_id
+                   WHERE s.status = 'ACTIVE' AND s.shadow_of IS NULL AND s.is_populated AND NOT s.needs_reinit
+                     AND pgtrickle.parse_schedule(s.schedule) IS NULL
+                     AND d.source_type IN ('TABLE', 'STREAM_TABLE') LOOP
+        IF pgtrickle.has_pending_changes(source::regclass, NULL) THEN
+            busy := busy || source;
+        END IF;
+    END LOOP;
+    RETURN QUERY
+    SELECT s.pgt_id, format('%I.%I', s.pgt_schema, s.pgt_name),
+           now() - CASE WHEN NOT s.is_populated OR s.needs_reinit OR s.last_refresh_at IS NULL
+                        THEN coalesce(s.last_refresh_at, s.created_at)
+                        ELSE s.last_refresh_at + coalesce(p.every, interval '0') END
+      FROM pgtrickle.pgt_stream_tables s
+     CROSS JOIN LATERAL (SELECT pgtrickle.parse_schedule(s.schedule) AS every) p
+     WHERE s.status = 'ACTIVE' AND s.shadow_of IS NULL -- shadows are refreshed by their evolution
+       AND (NOT s.is_populated OR s.needs_reinit
+            OR (p.every IS NOT NULL AND (s.last_refresh_at IS NULL OR s.last_refresh_at + p.every <= now()))
+            -- 'calculated', but the result moves without any source changing (recompute_reason,
+            -- R__50_refresh.sql): every second
+            OR (p.every IS NULL AND s.recompute_reason IS NOT NULL
+                AND (s.last_refresh_at IS NULL OR s.last_refresh_at + interval '1 second' <= now()))
+            OR (p.every IS NULL
+                AND EXISTS (SELECT FROM pgtrickle.pgt_dependencies d
+                             WHERE d.pgt_id = s.pgt_id
+                               AND (d.source_type NOT IN ('TABLE', 'STREAM_TABLE')
+                                    OR (d.source_relid = ANY (busy)
+                                        AND pgtrickle.has_pending_changes(d.source_relid::regclass,
+                                                                          (s.frontier ->> 'snapshot')::pg_snapshot))))))
+     ORDER BY (NOT s.is_populated OR s.needs_reinit) DESC, 3 DESC, s.pgt_id;
+END
+$fn$;
+
+-- Refresh history retention. A stream table on a one-second schedule adds 86,400 rows a day to
+-- pgt_refresh_history (most of them NO_DATA); without a limit the audit log outgrows everything
+-- else in the catalog. pg_trickle's setting, history_retention_days (default 90, 0 keeps all),
+-- read where the pruning runs; the refresh scheduler prunes a batch at a time, about once a minute.
+CREATE OR REPLACE FUNCTION pgtrickle.history_retention_days() RETURNS integer
+    LANGUAGE sql STABLE
+AS $fn$
+    SELECT pgtrickle.setting_number('pg_trickle.history_retention_days', 90, 'days')
+$fn$;
+
+-- Deletes up to max_rows refresh history rows that started more than history_retention_days ago,
+-- oldest first, and returns how many. A stream table's newest row always stays (it is its last
+-- refresh: pgt_status and get_refresh_history show it). Rows another session holds are skipped.
+CREATE OR REPLACE FUNCTION pgtrickle.prune_refresh_history(max_rows integer DEFAULT 10000) RETURNS bigint
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    days integer := pgtrickle.history_retention_days();
+    n    bigint;
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 THEN
+        RAISE EXCEPTION 'pgtrickle: max_rows must be at least 1, not %', max_rows USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF days = 0 THEN
+        RETURN 0;
+    END IF;
+    WITH old AS (
+        SELECT h.refresh_id FROM pgtrickle.pgt_refresh_history h
+         WHERE h.start_time < now() - days * interval '1 day'
+           -- one probe of the (pgt_id, start_time) index
+           AND h.start_time < (SELECT max(l.start_time) FROM pgtrickle.pgt_refresh_history l WHERE l.pgt_id = h.pgt_id)
+         -- pgt_refresh_history_start_idx (0.32.0) finds them without reading the rest
+         ORDER BY h.start_time
+         LIMIT max_rows
+           FOR UPDATE SKIP LOCKED)
+    DELETE FROM pgtrickle.pgt_refresh_history d USING old WHERE d.refresh_id = old.refresh_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$fn$;
