@@ -10,6 +10,8 @@ import java.util.HashMap;
 import java.util.Hashtable;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
@@ -39,9 +41,13 @@ import org.slf4j.LoggerFactory;
  *   <li>A unit whose required units are not in place yet waits, and is tried again whenever another
  *       becomes ready (Sling's content loader does the same).</li>
  *   <li>A unit that fails is recorded FAILED with the error in {@code pgt_schema_unit}, logged, and
- *       gets no {@link SchemaUnit}, so its components stay inactive; the others carry on. Updating its
- *       bundle tries again. Connection failures are retried with backoff.</li>
- *   <li>A bundle that stops or is updated loses its {@link SchemaUnit}; its database part stays.</li>
+ *       gets no {@link SchemaUnit}, so its components stay inactive; the others carry on. Updating or
+ *       refreshing its bundle tries again. Connection failures are retried with backoff.</li>
+ *   <li>A bundle is a unit from the moment it is resolved (Sling's content loader does the same): so
+ *       the units of every bundle installed when the container starts are in place before the
+ *       catalog's ready line is logged, whatever order the bundles start in. One that is updated,
+ *       unresolved or uninstalled loses its {@link SchemaUnit} until it is resolved again; its
+ *       database part stays.</li>
  * </ul>
  */
 @Capability(namespace = "osgi.extender", name = SchemaExtender.EXTENDER, version = "1.0.0")
@@ -68,6 +74,10 @@ public class SchemaExtender {
     private final Map<String, ServiceRegistration<SchemaUnit>> ready = new HashMap<>();
     /** Bundles waiting for the units they require; only touched on the executor thread. */
     private final List<Bundle> waiting = new ArrayList<>();
+    /** Units that failed, by name; only touched on the executor thread. */
+    private final Set<String> failed = new TreeSet<>();
+    private String coreVersion;
+    private String coreApplied;
 
     @Reference(target = PgTrickleDataSource.DEFAULT_TARGET)
     void bindDataSource(DataSource dataSource, Map<String, Object> properties) {
@@ -92,7 +102,7 @@ public class SchemaExtender {
         if (!apply(own)) {
             return;
         }
-        tracker = new BundleTracker<>(context, Bundle.STARTING | Bundle.ACTIVE, null) {
+        tracker = new BundleTracker<>(context, Bundle.RESOLVED | Bundle.STARTING | Bundle.ACTIVE, null) {
             @Override
             public Bundle addingBundle(Bundle bundle, BundleEvent event) {
                 if (bundle.getBundleId() == own.getBundleId() || bundle.getHeaders("").get(UnitScripts.HEADER) == null) {
@@ -112,6 +122,16 @@ public class SchemaExtender {
             }
         };
         tracker.open();
+        // after the units of the bundles already resolved: their work was queued by open()
+        submit(() -> LOG.info("pgtrickle catalog at version {} on {}{}; units: {}", coreVersion, url, coreApplied, unitStates()));
+    }
+
+    private String unitStates() {
+        List<String> states = new ArrayList<>();
+        ready.keySet().stream().sorted().forEach(u -> states.add(u + " READY"));
+        waiting.forEach(b -> states.add(b.getSymbolicName() + " waiting"));
+        failed.stream().sorted().forEach(u -> states.add(u + " FAILED"));
+        return String.join(", ", states);
     }
 
     private void submit(Runnable work) {
@@ -150,19 +170,23 @@ public class SchemaExtender {
                 }
                 String applied = result.applied().isEmpty() ? " (up to date)" : " (applied " + String.join(", ", result.applied()) + ")";
                 if (unit.isCore()) {
-                    LOG.info("pgtrickle catalog at version {} on {}{}", result.schemaVersion(), url, applied);
+                    coreVersion = result.schemaVersion();
+                    coreApplied = applied;
                 } else {
                     LOG.info("pgtrickle: database part of {} {} in place on {}{}", unit.unit(), unit.bundleVersion(), url, applied);
                 }
+                failed.remove(unit.unit());
                 publish(unit, result);
                 return true;
             } catch (CatalogRefusedException e) {
                 LOG.error("pgtrickle: the database part of {} on {} was refused, so its services stay off: {}", unit.unit(), url, e.getMessage());
+                failed.add(unit.unit());
                 return false;
             } catch (SQLException e) {
                 if (e.getSQLState() == null || !e.getSQLState().startsWith("08")) {
-                    LOG.error("pgtrickle: the database part of {} {} failed on {}, so its services stay off until the bundle is updated: {}",
-                            unit.unit(), unit.bundleVersion(), url, e.getMessage());
+                    LOG.error("pgtrickle: the database part of {} {} failed on {}, so its services stay off until the bundle is updated"
+                            + " or refreshed: {}", unit.unit(), unit.bundleVersion(), url, e.getMessage());
+                    failed.add(unit.unit());
                     return false;
                 }
                 LOG.error("pgtrickle: applying the database part of {} on {} failed, retrying in {} ms: {}", unit.unit(), url, delay, e.getMessage());
@@ -236,7 +260,7 @@ public class SchemaExtender {
         ServiceRegistration<SchemaUnit> r = ready.remove(bundle.getSymbolicName());
         if (r != null) {
             r.unregister();
-            LOG.info("pgtrickle: {} stopped; its database part stays in place", bundle.getSymbolicName());
+            LOG.info("pgtrickle: {} is being updated, unresolved or uninstalled; its database part stays in place", bundle.getSymbolicName());
         }
     }
 

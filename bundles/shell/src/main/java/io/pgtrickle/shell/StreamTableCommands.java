@@ -17,7 +17,8 @@ import org.osgi.service.component.annotations.Reference;
 
 /**
  * Shell commands {@code pgtrickle:list|status|create|refresh|drop|resume|history|mode}, the subscription and
- * sink commands, and {@code evolve|evolution|cancelevolution} for shadow evolutions. Each one calls the
+ * sink commands, {@code evolve|evolution|cancelevolution} for shadow evolutions, and {@code units}
+ * for the bundles' database parts. Each one calls the
  * SQL function of the same name, so the shell does exactly what {@code psql} would; errors are the
  * database's own messages. {@code refresh} goes through the {@link RefreshService}, which runs the
  * same {@code pgtrickle.run_refresh} and also calls the post-refresh listeners, as the scheduler does. Gogo finds the methods through the {@code osgi.command.*} properties;
@@ -41,7 +42,8 @@ import org.osgi.service.component.annotations.Reference;
         "osgi.command.function=replay",
         "osgi.command.function=evolve",
         "osgi.command.function=evolution",
-        "osgi.command.function=cancelevolution"})
+        "osgi.command.function=cancelevolution",
+        "osgi.command.function=units"})
 public class StreamTableCommands {
 
     private final DataSource dataSource;
@@ -111,6 +113,15 @@ public class StreamTableCommands {
     public void history(String name) throws SQLException {
         table("SELECT refresh_id, start_time, action, status, rows_inserted, rows_deleted,"
                 + " round(duration_ms::numeric, 1) AS ms, error_message FROM pgtrickle.get_refresh_history(?, 20)", name);
+    }
+
+    /**
+     * {@code pgtrickle:units}: each bundle's database part (pgtrickle.pgt_schema_unit): READY, PENDING
+     * or FAILED with the error, and at which versions. A FAILED one is tried again when its bundle is
+     * updated or refreshed.
+     */
+    public void units() throws SQLException {
+        table("SELECT unit, state, schema_version, bundle_version, updated_at, message FROM pgtrickle.pgt_schema_unit ORDER BY unit");
     }
 
     /** {@code pgtrickle:mode NAME}: the mode asked for, the mode that runs, and why. */

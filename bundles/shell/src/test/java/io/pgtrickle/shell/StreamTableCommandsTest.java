@@ -148,6 +148,19 @@ class StreamTableCommandsTest implements SqlStatements {
     }
 
     @Test
+    void unitsListsEachBundlesDatabasePart() throws SQLException {
+        commands.units();
+        String out = output();
+        for (String unit : new String[] {"io.pgtrickle.catalog", "io.pgtrickle.refresh", "io.pgtrickle.notify", "io.pgtrickle.evolution"}) {
+            assertTrue(out.lines().anyMatch(l -> l.contains(unit) && l.contains("READY")), out);
+        }
+        exec("UPDATE pgtrickle.pgt_schema_unit SET state = 'FAILED', message = 'R__10_evolution.sql: boom' WHERE unit = 'io.pgtrickle.evolution'");
+        commands.units();
+        out = output();
+        assertTrue(out.lines().anyMatch(l -> l.contains("io.pgtrickle.evolution") && l.contains("FAILED") && l.contains("boom")), out);
+    }
+
+    @Test
     void errorsAreTheDatabasesOwn() throws SQLException {
         SQLException e = assertThrows(SQLException.class, () -> commands.refresh("nope"));
         assertTrue(e.getMessage().contains("stream table 'nope' does not exist"), e.getMessage());

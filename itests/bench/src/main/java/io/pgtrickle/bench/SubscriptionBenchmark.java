@@ -11,6 +11,7 @@ import io.pgtrickle.api.notify.NotificationSink;
 import io.pgtrickle.api.notify.NotificationSinkType;
 import io.pgtrickle.api.refresh.RefreshListener;
 import io.pgtrickle.catalog.CatalogMigrator;
+import io.pgtrickle.notify.TrailingNotifications;
 import io.pgtrickle.refresh.plan.RefreshPlanner;
 import io.pgtrickle.testing.SqlStatements;
 import io.pgtrickle.testing.TestDatabase;
@@ -398,8 +399,11 @@ public final class SubscriptionBenchmark implements SqlStatements {
         Method start = engineClass.getDeclaredMethod("start");
         start.setAccessible(true);
         start.invoke(engine);
+        // the container runs the notify bundle beside the scheduler: its timer sends the trailing notifications
+        TrailingNotifications trailing = new TrailingNotifications(pool, tickMs);
         return () -> {
             engine.close();
+            trailing.close();
             pool.close();
         };
     }
@@ -1097,7 +1101,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
                 + "(open loop, evenly spaced) single-row INSERT commits in autocommit, ids `i*2+w`. **Refreshes come from one of two "
                 + "drivers.** (a) A refresher thread at a fixed rate (every " + intervalMs + " ms) or back "
                 + "to back, each tick one transaction: `refresh_stream_table`, then the newest id of each writer now in the stream "
-                + "table and the refresh's `refresh_id`, then `flush_notifications()` (what the scheduler does each tick, for the "
+                + "table and the refresh's `refresh_id`, then `flush_notifications()` (what the notify bundle's timer does, for the "
                 + "trailing coalesced notification), commit (which sends the NOTIFY). (b) The container's scheduler itself "
                 + "(`RefreshEngine` on a HikariCP pool, built by reflection as its tests build it), the stream table on schedule "
                 + "`calculated` and the scheduler ticking every " + engineTickMs + " ms (`pg_trickle.scheduler_interval_ms`): each "

@@ -10,9 +10,10 @@ import org.osgi.annotation.versioning.ProviderType;
  * the catalog bundle, which applies that part and then registers one of these for it. A component
  * that needs its bundle's SQL references its own unit, so it is not activated before that SQL is in
  * place, nor after it failed to apply:
- * {@code @Reference(target = "(schema.unit=io.pgtrickle.notify)")}. The service goes away when the
- * bundle stops or is updated, and comes back once the updated bundle's part is applied; the database
- * part itself stays (stopping a bundle never drops its tables or functions).
+ * {@code @Reference(target = "(schema.unit=io.pgtrickle.notify)")}. The part is applied once the
+ * bundle is resolved; the service goes away when the bundle is updated, unresolved or uninstalled,
+ * and comes back once the updated bundle's part is applied. The database part itself stays
+ * (stopping or uninstalling a bundle never drops its tables or functions).
  */
 @ProviderType
 public interface SchemaUnit {

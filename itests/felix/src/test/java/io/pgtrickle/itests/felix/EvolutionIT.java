@@ -56,7 +56,8 @@ public class EvolutionIT {
         TestDatabase.Database db = FelixOptions.database("felix_evolution");
         FelixOptions.databaseSetting(db, "pg_trickle.shadow_build_enabled", "on");
         FelixOptions.databaseSetting(db, "pg_trickle.shadow_refresh_throttle_ms", "100");
-        return options(FelixOptions.platform(), FelixOptions.refreshBundle(), FelixOptions.evolutionBundle(),
+        // the notify bundle's database part announces the swap to the subscription
+        return options(FelixOptions.platform(), FelixOptions.refreshBundle(), FelixOptions.evolutionBundle(), FelixOptions.notifyBundles(),
                 FelixOptions.databaseProperties(db), FelixOptions.datasourceConfiguration(db).put("maxPoolSize", "16").asOption(),
                 newConfiguration("io.pgtrickle.refresh").put("schedulerIntervalMs", "100").asOption(),
                 newConfiguration("io.pgtrickle.evolution").put("pollIntervalMs", "100").asOption());

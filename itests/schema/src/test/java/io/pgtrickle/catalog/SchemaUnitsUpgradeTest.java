@@ -1,0 +1,129 @@
+package io.pgtrickle.catalog;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.pgtrickle.testing.SchemaSignature;
+import io.pgtrickle.testing.TestDatabase;
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.postgresql.PGConnection;
+import org.postgresql.PGNotification;
+
+/**
+ * Every unit at once (catalog, refresh, notify, evolution: this module's class path), the way a
+ * container applies them: a fresh install and an upgrade from each released catalog, with stream
+ * tables, subscriptions and rows in it, end with identical schemas (tables, functions and their
+ * privileges, triggers, event triggers, ...), and the upgraded stream tables keep working.
+ */
+class SchemaUnitsUpgradeTest {
+
+    private final List<TestDatabase.Database> databases = new ArrayList<>();
+
+    @AfterEach
+    void drop() {
+        databases.forEach(TestDatabase.Database::drop);
+    }
+
+    private Connection connect(String prefix) throws SQLException {
+        TestDatabase.Database d = TestDatabase.get().createDatabase(prefix);
+        databases.add(d);
+        return d.connect();
+    }
+
+    @Test
+    void aFreshInstallAppliesEveryUnitOnceAndASecondRunNothing() throws SQLException {
+        try (Connection c = connect("units_fresh")) {
+            CatalogMigrator.Result r = new CatalogMigrator().migrate(c);
+            assertEquals(List.of("io.pgtrickle.catalog", "io.pgtrickle.refresh", "io.pgtrickle.evolution", "io.pgtrickle.notify"),
+                    r.units().stream().map(UnitMigrator.Result::unit).toList());
+            assertEquals(List.of("io.pgtrickle.catalog|READY|0.33.0.2", "io.pgtrickle.evolution|READY|", "io.pgtrickle.notify|READY|0.33.0.2",
+                            "io.pgtrickle.refresh|READY|"),
+                    strings(c, "SELECT concat_ws('|', unit, state, coalesce(schema_version, '')) FROM pgtrickle.pgt_schema_unit ORDER BY unit"));
+            CatalogMigrator.Result again = new CatalogMigrator().migrate(c);
+            assertEquals(List.of(), again.applied());
+            assertTrue(again.units().stream().allMatch(u -> u.applied().isEmpty()), again.units().toString());
+        }
+    }
+
+    @Test
+    void upgradeFrom0310() throws Exception {
+        upgradeMatchesAFreshInstall("0.31.0");
+    }
+
+    @Test
+    void upgradeFrom0320() throws Exception {
+        upgradeMatchesAFreshInstall("0.32.0");
+    }
+
+    @Test
+    void upgradeFrom0330() throws Exception {
+        upgradeMatchesAFreshInstall("0.33.0");
+    }
+
+    @Test
+    void upgradeFrom03301() throws Exception {
+        upgradeMatchesAFreshInstall("0.33.0.1");
+    }
+
+    private void upgradeMatchesAFreshInstall(String from) throws Exception {
+        try (Connection upgraded = connect("units_from"); Connection fresh = connect("units_fresh");
+             Statement s = upgraded.createStatement()) {
+            new CatalogMigrator().migrate(upgraded, MigrationVersion.parse(from));
+            s.execute("CREATE TABLE public.orders (id int PRIMARY KEY, amount int)");
+            s.execute("INSERT INTO public.orders VALUES (1, 10), (2, 3)");
+            boolean api = MigrationVersion.parse(from).compareTo(MigrationVersion.parse("0.33.0")) >= 0;
+            if (api) {
+                // a stream table and a subscription made by the released catalog's own functions
+                s.execute("SELECT pgtrickle.create_stream_table('public.big_orders', 'SELECT id, amount FROM public.orders WHERE amount > 5',"
+                        + " schedule => 'calculated')");
+                s.execute("SELECT pgtrickle.subscribe('big_orders', 'orders_changed')");
+            } else {
+                s.execute("CREATE TABLE public.order_totals (total numeric)");
+                s.execute("INSERT INTO pgtrickle.pgt_stream_tables (pgt_relid, pgt_name, pgt_schema, defining_query, schedule, status, is_populated)"
+                        + " VALUES ('public.order_totals'::regclass, 'order_totals', 'public', 'SELECT sum(amount) AS total FROM orders', '1s', 'ACTIVE', true)");
+            }
+            List<String> rows = strings(upgraded, "SELECT row(pgt_id, pgt_name, defining_query)::text FROM pgtrickle.pgt_stream_tables ORDER BY 1");
+
+            new CatalogMigrator().migrate(upgraded);
+            new CatalogMigrator().migrate(fresh);
+            assertEquals(SchemaSignature.of(fresh), SchemaSignature.of(upgraded), "upgraded from " + from + " and fresh differ");
+            assertEquals(rows, strings(upgraded, "SELECT row(pgt_id, pgt_name, defining_query)::text FROM pgtrickle.pgt_stream_tables ORDER BY 1"));
+
+            if (api) {
+                // the stream table made before the upgrade keeps being maintained, and now announced by the notify unit
+                try (Connection listener = TestDatabase.get().connect(databaseOf(upgraded)); Statement l = listener.createStatement()) {
+                    l.execute("LISTEN orders_changed");
+                    s.execute("SET pg_trickle.notify_coalesce_ms = 0");
+                    s.execute("INSERT INTO public.orders VALUES (3, 30)");
+                    s.execute("SELECT pgtrickle.refresh_stream_table('big_orders')");
+                    assertEquals(List.of("1", "3"), strings(upgraded, "SELECT id FROM public.big_orders ORDER BY id"));
+                    l.execute("SELECT 1");
+                    PGNotification[] got = listener.unwrap(PGConnection.class).getNotifications(5_000);
+                    assertTrue(got != null && got.length == 1, "the upgraded subscription is announced once");
+                    assertTrue(got[0].getParameter().contains("big_orders"), got[0].getParameter());
+                }
+            }
+        }
+    }
+
+    private static String databaseOf(Connection c) throws SQLException {
+        return strings(c, "SELECT current_database()").get(0);
+    }
+
+    private static List<String> strings(Connection c, String sql) throws SQLException {
+        List<String> out = new ArrayList<>();
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            while (rs.next()) {
+                out.add(rs.getString(1));
+            }
+        }
+        return out;
+    }
+}
