@@ -52,6 +52,30 @@ class SchemaUnitsUpgradeTest {
         }
     }
 
+    /**
+     * Moving the functions into their bundles changed no SQL signature: every function the released
+     * catalog had keeps its arguments, result, volatility, security, settings and privileges; the
+     * only new ones are the two trigger functions through which units meet.
+     */
+    @Test
+    void theSqlSurfaceIsTheReleasedOnePlusTwoTriggerFunctions() throws SQLException {
+        String surface = "SELECT format('%s -> %s volatility=%s definer=%s config=%s acl=%s', p.oid::regprocedure, pg_get_function_result(p.oid),"
+                + " p.provolatile, p.prosecdef, p.proconfig, p.proacl) FROM pg_proc p WHERE p.pronamespace = 'pgtrickle'::regnamespace ORDER BY 1";
+        try (Connection released = connect("units_released"); Connection units = connect("units_all")) {
+            CatalogMigrator.withUnits().migrate(released);
+            new CatalogMigrator().migrate(units);
+            List<String> before = strings(released, surface);
+            List<String> after = strings(units, surface);
+            List<String> added = new ArrayList<>(after);
+            added.removeAll(before);
+            List<String> lost = new ArrayList<>(before);
+            lost.removeAll(after);
+            assertEquals(List.of(), lost, "released functions changed");
+            assertEquals(List.of("pgtrickle.announce_refresh_event() -> trigger", "pgtrickle.drop_orphaned_shadow() -> trigger"),
+                    added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
+        }
+    }
+
     @Test
     void upgradeFrom0310() throws Exception {
         upgradeMatchesAFreshInstall("0.31.0");
