@@ -15,7 +15,11 @@ import static org.ops4j.pax.exam.cm.ConfigurationAdminOptions.newConfiguration;
 
 import io.pgtrickle.api.catalog.Catalog;
 import io.pgtrickle.api.refresh.RefreshService;
+import io.pgtrickle.api.schema.SchemaUnit;
 import io.pgtrickle.testing.TestDatabase;
+import java.io.ByteArrayInputStream;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -24,10 +28,12 @@ import java.sql.Statement;
 import java.time.OffsetDateTime;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HexFormat;
 import java.util.List;
 import java.util.Queue;
 import java.util.Random;
 import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
@@ -41,6 +47,8 @@ import org.ops4j.pax.exam.spi.reactors.ExamReactorStrategy;
 import org.ops4j.pax.exam.spi.reactors.PerClass;
 import org.osgi.framework.Bundle;
 import org.osgi.framework.Constants;
+import org.osgi.framework.ServiceEvent;
+import org.osgi.framework.ServiceListener;
 import org.osgi.framework.ServiceReference;
 
 /**
@@ -65,6 +73,9 @@ public class BundleUpdateIT {
     /** Seed rows per writer (ids writer * 1000 + 1 ..) and for the held transaction (ids 9001 ..). */
     private static final int SEED_ROWS = 100;
     private static final int HELD_BASE = 9000;
+
+    /** The refresh unit's repeatable script the code update changes. */
+    private static final String SCHEDULER_SCRIPT = "R__60_scheduler.sql";
 
     @Configuration
     public Option[] configuration() {
@@ -192,6 +203,208 @@ public class BundleUpdateIT {
             assertEquals(st + " is ACTIVE", "ACTIVE", query(ds, "SELECT status FROM pgtrickle.pgt_stream_tables WHERE pgt_name = '" + st + "'"));
         }
         assertAllBundlesActive(REFRESH_BSN);
+    }
+
+    /**
+     * Issue 12: an update of the refresh bundle whose repeatable code changed applies the new code in
+     * the running framework, while writers change the sources, and loses no change. The new jar is the
+     * bundle's own with one function body changed (history_retention_days' default, 90 to 91 days),
+     * at the same bundle version: a repeatable script whose checksum changed is applied again by the
+     * same version (only an older version would keep a newer one's code). At the end the bundle is
+     * updated back from its location, which restores the shipped code.
+     */
+    @Test
+    public void anUpdateWithChangedCodeAppliesItWithoutARestartAndLosesNoChange() throws Exception {
+        DataSource ds = awaitService(Catalog.class, null, SERVICE_TIMEOUT_MILLIS).dataSource();
+        long catalogServiceId = (Long) InFramework.context().getServiceReference(Catalog.class).getProperty(Constants.SERVICE_ID);
+        long frameworkStarted = InFramework.context().getBundle(0).getLastModified();
+        Bundle refresh = refreshBundle();
+        long refreshBundleId = refresh.getBundleId();
+        long refreshServiceId = refreshServiceId(awaitRefreshServiceAfter(-1));
+        long unitServiceId = UnitBundles.serviceId(UnitBundles.awaitUnit(REFRESH_BSN));
+
+        byte[] shipped = UnitBundles.ourJar("pgtrickle-refresh");
+        String shippedScript = UnitBundles.entry(shipped, "db/code/" + SCHEDULER_SCRIPT);
+        String shippedBody = "pgtrickle.setting_number('pg_trickle.history_retention_days', 90, 'days')";
+        assertTrue(SCHEDULER_SCRIPT + " still has the body this test changes: " + shippedBody, shippedScript.contains(shippedBody));
+        byte[] changed = UnitBundles.rewrite(shipped, "db/code/" + SCHEDULER_SCRIPT, t -> t.replace(shippedBody, shippedBody.replace("90", "91")));
+        assertEquals("the shipped code is in place", "90", query(ds, "SELECT pgtrickle.history_retention_days()"));
+        assertEquals("the recorded checksum is the shipped script's", checksum(shippedScript), scriptChecksum(ds, SCHEDULER_SCRIPT));
+        String otherScripts = otherScriptRecords(ds);
+
+        // the other test method's scenario may still be there: start from none (the two methods share the database)
+        dropScenario(ds);
+        boolean restored = false;
+        try {
+            exec(ds, "CREATE TABLE bu_orders (id int PRIMARY KEY, customer int NOT NULL, amount int NOT NULL)");
+            exec(ds, "CREATE TABLE bu_lines (id int PRIMARY KEY, sku text NOT NULL, qty int NOT NULL)");
+            for (int base : new int[] {0, 1000}) {
+                exec(ds, "INSERT INTO bu_orders SELECT " + base + " + g, g % 7, g FROM generate_series(1, " + SEED_ROWS + ") g");
+                exec(ds, "INSERT INTO bu_lines SELECT " + base + " + g, 'sku' || (g % 5), g % 13 FROM generate_series(1, " + SEED_ROWS + ") g");
+            }
+            exec(ds, "SELECT pgtrickle.create_stream_table('" + BIG + "', '" + BIG_QUERY + "', schedule => '100ms')");
+            exec(ds, "SELECT pgtrickle.create_stream_table('" + PER_SKU + "', '" + PER_SKU_QUERY + "', schedule => '100ms')");
+
+            AtomicBoolean stop = new AtomicBoolean();
+            Queue<Throwable> writerErrors = new ConcurrentLinkedQueue<>();
+            AtomicLong transactions = new AtomicLong();
+            List<Thread> writers = new ArrayList<>();
+            for (int w = 0; w < 2; w++) {
+                Thread t = new Thread(new Writer(ds, w, stop, writerErrors, transactions), "code-update-writer-" + w);
+                t.setDaemon(true);
+                writers.add(t);
+            }
+            long writersStarted = System.nanoTime();
+            writers.forEach(Thread::start);
+
+            OffsetDateTime updateStarted;
+            OffsetDateTime updateDone;
+            try {
+                awaitSchedulerRefreshesAfter(ds, now(ds));
+
+                updateStarted = now(ds);
+                // which refresh unit registration is in place whenever a RefreshService comes (SCR registers it
+                // from within the SchemaUnit's REGISTERED event, so event order alone would not tell)
+                List<String> events = new CopyOnWriteArrayList<>();
+                ServiceListener recorder = e -> {
+                    if (e.getType() == ServiceEvent.REGISTERED) {
+                        ServiceReference<SchemaUnit> unit = UnitBundles.unitReference(REFRESH_BSN);
+                        events.add("RefreshService with " + (unit == null ? "no refresh unit"
+                                : UnitBundles.serviceId(unit) > unitServiceId ? "the new refresh unit" : "the old refresh unit"));
+                    }
+                };
+                InFramework.context().addServiceListener(recorder, "(" + Constants.OBJECTCLASS + "=" + RefreshService.class.getName() + ")");
+                try {
+                    refresh.update(new ByteArrayInputStream(changed));
+                    assertEquals("the refresh bundle is ACTIVE again after update(InputStream)", Bundle.ACTIVE, refresh.getState());
+                    // its unit applied again (a new SchemaUnit), then its components back (they reference the unit)
+                    InFramework.awaitService(SchemaUnit.class, "(&" + UnitBundles.unitFilter(REFRESH_BSN) + "(" + Constants.SERVICE_ID + ">="
+                            + (unitServiceId + 1) + "))", SERVICE_TIMEOUT_MILLIS);
+                    awaitRefreshServiceAfter(refreshServiceId);
+                } finally {
+                    InFramework.context().removeServiceListener(recorder);
+                }
+                updateDone = now(ds);
+                // the updated bundle's components wait for its code: no RefreshService on the old unit's registration
+                assertEquals("RefreshService registrations during the update", List.of("RefreshService with the new refresh unit"), events);
+
+                assertEquals("the changed body is in place", "91", query(ds, "SELECT pgtrickle.history_retention_days()"));
+                assertTrue("pg_get_functiondef shows the changed body", query(ds, "SELECT pg_get_functiondef('pgtrickle.history_retention_days()'::regprocedure)")
+                        .contains("'pg_trickle.history_retention_days', 91, 'days'"));
+                assertEquals("the recorded checksum is the changed script's",
+                        checksum(UnitBundles.entry(changed, "db/code/" + SCHEDULER_SCRIPT)), scriptChecksum(ds, SCHEDULER_SCRIPT));
+                assertEquals("applied by the running version", refresh.getVersion().toString(), query(ds, "SELECT applied_by FROM "
+                        + UnitBundles.SCRIPT_TABLE + " WHERE unit = '" + REFRESH_BSN + "' AND script = '" + SCHEDULER_SCRIPT + "'"));
+                assertTrue("recorded as applied during the update", "true".equals(query(ds, "SELECT (applied_at > '" + updateStarted + "')::text FROM "
+                        + UnitBundles.SCRIPT_TABLE + " WHERE unit = '" + REFRESH_BSN + "' AND script = '" + SCHEDULER_SCRIPT + "'")));
+                assertEquals("the unchanged scripts were left alone", otherScripts, otherScriptRecords(ds));
+                assertEquals("READY", query(ds, "SELECT state FROM " + UnitBundles.UNIT_TABLE + " WHERE unit = '" + REFRESH_BSN + "'"));
+                // the updated bundle's scheduler is at work, with the writers still running
+                awaitSchedulerRefreshesAfter(ds, updateDone);
+
+                long remaining = TimeUnit.SECONDS.toMillis(4) - TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - writersStarted);
+                if (remaining > 0) {
+                    Thread.sleep(remaining);
+                }
+                stop.set(true);
+                for (Thread t : writers) {
+                    t.join(TimeUnit.SECONDS.toMillis(30));
+                    assertTrue(t.getName() + " did not stop within 30 s", !t.isAlive());
+                }
+            } finally {
+                stop.set(true);
+            }
+            if (!writerErrors.isEmpty()) {
+                AssertionError e = new AssertionError("writers failed: " + writerErrors);
+                writerErrors.forEach(e::addSuppressed);
+                throw e;
+            }
+            assertTrue("the writers committed transactions", transactions.get() > 0);
+
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while ((difference(ds, BIG, BIG_QUERY) != 0 || difference(ds, PER_SKU, PER_SKU_QUERY) != 0) && System.nanoTime() < deadline) {
+                Thread.sleep(100);
+            }
+            assertEquals(BIG + " differs from its query (rows in one and not the other) 60 s after the writers stopped",
+                    0, difference(ds, BIG, BIG_QUERY));
+            assertEquals(PER_SKU + " differs from its query (rows in one and not the other) 60 s after the writers stopped",
+                    0, difference(ds, PER_SKU, PER_SKU_QUERY));
+            assertEquals("FAILED refreshes: " + query(ds, "SELECT string_agg(error_message, ' | ') FROM pgtrickle.pgt_refresh_history WHERE status = 'FAILED'"),
+                    "0", query(ds, "SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE status = 'FAILED'"));
+            for (String st : new String[] {BIG, PER_SKU}) {
+                assertTrue(st + " was refreshed by the scheduler before the update", schedulerRefreshes(ds, st, "<", updateStarted) > 0);
+                assertTrue(st + " was refreshed by the scheduler after the update", schedulerRefreshes(ds, st, ">", updateDone) > 0);
+            }
+
+            // no restart: the same framework, the same catalog registration, the same refresh bundle
+            assertEquals("the framework was not restarted", frameworkStarted, InFramework.context().getBundle(0).getLastModified());
+            assertEquals("the framework is running", Bundle.ACTIVE, InFramework.context().getBundle(0).getState());
+            assertEquals("the Catalog service was not re-registered", catalogServiceId,
+                    (long) (Long) InFramework.context().getServiceReference(Catalog.class).getProperty(Constants.SERVICE_ID));
+            assertEquals("the refresh bundle was updated in place", refreshBundleId, refreshBundle().getBundleId());
+            assertAllBundlesActive(REFRESH_BSN);
+
+            // back to the shipped jar (its location): the shipped code comes back the same way
+            long changedUnitId = UnitBundles.serviceId(UnitBundles.awaitUnit(REFRESH_BSN));
+            long changedServiceId = refreshServiceId(awaitRefreshServiceAfter(-1));
+            refresh.update();
+            InFramework.awaitService(SchemaUnit.class, "(&" + UnitBundles.unitFilter(REFRESH_BSN) + "(" + Constants.SERVICE_ID + ">="
+                    + (changedUnitId + 1) + "))", SERVICE_TIMEOUT_MILLIS);
+            awaitRefreshServiceAfter(changedServiceId);
+            assertEquals("the shipped body is back", "90", query(ds, "SELECT pgtrickle.history_retention_days()"));
+            assertEquals(checksum(shippedScript), scriptChecksum(ds, SCHEDULER_SCRIPT));
+            restored = true;
+        } finally {
+            // a failure above must neither leave the writers running nor the changed code and this
+            // method's tables to the other test method
+            if (!restored) {
+                restoreAndDropScenario(ds, refresh);
+            } else {
+                dropScenario(ds);
+            }
+        }
+    }
+
+    private static void restoreAndDropScenario(DataSource ds, Bundle refresh) {
+        try {
+            if (!"90".equals(query(ds, "SELECT pgtrickle.history_retention_days()"))) {
+                refresh.update();
+                awaitService(SchemaUnit.class, UnitBundles.unitFilter(REFRESH_BSN), SERVICE_TIMEOUT_MILLIS);
+                awaitService(RefreshService.class, null, SERVICE_TIMEOUT_MILLIS);
+            }
+            dropScenario(ds);
+        } catch (Exception | AssertionError e) {
+            System.err.println("BundleUpdateIT: could not clean up after a failure: " + e);
+        }
+    }
+
+    /** Drops this class's stream tables and sources if they exist. */
+    private static void dropScenario(DataSource ds) throws SQLException {
+        for (String st : new String[] {BIG, PER_SKU}) {
+            if (query(ds, "SELECT pgt_id FROM pgtrickle.pgt_stream_tables WHERE pgt_name = '" + st + "'") != null) {
+                exec(ds, "SELECT pgtrickle.drop_stream_table('" + st + "')");
+            }
+        }
+        exec(ds, "DROP TABLE IF EXISTS bu_orders, bu_lines");
+    }
+
+    private static String scriptChecksum(DataSource ds, String script) throws SQLException {
+        return query(ds, "SELECT checksum FROM " + UnitBundles.SCRIPT_TABLE + " WHERE unit = '" + REFRESH_BSN + "' AND script = '" + script + "'");
+    }
+
+    /** script, checksum and applied_at of the refresh unit's other repeatable scripts. */
+    private static String otherScriptRecords(DataSource ds) throws SQLException {
+        return query(ds, "SELECT string_agg(script || ' ' || checksum || ' ' || applied_at, ', ' ORDER BY script) FROM "
+                + UnitBundles.SCRIPT_TABLE + " WHERE unit = '" + REFRESH_BSN + "' AND kind = 'R' AND script <> '" + SCHEDULER_SCRIPT + "'");
+    }
+
+    /** The extender's checksum of a script: SHA-256 (hex) of its text with Unix line ends and a final newline. */
+    private static String checksum(String script) throws Exception {
+        String t = script.replace("\r\n", "\n");
+        if (!t.isEmpty() && !t.endsWith("\n")) {
+            t += "\n";
+        }
+        return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(t.getBytes(StandardCharsets.UTF_8)));
     }
 
     /**
