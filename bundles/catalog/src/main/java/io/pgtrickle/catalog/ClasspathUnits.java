@@ -14,6 +14,7 @@ import java.util.jar.Attributes;
 import java.util.jar.Manifest;
 import org.osgi.framework.Bundle;
 import org.osgi.framework.FrameworkUtil;
+import org.osgi.framework.wiring.BundleWiring;
 
 /**
  * Units found on a plain class path (tests, benchmarks, tools): every {@code META-INF/MANIFEST.MF}
@@ -94,7 +95,7 @@ final class ClasspathUnits {
     static ScriptFolder ownFolder(Class<?> anchor) {
         Bundle bundle = FrameworkUtil.getBundle(anchor);
         if (bundle != null) {
-            return ScriptFolder.of(bundle, "db");
+            return ScriptFolder.of(bundle.adapt(BundleWiring.class), "db");
         }
         URL location = anchor.getProtectionDomain().getCodeSource().getLocation();
         try {

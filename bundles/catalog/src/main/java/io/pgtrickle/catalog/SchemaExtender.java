@@ -6,12 +6,12 @@ import io.pgtrickle.api.schema.SchemaUnit;
 import java.sql.Connection;
 import java.sql.SQLException;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.Hashtable;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
@@ -22,6 +22,8 @@ import org.osgi.framework.BundleContext;
 import org.osgi.framework.BundleEvent;
 import org.osgi.framework.ServiceRegistration;
 import org.osgi.framework.Version;
+import org.osgi.framework.wiring.BundleRevision;
+import org.osgi.framework.wiring.BundleWiring;
 import org.osgi.service.component.annotations.Activate;
 import org.osgi.service.component.annotations.Component;
 import org.osgi.service.component.annotations.Deactivate;
@@ -68,16 +70,17 @@ public class SchemaExtender {
 
     private BundleContext context;
     private ExecutorService executor;
-    private BundleTracker<Bundle> tracker;
-    private ServiceRegistration<Catalog> catalog;
-    /** Units in place, by name; only touched on the executor thread. */
-    private final Map<String, ServiceRegistration<SchemaUnit>> ready = new HashMap<>();
+    private volatile BundleTracker<Bundle> tracker;
+    private volatile ServiceRegistration<Catalog> catalog;
+    /** Units in place, by name; read on the executor thread, changed under this object's lock. */
+    private final Map<String, ServiceRegistration<SchemaUnit>> ready = new ConcurrentHashMap<>();
     /** Bundles waiting for the units they require; only touched on the executor thread. */
     private final List<Bundle> waiting = new ArrayList<>();
     /** Units that failed, by name; only touched on the executor thread. */
     private final Set<String> failed = new TreeSet<>();
     private String coreVersion;
     private String coreApplied;
+    private volatile boolean closed;
 
     @Reference(target = PgTrickleDataSource.DEFAULT_TARGET)
     void bindDataSource(DataSource dataSource, Map<String, Object> properties) {
@@ -102,7 +105,8 @@ public class SchemaExtender {
         if (!apply(own)) {
             return;
         }
-        tracker = new BundleTracker<>(context, Bundle.RESOLVED | Bundle.STARTING | Bundle.ACTIVE, null) {
+        // every state of a resolved bundle, STOPPING included: stopping a bundle leaves its part in place
+        tracker = new BundleTracker<>(context, Bundle.RESOLVED | Bundle.STARTING | Bundle.ACTIVE | Bundle.STOPPING, null) {
             @Override
             public Bundle addingBundle(Bundle bundle, BundleEvent event) {
                 if (bundle.getBundleId() == own.getBundleId() || bundle.getHeaders("").get(UnitScripts.HEADER) == null) {
@@ -118,7 +122,10 @@ public class SchemaExtender {
 
             @Override
             public void removedBundle(Bundle bundle, BundleEvent event, Bundle object) {
-                submit(() -> withdraw(bundle));
+                // at once, in the framework's event: the components of an update's new revision must not
+                // find the old revision's SchemaUnit while their code is not applied yet
+                withdraw(bundle);
+                submit(() -> waiting.remove(bundle));
             }
         };
         tracker.open();
@@ -142,21 +149,41 @@ public class SchemaExtender {
 
     /** Applies a bundle's unit, retrying connection failures; true when it is in place. */
     private boolean apply(Bundle bundle) {
+        // One revision throughout: during an update the bundle's current revision changes under us, and
+        // scripts of one revision recorded with the version of another would mislead every later run.
+        BundleRevision revision = bundle.adapt(BundleRevision.class);
+        BundleWiring wiring = revision == null ? null : revision.getWiring();
+        if (wiring == null) {
+            return false; // uninstalled, or not resolved: it is tracked again once resolved
+        }
         UnitScripts unit;
         try {
             String header = bundle.getHeaders("").get(UnitScripts.HEADER);
-            unit = UnitScripts.load(bundle.getSymbolicName(), bundle.getVersion().toString(), header,
-                    ScriptFolder.of(bundle, UnitScripts.root(header)));
+            unit = UnitScripts.load(revision.getSymbolicName(), revision.getVersion().toString(), header,
+                    ScriptFolder.of(wiring, UnitScripts.root(header)));
         } catch (RuntimeException e) {
+            if (bundle.adapt(BundleRevision.class) != revision) {
+                return false; // replaced while read: the new revision is applied on its own
+            }
             LOG.error("pgtrickle: the database part of {} {} cannot be read, so its services stay off: {}",
-                    bundle.getSymbolicName(), bundle.getVersion(), e.getMessage());
+                    revision.getSymbolicName(), revision.getVersion(), e.getMessage());
+            return false;
+        }
+        if (bundle.adapt(BundleRevision.class) != revision) {
             return false;
         }
         List<String> missing = unit.requires().stream().filter(r -> !ready.containsKey(r)).toList();
         if (!missing.isEmpty()) {
-            LOG.info("pgtrickle: {} waits for the database part of {}", unit.unit(), String.join(", ", missing));
+            String message = "waits for the database part of " + String.join(", ", missing);
+            LOG.info("pgtrickle: {} {}", unit.unit(), message);
             waiting.remove(bundle);
             waiting.add(bundle);
+            try (Connection c = dataSource.getConnection()) {
+                UnitMigrator.state(c, unit, null, "PENDING", message);
+            } catch (SQLException e) {
+                // only what an operator reads; the unit is tried again when what it waits for is in place
+                LOG.debug("pgtrickle: could not record that {} waits: {}", unit.unit(), e.getMessage());
+            }
             return false;
         }
         long delay = 500;
@@ -176,7 +203,7 @@ public class SchemaExtender {
                     LOG.info("pgtrickle: database part of {} {} in place on {}{}", unit.unit(), unit.bundleVersion(), url, applied);
                 }
                 failed.remove(unit.unit());
-                publish(unit, result);
+                publish(bundle, revision, unit, result);
                 return true;
             } catch (CatalogRefusedException e) {
                 LOG.error("pgtrickle: the database part of {} on {} was refused, so its services stay off: {}", unit.unit(), url, e.getMessage());
@@ -207,7 +234,7 @@ public class SchemaExtender {
     private UnitScripts core() {
         Bundle own = context.getBundle();
         return UnitScripts.load(own.getSymbolicName(), own.getVersion().toString(), own.getHeaders("").get(UnitScripts.HEADER),
-                ScriptFolder.of(own, UnitScripts.root(own.getHeaders("").get(UnitScripts.HEADER))));
+                ScriptFolder.of(own.adapt(BundleWiring.class), UnitScripts.root(own.getHeaders("").get(UnitScripts.HEADER))));
     }
 
     private void retryWaiting() {
@@ -223,29 +250,56 @@ public class SchemaExtender {
         }
     }
 
-    private synchronized void publish(UnitScripts unit, UnitMigrator.Result result) {
-        if (executor.isShutdown()) {
+    /**
+     * Registers the unit's {@link SchemaUnit} (and the {@link Catalog}, for the core). No lock is held
+     * while services are registered or unregistered (their listeners activate components, which may
+     * wait on the framework); instead the bundle is checked again once registered: if it was updated
+     * or uninstalled meanwhile, whichever of this and {@link #withdraw} runs second unregisters.
+     */
+    private void publish(Bundle bundle, BundleRevision revision, UnitScripts unit, UnitMigrator.Result result) {
+        if (stale(bundle, revision)) {
             return;
         }
-        ServiceRegistration<SchemaUnit> previous = ready.remove(unit.unit());
-        if (previous != null) {
-            previous.unregister();
-        }
         String schemaVersion = result.schemaVersion() == null ? "" : result.schemaVersion();
-        Hashtable<String, Object> properties = new Hashtable<>();
-        properties.put(SchemaUnit.UNIT_PROPERTY, unit.unit());
-        properties.put(SchemaUnit.VERSION_PROPERTY, schemaVersion.isEmpty() ? Version.emptyVersion : osgiVersion(schemaVersion));
-        properties.put(SchemaUnit.BUNDLE_VERSION_PROPERTY, unit.bundleVersion());
-        properties.put(Catalog.URL_PROPERTY, url);
         if (unit.isCore() && catalog == null) {
             Hashtable<String, Object> catalogProperties = new Hashtable<>();
             MigrationVersion v = MigrationVersion.parse(schemaVersion);
             catalogProperties.put(Catalog.VERSION_PROPERTY, Version.parseVersion(v.release()));
             catalogProperties.put(Catalog.URL_PROPERTY, url);
             catalog = context.registerService(Catalog.class, new MigratedCatalog(v.release(), v.toString(), dataSource), catalogProperties);
+            if (closed) {
+                unregister(catalog);
+                return;
+            }
         }
-        ready.put(unit.unit(), context.registerService(SchemaUnit.class,
-                new AppliedUnit(unit.unit(), schemaVersion, unit.bundleVersion()), properties));
+        Hashtable<String, Object> properties = new Hashtable<>();
+        properties.put(SchemaUnit.UNIT_PROPERTY, unit.unit());
+        properties.put(SchemaUnit.VERSION_PROPERTY, schemaVersion.isEmpty() ? Version.emptyVersion : osgiVersion(schemaVersion));
+        properties.put(SchemaUnit.BUNDLE_VERSION_PROPERTY, unit.bundleVersion());
+        properties.put(Catalog.URL_PROPERTY, url);
+        ServiceRegistration<SchemaUnit> registration = context.registerService(SchemaUnit.class,
+                new AppliedUnit(unit.unit(), schemaVersion, unit.bundleVersion()), properties);
+        ServiceRegistration<SchemaUnit> previous = ready.put(unit.unit(), registration);
+        if (previous != null) {
+            unregister(previous);
+        }
+        if (stale(bundle, revision) && ready.remove(unit.unit(), registration)) {
+            unregister(registration);
+        }
+    }
+
+    /** Updated, unresolved or uninstalled since {@code revision} was read, or the extender is closing. */
+    private boolean stale(Bundle bundle, BundleRevision revision) {
+        return closed || bundle.adapt(BundleRevision.class) != revision
+                || (bundle.getState() & (Bundle.RESOLVED | Bundle.STARTING | Bundle.ACTIVE | Bundle.STOPPING)) == 0;
+    }
+
+    private static void unregister(ServiceRegistration<?> registration) {
+        try {
+            registration.unregister();
+        } catch (IllegalStateException alreadyGone) {
+            // unregistered by the framework with the extender's bundle
+        }
     }
 
     /** 0.33.0.2 as an OSGi version: the step becomes the qualifier's number, so it still orders. */
@@ -255,28 +309,28 @@ public class SchemaExtender {
                 p.length > 3 ? String.format("%09d", Integer.parseInt(p[3])) : "");
     }
 
-    private synchronized void withdraw(Bundle bundle) {
-        waiting.remove(bundle);
+    private void withdraw(Bundle bundle) {
         ServiceRegistration<SchemaUnit> r = ready.remove(bundle.getSymbolicName());
         if (r != null) {
-            r.unregister();
+            unregister(r);
             LOG.info("pgtrickle: {} is being updated, unresolved or uninstalled; its database part stays in place", bundle.getSymbolicName());
         }
     }
 
     @Deactivate
-    synchronized void deactivate() throws InterruptedException {
+    void deactivate() throws InterruptedException {
+        closed = true;
         executor.shutdownNow();
+        executor.awaitTermination(10, TimeUnit.SECONDS);
         if (tracker != null) {
             tracker.close();
         }
-        ready.values().forEach(ServiceRegistration::unregister);
+        ready.values().forEach(SchemaExtender::unregister);
         ready.clear();
         if (catalog != null) {
-            catalog.unregister();
+            unregister(catalog);
             catalog = null;
         }
-        executor.awaitTermination(10, TimeUnit.SECONDS);
     }
 
     private record MigratedCatalog(String version, String migrationVersion, DataSource dataSource) implements Catalog {

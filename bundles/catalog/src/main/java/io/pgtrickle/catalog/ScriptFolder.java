@@ -12,16 +12,16 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.util.Collections;
-import java.util.Enumeration;
+import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.jar.JarEntry;
 import java.util.jar.JarFile;
-import org.osgi.framework.Bundle;
+import org.osgi.framework.wiring.BundleWiring;
 
 /**
  * The {@code .sql} files of one folder of a unit, by file name. In OSGi the folder is read from the
- * bundle ({@link Bundle#findEntries}); on a plain class path (tests, benchmarks) from the directory or
+ * bundle's wiring ({@link BundleWiring#findEntries}); on a plain class path (tests, benchmarks) from the directory or
  * jar the unit's manifest came from. Written by hand because a class loader cannot list a folder,
  * and the two cases are all we need (Flyway's scanner does the same for many more).
  */
@@ -30,11 +30,12 @@ interface ScriptFolder {
     /** File name to text, in name order; empty when the folder does not exist. */
     Map<String, String> scripts(String folder);
 
-    static ScriptFolder of(Bundle bundle, String root) {
+    /** The entries of one revision of a bundle (its wiring), so an update cannot mix two revisions' scripts. */
+    static ScriptFolder of(BundleWiring wiring, String root) {
         return folder -> {
             Map<String, String> out = new TreeMap<>();
-            Enumeration<URL> entries = bundle.findEntries(root + "/" + folder, "*.sql", false);
-            for (URL url : entries == null ? Collections.<URL>emptyList() : Collections.list(entries)) {
+            List<URL> entries = wiring.findEntries(root + "/" + folder, "*.sql", 0);
+            for (URL url : entries == null ? List.<URL>of() : entries) {
                 String path = url.getPath();
                 out.put(path.substring(path.lastIndexOf('/') + 1), read(url));
             }

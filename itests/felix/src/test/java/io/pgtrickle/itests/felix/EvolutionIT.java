@@ -67,6 +67,9 @@ public class EvolutionIT {
     public void anEvolutionIsSwappedInWhileTheSchedulerRefreshesAndWaitsWhileTheBundleIsStopped() throws Exception {
         assertAllBundlesActive(BSN);
         DataSource ds = awaitService(Catalog.class, null, SERVICE_TIMEOUT_MILLIS).dataSource();
+        // shadow builds are the evolution bundle's: its database part must be in place, and notify's to announce the swap
+        UnitBundles.awaitUnit("io.pgtrickle.evolution");
+        UnitBundles.awaitUnit("io.pgtrickle.notify");
         exec(ds, "CREATE TABLE evo_orders (id int PRIMARY KEY, customer text, amount numeric)");
         exec(ds, "CREATE TABLE evo_customers (name text PRIMARY KEY, region text)");
         exec(ds, "INSERT INTO evo_orders SELECT g, 'c' || (g % 5), g FROM generate_series(1, 5000) g");
@@ -110,6 +113,9 @@ public class EvolutionIT {
     @Test
     public void aMillionRowsAreReplacedUnderReadersWritersRefreshesAndASubscription() throws Exception {
         DataSource ds = awaitService(Catalog.class, null, SERVICE_TIMEOUT_MILLIS).dataSource();
+        // shadow builds are the evolution bundle's: its database part must be in place, and notify's to announce the swap
+        UnitBundles.awaitUnit("io.pgtrickle.evolution");
+        UnitBundles.awaitUnit("io.pgtrickle.notify");
         exec(ds, "CREATE TABLE load_orders (id int PRIMARY KEY, customer text, amount numeric)");
         exec(ds, "CREATE TABLE load_customers (name text PRIMARY KEY, region text)");
         exec(ds, "INSERT INTO load_orders SELECT g, 'c' || (g % 50), g % 1000 FROM generate_series(1, " + ROWS + ") g");
