@@ -1,0 +1,244 @@
+package io.pgtrickle.bench;
+
+import static io.pgtrickle.bench.BenchOutput.log;
+import static io.pgtrickle.bench.BenchOutput.ms;
+
+import io.pgtrickle.catalog.CatalogMigrator;
+import io.pgtrickle.refresh.plan.RefreshPlanner;
+import io.pgtrickle.testing.TestDatabase;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * The 22 TPC-H queries as stream tables, each beside a materialized view of the same query, at one or
+ * more scale factors. The data is generated in SQL (resources {@code tpch/}); every round applies, in
+ * one transaction, RF1 (new orders and lines) and RF2 (the oldest orders deleted), each a fraction of
+ * the orders, plus updates of as many orders' lines and customers. Then, per query, it times
+ * {@code refresh_stream_table} and {@code REFRESH MATERIALIZED VIEW}, and checks that the stream table
+ * holds exactly the query's rows, by value (EXCEPT ALL both ways) and by text form (every row's text,
+ * sorted). The stream tables are planned as the container's engine plans them. Prints the report
+ * and writes it to {@code docs/benchmarks/tpch.md}. Never asserts on time.
+ */
+public final class TpchBenchmark {
+
+    private static final double[] SCALES = Arrays.stream(System.getProperty("bench.tpch.scales", "0.01").split(","))
+            .mapToDouble(Double::parseDouble).toArray();
+    private static final int ROUNDS = Integer.getInteger("bench.tpch.rounds", 3);
+    private static final double FRACTION = Double.parseDouble(System.getProperty("bench.tpch.fraction", "0.001"));
+
+    private TpchBenchmark() {
+    }
+
+    private record Result(int query, String mode, double refreshMs, double mvMs, boolean correct, String error) {
+        double speedUp() {
+            return mvMs / refreshMs;
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        Instant started = Instant.now();
+        long t0 = System.nanoTime();
+        String schema = resource("tpch/schema.sql");
+        String data = resource("tpch/data.sql");
+        List<String> queries = queries(resource("tpch/queries.sql"));
+        StringBuilder b = new StringBuilder();
+        BenchOutput.title(b, "TPC-H: the 22 queries as stream tables against REFRESH MATERIALIZED VIEW", TpchBenchmark.class, started);
+        b.append("Each query is a stream table (`create_stream_table(..., 'calculated', 'AUTO')`, planned as the engine plans it) and a")
+                .append(" materialized view. A round changes ").append(pct(FRACTION)).append(" of the orders in one transaction: RF1 (new")
+                .append(" orders with 1-7 lines), RF2 (as many of the oldest orders and their lines deleted), and updates of the lines of")
+                .append(" as many orders (discount) and as many customers (balance). Then per query: `refresh_stream_table` and")
+                .append(" `REFRESH MATERIALIZED VIEW`, timed, and the stream table compared with the query by value (EXCEPT ALL both")
+                .append(" ways) and by text form (every row's text, sorted). ").append(ROUNDS).append(" rounds; times are medians.")
+                .append(" *Mode* is what the refreshes did (`DIFFERENTIAL`, `FULL`, or `NO_DATA` when none of the query's sources")
+                .append(" changed: the rounds change orders, lineitem and customer only, so Q2, Q11 and Q16 have nothing to do, which")
+                .append(" flatters their speed-up). Queries Q3, Q10 and Q18 carry a tie-breaker in")
+                .append(" their ORDER BY so that the rows under their LIMIT are one set. Data: generated in SQL after dbgen")
+                .append(" (`itests/bench/src/main/resources/tpch/`), seeded.\n\n");
+        for (double sf : SCALES) {
+            b.append(scale(sf, schema, data, queries));
+        }
+        b.append("Re-run: `mvn -B -f itests/bench/pom.xml -Pbench-tpch verify -Dbench.tpch.scales=0.01,0.1`.\n");
+        BenchOutput.publish(b.toString(), Path.of(System.getProperty("bench.report", "docs/benchmarks/tpch.md")), (System.nanoTime() - t0) / 60e9);
+    }
+
+    private static String scale(double sf, String schema, String data, List<String> queries) throws Exception {
+        TestDatabase.Database db = TestDatabase.get().createDatabase("bench_tpch");
+        try (Connection c = db.connect(); Statement s = c.createStatement()) {
+            new CatalogMigrator().migrate(c);
+            long load = System.nanoTime();
+            s.execute(schema);
+            s.execute(data.replace("{SF}", String.valueOf(sf))
+                    .replace("{SUPPLIERS}", String.valueOf(Math.max(10, Math.round(10_000 * sf))))
+                    .replace("{PARTS}", String.valueOf(Math.max(200, Math.round(200_000 * sf))))
+                    .replace("{CUSTOMERS}", String.valueOf(Math.max(150, Math.round(150_000 * sf))))
+                    .replace("{ORDERS}", String.valueOf(Math.max(1500, Math.round(1_500_000 * sf)))));
+            s.execute("ANALYZE");
+            log("SF %s: loaded in %.1f s (%s lineitems)", sf, (System.nanoTime() - load) / 1e9, string(s, "SELECT count(*) FROM lineitem"));
+            String fraction = String.format(Locale.ROOT, "%.10f", 0.0001 / sf);
+            Map<Integer, String> created = new LinkedHashMap<>();
+            Map<Integer, String> refused = new LinkedHashMap<>();
+            for (int i = 0; i < queries.size(); i++) {
+                int q = i + 1;
+                String sql = queries.get(i).replace("{FRACTION}", fraction);
+                try {
+                    s.execute("SELECT pgtrickle.create_stream_table('tpch_q" + q + "', " + literal(sql) + ", 'calculated', 'AUTO')");
+                    s.execute("CREATE MATERIALIZED VIEW mv_q" + q + " AS " + sql);
+                    long id = Long.parseLong(string(s, "SELECT (pgtrickle.find_stream_table('tpch_q" + q + "')).pgt_id"));
+                    c.setAutoCommit(false);
+                    RefreshPlanner.planIfNeeded(c, id);
+                    c.commit();
+                    c.setAutoCommit(true);
+                    created.put(q, sql);
+                } catch (SQLException e) {
+                    if (!c.getAutoCommit()) {
+                        c.rollback();
+                        c.setAutoCommit(true);
+                    }
+                    refused.put(q, e.getMessage().lines().findFirst().orElse(""));
+                }
+            }
+            Map<Integer, List<Double>> refresh = new LinkedHashMap<>();
+            Map<Integer, List<Double>> mv = new LinkedHashMap<>();
+            Map<Integer, java.util.Set<String>> modes = new LinkedHashMap<>();
+            Map<Integer, Boolean> correct = new LinkedHashMap<>();
+            for (int r = 1; r <= ROUNDS; r++) {
+                s.execute("SELECT pg_temp.round(" + FRACTION + ")");
+                for (Map.Entry<Integer, String> e : created.entrySet()) {
+                    int q = e.getKey();
+                    long t = System.nanoTime();
+                    s.execute("SELECT pgtrickle.refresh_stream_table('tpch_q" + q + "')");
+                    refresh.computeIfAbsent(q, k -> new ArrayList<>()).add((System.nanoTime() - t) / 1e6);
+                    modes.computeIfAbsent(q, k -> new java.util.TreeSet<>()).add(string(s, "SELECT h.action FROM pgtrickle.pgt_refresh_history h"
+                            + " WHERE h.pgt_id = (pgtrickle.find_stream_table('tpch_q" + q + "')).pgt_id ORDER BY h.refresh_id DESC LIMIT 1"));
+                    t = System.nanoTime();
+                    s.execute("REFRESH MATERIALIZED VIEW mv_q" + q);
+                    mv.computeIfAbsent(q, k -> new ArrayList<>()).add((System.nanoTime() - t) / 1e6);
+                    correct.merge(q, equal(s, "tpch_q" + q, e.getValue()), Boolean::logicalAnd);
+                }
+                log("SF %s: round %d of %d done", sf, r, ROUNDS);
+            }
+            List<Result> results = new ArrayList<>();
+            for (int q = 1; q <= queries.size(); q++) {
+                if (refused.containsKey(q)) {
+                    results.add(new Result(q, "refused", Double.NaN, Double.NaN, false, refused.get(q)));
+                } else {
+                    results.add(new Result(q, String.join(", ", modes.get(q)), median(refresh.get(q)), median(mv.get(q)), correct.get(q), null));
+                }
+            }
+            return report(sf, results, string(s, "SELECT count(*) FROM lineitem"));
+        } finally {
+            db.drop();
+        }
+    }
+
+    /** The stream table holds exactly the query's rows: as values (EXCEPT ALL both ways) and as text. */
+    private static boolean equal(Statement s, String table, String query) throws SQLException {
+        String byValue = "SELECT count(*) FROM ((TABLE " + table + " EXCEPT ALL SELECT * FROM (" + query + ") q)"
+                + " UNION ALL (SELECT * FROM (" + query + ") q EXCEPT ALL TABLE " + table + ")) d";
+        String byText = "SELECT (SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM " + table + " t)"
+                + " = (SELECT coalesce(string_agg(q::text, E'\\n' ORDER BY q::text), '') FROM (" + query + ") q)";
+        return "0".equals(string(s, byValue)) && "t".equals(string(s, byText));
+    }
+
+    private static String report(double sf, List<Result> results, String lineitems) {
+        StringBuilder b = new StringBuilder();
+        b.append("## Scale factor ").append(sf).append(" (").append(lineitems).append(" lineitems)\n\n");
+        b.append("| query | mode | refresh_stream_table ms | REFRESH MATERIALIZED VIEW ms | speed-up | equal to the query after every round |\n");
+        b.append("|---|---|---|---|---|---|\n");
+        List<Double> speedUps = new ArrayList<>();
+        int correct = 0;
+        int differential = 0;
+        for (Result r : results) {
+            if (r.error() != null) {
+                b.append(String.format(Locale.ROOT, "| Q%d | refused: %s | – | – | – | – |%n", r.query(), r.error().replace("|", "\\|")));
+                continue;
+            }
+            speedUps.add(r.speedUp());
+            correct += r.correct() ? 1 : 0;
+            differential += r.mode().contains("DIFFERENTIAL") ? 1 : 0;
+            b.append(String.format(Locale.ROOT, "| Q%d | %s | %s | %s | %.2f× | %s |%n", r.query(), r.mode(), ms(r.refreshMs()), ms(r.mvMs()),
+                    r.speedUp(), r.correct() ? "yes" : "**no**"));
+        }
+        List<Double> sorted = new ArrayList<>(speedUps);
+        sorted.sort(null);
+        double geo = Math.exp(speedUps.stream().mapToDouble(Math::log).average().orElse(Double.NaN));
+        double median = sorted.isEmpty() ? Double.NaN : sorted.get(sorted.size() / 2);
+        long slower = speedUps.stream().filter(x -> x < 1).count();
+        b.append(String.format(Locale.ROOT, "%nCorrect: %d of %d. Refreshed differentially (at least once): %d of %d. Speed-up over REFRESH"
+                + " MATERIALIZED VIEW: median %.2f×, geometric mean %.2f×; %d of %d slower than it.%n%n", correct, results.size(),
+                differential, results.size(), median, geo, slower, speedUps.size()));
+        log("SF %s: correct %d/%d, differential %d/%d, median %.2fx, geometric mean %.2fx", sf, correct, results.size(), differential,
+                results.size(), median, geo);
+        return b.toString();
+    }
+
+    private static double median(List<Double> v) {
+        List<Double> s = new ArrayList<>(v);
+        s.sort(null);
+        return s.get(s.size() / 2);
+    }
+
+    /** A percentage without trailing zeros: 0.1%, 1%, 10%. */
+    private static String pct(double f) {
+        return new java.math.BigDecimal(String.valueOf(f * 100)).stripTrailingZeros().toPlainString() + "%";
+    }
+
+    private static String literal(String sql) {
+        return "'" + sql.replace("'", "''") + "'";
+    }
+
+    private static String string(Statement s, String sql) throws SQLException {
+        try (ResultSet rs = s.executeQuery(sql)) {
+            rs.next();
+            return rs.getString(1);
+        }
+    }
+
+    /** The queries of {@code queries.sql}, in order, split at their {@code -- Q<n>} lines. */
+    static List<String> queries(String text) {
+        List<String> out = new ArrayList<>();
+        StringBuilder current = null;
+        for (String line : text.split("\n")) {
+            if (line.matches("-- Q\\d+\\s*")) {
+                if (current != null) {
+                    out.add(current.toString().strip());
+                }
+                current = new StringBuilder();
+            } else if (current != null) {
+                current.append(line).append('\n');
+            }
+        }
+        if (current != null) {
+            out.add(current.toString().strip());
+        }
+        if (out.size() != 22) {
+            throw new IllegalStateException("tpch/queries.sql holds " + out.size() + " queries, not 22");
+        }
+        return out;
+    }
+
+    private static String resource(String name) {
+        try (InputStream in = TpchBenchmark.class.getClassLoader().getResourceAsStream(name)) {
+            if (in == null) {
+                throw new IllegalStateException("missing resource " + name);
+            }
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+}
