@@ -157,38 +157,14 @@ public class BundleUpdateIT {
                 held.commit();
             }
 
-            // the writers run at least 4 s in all, so they also write after the held commit; the bound
-            // is the writers' own, never an assertion on how long the steps above took
-            long remaining = TimeUnit.SECONDS.toMillis(4) - TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - writersStarted);
-            if (remaining > 0) {
-                Thread.sleep(remaining);
-            }
-            stop.set(true);
-            for (Thread t : writers) {
-                // bounded: a writer finishes its current short transaction and returns
-                t.join(TimeUnit.SECONDS.toMillis(30));
-                assertTrue(t.getName() + " did not stop within 30 s", !t.isAlive());
-            }
+            // the writers run at least 4 s in all, so they also write after the held commit
+            stopWriters(writers, stop, writersStarted);
         } finally {
             // a failure above must not leave the writers running until their own 60 s bound
             stop.set(true);
         }
-        if (!writerErrors.isEmpty()) {
-            AssertionError e = new AssertionError("writers failed: " + writerErrors);
-            writerErrors.forEach(e::addSuppressed);
-            throw e;
-        }
-        assertTrue("the writers committed transactions", transactions.get() > 0);
-
-        // no timing assertion: the scheduler only has to catch up eventually, 60 s is a generous bound
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        while ((difference(ds, BIG, BIG_QUERY) != 0 || difference(ds, PER_SKU, PER_SKU_QUERY) != 0) && System.nanoTime() < deadline) {
-            Thread.sleep(100);
-        }
-        assertEquals(BIG + " differs from its query (rows in one and not the other) 60 s after the writers stopped",
-                0, difference(ds, BIG, BIG_QUERY));
-        assertEquals(PER_SKU + " differs from its query (rows in one and not the other) 60 s after the writers stopped",
-                0, difference(ds, PER_SKU, PER_SKU_QUERY));
+        assertWritersWorked(writerErrors, transactions);
+        awaitBothEqualTheirQueries(ds);
         // the held transaction's changes in particular (already implied by the equality above)
         assertEquals("10", query(ds, "SELECT count(*) FROM " + BIG + " WHERE id BETWEEN " + (HELD_BASE + 501) + " AND " + (HELD_BASE + 510)));
         assertEquals("10", query(ds, "SELECT n FROM " + PER_SKU + " WHERE sku = 'held'"));
@@ -302,33 +278,12 @@ public class BundleUpdateIT {
                 // the updated bundle's scheduler is at work, with the writers still running
                 awaitSchedulerRefreshesAfter(ds, updateDone);
 
-                long remaining = TimeUnit.SECONDS.toMillis(4) - TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - writersStarted);
-                if (remaining > 0) {
-                    Thread.sleep(remaining);
-                }
-                stop.set(true);
-                for (Thread t : writers) {
-                    t.join(TimeUnit.SECONDS.toMillis(30));
-                    assertTrue(t.getName() + " did not stop within 30 s", !t.isAlive());
-                }
+                stopWriters(writers, stop, writersStarted);
             } finally {
                 stop.set(true);
             }
-            if (!writerErrors.isEmpty()) {
-                AssertionError e = new AssertionError("writers failed: " + writerErrors);
-                writerErrors.forEach(e::addSuppressed);
-                throw e;
-            }
-            assertTrue("the writers committed transactions", transactions.get() > 0);
-
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-            while ((difference(ds, BIG, BIG_QUERY) != 0 || difference(ds, PER_SKU, PER_SKU_QUERY) != 0) && System.nanoTime() < deadline) {
-                Thread.sleep(100);
-            }
-            assertEquals(BIG + " differs from its query (rows in one and not the other) 60 s after the writers stopped",
-                    0, difference(ds, BIG, BIG_QUERY));
-            assertEquals(PER_SKU + " differs from its query (rows in one and not the other) 60 s after the writers stopped",
-                    0, difference(ds, PER_SKU, PER_SKU_QUERY));
+            assertWritersWorked(writerErrors, transactions);
+            awaitBothEqualTheirQueries(ds);
             assertEquals("FAILED refreshes: " + query(ds, "SELECT string_agg(error_message, ' | ') FROM pgtrickle.pgt_refresh_history WHERE status = 'FAILED'"),
                     "0", query(ds, "SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE status = 'FAILED'"));
             for (String st : new String[] {BIG, PER_SKU}) {
@@ -551,6 +506,43 @@ public class BundleUpdateIT {
     }
 
     /** Rows of the stream table missing from its query plus rows of the query missing from it (multisets). */
+    /**
+     * Lets the writers run 4 s in all (the bound is theirs, never an assertion on how long the test's
+     * steps took), then stops them; each finishes its current short transaction and returns.
+     */
+    private static void stopWriters(List<Thread> writers, AtomicBoolean stop, long writersStarted) throws InterruptedException {
+        long remaining = TimeUnit.SECONDS.toMillis(4) - TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - writersStarted);
+        if (remaining > 0) {
+            Thread.sleep(remaining);
+        }
+        stop.set(true);
+        for (Thread t : writers) {
+            t.join(TimeUnit.SECONDS.toMillis(30));
+            assertTrue(t.getName() + " did not stop within 30 s", !t.isAlive());
+        }
+    }
+
+    private static void assertWritersWorked(Queue<Throwable> writerErrors, AtomicLong transactions) {
+        if (!writerErrors.isEmpty()) {
+            AssertionError e = new AssertionError("writers failed: " + writerErrors);
+            writerErrors.forEach(e::addSuppressed);
+            throw e;
+        }
+        assertTrue("the writers committed transactions", transactions.get() > 0);
+    }
+
+    /** No timing assertion: the scheduler only has to catch up eventually; 60 s is a generous bound. */
+    private static void awaitBothEqualTheirQueries(DataSource ds) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while ((difference(ds, BIG, BIG_QUERY) != 0 || difference(ds, PER_SKU, PER_SKU_QUERY) != 0) && System.nanoTime() < deadline) {
+            Thread.sleep(100);
+        }
+        assertEquals(BIG + " differs from its query (rows in one and not the other) 60 s after the writers stopped",
+                0, difference(ds, BIG, BIG_QUERY));
+        assertEquals(PER_SKU + " differs from its query (rows in one and not the other) 60 s after the writers stopped",
+                0, difference(ds, PER_SKU, PER_SKU_QUERY));
+    }
+
     private static long difference(DataSource ds, String streamTable, String definingQuery) throws SQLException {
         return Long.parseLong(query(ds, "SELECT (SELECT count(*) FROM (TABLE " + streamTable + " EXCEPT ALL " + definingQuery + ") a)"
                 + " + (SELECT count(*) FROM (" + definingQuery + " EXCEPT ALL TABLE " + streamTable + ") b)"));
