@@ -106,11 +106,6 @@ public final class CatalogMigrator {
         });
     }
 
-    /** The core catalog as this bundle would leave it, without changing it. */
-    Result check(Connection connection) throws SQLException {
-        return locked(connection, () -> checkLocked(connection));
-    }
-
     @FunctionalInterface
     private interface Locked<T> {
         T run() throws SQLException;

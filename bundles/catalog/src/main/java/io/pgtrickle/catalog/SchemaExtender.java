@@ -78,6 +78,8 @@ public class SchemaExtender {
     private final List<Bundle> waiting = new ArrayList<>();
     /** Units that failed, by name; only touched on the executor thread. */
     private final Set<String> failed = new TreeSet<>();
+    /** The core unit as read when it was applied first: every other unit is checked against it. */
+    private UnitScripts core;
     private String coreVersion;
     private String coreApplied;
     private volatile boolean closed;
@@ -189,8 +191,10 @@ public class SchemaExtender {
         long delay = 500;
         while (!Thread.currentThread().isInterrupted()) {
             try (Connection c = dataSource.getConnection()) {
-                UnitMigrator.Result result = new CatalogMigrator(unit.isCore() ? List.of(unit) : List.of(core(), unit))
-                        .migrateUnit(c, unit);
+                if (unit.isCore()) {
+                    core = unit;
+                }
+                UnitMigrator.Result result = new CatalogMigrator(unit.isCore() ? List.of(unit) : List.of(core, unit)).migrateUnit(c, unit);
                 if (!result.skipped().isEmpty()) {
                     LOG.warn("pgtrickle: {} {} kept code a newer version of it applied: {}", unit.unit(), unit.bundleVersion(),
                             String.join(", ", result.skipped()));
@@ -229,12 +233,6 @@ public class SchemaExtender {
             delay = Math.min(delay * 2, MAX_RETRY_DELAY_MILLIS);
         }
         return false;
-    }
-
-    private UnitScripts core() {
-        Bundle own = context.getBundle();
-        return UnitScripts.load(own.getSymbolicName(), own.getVersion().toString(), own.getHeaders("").get(UnitScripts.HEADER),
-                ScriptFolder.of(own.adapt(BundleWiring.class), UnitScripts.root(own.getHeaders("").get(UnitScripts.HEADER))));
     }
 
     private void retryWaiting() {

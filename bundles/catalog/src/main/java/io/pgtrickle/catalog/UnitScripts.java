@@ -82,9 +82,8 @@ record UnitScripts(String unit, String bundleVersion, List<String> requires, Lis
     /** Files of one version are joined in name order into one migration (see the class comment). */
     static List<Migration> migrations(String unit, Map<String, String> files) {
         List<Migration> result = new ArrayList<>();
-        List<Map.Entry<String, String>> sorted = new ArrayList<>(files.entrySet());
         List<Map.Entry<MigrationVersion, Map.Entry<String, String>>> parsed = new ArrayList<>();
-        for (Map.Entry<String, String> e : sorted) {
+        for (Map.Entry<String, String> e : files.entrySet()) {
             Matcher m = VERSIONED.matcher(e.getKey());
             if (!m.matches()) {
                 throw new IllegalArgumentException(unit + ": schema/" + e.getKey() + " is not named V<version>__<description>.sql");
