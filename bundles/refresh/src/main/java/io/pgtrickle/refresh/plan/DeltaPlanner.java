@@ -96,6 +96,10 @@ public final class DeltaPlanner {
             "covar_pop", "covar_samp", "xmlagg", "range_agg", "range_intersect_agg", "any_value", "mode",
             "percentile_cont", "percentile_disc");
 
+    static boolean isAggregate(String lowerCaseName) {
+        return AGGREGATES.contains(lowerCaseName);
+    }
+
     private static final String WINDOW = "b.xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(b.xid, $1)";
 
     private DeltaPlanner() {
@@ -130,10 +134,15 @@ public final class DeltaPlanner {
                         + " result columns but the stream table has " + columns.size());
             }
         }
-        if (parsed.branches.size() == 1 && parsed.branches.get(0).grouped()) {
+        if (parsed.branches.size() == 1 && (parsed.branches.get(0).grouped() || parsed.branches.get(0).aggregates)) {
             Plan totals = RunningTotals.plan(query, to, sources, consolidate, parsed.branches.get(0));
             if (totals != null) {
                 return totals;
+            }
+            if (!parsed.branches.get(0).grouped()) {
+                // one group of everything: recomputing it is recomputing the query
+                throw new PlanRefusedException("the query aggregates without GROUP BY, and not only with count, sum and avg"
+                        + " of exact numbers (integers, numeric of a known scale), which are kept as running totals");
             }
             return groups(query, target, columns, sources, parsed.branches.get(0), consolidate);
         }
@@ -393,6 +402,8 @@ public final class DeltaPlanner {
     static final class Branch {
         final PlainSelect select;
         final List<Occurrence> occurrences = new ArrayList<>();
+        /** Whether the select list or HAVING calls aggregates (with or without GROUP BY). */
+        boolean aggregates;
 
         Branch(PlainSelect select) {
             this.select = select;
@@ -437,16 +448,45 @@ public final class DeltaPlanner {
             "::interval( (?:year|month|day|hour|minute|second)(?: to (?:month|hour|minute|second))?)\\b");
 
     /**
-     * The query without the field qualifiers of interval literals. A scanner rather than a regular
-     * expression over the whole text: only a qualifier that really follows a literal goes, never
+     * PostgreSQL deparses {@code LIKE} as the operator {@code ~~} (and {@code ILIKE}, {@code NOT LIKE}
+     * as {@code ~~*}, {@code !~~}), which JSqlParser misreads: {@code x ~~ 'a'} as {@code x ~ (~'a')},
+     * and {@code x ~~* 'a'} as just {@code x}. The keywords are the same operators.
+     */
+    private static final String[][] LIKE_OPERATORS = {
+        {"!~~*", " NOT ILIKE "}, {"~~*", " ILIKE "}, {"!~~", " NOT LIKE "}, {"~~", " LIKE "},
+    };
+
+    /**
+     * The query as JSqlParser reads it: without the field qualifiers of interval literals, and with
+     * LIKE operators spelled as keywords (see {@link #LIKE_OPERATORS}). A scanner rather than regular
+     * expressions over the whole text: only what really is a qualifier or an operator changes, never
      * text inside a string literal or a quoted identifier that happens to look like one.
      */
+    static String readable(String query) {
+        return scan(query, true);
+    }
+
+    /** The query without the field qualifiers of interval literals only: what PostgreSQL prints back. */
     static String withoutIntervalFields(String query) {
+        return scan(query, false);
+    }
+
+    private static String scan(String query, boolean likeKeywords) {
         StringBuilder out = new StringBuilder(query.length());
         int i = 0;
+        scanning:
         while (i < query.length()) {
             char ch = query.charAt(i);
             if (ch != '\'' && ch != '"') {
+                if (likeKeywords && (ch == '~' || ch == '!')) {
+                    for (String[] op : LIKE_OPERATORS) {
+                        if (query.startsWith(op[0], i)) {
+                            out.append(op[1]);
+                            i += op[0].length();
+                            continue scanning;
+                        }
+                    }
+                }
                 out.append(ch);
                 i++;
                 continue;
@@ -476,10 +516,22 @@ public final class DeltaPlanner {
         return out.toString();
     }
 
+    /**
+     * The query as the engine's parser understood it, printed back: PostgreSQL reads this text the
+     * way it read the query, or the planner must not use it (see RefreshPlanner's check).
+     */
+    static String deparsed(String query) throws PlanRefusedException {
+        try {
+            return CCJSqlParserUtil.parse(readable(query)).toString();
+        } catch (JSQLParserException e) {
+            throw new PlanRefusedException("the engine's SQL parser cannot read the query: " + firstLine(e));
+        }
+    }
+
     static Parsed parse(String query, Source.Lookup sources) throws PlanRefusedException {
         Statement statement;
         try {
-            statement = CCJSqlParserUtil.parse(withoutIntervalFields(query));
+            statement = CCJSqlParserUtil.parse(readable(query));
         } catch (JSQLParserException e) {
             throw new PlanRefusedException("the engine's SQL parser cannot read the query: " + firstLine(e));
         }
@@ -549,9 +601,7 @@ public final class DeltaPlanner {
                 }
             }
             f.refuse();
-            if (f.aggregates && ps.getGroupBy() == null) {
-                throw new PlanRefusedException("the query aggregates without GROUP BY");
-            }
+            b.aggregates = f.aggregates;
             if (selects.size() > 1 && (b.grouped() || f.aggregates)) {
                 throw new PlanRefusedException("a UNION ALL branch aggregates or uses DISTINCT");
             }

@@ -67,8 +67,12 @@ public final class RefreshPlanner {
         String stateSql = null;
         Columns stored = columns(c, relid);
         DeltaPlanner.Target to = new DeltaPlanner.Target(target, stored.names(), stored.types(), stateTable, stored.identical());
+        String misread = misreading(c, query);
+        if (misread != null) {
+            reason = misread;
+        }
         // consolidated first; a source column without equality (json, point) makes that invalid SQL
-        for (boolean consolidate : new boolean[] {true, false}) {
+        for (boolean consolidate : misread != null ? new boolean[0] : new boolean[] {true, false}) {
             Savepoint before = c.setSavepoint();
             try {
                 DeltaPlanner.Plan plan = DeltaPlanner.plan(query, to, name -> source(c, name), consolidate);
@@ -130,6 +134,54 @@ public final class RefreshPlanner {
             LOG.debug("stream table {} refreshes DIFFERENTIAL", target);
         }
         return true;
+    }
+
+    private static final AtomicLong READ_BACKS = new AtomicLong();
+
+    /**
+     * Why the engine must not plan the query, or null: its SQL parser reads it otherwise than
+     * PostgreSQL does. Every statement the planner derives is the parse tree printed back, so the
+     * query printed back must mean what the query means: both go through PostgreSQL as views, and
+     * their definitions as PostgreSQL normalises them must be the same text. This catches what no
+     * list of known parser gaps would (an operator read as two, a clause dropped), before it can
+     * become a differential statement that runs and returns other rows.
+     */
+    private static String misreading(Connection c, String query) throws SQLException {
+        String deparsed;
+        try {
+            deparsed = DeltaPlanner.deparsed(query);
+        } catch (PlanRefusedException e) {
+            return e.getMessage();
+        }
+        return misreading(c, query, deparsed);
+    }
+
+    /** The check itself, for a query and the text the parser printed back. */
+    static String misreading(Connection c, String query, String deparsed) throws SQLException {
+        long n = READ_BACKS.incrementAndGet();
+        String original = "pg_temp.pgt_read_back_" + n + "_q";
+        String printed = "pg_temp.pgt_read_back_" + n + "_p";
+        Savepoint before = c.setSavepoint();
+        try (Statement s = c.createStatement()) {
+            // as the query was normalised when it was set: every name but pg_catalog's qualified
+            s.execute("SET LOCAL search_path = pg_catalog");
+            s.execute("CREATE TEMPORARY VIEW " + original.substring("pg_temp.".length()) + " AS "
+                    + DeltaPlanner.withoutIntervalFields(query));
+            s.execute("CREATE TEMPORARY VIEW " + printed.substring("pg_temp.".length()) + " AS " + deparsed);
+            try (ResultSet rs = s.executeQuery("SELECT pg_get_viewdef('" + original + "'::regclass, true)"
+                    + " = pg_get_viewdef('" + printed + "'::regclass, true)")) {
+                rs.next();
+                return rs.getBoolean(1) ? null : "the engine's SQL parser reads the query otherwise than PostgreSQL does";
+            }
+        } catch (SQLException e) {
+            if (isTransient(e)) {
+                throw e;
+            }
+            return "the engine's SQL parser reads the query otherwise than PostgreSQL does (" + e.getMessage() + ")";
+        } finally {
+            // the views, and the search_path, go with the savepoint
+            c.rollback(before);
+        }
     }
 
     /**

@@ -7,138 +7,323 @@ import io.pgtrickle.refresh.plan.DeltaPlanner.Plan;
 import io.pgtrickle.refresh.plan.DeltaPlanner.Strategy;
 import io.pgtrickle.refresh.plan.DeltaPlanner.Target;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
-import java.util.Set;
+import java.util.Map;
 import java.util.stream.Collectors;
 import java.util.stream.IntStream;
+import net.sf.jsqlparser.expression.AnalyticExpression;
 import net.sf.jsqlparser.expression.Expression;
+import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
 import net.sf.jsqlparser.expression.Function;
+import net.sf.jsqlparser.expression.operators.relational.ExistsExpression;
+import net.sf.jsqlparser.schema.Column;
+import net.sf.jsqlparser.statement.select.ParenthesedSelect;
 import net.sf.jsqlparser.statement.select.SelectItem;
 
 /**
- * GROUP BY queries whose aggregates are all {@code count(*)}, {@code count(x)} and exact
- * {@code sum(x)} (of integers, or of a numeric column with a declared scale), without HAVING: each
- * group's totals are kept in a
- * state table and adjusted by the changes' contributions, so a refresh reads only the changes and
- * the rows they join with, never a whole group. (GROUPS recomputes every touched group from the
- * sources: with a handful of groups, every change touches all of them.) Float sums are left to
- * GROUPS: adjusting them drifts from what a recomputation returns; so are numeric sums of mixed
- * scales, whose running total would keep the largest scale ever added.
+ * Aggregating queries whose aggregates are all {@code count(*)}, {@code count(x)}, and {@code sum(x)}
+ * and {@code avg(x)} of exact numbers (integer expressions, or numeric expressions whose scales
+ * {@link ExactNumbers} can tell): each group's totals are kept in a state table and adjusted by the
+ * changes' contributions, so a refresh reads only the changes and the rows they join with, never a
+ * whole group. GROUPS instead recomputes every touched group from the sources, and with a handful of
+ * groups every change touches all of them. Also without GROUP BY (one group, always one result
+ * row), with result columns computed from aggregates ({@code 100.00 * sum(a) / sum(b)}), and with
+ * HAVING, which is applied to the new totals of the touched groups: a group that crosses the
+ * threshold appears or disappears.
+ *
+ * <p>Results print as a recomputation prints them. A numeric sum's scale is the largest of the
+ * scales of the values in it, so a running total that once held 1.000 would keep three digits after
+ * that value is gone. Each sum therefore also counts its inputs per possible scale, and the total is
+ * shown rounded to the largest scale still present: exact, as every value in it has at most that
+ * many digits. {@code avg} is that sum divided by the count, as PostgreSQL computes it
+ * ({@code numeric_div}). Float sums are left to GROUPS: adjusting them drifts from what a
+ * recomputation returns.
  *
  * <p>State: {@code h} (the group key's hash), {@code n} (rows in the group), and per aggregate the
- * count of non-null inputs and, for sums, their sum. A FULL refresh refills it from scratch in its
- * own statement, so it always matches the stored rows' frontier.
+ * count of non-null inputs, for sums and averages their sum, and the per-scale counts. A FULL
+ * refresh refills it from scratch in its own statement, so it always matches the stored rows'
+ * frontier.
  */
 final class RunningTotals {
 
-    private static final Set<String> EXACT = Set.of("bigint", "integer", "smallint");
+    /** One aggregate call, by its text: the columns that keep it and how the result is read off them. */
+    private static final class Aggregate {
+        final String kind;           // count*, count, sum, avg
+        final String argument;       // null for count(*)
+        final ExactNumbers.Kind type; // null for counts
+        final int id;
 
-    /** One result column: a group key, or an aggregate with its state columns. */
-    private record Item(String kind, String argument, String type, int key) {
+        Aggregate(String kind, String argument, ExactNumbers.Kind type, int id) {
+            this.kind = kind;
+            this.argument = argument;
+            this.type = type;
+            this.id = id;
+        }
+
+        boolean sums() {
+            return kind.equals("sum") || kind.equals("avg");
+        }
+
+        /** The scales that get a count of their own: all but the smallest, which is what remains. */
+        List<Integer> countedScales() {
+            if (!sums() || !type.numeric() || type.scales().size() < 2) {
+                return List.of();
+            }
+            return new ArrayList<>(type.scales()).subList(1, type.scales().size());
+        }
+
+        /** The scale a recomputed numeric sum has: the largest of its inputs' still present. */
+        String scale() {
+            List<Integer> counted = countedScales();
+            if (counted.isEmpty()) {
+                return String.valueOf(type.scales().first());
+            }
+            StringBuilder scale = new StringBuilder("CASE");
+            for (int i = counted.size() - 1; i >= 0; i--) {
+                scale.append(" WHEN s.x").append(id).append('_').append(counted.get(i)).append(" > 0 THEN ").append(counted.get(i));
+            }
+            return scale.append(" ELSE ").append(type.scales().first()).append(" END").toString();
+        }
+
+        /** The sum as a recomputation prints it, from the state row {@code s}. */
+        String shownSum() {
+            return type.numeric() ? "round(s.s" + id + ", " + scale() + ")" : "s.s" + id;
+        }
+
+        /** The call that replaces the aggregate in a result expression. */
+        Function replacement() throws PlanRefusedException {
+            Function f = new Function();
+            switch (kind) {
+                case "count*" -> {
+                    f.setName("coalesce");
+                    f.setParameters(DeltaPlanner.parseExpression("s.n"));
+                }
+                case "count" -> {
+                    f.setName("coalesce");
+                    f.setParameters(DeltaPlanner.parseExpression("s.c" + id));
+                }
+                case "sum" -> {
+                    // sum(smallint|integer) is a bigint, sum(bigint) and sum(numeric) are numeric
+                    if (type.equals(ExactNumbers.Kind.INT4)) {
+                        f.setName("int8");
+                        f.setParameters(DeltaPlanner.parseExpression("s.s" + id));
+                    } else if (type.equals(ExactNumbers.Kind.INT8)) {
+                        f.setName("round");
+                        f.setParameters(DeltaPlanner.parseExpression("s.s" + id), DeltaPlanner.parseExpression("0"));
+                    } else {
+                        f.setName("round");
+                        f.setParameters(DeltaPlanner.parseExpression("s.s" + id), DeltaPlanner.parseExpression(scale()));
+                    }
+                }
+                default -> {
+                    f.setName("numeric_div");
+                    f.setParameters(DeltaPlanner.parseExpression("(" + shownSum() + ")::numeric"),
+                            DeltaPlanner.parseExpression("s.c" + id + "::numeric"));
+                }
+            }
+            return f;
+        }
     }
 
     private RunningTotals() {
     }
 
-    private static final java.util.regex.Pattern FIXED_SCALE = java.util.regex.Pattern.compile(
-            "smallint|integer|bigint|numeric\\(\\d+,\\d+\\)");
-
     /**
-     * Whether every value a numeric sum adds has one scale, so the running total prints as a
-     * recomputed sum would. A numeric sum's scale is the largest of its inputs': with mixed scales,
-     * adding 1.000 and taking it away again leaves 3.500 where a recomputation gives 3.50. Only a
-     * plain column of an integer type or of numeric with a declared scale qualifies.
+     * Finds the aggregates of one result expression (or of HAVING) and swaps them, in the tree, for
+     * reads of the state: the expression's text is then its value computed from the totals. Fails
+     * (null from {@link #plan}) on any other aggregate, a window, a subquery, or a column outside an
+     * aggregate (a group key inside a larger expression is not rewritten to its state column).
      */
-    private static boolean fixedScale(Expression argument, Branch shape) {
-        if (!(argument instanceof net.sf.jsqlparser.schema.Column column)) {
-            return false;
+    private static final class Rewriter extends ExpressionVisitorAdapter<Void> {
+        private final Map<String, Aggregate> aggregates;
+        private final Branch shape;
+        private final List<Function> calls = new ArrayList<>();
+        boolean unsupported;
+
+        Rewriter(Map<String, Aggregate> aggregates, Branch shape) {
+            this.aggregates = aggregates;
+            this.shape = shape;
         }
-        String table = column.getTable() == null ? null : column.getTable().getName();
-        DeltaPlanner.Occurrence from = null;
-        for (DeltaPlanner.Occurrence o : shape.occurrences) {
-            if (table == null ? shape.occurrences.size() == 1 : o.alias.equals(table)) {
-                from = o;
+
+        @Override
+        public <S> Void visit(Function f, S context) {
+            List<String> name = f.getMultipartName();
+            String lower = name != null && name.size() == 1 ? name.get(0).toLowerCase(Locale.ROOT) : null;
+            boolean aggregate = lower != null && DeltaPlanner.isAggregate(lower);
+            if (!aggregate) {
+                return super.visit(f, context);
+            }
+            if (f.isDistinct() || f.getOrderByElements() != null || f.getKeep() != null || f.getHavingClause() != null
+                    || f.getNullHandling() != null || f.getLimit() != null) {
+                unsupported = true;
+                return null;
+            }
+            boolean star = f.isAllColumns() || f.getParameters() != null && f.getParameters().size() == 1
+                    && f.getParameters().get(0) instanceof net.sf.jsqlparser.statement.select.AllColumns;
+            String kind;
+            Expression argument = null;
+            if (lower.equals("count") && star) {
+                kind = "count*";
+            } else if (f.getParameters() == null || f.getParameters().size() != 1
+                    || !(lower.equals("count") || lower.equals("sum") || lower.equals("avg"))) {
+                unsupported = true;
+                return null;
+            } else {
+                kind = lower;
+                argument = f.getParameters().get(0);
+            }
+            ExactNumbers.Kind type = null;
+            if (kind.equals("sum") || kind.equals("avg")) {
+                type = ExactNumbers.kind(argument, shape);
+                if (type == null) {
+                    unsupported = true;
+                    return null;
+                }
+            }
+            String key = kind + "(" + (argument == null ? "*" : argument.toString()) + ")";
+            Aggregate found = aggregates.get(key);
+            if (found == null) {
+                found = new Aggregate(kind, argument == null ? null : argument.toString(), type, aggregates.size());
+                aggregates.put(key, found);
+            }
+            calls.add(f);
+            replacements.add(found);
+            return null;
+        }
+
+        private final List<Aggregate> replacements = new ArrayList<>();
+
+        @Override
+        public <S> Void visit(AnalyticExpression expression, S context) {
+            unsupported = true;
+            return null;
+        }
+
+        @Override
+        public <S> Void visit(Column column, S context) {
+            unsupported = true;
+            return null;
+        }
+
+        @Override
+        public <S> Void visit(ParenthesedSelect select, S context) {
+            unsupported = true;
+            return null;
+        }
+
+        @Override
+        public <S> Void visit(ExistsExpression exists, S context) {
+            unsupported = true;
+            return null;
+        }
+
+        /** Rewrites the calls found, in place. */
+        void rewrite() throws PlanRefusedException {
+            for (int i = 0; i < calls.size(); i++) {
+                Function call = calls.get(i);
+                Function by = replacements.get(i).replacement();
+                call.setName(by.getMultipartName());
+                call.setParameters(by.getParameters());
+                call.setAllColumns(false);
             }
         }
-        if (from == null) {
-            return false;
-        }
-        int at = from.source.columns().indexOf(column.getColumnName());
-        return at >= 0 && FIXED_SCALE.matcher(from.source.types().get(at)).matches();
     }
 
     /** The plan, or null when the query is not of this form (GROUPS then handles it). */
     static Plan plan(String query, Target to, Source.Lookup sources, boolean consolidate, Branch shape)
             throws PlanRefusedException {
-        if (shape.select.getGroupBy() == null || shape.select.getHaving() != null || shape.select.getDistinct() != null
-                || to.stateTable() == null) {
+        if (shape.select.getDistinct() != null || to.stateTable() == null) {
             return null;
         }
-        List<Expression> keys = shape.groupKeys();
+        boolean global = shape.select.getGroupBy() == null;
+        List<Expression> keys = global ? List.of() : shape.groupKeys();
         List<String> keyTexts = keys.stream().map(Object::toString).toList();
-        List<Item> items = new ArrayList<>();
-        List<String> keyColumns = new ArrayList<>();
-        for (int i = 0; i < shape.select.getSelectItems().size(); i++) {
-            Expression e = shape.select.getSelectItems().get(i).getExpression();
-            String type = to.types().get(i);
+
+        // the result columns: group keys, or expressions over aggregates (rewritten below)
+        Branch out = DeltaPlanner.parse(query, sources).branches().get(0);
+        Map<String, Aggregate> aggregates = new LinkedHashMap<>();
+        List<String> visible = new ArrayList<>();
+        List<Rewriter> rewriters = new ArrayList<>();
+        int[] keyAt = new int[keys.size()];
+        java.util.Arrays.fill(keyAt, -1);
+        for (int i = 0; i < out.select.getSelectItems().size(); i++) {
+            Expression e = out.select.getSelectItems().get(i).getExpression();
             int key = keyTexts.indexOf(e.toString());
             if (key >= 0) {
-                items.add(new Item("key", null, type, key));
+                visible.add("s.k" + key);
+                keyAt[key] = i;
+                rewriters.add(null);
                 continue;
             }
-            if (!(e instanceof Function f) || f.isDistinct() || f.getOrderByElements() != null || f.getKeep() != null
-                    || f.getMultipartName() == null || f.getMultipartName().size() != 1) {
+            Rewriter r = new Rewriter(aggregates, shape);
+            e.accept(r, null);
+            if (r.unsupported) {
                 return null;
             }
-            String name = f.getMultipartName().get(0).toLowerCase(Locale.ROOT);
-            boolean star = f.isAllColumns() || f.getParameters() != null && f.getParameters().size() == 1
-                    && f.getParameters().get(0) instanceof net.sf.jsqlparser.statement.select.AllColumns;
-            if (name.equals("count") && star) {
-                items.add(new Item("count*", null, type, -1));
-            } else if (f.getParameters() == null || f.getParameters().size() != 1) {
-                return null;
-            } else if (name.equals("count")) {
-                items.add(new Item("count", f.getParameters().get(0).toString(), type, -1));
-            } else if (name.equals("sum") && (EXACT.contains(type) || type.startsWith("numeric") && fixedScale(f.getParameters().get(0), shape))) {
-                items.add(new Item("sum", f.getParameters().get(0).toString(), type, -1));
-            } else {
+            rewriters.add(r);
+            visible.add(null);
+        }
+        Rewriter having = null;
+        if (out.select.getHaving() != null) {
+            having = new Rewriter(aggregates, shape);
+            out.select.getHaving().accept(having, null);
+            if (having.unsupported) {
                 return null;
             }
         }
+        List<String> keyColumns = new ArrayList<>();
         for (int k = 0; k < keys.size(); k++) {
-            int at = -1;
-            for (int i = 0; i < items.size() && at < 0; i++) {
-                if (items.get(i).key == k) {
-                    at = i;
-                }
-            }
-            if (at < 0) {
+            if (keyAt[k] < 0) {
                 return null;
             }
-            keyColumns.add(to.columns().get(at));
+            keyColumns.add(to.columns().get(keyAt[k]));
+        }
+        for (int i = 0; i < rewriters.size(); i++) {
+            if (rewriters.get(i) != null) {
+                rewriters.get(i).rewrite();
+                visible.set(i, out.select.getSelectItems().get(i).getExpression().toString());
+            }
+        }
+        String havingSql = null;
+        if (having != null) {
+            having.rewrite();
+            havingSql = out.select.getHaving().toString();
         }
 
         String keyHash = "hash_record_extended(ROW(" + String.join(", ", keyTexts) + "), 0)";
 
-        // the changes' contributions per group, from the telescoping terms
-        Deltas deltas = new Deltas(new Parsed(List.of(shape)), consolidate);
+        // the state's columns, what a change contributes to them, and how a FULL refresh refills them
         List<String> stateColumns = new ArrayList<>();
         List<String> stateTypes = new ArrayList<>();
         List<String> refill = new ArrayList<>(List.of(keyHash, "count(*)"));
-        for (int i = 0; i < items.size(); i++) {
-            Item it = items.get(i);
-            if (it.kind.equals("sum")) {
-                stateColumns.add("s" + i);
-                stateTypes.add(it.type);
-                refill.add("sum(" + it.argument + ")");
+        List<java.util.function.UnaryOperator<String>> contribution = new ArrayList<>(); // of the term's weight
+        for (Aggregate a : aggregates.values()) {
+            if (a.kind.equals("count*")) {
+                continue;
             }
-            if (it.kind.equals("sum") || it.kind.equals("count")) {
-                stateColumns.add("c" + i);
+            String arg = "(" + a.argument + ")";
+            if (a.sums()) {
+                stateColumns.add("s" + a.id);
+                stateTypes.add("numeric");
+                refill.add("sum(" + arg + "::numeric)");
+                contribution.add(w -> arg + "::numeric * " + w);
+            }
+            stateColumns.add("c" + a.id);
+            stateTypes.add("bigint");
+            refill.add("count(" + arg + ")");
+            contribution.add(w -> "CASE WHEN " + arg + " IS NOT NULL THEN " + w + " ELSE 0 END");
+            for (int scale : a.countedScales()) {
+                stateColumns.add("x" + a.id + "_" + scale);
                 stateTypes.add("bigint");
-                refill.add("count(" + it.argument + ")");
+                refill.add("sum(CASE WHEN scale(" + arg + "::numeric) = " + scale + " THEN 1 ELSE 0 END)");
+                contribution.add(w -> "CASE WHEN scale(" + arg + "::numeric) = " + scale + " THEN " + w + " ELSE 0 END");
             }
         }
+
+        // the changes' contributions per group, from the telescoping terms
+        Deltas deltas = new Deltas(new Parsed(List.of(shape)), consolidate);
         List<String> termColumns = new ArrayList<>(List.of("h"));
         IntStream.range(0, keys.size()).forEach(k -> termColumns.add("k" + k));
         termColumns.add("w");
@@ -151,13 +336,8 @@ final class RunningTotals {
             contributions.add(keyHash);
             contributions.addAll(keyTexts);
             contributions.add(weight);
-            for (Item it : items) {
-                if (it.kind.equals("sum")) {
-                    contributions.add("(" + it.argument + ") * " + weight);
-                }
-                if (it.kind.equals("sum") || it.kind.equals("count")) {
-                    contributions.add("CASE WHEN (" + it.argument + ") IS NOT NULL THEN " + weight + " ELSE 0 END");
-                }
+            for (java.util.function.UnaryOperator<String> c : contribution) {
+                contributions.add(c.apply(weight));
             }
             List<SelectItem<?>> select = new ArrayList<>();
             for (String c : contributions) {
@@ -165,17 +345,19 @@ final class RunningTotals {
             }
             b.select.setSelectItems(select);
             b.select.setGroupByElement(null);
+            b.select.setHaving(null);
             terms.add("SELECT * FROM (" + b.term(k, deltas) + ") __pgt_t(" + String.join(", ", termColumns) + ") WHERE "
                     + deltas.pending(b.occurrences.get(k).source));
         }
 
-        // the state query that a FULL refresh refills the state table with
+        // the state query that a FULL refresh refills the state table with: every group, HAVING or not
         Branch r = DeltaPlanner.parse(query, sources).branches().get(0);
         List<SelectItem<?>> refillItems = new ArrayList<>();
         for (String c : refill) {
             refillItems.add(SelectItem.from(DeltaPlanner.parseExpression(c)));
         }
         r.select.setSelectItems(refillItems);
+        r.select.setHaving(null);
         String stateSql = r.select.toString();
 
         String state = to.stateTable();
@@ -196,28 +378,20 @@ final class RunningTotals {
         StringBuilder next = new StringBuilder("SELECT d.h");
         IntStream.range(0, keys.size()).forEach(k -> next.append(", d.k").append(k));
         next.append(", coalesce(o.n, 0) + d.n AS n");
-        for (int i = 0; i < stateColumns.size(); i++) {
-            String c = stateColumns.get(i);
+        for (String c : stateColumns) {
             if (c.startsWith("s")) {
+                // no non-null input left: NULL, as sum() of none is
                 String count = "c" + c.substring(1);
-                next.append(", CASE WHEN coalesce(o.").append(count).append(", 0) + coalesce(d.").append(count).append(", 0) > 0 THEN (coalesce(o.")
-                        .append(c).append(", 0) + coalesce(d.").append(c).append(", 0))::").append(stateTypes.get(i)).append(" END AS ").append(c);
+                next.append(", CASE WHEN coalesce(o.").append(count).append(", 0) + coalesce(d.").append(count).append(", 0) > 0 THEN coalesce(o.")
+                        .append(c).append(", 0) + coalesce(d.").append(c).append(", 0) END AS ").append(c);
             } else {
                 next.append(", coalesce(o.").append(c).append(", 0) + coalesce(d.").append(c).append(", 0) AS ").append(c);
             }
         }
         next.append(", o.h IS NOT NULL AS __pgt_existed FROM __pgt_dg d LEFT JOIN __pgt_state_old o ON o.h = d.h");
 
-        List<String> visible = new ArrayList<>();
-        for (int i = 0; i < items.size(); i++) {
-            Item it = items.get(i);
-            visible.add(switch (it.kind) {
-                case "key" -> "s.k" + it.key;
-                case "count*" -> "s.n";
-                case "count" -> "s.c" + i;
-                default -> "s.s" + i;
-            });
-        }
+        // a group with no rows has no result row, except the one group of an aggregate without GROUP BY
+        String shown = (global ? "true" : "s.n > 0") + (havingSql == null ? "" : " AND (" + havingSql + ")");
         String cols = String.join(", ", to.columns());
         String sets = all.subList(1, all.size()).stream().map(c -> c + " = s." + c).collect(Collectors.joining(", "));
         String delta = """
@@ -235,10 +409,10 @@ final class RunningTotals {
                      WHERE s.n <> 0 AND NOT s.__pgt_existed AND NOT (SELECT t FROM __pgt_trunc)),
                 __pgt_new AS MATERIALIZED (
                     SELECT ROW(q.*)::text AS __pgt_key, q.*
-                      FROM (SELECT %9$s FROM __pgt_state_new s WHERE s.n > 0) q(%10$s)),
+                      FROM (SELECT %9$s FROM __pgt_state_new s WHERE %12$s) q(%10$s)),
                 %11$s""".formatted(deltas.definitions(), DeltaPlanner.truncated(new Parsed(List.of(shape))), dg, state, next, sets,
                 String.join(", ", all), DeltaPlanner.prefixed("s.", all), String.join(", ", visible), cols,
-                DeltaPlanner.replaceGroups(to.name(), to.columns(), keyColumns, "__pgt_dg"));
+                DeltaPlanner.replaceGroups(to.name(), to.columns(), keyColumns, "__pgt_dg"), shown);
         return new Plan(Strategy.RUNNING_TOTALS, delta, keyColumns, ddl.toString(), stateSql);
     }
 }
