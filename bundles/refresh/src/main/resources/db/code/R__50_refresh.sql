@@ -190,7 +190,7 @@ BEGIN
 
     IF tree ~ ':hasWindowFuncs true' THEN RETURN 'the query uses window functions'; END IF;
     IF tree ~ ':hasTargetSRFs true' THEN RETURN 'the query calls set-returning functions in its select list'; END IF;
-    IF tree ~ ':hasSubLinks true' THEN RETURN 'the query has subqueries (EXISTS, IN or scalar)'; END IF;
+    -- Subqueries: the engine maintains those AND-ed in WHERE, and says why not otherwise.
     IF tree ~ ':hasDistinctOn true' THEN RETURN 'the query uses DISTINCT ON'; END IF;
     IF tree ~ ':cteList \(' THEN RETURN 'the query uses WITH'; END IF;
     IF tree ~ ':groupingSets \(' THEN RETURN 'the query uses GROUPING SETS, ROLLUP or CUBE'; END IF;

@@ -52,8 +52,14 @@ class DifferentialShapesTest {
         CORPUS.put("SELECT a.id, b.name FROM a LEFT JOIN b ON a.k = b.k", "outer join");
         CORPUS.put("SELECT a.id, b.name FROM a FULL JOIN b ON a.k = b.k", "outer join");
         CORPUS.put("SELECT k, id, name FROM a NATURAL JOIN b", "NATURAL JOIN");
-        CORPUS.put("SELECT id FROM a WHERE k IN (SELECT k FROM b)", "subqueries");
-        CORPUS.put("SELECT id FROM a WHERE EXISTS (SELECT FROM b WHERE b.k = a.k)", "subqueries");
+        CORPUS.put("SELECT id FROM a WHERE k IN (SELECT k FROM b)", null);
+        CORPUS.put("SELECT id FROM a WHERE EXISTS (SELECT FROM b WHERE b.k = a.k)", null);
+        CORPUS.put("SELECT id FROM a WHERE NOT EXISTS (SELECT FROM b WHERE b.k = a.k AND b.m > 1) AND v > 2", null);
+        CORPUS.put("SELECT id FROM a WHERE k NOT IN (SELECT m FROM b)", null);
+        CORPUS.put("SELECT id FROM a WHERE v > (SELECT avg(m) FROM b WHERE b.k = a.k)", null);
+        CORPUS.put("SELECT id FROM a WHERE v >= (SELECT count(*) FROM c)", null);
+        CORPUS.put("SELECT g, count(*) AS n FROM a WHERE EXISTS (SELECT FROM b JOIN c ON c.m = b.m WHERE b.k = a.k) GROUP BY g", null);
+        CORPUS.put("SELECT id FROM a WHERE EXISTS (SELECT FROM b WHERE b.k = a.k) OR v > 3", "subquer");
         CORPUS.put("SELECT id, (SELECT max(m) FROM b) AS top FROM a", "subqueries");
         CORPUS.put("SELECT s.id FROM (SELECT id FROM a) s", "subquery in FROM");
         CORPUS.put("WITH x AS MATERIALIZED (SELECT id FROM a) SELECT id FROM x", "WITH");

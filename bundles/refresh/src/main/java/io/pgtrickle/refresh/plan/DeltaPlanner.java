@@ -96,6 +96,13 @@ public final class DeltaPlanner {
             "covar_pop", "covar_samp", "xmlagg", "range_agg", "range_intersect_agg", "any_value", "mode",
             "percentile_cont", "percentile_disc");
 
+    /** Whether an expression calls an aggregate. */
+    static boolean aggregates(Expression e) {
+        Findings f = new Findings();
+        f.scan(e);
+        return f.aggregates;
+    }
+
     static boolean isAggregate(String lowerCaseName) {
         return AGGREGATES.contains(lowerCaseName);
     }
@@ -167,6 +174,14 @@ public final class DeltaPlanner {
                 terms.add("SELECT * FROM (" + b.term(k, deltas) + ") __pgt_t(" + String.join(", ", columns) + ", __pgt_w)"
                         + " WHERE " + deltas.pending(b.occurrences.get(k).source));
             }
+            if (!shape.branches.get(bi).sublinks.isEmpty()) {
+                Sublinks.define(query, sources, deltas, bi);
+                Branch b = parse(query, sources).branches.get(bi);
+                String flip = Sublinks.flip(b, bi, deltas);
+                b.select.addSelectItems(SelectItem.from(parseExpression(weight(b, 0) + " * " + Sublinks.placeholder(query))));
+                terms.add("SELECT * FROM (" + Sublinks.withFactor(b.term(-1, deltas), flip) + ") __pgt_t(" + String.join(", ", columns)
+                        + ", __pgt_w) WHERE " + Sublinks.pending(b, deltas));
+            }
         }
         String cols = String.join(", ", columns);
         String d = prefixed("d.", columns);
@@ -233,6 +248,17 @@ public final class DeltaPlanner {
             k.select.setHaving(null);
             k.select.setDistinct(null);
             terms.add("SELECT * FROM (" + k.term(i, deltas) + ") __pgt_t(h) WHERE " + deltas.pending(k.occurrences.get(i).source));
+        }
+        if (!shape.sublinks.isEmpty()) {
+            // the groups of rows whose subquery verdict can have changed
+            Sublinks.define(query, sources, deltas, 0);
+            Branch k = parse(query, sources).branches.get(0);
+            Sublinks.flip(k, 0, deltas);
+            k.select.setSelectItems(new ArrayList<>(List.of(SelectItem.from(parseExpression(keyHash)))));
+            k.select.setGroupByElement(null);
+            k.select.setHaving(null);
+            k.select.setDistinct(null);
+            terms.add("SELECT * FROM (" + k.term(-1, deltas) + ") __pgt_t(h) WHERE " + Sublinks.pending(k, deltas));
         }
 
         // those groups recomputed from the sources
@@ -306,7 +332,7 @@ public final class DeltaPlanner {
         Deltas(Parsed parsed, boolean consolidate) {
             this.consolidate = consolidate;
             for (Branch b : parsed.branches) {
-                for (Occurrence o : b.occurrences) {
+                for (Occurrence o : b.allOccurrences()) {
                     if (sources.putIfAbsent(o.source.buffer(), o.source) == null) {
                         names.put(o.source.buffer(), "__pgt_d" + names.size());
                     }
@@ -336,7 +362,30 @@ public final class DeltaPlanner {
                                         + ") x GROUP BY " + positions + " HAVING sum(x.__pgt_w) <> 0"
                                 : changes) + ")";
                     })
-                    .collect(Collectors.joining(",\n"));
+                    .collect(Collectors.joining(",\n"))
+                    + defined.entrySet().stream().map(e -> ",\n" + e.getKey() + " AS MATERIALIZED (" + e.getValue() + ")")
+                            .collect(Collectors.joining());
+        }
+
+        /** CTEs the terms read besides the changes (see {@link Sublinks#define}), after them. */
+        private final Map<String, String> defined = new LinkedHashMap<>();
+
+        void define(String name, String sql) {
+            defined.put(name, sql);
+        }
+
+        /**
+         * The source's rows as they were at the frontier, as a plain multiset: the old state's
+         * weights summed per row. A subquery tests rows (EXISTS, IN, count(*)), so it needs rows,
+         * not weights. PostgreSQL pushes a correlated condition on the subquery's columns through
+         * the grouping into both halves of the old state, so a lookup stays a lookup.
+         */
+        String oldRows(Source s) {
+            String cols = String.join(", ", s.columns());
+            String positions = IntStream.rangeClosed(1, s.columns().size()).mapToObj(Integer::toString).collect(Collectors.joining(", "));
+            return "(SELECT " + prefixed("__pgt_o.", s.columns()) + " FROM (SELECT " + cols + ", sum(__pgt_w) AS __pgt_n FROM "
+                    + oldState(s) + " __pgt_s GROUP BY " + positions + " HAVING sum(__pgt_w) > 0) __pgt_o"
+                    + " CROSS JOIN LATERAL generate_series(1, __pgt_o.__pgt_n))";
         }
 
         String changes(Source s) {
@@ -359,7 +408,7 @@ public final class DeltaPlanner {
     static String truncated(Parsed parsed) {
         Map<String, Source> distinct = new LinkedHashMap<>();
         for (Branch b : parsed.branches) {
-            for (Occurrence o : b.occurrences) {
+            for (Occurrence o : b.allOccurrences()) {
                 distinct.putIfAbsent(o.source.buffer(), o.source);
             }
         }
@@ -404,6 +453,16 @@ public final class DeltaPlanner {
         final List<Occurrence> occurrences = new ArrayList<>();
         /** Whether the select list or HAVING calls aggregates (with or without GROUP BY). */
         boolean aggregates;
+        /** WHERE's AND-ed conditions: those with a subquery, and the others. */
+        final List<Sublinks.Sublink> sublinks = new ArrayList<>();
+        final List<Expression> plain = new ArrayList<>();
+
+        /** The tables of the branch and of its subqueries. */
+        List<Occurrence> allOccurrences() {
+            List<Occurrence> all = new ArrayList<>(occurrences);
+            sublinks.forEach(s -> all.addAll(s.inner.allOccurrences()));
+            return all;
+        }
 
         Branch(PlainSelect select) {
             this.select = select;
@@ -466,7 +525,11 @@ public final class DeltaPlanner {
         return scan(query, true);
     }
 
-    /** The query without the field qualifiers of interval literals only: what PostgreSQL prints back. */
+    /**
+     * The query without the field qualifiers of interval literals and with {@code SELECT 1} for an
+     * empty select list, but its LIKE operators as they are: what {@link #readable} printed back
+     * must mean the same as this.
+     */
     static String withoutIntervalFields(String query) {
         return scan(query, false);
     }
@@ -478,6 +541,13 @@ public final class DeltaPlanner {
         while (i < query.length()) {
             char ch = query.charAt(i);
             if (ch != '\'' && ch != '"') {
+                int emptyList = emptySelectList(query, i);
+                if (emptyList > 0) {
+                    // EXISTS (SELECT FROM ...): JSqlParser needs a select list, and EXISTS ignores it
+                    out.append("SELECT 1");
+                    i = emptyList;
+                    continue;
+                }
                 if (likeKeywords && (ch == '~' || ch == '!')) {
                     for (String[] op : LIKE_OPERATORS) {
                         if (query.startsWith(op[0], i)) {
@@ -514,6 +584,25 @@ public final class DeltaPlanner {
             }
         }
         return out.toString();
+    }
+
+    /** Where the FROM of a {@code SELECT FROM} starting at {@code i} begins, or 0. */
+    private static int emptySelectList(String query, int i) {
+        if (!query.regionMatches(true, i, "SELECT", 0, 6) || i > 0 && isWordChar(query.charAt(i - 1))) {
+            return 0;
+        }
+        int j = i + 6;
+        int gap = j;
+        while (j < query.length() && Character.isWhitespace(query.charAt(j))) {
+            j++;
+        }
+        boolean from = j > gap && query.regionMatches(true, j, "FROM", 0, 4)
+                && (j + 4 == query.length() || !isWordChar(query.charAt(j + 4)));
+        return from ? gap : 0;
+    }
+
+    private static boolean isWordChar(char c) {
+        return Character.isLetterOrDigit(c) || c == '_' || c == '$';
     }
 
     /**
@@ -593,7 +682,15 @@ public final class DeltaPlanner {
                 }
                 f.scan(item.getExpression());
             }
-            f.scan(ps.getWhere());
+            for (Expression condition : Sublinks.conjuncts(ps.getWhere())) {
+                Sublinks.Sublink link = Sublinks.hasSubquery(condition) ? Sublinks.analyze(condition, b, sources) : null;
+                if (link != null) {
+                    b.sublinks.add(link);
+                } else {
+                    b.plain.add(condition);
+                    f.scan(condition);
+                }
+            }
             f.scan(ps.getHaving());
             if (ps.getGroupBy() != null) {
                 for (Object e : ps.getGroupBy().getGroupByExpressionList()) {
@@ -616,7 +713,7 @@ public final class DeltaPlanner {
         }
     }
 
-    private static void join(Join j, Branch b, Source.Lookup sources) throws PlanRefusedException {
+    static void join(Join j, Branch b, Source.Lookup sources) throws PlanRefusedException {
         if (j.isOuter() || j.isLeft() || j.isRight() || j.isFull()) {
             throw new PlanRefusedException("the query uses an outer join");
         }
@@ -634,7 +731,7 @@ public final class DeltaPlanner {
         }
     }
 
-    private static FromItem walk(FromItem item, Branch b, Source.Lookup sources) throws PlanRefusedException {
+    static FromItem walk(FromItem item, Branch b, Source.Lookup sources) throws PlanRefusedException {
         if (item instanceof Table t) {
             if (t.getSampleClause() != null || t.getPivot() != null) {
                 throw new PlanRefusedException("the query samples or pivots " + t.getFullyQualifiedName());
@@ -701,14 +798,15 @@ public final class DeltaPlanner {
         }
 
         @Override
-        public <S> Void visit(ParenthesedSelect select, S context) {
-            refusal = "the query has subqueries (EXISTS, IN or scalar)";
+        public <S> Void visit(net.sf.jsqlparser.statement.select.Select select, S context) {
+            // JSqlParser's adapter hands a subquery (a ParenthesedSelect) to this overload, not to visit(ParenthesedSelect)
+            refusal = "the query has subqueries (EXISTS, IN or scalar) outside the AND-ed conditions of WHERE";
             return null;
         }
 
         @Override
         public <S> Void visit(ExistsExpression exists, S context) {
-            refusal = "the query has subqueries (EXISTS, IN or scalar)";
+            refusal = "the query has subqueries (EXISTS, IN or scalar) outside the AND-ed conditions of WHERE";
             return null;
         }
     }

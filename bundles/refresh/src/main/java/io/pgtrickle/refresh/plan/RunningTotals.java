@@ -19,7 +19,6 @@ import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
 import net.sf.jsqlparser.expression.Function;
 import net.sf.jsqlparser.expression.operators.relational.ExistsExpression;
 import net.sf.jsqlparser.schema.Column;
-import net.sf.jsqlparser.statement.select.ParenthesedSelect;
 import net.sf.jsqlparser.statement.select.SelectItem;
 
 /**
@@ -208,7 +207,8 @@ final class RunningTotals {
         }
 
         @Override
-        public <S> Void visit(ParenthesedSelect select, S context) {
+        public <S> Void visit(net.sf.jsqlparser.statement.select.Select select, S context) {
+            // JSqlParser's adapter hands a subquery (a ParenthesedSelect) to this overload, not to visit(ParenthesedSelect)
             unsupported = true;
             return null;
         }
@@ -348,6 +348,29 @@ final class RunningTotals {
             b.select.setHaving(null);
             terms.add("SELECT * FROM (" + b.term(k, deltas) + ") __pgt_t(" + String.join(", ", termColumns) + ") WHERE "
                     + deltas.pending(b.occurrences.get(k).source));
+        }
+        if (!shape.sublinks.isEmpty()) {
+            // the rows whose subquery verdict changed, with the change of the verdict as their weight
+            Sublinks.define(query, sources, deltas, 0);
+            Branch b = DeltaPlanner.parse(query, sources).branches().get(0);
+            String flip = Sublinks.flip(b, 0, deltas);
+            String weight = "(" + DeltaPlanner.weight(b, 0) + " * " + Sublinks.placeholder(query) + ")";
+            List<String> contributions = new ArrayList<>();
+            contributions.add(keyHash);
+            contributions.addAll(keyTexts);
+            contributions.add(weight);
+            for (java.util.function.UnaryOperator<String> c : contribution) {
+                contributions.add(c.apply(weight));
+            }
+            List<SelectItem<?>> select = new ArrayList<>();
+            for (String c : contributions) {
+                select.add(SelectItem.from(DeltaPlanner.parseExpression(c)));
+            }
+            b.select.setSelectItems(select);
+            b.select.setGroupByElement(null);
+            b.select.setHaving(null);
+            terms.add("SELECT * FROM (" + Sublinks.withFactor(b.term(-1, deltas), flip) + ") __pgt_t(" + String.join(", ", termColumns)
+                    + ") WHERE " + Sublinks.pending(b, deltas));
         }
 
         // the state query that a FULL refresh refills the state table with: every group, HAVING or not

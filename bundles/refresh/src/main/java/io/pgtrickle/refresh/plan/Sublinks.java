@@ -1,0 +1,440 @@
+package io.pgtrickle.refresh.plan;
+
+import io.pgtrickle.refresh.plan.DeltaPlanner.Branch;
+import io.pgtrickle.refresh.plan.DeltaPlanner.Deltas;
+import io.pgtrickle.refresh.plan.DeltaPlanner.Occurrence;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.stream.Collectors;
+import java.util.stream.IntStream;
+import net.sf.jsqlparser.expression.AnalyticExpression;
+import net.sf.jsqlparser.expression.Expression;
+import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
+import net.sf.jsqlparser.expression.NotExpression;
+import net.sf.jsqlparser.expression.operators.conditional.AndExpression;
+import net.sf.jsqlparser.expression.operators.relational.EqualsTo;
+import net.sf.jsqlparser.expression.operators.relational.ExistsExpression;
+import net.sf.jsqlparser.expression.operators.relational.InExpression;
+import net.sf.jsqlparser.expression.operators.relational.ParenthesedExpressionList;
+import net.sf.jsqlparser.schema.Column;
+import net.sf.jsqlparser.statement.select.Join;
+import net.sf.jsqlparser.statement.select.ParenthesedSelect;
+import net.sf.jsqlparser.statement.select.PlainSelect;
+import net.sf.jsqlparser.statement.select.SelectItem;
+
+/**
+ * Subqueries in WHERE: {@code EXISTS}, {@code NOT EXISTS}, {@code IN}, {@code NOT IN} and comparisons
+ * with a scalar subquery, correlated or not, each an AND-ed condition of the WHERE clause.
+ *
+ * <p>Write a branch as its rows J (FROM and the plain conditions) filtered by the subquery
+ * conditions S. Its change splits in two:
+ * <pre>
+ *   S_new(J_new) - S_old(J_old) = [S_new(J_new) - S_new(J_old)] + [S_new(J_old) - S_old(J_old)]
+ * </pre>
+ * The first part is the usual telescoping sum over the branch's tables, with the subqueries left in
+ * WHERE: they read the tables as they are now. The second part, the <i>flip term</i>, is the rows of
+ * J as they were whose subquery conditions changed their verdict: each weighted by
+ * {@code [S_new] - [S_old]}, where S_old reads the subqueries' tables as they were (their rows now,
+ * less the window's inserts, plus its deletes). PostgreSQL evaluates both verdicts, so SQL's rules
+ * (NOT IN with a NULL in the subquery, an empty subquery, NULL comparisons) are its own. Only rows
+ * whose verdict can have changed are visited: those whose correlation keys (the outer sides of
+ * {@code inner = outer} conditions, and for IN the tested value) match a row of the subquery that
+ * changed, found by the same telescoping over the subquery's tables; and, when a subquery has no
+ * such key (uncorrelated EXISTS and scalars, a NOT IN whose NULLs or emptiness changed, non-equality
+ * correlations), every row, but only when its result changed.
+ */
+final class Sublinks {
+
+    enum Kind { EXISTS, IN, NOT_IN, SCALAR }
+
+    /** One subquery condition of a branch's WHERE, in a parse tree. */
+    static final class Sublink {
+        final Expression condition;
+        final Kind kind;
+        final ParenthesedSelect subquery;
+        /** The subquery's tables as occurrences, so that terms can rename them. */
+        final Branch inner;
+        final List<Expression> innerKeys = new ArrayList<>();
+        final List<Expression> outerKeys = new ArrayList<>();
+        /** The subquery's WHERE conditions that read no outer column. */
+        final List<Expression> own = new ArrayList<>();
+        boolean correlated;
+
+        Sublink(Expression condition, Kind kind, ParenthesedSelect subquery, Branch inner) {
+            this.condition = condition;
+            this.kind = kind;
+            this.subquery = subquery;
+            this.inner = inner;
+        }
+
+        /** Whether a change of the subquery can reach outer rows other than those of its keys. */
+        boolean global() {
+            return innerKeys.isEmpty() || kind == Kind.NOT_IN && !correlated;
+        }
+    }
+
+    private Sublinks() {
+    }
+
+    static List<Expression> conjuncts(Expression where) {
+        List<Expression> out = new ArrayList<>();
+        if (where != null) {
+            collect(where, out);
+        }
+        return out;
+    }
+
+    private static void collect(Expression e, List<Expression> out) {
+        Expression u = unparen(e);
+        if (u instanceof AndExpression and) {
+            collect(and.getLeftExpression(), out);
+            collect(and.getRightExpression(), out);
+        } else {
+            out.add(e);
+        }
+    }
+
+    private static Expression unparen(Expression e) {
+        while (e instanceof ParenthesedExpressionList<?> p && p.size() == 1) {
+            e = (Expression) p.get(0);
+        }
+        return e;
+    }
+
+    static boolean hasSubquery(Expression e) {
+        boolean[] found = {false};
+        e.accept(new ExpressionVisitorAdapter<Void>() {
+            @Override
+            public <S> Void visit(net.sf.jsqlparser.statement.select.Select select, S context) {
+            // JSqlParser's adapter hands a subquery (a ParenthesedSelect) to this overload, not to visit(ParenthesedSelect)
+                found[0] = true;
+                return null;
+            }
+
+            @Override
+            public <S> Void visit(ExistsExpression exists, S context) {
+                found[0] = true;
+                return null;
+            }
+        }, null);
+        return found[0];
+    }
+
+    /** The subquery condition {@code condition} of branch {@code outer}, whose tables are walked already. */
+    static Sublink analyze(Expression condition, Branch outer, Source.Lookup sources) throws PlanRefusedException {
+        Expression e = unparen(condition);
+        boolean negated = false;
+        while (e instanceof NotExpression n) {
+            negated = !negated;
+            e = unparen(n.getExpression());
+        }
+        Kind kind;
+        ParenthesedSelect subquery;
+        Expression tested = null;
+        if (e instanceof ExistsExpression exists && unparen(exists.getRightExpression()) instanceof ParenthesedSelect s) {
+            kind = Kind.EXISTS;
+            subquery = s;
+        } else if (e instanceof InExpression in && in.getRightExpression() instanceof ParenthesedSelect s
+                && !hasSubquery(in.getLeftExpression()) && !(unparen(in.getLeftExpression()) instanceof ParenthesedExpressionList<?>)) {
+            kind = negated != in.isNot() ? Kind.NOT_IN : Kind.IN;
+            subquery = s;
+            tested = in.getLeftExpression();
+        } else if (scalarSubquery(e) != null) {
+            kind = Kind.SCALAR;
+            subquery = scalarSubquery(e);
+        } else {
+            throw new PlanRefusedException("the query has a subquery condition the engine does not maintain: " + condition
+                    + " (maintained: EXISTS, NOT EXISTS, IN, NOT IN and comparisons with a scalar subquery, AND-ed in WHERE)");
+        }
+        net.sf.jsqlparser.statement.select.Select body = subquery.getSelect();
+        while (body instanceof ParenthesedSelect p) {
+            body = p.getSelect();
+        }
+        if (!(body instanceof PlainSelect ps)) {
+            throw new PlanRefusedException("a subquery is not a plain SELECT: " + subquery);
+        }
+        if (ps.getLimit() != null || ps.getOffset() != null || ps.getFetch() != null || ps.getWithItemsList() != null
+                || ps.getWindowDefinitions() != null || ps.getDistinct() != null && ps.getDistinct().getOnSelectItems() != null) {
+            throw new PlanRefusedException("a subquery uses LIMIT, OFFSET, WITH, WINDOW or DISTINCT ON: " + subquery);
+        }
+        Branch inner = new Branch(ps);
+        ps.setFromItem(DeltaPlanner.walk(ps.getFromItem(), inner, sources));
+        if (ps.getJoins() != null) {
+            for (Join j : ps.getJoins()) {
+                DeltaPlanner.join(j, inner, sources);
+            }
+        }
+        Set<String> innerAliases = inner.occurrences.stream().map(o -> o.alias).collect(Collectors.toSet());
+        Set<String> outerAliases = outer.occurrences.stream().map(o -> o.alias).collect(Collectors.toSet());
+        for (String alias : innerAliases) {
+            if (outerAliases.contains(alias)) {
+                throw new PlanRefusedException("a subquery's table has the name or alias " + alias + " of a table outside it");
+            }
+        }
+        Sublink link = new Sublink(condition, kind, subquery, inner);
+        for (SelectItem<?> item : ps.getSelectItems()) {
+            if (hasSubquery(item.getExpression()) || !reads(item.getExpression(), inner, innerAliases, outerAliases).outer.isEmpty()) {
+                throw new PlanRefusedException("a subquery's select list reads outer columns or has subqueries: " + subquery);
+            }
+        }
+        if (ps.getHaving() != null && (hasSubquery(ps.getHaving())
+                || !reads(ps.getHaving(), inner, innerAliases, outerAliases).outer.isEmpty())) {
+            throw new PlanRefusedException("a subquery's HAVING reads outer columns or has subqueries: " + subquery);
+        }
+        for (Expression c : conjuncts(ps.getWhere())) {
+            if (hasSubquery(c)) {
+                throw new PlanRefusedException("the query nests subqueries in a subquery: " + subquery);
+            }
+            Reads r = reads(c, inner, innerAliases, outerAliases);
+            if (r.outer.isEmpty()) {
+                link.own.add(c);
+                continue;
+            }
+            link.correlated = true;
+            if (unparen(c) instanceof EqualsTo eq) {
+                Reads left = reads(eq.getLeftExpression(), inner, innerAliases, outerAliases);
+                Reads right = reads(eq.getRightExpression(), inner, innerAliases, outerAliases);
+                if (left.outer.isEmpty() && !left.inner.isEmpty() && right.inner.isEmpty() && !right.outer.isEmpty()) {
+                    link.innerKeys.add(eq.getLeftExpression());
+                    link.outerKeys.add(eq.getRightExpression());
+                } else if (right.outer.isEmpty() && !right.inner.isEmpty() && left.inner.isEmpty() && !left.outer.isEmpty()) {
+                    link.innerKeys.add(eq.getRightExpression());
+                    link.outerKeys.add(eq.getLeftExpression());
+                }
+            }
+            // any other correlation is left out of the keys' subquery: it then finds more keys, never fewer
+        }
+        if (kind == Kind.IN || kind == Kind.NOT_IN) {
+            if (ps.getSelectItems().size() != 1 || DeltaPlanner.aggregates(ps.getSelectItems().get(0).getExpression())) {
+                throw new PlanRefusedException("an IN subquery must return one plain column: " + subquery);
+            }
+            // NOT IN turns on the whole subquery (a NULL in it, or its being empty) within one
+            // correlation: its tested value is a key only when there is no correlation
+            if (kind == Kind.IN || !link.correlated) {
+                link.innerKeys.add(ps.getSelectItems().get(0).getExpression());
+                link.outerKeys.add(tested);
+            }
+        } else if (kind == Kind.SCALAR && ps.getSelectItems().size() != 1) {
+            throw new PlanRefusedException("a scalar subquery must return one column: " + subquery);
+        }
+        return link;
+    }
+
+    /**
+     * The one scalar subquery of a condition such as {@code v > (SELECT avg(m) ...) - 2}, or null
+     * when it has none, several, or an EXISTS or IN inside a larger expression.
+     */
+    private static ParenthesedSelect scalarSubquery(Expression condition) {
+        List<ParenthesedSelect> found = new ArrayList<>();
+        boolean[] other = {false};
+        condition.accept(new ExpressionVisitorAdapter<Void>() {
+            @Override
+            public <S> Void visit(net.sf.jsqlparser.statement.select.Select select, S context) {
+                if (select instanceof ParenthesedSelect p) {
+                    found.add(p);
+                } else {
+                    other[0] = true;
+                }
+                return null;
+            }
+
+            @Override
+            public <S> Void visit(ExistsExpression exists, S context) {
+                other[0] = true;
+                return null;
+            }
+
+            @Override
+            public <S> Void visit(InExpression in, S context) {
+                if (in.getRightExpression() instanceof ParenthesedSelect) {
+                    other[0] = true;
+                    return null;
+                }
+                return super.visit(in, context);
+            }
+        }, null);
+        return found.size() == 1 && !other[0] ? found.get(0) : null;
+    }
+
+    /** The columns an expression reads, by side. */
+    private record Reads(Set<String> inner, Set<String> outer) {
+    }
+
+    private static Reads reads(Expression e, Branch inner, Set<String> innerAliases, Set<String> outerAliases)
+            throws PlanRefusedException {
+        Set<String> in = new LinkedHashSet<>();
+        Set<String> out = new LinkedHashSet<>();
+        List<Column> columns = new ArrayList<>();
+        boolean[] windows = {false};
+        e.accept(new ExpressionVisitorAdapter<Void>() {
+            @Override
+            public <S> Void visit(Column column, S context) {
+                columns.add(column);
+                return null;
+            }
+
+            @Override
+            public <S> Void visit(AnalyticExpression expression, S context) {
+                windows[0] = true;
+                return super.visit(expression, context);
+            }
+        }, null);
+        if (windows[0]) {
+            throw new PlanRefusedException("a subquery uses window functions");
+        }
+        for (Column c : columns) {
+            String table = c.getTable() == null ? null : c.getTable().getName();
+            if (table == null) {
+                boolean known = inner.occurrences.stream().anyMatch(o -> o.source.columns().contains(c.getColumnName()));
+                if (!known) {
+                    // an unqualified name is a column of the subquery's tables, or something the
+                    // engine cannot place (PostgreSQL qualifies what the subquery reads from outside)
+                    throw new PlanRefusedException("a subquery reads " + c + ", which the engine cannot place");
+                }
+                in.add(c.toString());
+            } else if (innerAliases.contains(table)) {
+                in.add(c.toString());
+            } else if (outerAliases.contains(table)) {
+                out.add(c.toString());
+            } else {
+                throw new PlanRefusedException("a subquery reads " + c + " of a query level the engine does not maintain");
+            }
+        }
+        return new Reads(in, out);
+    }
+
+    // ---------------------------------------------------------------- SQL
+
+    /** The CTE names of sublink {@code i} of branch {@code b}: its touched keys and its global verdict change. */
+    private static String keysName(int b, int i) {
+        return "__pgt_sl" + b + "_" + i;
+    }
+
+    private static String changedName(int b, int i) {
+        return "__pgt_sg" + b + "_" + i;
+    }
+
+    /**
+     * Defines, in {@code deltas}, the CTEs of branch {@code bi}'s subqueries: per subquery with keys,
+     * the key values of its rows that involve a change (old or new: the telescoping terms over its
+     * tables, without its correlated conditions); per subquery that can reach every outer row,
+     * whether its result changed.
+     */
+    static void define(String query, Source.Lookup sources, Deltas deltas, int bi) throws PlanRefusedException {
+        int count = DeltaPlanner.parse(query, sources).branches().get(bi).sublinks.size();
+        for (int i = 0; i < count; i++) {
+            Sublink shape = DeltaPlanner.parse(query, sources).branches().get(bi).sublinks.get(i);
+            if (!shape.innerKeys.isEmpty()) {
+                List<String> terms = new ArrayList<>();
+                List<String> names = IntStream.range(0, shape.innerKeys.size()).mapToObj(k -> "k" + k).toList();
+                for (int m = 0; m < shape.inner.occurrences.size(); m++) {
+                    Sublink s = DeltaPlanner.parse(query, sources).branches().get(bi).sublinks.get(i);
+                    PlainSelect ps = s.inner.select;
+                    List<SelectItem<?>> keys = new ArrayList<>();
+                    for (Expression k : s.innerKeys) {
+                        keys.add(SelectItem.from(k));
+                    }
+                    ps.setSelectItems(keys);
+                    ps.setWhere(s.own.isEmpty() ? null : DeltaPlanner.parseExpression(
+                            s.own.stream().map(c -> "(" + c + ")").collect(Collectors.joining(" AND "))));
+                    ps.setGroupByElement(null);
+                    ps.setHaving(null);
+                    ps.setDistinct(null);
+                    ps.setOrderByElements(null);
+                    terms.add("SELECT * FROM (" + s.inner.term(m, deltas) + ") __pgt_t(" + String.join(", ", names) + ") WHERE "
+                            + deltas.pending(s.inner.occurrences.get(m).source));
+                }
+                deltas.define(keysName(bi, i), "SELECT DISTINCT * FROM (" + String.join("\n UNION ALL ", terms) + ") __pgt_k");
+            }
+            if (shape.global()) {
+                Sublink s = DeltaPlanner.parse(query, sources).branches().get(bi).sublinks.get(i);
+                String changed;
+                if (s.correlated && s.innerKeys.isEmpty()) {
+                    changed = "true";
+                } else {
+                    String now = s.subquery.toString();
+                    asBefore(s, deltas);
+                    String before = s.subquery.toString();
+                    changed = switch (s.kind) {
+                        case EXISTS -> "(EXISTS " + now + ") IS DISTINCT FROM (EXISTS " + before + ")";
+                        case SCALAR -> now + " IS DISTINCT FROM " + before;
+                        default -> "(EXISTS " + now + ") IS DISTINCT FROM (EXISTS " + before + ")"
+                                + " OR (EXISTS (SELECT FROM " + now + " __pgt_s(v) WHERE __pgt_s.v IS NULL))"
+                                + " IS DISTINCT FROM (EXISTS (SELECT FROM " + before + " __pgt_s(v) WHERE __pgt_s.v IS NULL))";
+                    };
+                }
+                deltas.define(changedName(bi, i), "SELECT " + changed + " AS t");
+            }
+        }
+    }
+
+    /** Renames the subquery's tables to their rows as they were at the frontier. */
+    private static void asBefore(Sublink s, Deltas deltas) {
+        for (Occurrence o : s.inner.occurrences) {
+            o.table.setSchemaName(null);
+            o.table.setName(deltas.oldRows(o.source));
+        }
+    }
+
+    /**
+     * Turns branch {@code b} (a fresh parse, branch number {@code bi}) into its flip term's shape:
+     * WHERE becomes the plain conditions and "the row's verdict can have changed"; returns the
+     * factor {@code [S_new] - [S_old]} the term's weight is multiplied by. The caller sets the select
+     * list and renders the term with every table as it was ({@code b.term(-1, deltas)}).
+     */
+    static String flip(Branch b, int bi, Deltas deltas) throws PlanRefusedException {
+        String now = b.sublinks.stream().map(s -> "(" + s.condition + ")").collect(Collectors.joining(" AND "));
+        for (Sublink s : b.sublinks) {
+            asBefore(s, deltas);
+        }
+        String before = b.sublinks.stream().map(s -> "(" + s.condition + ")").collect(Collectors.joining(" AND "));
+        List<String> affected = new ArrayList<>();
+        for (int i = 0; i < b.sublinks.size(); i++) {
+            Sublink s = b.sublinks.get(i);
+            if (!s.innerKeys.isEmpty()) {
+                affected.add("(" + s.outerKeys.stream().map(Object::toString).collect(Collectors.joining(", ")) + ") IN (SELECT * FROM "
+                        + keysName(bi, i) + ")");
+            }
+            if (s.global()) {
+                affected.add("(SELECT t FROM " + changedName(bi, i) + ")");
+            }
+        }
+        List<String> where = new ArrayList<>();
+        for (Expression c : b.plain) {
+            where.add("(" + c + ")");
+        }
+        where.add("(" + String.join(" OR ", affected) + ")");
+        b.select.setWhere(DeltaPlanner.parseExpression(String.join(" AND ", where)));
+        return "((CASE WHEN " + now + " THEN 1 ELSE 0 END) - (CASE WHEN " + before + " THEN 1 ELSE 0 END))";
+    }
+
+    /**
+     * Stands for the flip factor in a term's parse tree until the term is printed. JSqlParser's
+     * lookahead is exponential in nested parenthesised subqueries, and the factor nests the old rows
+     * of every subquery table, so the factor is never parsed: the term is printed with this column
+     * name in its place, and the name swapped for the factor's text. The query must not contain the
+     * name, so the swap cannot touch anything of the query's (see {@link #placeholder(String)}).
+     */
+    static final String FACTOR = "__pgt_flip_factor";
+
+    /** The placeholder, after checking that the query's text cannot contain it. */
+    static String placeholder(String query) throws PlanRefusedException {
+        if (query.contains(FACTOR)) {
+            throw new PlanRefusedException("the query contains the engine's internal name " + FACTOR);
+        }
+        return FACTOR;
+    }
+
+    /** A printed term with the factor in the placeholder's place. */
+    static String withFactor(String term, String factor) {
+        return term.replace(FACTOR, factor);
+    }
+
+    /** Gates a flip term: it runs only when a subquery's table has changes in the window. */
+    static String pending(Branch b, Deltas deltas) {
+        return b.sublinks.stream().flatMap(s -> s.inner.occurrences.stream())
+                .map(o -> deltas.pending(o.source)).distinct().collect(Collectors.joining(" OR "));
+    }
+}
