@@ -18,8 +18,8 @@ import org.junit.jupiter.api.Test;
  * Seeded randomized rounds over subqueries in WHERE: EXISTS and NOT EXISTS (correlated by equality,
  * by equality and inequality, and over a join), IN and NOT IN (uncorrelated and correlated, with
  * NULLs on both sides: one NULL in a NOT IN subquery empties the result), comparisons with a
- * correlated and an uncorrelated scalar subquery, a table that is both outside and inside its
- * subquery, subqueries under GROUP BY (running totals and recomputed groups), an aggregate without
+ * correlated and an uncorrelated scalar subquery, subqueries nested in subqueries, a table that
+ * is both outside and inside its subquery, subqueries under GROUP BY (running totals and recomputed groups), an aggregate without
  * GROUP BY, a join and UNION ALL. Every stream table must refresh DIFFERENTIAL whenever a source
  * changed (FULL after a TRUNCATE) and equal its query by value and by text form after every round.
  *
@@ -48,6 +48,10 @@ class SublinksRandomizedTest {
         {"sl_join", "SELECT o.id, p.w FROM o JOIN p ON p.m = o.g WHERE EXISTS (SELECT FROM l WHERE l.k = o.k) AND o.v IS NOT NULL"},
         {"sl_global", "SELECT count(*) AS n, sum(v) AS s FROM o WHERE EXISTS (SELECT FROM l WHERE l.k = o.k AND l.m > o.v)"},
         {"sl_self", "SELECT a.id FROM o a WHERE EXISTS (SELECT FROM o b WHERE b.k = a.k AND b.id <> a.id)"},
+        // subqueries in subqueries: uncorrelated, correlated one level up, and a double negation
+        {"sl_nested", "SELECT id FROM o WHERE k IN (SELECT l.k FROM l WHERE l.m IN (SELECT p.m FROM p WHERE p.w > 3))"},
+        {"sl_nested_corr", "SELECT id FROM o WHERE k IN (SELECT l.k FROM l WHERE l.m > (SELECT count(*) FROM p WHERE p.m = l.k))"},
+        {"sl_nested_not", "SELECT id, g FROM o WHERE NOT EXISTS (SELECT FROM l WHERE l.k = o.k AND NOT EXISTS (SELECT FROM p WHERE p.m = l.m))"},
         {"sl_union", "SELECT id FROM o WHERE k IN (SELECT k FROM l) UNION ALL SELECT m FROM p WHERE EXISTS (SELECT FROM l WHERE l.m = p.m)"},
     };
 

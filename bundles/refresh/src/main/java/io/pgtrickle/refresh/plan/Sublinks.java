@@ -185,7 +185,9 @@ final class Sublinks {
         }
         for (Expression c : conjuncts(ps.getWhere())) {
             if (hasSubquery(c)) {
-                throw new PlanRefusedException("the query nests subqueries in a subquery: " + subquery);
+                // a subquery of the subquery: the same, one level down
+                inner.sublinks.add(analyze(c, inner, sources));
+                continue;
             }
             Reads r = reads(c, inner, innerAliases, outerAliases);
             if (r.outer.isEmpty()) {
@@ -307,75 +309,127 @@ final class Sublinks {
 
     // ---------------------------------------------------------------- SQL
 
-    /** The CTE names of sublink {@code i} of branch {@code b}: its touched keys and its global verdict change. */
-    private static String keysName(int b, int i) {
-        return "__pgt_sl" + b + "_" + i;
+    /** The CTE names of a sublink, by its path (branch, then sublink indexes down the nesting). */
+    private static String keysName(List<Integer> path) {
+        return "__pgt_sl" + path.stream().map(String::valueOf).collect(Collectors.joining("_"));
     }
 
-    private static String changedName(int b, int i) {
-        return "__pgt_sg" + b + "_" + i;
+    private static String changedName(List<Integer> path) {
+        return "__pgt_sg" + path.stream().map(String::valueOf).collect(Collectors.joining("_"));
+    }
+
+    private static List<Integer> child(List<Integer> path, int i) {
+        List<Integer> c = new ArrayList<>(path);
+        c.add(i);
+        return c;
+    }
+
+    /** The sublink at {@code path} in a fresh parse of the query. */
+    private static Sublink locate(String query, Source.Lookup sources, List<Integer> path) throws PlanRefusedException {
+        Sublink s = DeltaPlanner.parse(query, sources).branches().get(path.get(0)).sublinks.get(path.get(1));
+        for (int k = 2; k < path.size(); k++) {
+            s = s.inner.sublinks.get(path.get(k));
+        }
+        return s;
     }
 
     /**
      * Defines, in {@code deltas}, the CTEs of branch {@code bi}'s subqueries: per subquery with keys,
      * the key values of its rows that involve a change (old or new: the telescoping terms over its
-     * tables, without its correlated conditions); per subquery that can reach every outer row,
+     * tables, without its correlated conditions, and for a subquery with subqueries of its own, its
+     * rows whose own verdicts can have changed); per subquery that can reach every outer row,
      * whether its result changed.
      */
     static void define(String query, Source.Lookup sources, Deltas deltas, int bi) throws PlanRefusedException {
         int count = DeltaPlanner.parse(query, sources).branches().get(bi).sublinks.size();
         for (int i = 0; i < count; i++) {
-            Sublink shape = DeltaPlanner.parse(query, sources).branches().get(bi).sublinks.get(i);
-            if (!shape.innerKeys.isEmpty()) {
-                List<String> terms = new ArrayList<>();
-                List<String> names = IntStream.range(0, shape.innerKeys.size()).mapToObj(k -> "k" + k).toList();
-                for (int m = 0; m < shape.inner.occurrences.size(); m++) {
-                    Sublink s = DeltaPlanner.parse(query, sources).branches().get(bi).sublinks.get(i);
-                    PlainSelect ps = s.inner.select;
-                    List<SelectItem<?>> keys = new ArrayList<>();
-                    for (Expression k : s.innerKeys) {
-                        keys.add(SelectItem.from(k));
-                    }
-                    ps.setSelectItems(keys);
-                    ps.setWhere(s.own.isEmpty() ? null : DeltaPlanner.parseExpression(
-                            s.own.stream().map(c -> "(" + c + ")").collect(Collectors.joining(" AND "))));
-                    ps.setGroupByElement(null);
-                    ps.setHaving(null);
-                    ps.setDistinct(null);
-                    ps.setOrderByElements(null);
-                    terms.add("SELECT * FROM (" + s.inner.term(m, deltas) + ") __pgt_t(" + String.join(", ", names) + ") WHERE "
-                            + deltas.pending(s.inner.occurrences.get(m).source));
-                }
-                deltas.define(keysName(bi, i), "SELECT DISTINCT * FROM (" + String.join("\n UNION ALL ", terms) + ") __pgt_k");
-            }
-            if (shape.global()) {
-                Sublink s = DeltaPlanner.parse(query, sources).branches().get(bi).sublinks.get(i);
-                String changed;
-                if (s.correlated && s.innerKeys.isEmpty()) {
-                    changed = "true";
-                } else {
-                    String now = s.subquery.toString();
-                    asBefore(s, deltas);
-                    String before = s.subquery.toString();
-                    changed = switch (s.kind) {
-                        case EXISTS -> "(EXISTS " + now + ") IS DISTINCT FROM (EXISTS " + before + ")";
-                        case SCALAR -> now + " IS DISTINCT FROM " + before;
-                        default -> "(EXISTS " + now + ") IS DISTINCT FROM (EXISTS " + before + ")"
-                                + " OR (EXISTS (SELECT FROM " + now + " __pgt_s(v) WHERE __pgt_s.v IS NULL))"
-                                + " IS DISTINCT FROM (EXISTS (SELECT FROM " + before + " __pgt_s(v) WHERE __pgt_s.v IS NULL))";
-                    };
-                }
-                deltas.define(changedName(bi, i), "SELECT " + changed + " AS t");
-            }
+            define(query, sources, deltas, List.of(bi, i));
         }
     }
 
-    /** Renames the subquery's tables to their rows as they were at the frontier. */
+    private static void define(String query, Source.Lookup sources, Deltas deltas, List<Integer> path) throws PlanRefusedException {
+        Sublink shape = locate(query, sources, path);
+        if (!shape.innerKeys.isEmpty()) {
+            List<String> terms = new ArrayList<>();
+            List<String> names = IntStream.range(0, shape.innerKeys.size()).mapToObj(k -> "k" + k).toList();
+            for (int m = 0; m < shape.inner.occurrences.size(); m++) {
+                Sublink s = locate(query, sources, path);
+                keysOnly(s, s.own);
+                terms.add("SELECT * FROM (" + s.inner.term(m, deltas) + ") __pgt_t(" + String.join(", ", names) + ") WHERE "
+                        + deltas.pending(s.inner.occurrences.get(m).source));
+            }
+            if (!shape.inner.sublinks.isEmpty()) {
+                for (int j = 0; j < shape.inner.sublinks.size(); j++) {
+                    define(query, sources, deltas, child(path, j));
+                }
+                Sublink s = locate(query, sources, path);
+                List<Expression> where = new ArrayList<>(s.own);
+                where.add(DeltaPlanner.parseExpression(affected(s.inner, path)));
+                keysOnly(s, where);
+                terms.add("SELECT * FROM (" + s.inner.term(-1, deltas) + ") __pgt_t(" + String.join(", ", names) + ") WHERE "
+                        + pending(s.inner, deltas));
+            }
+            deltas.define(keysName(path), "SELECT DISTINCT * FROM (" + String.join("\n UNION ALL ", terms) + ") __pgt_k");
+        }
+        if (shape.global()) {
+            Sublink s = locate(query, sources, path);
+            String changed;
+            if (s.correlated && s.innerKeys.isEmpty()) {
+                changed = "true";
+            } else {
+                String now = s.subquery.toString();
+                asBefore(s, deltas);
+                String before = s.subquery.toString();
+                changed = switch (s.kind) {
+                    case EXISTS -> "(EXISTS " + now + ") IS DISTINCT FROM (EXISTS " + before + ")";
+                    case SCALAR -> now + " IS DISTINCT FROM " + before;
+                    default -> "(EXISTS " + now + ") IS DISTINCT FROM (EXISTS " + before + ")"
+                            + " OR (EXISTS (SELECT FROM " + now + " __pgt_s(v) WHERE __pgt_s.v IS NULL))"
+                            + " IS DISTINCT FROM (EXISTS (SELECT FROM " + before + " __pgt_s(v) WHERE __pgt_s.v IS NULL))";
+                };
+            }
+            deltas.define(changedName(path), "SELECT " + changed + " AS t");
+        }
+    }
+
+    /** Makes the subquery select its keys only, from the rows the conditions {@code where} keep. */
+    private static void keysOnly(Sublink s, List<Expression> where) throws PlanRefusedException {
+        PlainSelect ps = s.inner.select;
+        List<SelectItem<?>> keys = new ArrayList<>();
+        for (Expression k : s.innerKeys) {
+            keys.add(SelectItem.from(k));
+        }
+        ps.setSelectItems(keys);
+        ps.setWhere(where.isEmpty() ? null : DeltaPlanner.parseExpression(
+                where.stream().map(c -> "(" + c + ")").collect(Collectors.joining(" AND "))));
+        ps.setGroupByElement(null);
+        ps.setHaving(null);
+        ps.setDistinct(null);
+        ps.setOrderByElements(null);
+    }
+
+    /** Renames every table of the subquery, its own subqueries' included, to its rows as they were. */
     private static void asBefore(Sublink s, Deltas deltas) {
-        for (Occurrence o : s.inner.occurrences) {
+        for (Occurrence o : s.inner.allOccurrences()) {
             o.table.setSchemaName(null);
             o.table.setName(deltas.oldRows(o.source));
         }
+    }
+
+    /** "The row's verdict can have changed", for the sublinks of branch {@code b} at {@code path}. */
+    private static String affected(Branch b, List<Integer> path) {
+        List<String> affected = new ArrayList<>();
+        for (int i = 0; i < b.sublinks.size(); i++) {
+            Sublink s = b.sublinks.get(i);
+            if (!s.innerKeys.isEmpty()) {
+                affected.add("(" + s.outerKeys.stream().map(Object::toString).collect(Collectors.joining(", ")) + ") IN (SELECT * FROM "
+                        + keysName(child(path, i)) + ")");
+            }
+            if (s.global()) {
+                affected.add("(SELECT t FROM " + changedName(child(path, i)) + ")");
+            }
+        }
+        return "(" + String.join(" OR ", affected) + ")";
     }
 
     /**
@@ -390,22 +444,11 @@ final class Sublinks {
             asBefore(s, deltas);
         }
         String before = b.sublinks.stream().map(s -> "(" + s.condition + ")").collect(Collectors.joining(" AND "));
-        List<String> affected = new ArrayList<>();
-        for (int i = 0; i < b.sublinks.size(); i++) {
-            Sublink s = b.sublinks.get(i);
-            if (!s.innerKeys.isEmpty()) {
-                affected.add("(" + s.outerKeys.stream().map(Object::toString).collect(Collectors.joining(", ")) + ") IN (SELECT * FROM "
-                        + keysName(bi, i) + ")");
-            }
-            if (s.global()) {
-                affected.add("(SELECT t FROM " + changedName(bi, i) + ")");
-            }
-        }
         List<String> where = new ArrayList<>();
         for (Expression c : b.plain) {
             where.add("(" + c + ")");
         }
-        where.add("(" + String.join(" OR ", affected) + ")");
+        where.add(affected(b, List.of(bi)));
         b.select.setWhere(DeltaPlanner.parseExpression(String.join(" AND ", where)));
         return "((CASE WHEN " + now + " THEN 1 ELSE 0 END) - (CASE WHEN " + before + " THEN 1 ELSE 0 END))";
     }
@@ -434,7 +477,7 @@ final class Sublinks {
 
     /** Gates a flip term: it runs only when a subquery's table has changes in the window. */
     static String pending(Branch b, Deltas deltas) {
-        return b.sublinks.stream().flatMap(s -> s.inner.occurrences.stream())
+        return b.sublinks.stream().flatMap(s -> s.inner.allOccurrences().stream())
                 .map(o -> deltas.pending(o.source)).distinct().collect(Collectors.joining(" OR "));
     }
 }
