@@ -60,6 +60,8 @@ class DifferentialShapesTest {
         CORPUS.put("SELECT id FROM a WHERE v >= (SELECT count(*) FROM c)", null);
         CORPUS.put("SELECT g, count(*) AS n FROM a WHERE EXISTS (SELECT FROM b JOIN c ON c.m = b.m WHERE b.k = a.k) GROUP BY g", null);
         CORPUS.put("SELECT id FROM a WHERE EXISTS (SELECT FROM b WHERE b.k = a.k) OR v > 3", "subquer");
+        CORPUS.put("SELECT g, sum(k) AS s FROM a GROUP BY g HAVING sum(k) > (SELECT count(*) FROM b)", null);
+        CORPUS.put("SELECT g, sum(k) AS s FROM a GROUP BY g HAVING sum(k) > (SELECT count(*) FROM b WHERE b.k = sum(a.k))", "HAVING");
         CORPUS.put("SELECT id, (SELECT max(m) FROM b) AS top FROM a", "subqueries");
         CORPUS.put("SELECT s.id FROM (SELECT id FROM a) s", "subquery in FROM");
         CORPUS.put("WITH x AS MATERIALIZED (SELECT id FROM a) SELECT id FROM x", "WITH");

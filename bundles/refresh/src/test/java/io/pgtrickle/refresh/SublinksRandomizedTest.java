@@ -52,6 +52,8 @@ class SublinksRandomizedTest {
         {"sl_nested", "SELECT id FROM o WHERE k IN (SELECT l.k FROM l WHERE l.m IN (SELECT p.m FROM p WHERE p.w > 3))"},
         {"sl_nested_corr", "SELECT id FROM o WHERE k IN (SELECT l.k FROM l WHERE l.m > (SELECT count(*) FROM p WHERE p.m = l.k))"},
         {"sl_nested_not", "SELECT id, g FROM o WHERE NOT EXISTS (SELECT FROM l WHERE l.k = o.k AND NOT EXISTS (SELECT FROM p WHERE p.m = l.m))"},
+        // a threshold in HAVING from an uncorrelated subquery (TPC-H Q11's shape)
+        {"sl_having", "SELECT g, sum(v) AS s, count(*) AS n FROM o GROUP BY g HAVING sum(v) > (SELECT count(*) FROM l) - 12"},
         {"sl_union", "SELECT id FROM o WHERE k IN (SELECT k FROM l) UNION ALL SELECT m FROM p WHERE EXISTS (SELECT FROM l WHERE l.m = p.m)"},
     };
 

@@ -260,6 +260,16 @@ public final class DeltaPlanner {
             k.select.setDistinct(null);
             terms.add("SELECT * FROM (" + k.term(-1, deltas) + ") __pgt_t(h) WHERE " + Sublinks.pending(k, deltas));
         }
+        if (!shape.havingSublinks.isEmpty()) {
+            // a threshold that moved: every group, as it is now (groups that are gone were touched by their rows)
+            String moved = Sublinks.defineHaving(query, sources, deltas);
+            Branch k = parse(query, sources).branches.get(0);
+            k.select.setSelectItems(new ArrayList<>(List.of(SelectItem.from(parseExpression(keyHash)))));
+            k.select.setGroupByElement(null);
+            k.select.setHaving(null);
+            k.select.setDistinct(null);
+            terms.add("SELECT * FROM (" + k.term(k.occurrences.size(), deltas) + ") __pgt_t(h) WHERE " + moved);
+        }
 
         // those groups recomputed from the sources
         Branch r = parse(query, sources).branches.get(0);
@@ -456,11 +466,14 @@ public final class DeltaPlanner {
         /** WHERE's AND-ed conditions: those with a subquery, and the others. */
         final List<Sublinks.Sublink> sublinks = new ArrayList<>();
         final List<Expression> plain = new ArrayList<>();
+        /** HAVING's AND-ed conditions with an uncorrelated subquery (GROUPS recomputes every group when it changes). */
+        final List<Sublinks.Sublink> havingSublinks = new ArrayList<>();
 
         /** The tables of the branch and of its subqueries. */
         List<Occurrence> allOccurrences() {
             List<Occurrence> all = new ArrayList<>(occurrences);
             sublinks.forEach(s -> all.addAll(s.inner.allOccurrences()));
+            havingSublinks.forEach(s -> all.addAll(s.inner.allOccurrences()));
             return all;
         }
 
@@ -691,7 +704,17 @@ public final class DeltaPlanner {
                     f.scan(condition);
                 }
             }
-            f.scan(ps.getHaving());
+            for (Expression condition : Sublinks.conjuncts(ps.getHaving())) {
+                if (Sublinks.hasSubquery(condition) && ps.getGroupBy() != null) {
+                    Sublinks.Sublink link = Sublinks.analyze(condition, b, sources);
+                    if (link.correlated || !link.global() || !link.inner.sublinks.isEmpty()) {
+                        throw new PlanRefusedException("a subquery in HAVING reads the outer query or has subqueries: " + condition);
+                    }
+                    b.havingSublinks.add(link);
+                } else {
+                    f.scan(condition);
+                }
+            }
             if (ps.getGroupBy() != null) {
                 for (Object e : ps.getGroupBy().getGroupByExpressionList()) {
                     f.scan((Expression) e);

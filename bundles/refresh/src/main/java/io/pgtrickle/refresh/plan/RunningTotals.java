@@ -234,7 +234,7 @@ final class RunningTotals {
     /** The plan, or null when the query is not of this form (GROUPS then handles it). */
     static Plan plan(String query, Target to, Source.Lookup sources, boolean consolidate, Branch shape)
             throws PlanRefusedException {
-        if (shape.select.getDistinct() != null || to.stateTable() == null) {
+        if (shape.select.getDistinct() != null || to.stateTable() == null || !shape.havingSublinks.isEmpty()) {
             return null;
         }
         boolean global = shape.select.getGroupBy() == null;

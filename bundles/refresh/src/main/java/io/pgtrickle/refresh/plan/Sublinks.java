@@ -372,24 +372,46 @@ final class Sublinks {
             deltas.define(keysName(path), "SELECT DISTINCT * FROM (" + String.join("\n UNION ALL ", terms) + ") __pgt_k");
         }
         if (shape.global()) {
-            Sublink s = locate(query, sources, path);
-            String changed;
-            if (s.correlated && s.innerKeys.isEmpty()) {
-                changed = "true";
-            } else {
-                String now = s.subquery.toString();
-                asBefore(s, deltas);
-                String before = s.subquery.toString();
-                changed = switch (s.kind) {
-                    case EXISTS -> "(EXISTS " + now + ") IS DISTINCT FROM (EXISTS " + before + ")";
-                    case SCALAR -> now + " IS DISTINCT FROM " + before;
-                    default -> "(EXISTS " + now + ") IS DISTINCT FROM (EXISTS " + before + ")"
-                            + " OR (EXISTS (SELECT FROM " + now + " __pgt_s(v) WHERE __pgt_s.v IS NULL))"
-                            + " IS DISTINCT FROM (EXISTS (SELECT FROM " + before + " __pgt_s(v) WHERE __pgt_s.v IS NULL))";
-                };
-            }
-            deltas.define(changedName(path), "SELECT " + changed + " AS t");
+            deltas.define(changedName(path), "SELECT " + changed(locate(query, sources, path), deltas) + " AS t");
         }
+    }
+
+    /** Whether the result of a subquery that can reach every outer row changed (renames its tables). */
+    private static String changed(Sublink s, Deltas deltas) {
+        if (s.correlated && s.innerKeys.isEmpty()) {
+            return "true";
+        }
+        String now = s.subquery.toString();
+        asBefore(s, deltas);
+        String before = s.subquery.toString();
+        return switch (s.kind) {
+            case EXISTS -> "(EXISTS " + now + ") IS DISTINCT FROM (EXISTS " + before + ")";
+            case SCALAR -> now + " IS DISTINCT FROM " + before;
+            default -> "(EXISTS " + now + ") IS DISTINCT FROM (EXISTS " + before + ")"
+                    + " OR (EXISTS (SELECT FROM " + now + " __pgt_s(v) WHERE __pgt_s.v IS NULL))"
+                    + " IS DISTINCT FROM (EXISTS (SELECT FROM " + before + " __pgt_s(v) WHERE __pgt_s.v IS NULL))";
+        };
+    }
+
+    /**
+     * For HAVING's subqueries (uncorrelated: a threshold such as TPC-H Q11's share of a total):
+     * defines per subquery whether its result changed, computed only when its tables have changes,
+     * and returns the condition "one of them changed": then every group is recomputed, as the
+     * threshold of each moved.
+     */
+    static String defineHaving(String query, Source.Lookup sources, Deltas deltas) throws PlanRefusedException {
+        int count = DeltaPlanner.parse(query, sources).branches().get(0).havingSublinks.size();
+        List<String> any = new ArrayList<>();
+        for (int i = 0; i < count; i++) {
+            Sublink s = DeltaPlanner.parse(query, sources).branches().get(0).havingSublinks.get(i);
+            String pending = s.inner.allOccurrences().stream().map(o -> deltas.pending(o.source)).distinct()
+                    .collect(Collectors.joining(" OR "));
+            String name = "__pgt_sh" + i;
+            // CASE: the subquery, twice over its whole tables, only when they changed
+            deltas.define(name, "SELECT CASE WHEN " + pending + " THEN " + changed(s, deltas) + " ELSE false END AS t");
+            any.add("(SELECT t FROM " + name + ")");
+        }
+        return String.join(" OR ", any);
     }
 
     /** Makes the subquery select its keys only, from the rows the conditions {@code where} keep. */
