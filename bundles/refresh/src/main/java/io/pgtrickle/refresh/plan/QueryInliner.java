@@ -97,7 +97,6 @@ final class QueryInliner {
         if (!(statement instanceof Select)) {
             return query;
         }
-        Set<String> inlinedWith = new HashSet<>();
         boolean changed = false;
         for (int step = 0;; step++) {
             if (step == MAX_STEPS) {
@@ -105,7 +104,7 @@ final class QueryInliner {
             }
             Select select = (Select) statement;
             String text = select.toString();
-            if (!new Step(text, inlinedWith).select(select, Scope.EMPTY, List.of()) && !dropUnused(select, inlinedWith)) {
+            if (!new Step(text).select(select, Scope.EMPTY, List.of()) && !dropUnused(select)) {
                 break;
             }
             changed = true;
@@ -536,13 +535,11 @@ final class QueryInliner {
     /** Finds the first inlinable subquery or WITH reference of the statement and inlines it. */
     private static final class Step {
         private final Set<String> used = new HashSet<>();
-        private final Set<String> inlinedWith;
 
-        Step(String text, Set<String> inlinedWith) {
+        Step(String text) {
             for (Token t : tokens(text)) {
                 used.add(t.name());
             }
-            this.inlinedWith = inlinedWith;
         }
 
         boolean select(Select s, Scope scope, List<String> outer) throws PlanRefusedException {
@@ -638,7 +635,6 @@ final class QueryInliner {
             String alias = names.get(index);
             PlainSelect s;
             List<String> renamed = new ArrayList<>();
-            String with = null;
             if (item instanceof ParenthesedSelect p && !(item instanceof LateralSubSelect) && p.getSelect() instanceof PlainSelect ps) {
                 s = ps;
                 if (p.getAlias().getAliasColumns() != null) {
@@ -666,7 +662,6 @@ final class QueryInliner {
                         }
                     }
                 }
-                with = norm(t.getName());
             } else {
                 return false;
             }
@@ -759,9 +754,6 @@ final class QueryInliner {
             }
 
             // nothing was refused: from here on the tree changes
-            if (with != null) {
-                inlinedWith.add(with);
-            }
             for (Slot is : innerSlots) {
                 FromItem fi = is.item();
                 String n = fi instanceof Table t ? norm(t.getAlias() != null ? t.getAlias().getName() : t.getName())
@@ -977,11 +969,11 @@ final class QueryInliner {
     }
 
     /**
-     * Drops one WITH query that was inlined and is named nowhere any more (in the text of the
-     * statement that holds it, the definition aside). Conservative: any identifier of that name
-     * not after a dot counts as a use.
+     * Drops one WITH query that is named nowhere (any more: every reference inlined), in the text of
+     * the statement that holds it, the definition aside; PostgreSQL does not run it either.
+     * Conservative: any identifier of that name not after a dot counts as a use.
      */
-    private static boolean dropUnused(Select top, Set<String> inlinedWith) {
+    private static boolean dropUnused(Select top) {
         List<Select> todo = new ArrayList<>(List.of(top));
         while (!todo.isEmpty()) {
             Select x = todo.remove(todo.size() - 1);
@@ -995,7 +987,7 @@ final class QueryInliner {
                 List<Token> tokens = tokens(text);
                 for (WithItem<?> w : x.getWithItemsList()) {
                     String name = norm(w.getAlias().getName());
-                    if (!inlinedWith.contains(name) || w.getSelect() == null) {
+                    if (w.getSelect() == null) {
                         continue;
                     }
                     long uses = tokens.stream().filter(t -> t.name().equals(name) && !t.afterDot()).count();
