@@ -49,6 +49,7 @@ class DifferentialShapesTest {
         CORPUS.put("SELECT g, string_agg(id::text, ',' ORDER BY id) AS ids, count(DISTINCT k) AS ks FROM a GROUP BY g", null);
         CORPUS.put("SELECT b.name, sum(a.v) AS s FROM a JOIN b ON a.k = b.k GROUP BY b.name", null);
         CORPUS.put("SELECT DISTINCT g, k FROM a", null);
+        CORPUS.put("SELECT id, g FROM a WHERE g LIKE 'g1%' OR g NOT LIKE '%2' OR g ILIKE 'G0' OR g NOT ILIKE 'x%'", null);
         CORPUS.put("SELECT id FROM a UNION ALL SELECT k FROM b UNION ALL SELECT m FROM c WHERE m > 1", null);
         // subqueries in FROM and WITH queries that are plain SELECTs: inlined
         CORPUS.put("SELECT s.id FROM (SELECT id FROM a) s", null);

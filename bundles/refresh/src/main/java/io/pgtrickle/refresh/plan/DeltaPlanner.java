@@ -448,6 +448,12 @@ public final class DeltaPlanner {
         while (i < query.length()) {
             char ch = query.charAt(i);
             if (ch != '\'' && ch != '"') {
+                String like = ch == ' ' ? QueryInliner.likeOperator(query, i) : null;
+                if (like != null) {
+                    out.append(like);
+                    i += query.indexOf(' ', i + 1) - i;
+                    continue;
+                }
                 out.append(ch);
                 i++;
                 continue;

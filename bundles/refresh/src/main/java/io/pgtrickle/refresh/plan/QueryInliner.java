@@ -11,9 +11,15 @@ import java.util.function.Consumer;
 import net.sf.jsqlparser.JSQLParserException;
 import net.sf.jsqlparser.expression.Alias;
 import net.sf.jsqlparser.expression.AnalyticExpression;
+import net.sf.jsqlparser.expression.CaseExpression;
+import net.sf.jsqlparser.expression.DoubleValue;
 import net.sf.jsqlparser.expression.Expression;
 import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
+import net.sf.jsqlparser.expression.ExtractExpression;
 import net.sf.jsqlparser.expression.Function;
+import net.sf.jsqlparser.expression.LongValue;
+import net.sf.jsqlparser.expression.NullValue;
+import net.sf.jsqlparser.expression.StringValue;
 import net.sf.jsqlparser.expression.operators.relational.ExistsExpression;
 import net.sf.jsqlparser.parser.CCJSqlParserUtil;
 import net.sf.jsqlparser.schema.Column;
@@ -748,6 +754,49 @@ final class QueryInliner {
                 }
             }
 
+            // a reference that is a whole select item, GROUP BY or ORDER BY element takes the
+            // expression as it is (so a select item and its GROUP BY key still read alike), others
+            // take it in parentheses unless it is one term already
+            List<Column> whole = new ArrayList<>();
+            for (SelectItem<?> si : e.getSelectItems()) {
+                if (si.getExpression() instanceof Column c) {
+                    whole.add(c);
+                }
+            }
+            List<Column> keys = new ArrayList<>();
+            if (e.getGroupBy() != null && e.getGroupBy().getGroupByExpressionList() != null) {
+                for (Object x : e.getGroupBy().getGroupByExpressionList()) {
+                    if (x instanceof Column c) {
+                        keys.add(c);
+                    }
+                }
+            }
+            if (e.getOrderByElements() != null) {
+                for (OrderByElement o : e.getOrderByElements()) {
+                    if (o.getExpression() instanceof Column c) {
+                        keys.add(c);
+                    }
+                }
+            }
+            for (Column c : keys) {
+                int at = identityIndex(refs.found, c);
+                if (at >= 0 && (s.getSelectItems().get(targets.get(at)).getExpression() instanceof LongValue
+                        || s.getSelectItems().get(targets.get(at)).getExpression() instanceof DoubleValue)) {
+                    return false; // GROUP BY 1 would mean the first column
+                }
+            }
+            whole.addAll(keys);
+            // the enclosing select list keeps its column names
+            for (SelectItem<?> si : e.getSelectItems()) {
+                int at = si.getExpression() instanceof Column c ? identityIndex(refs.found, c) : -1;
+                if (si.getAlias() == null && at >= 0) {
+                    Column c = refs.found.get(at);
+                    Expression x = s.getSelectItems().get(targets.get(at)).getExpression();
+                    if (!(x instanceof Column xc && norm(xc.getColumnName()).equals(norm(c.getColumnName())))) {
+                        si.setAlias(new Alias(c.getColumnName(), true));
+                    }
+                }
+            }
             Join j = slot.theJoin();
             if (j != null && innerOn(j) && s.getWhere() != null && j.getOnExpressions().size() != 1) {
                 return false;
@@ -787,26 +836,11 @@ final class QueryInliner {
                 c.setTable(new Table(quoteIfNeeded(innerNames.get(0), renames)));
             }
 
-            List<String> replacement = new ArrayList<>();
-            for (SelectItem<?> si : s.getSelectItems()) {
-                Expression x = si.getExpression();
-                replacement.add(x instanceof Column ? x.toString() : "(" + x + ")");
-            }
-            // the enclosing select list keeps its column names
-            for (SelectItem<?> si : e.getSelectItems()) {
-                int at = si.getExpression() instanceof Column c ? identityIndex(refs.found, c) : -1;
-                if (si.getAlias() == null && at >= 0) {
-                    Column c = refs.found.get(at);
-                    Expression x = s.getSelectItems().get(targets.get(at)).getExpression();
-                    if (!(x instanceof Column xc && norm(xc.getColumnName()).equals(norm(c.getColumnName())))) {
-                        si.setAlias(new Alias(c.getColumnName(), true));
-                    }
-                }
-            }
             for (int i = 0; i < refs.found.size(); i++) {
                 Column c = refs.found.get(i);
                 c.setTable(null);
-                c.setColumnName(replacement.get(targets.get(i)));
+                Expression x = s.getSelectItems().get(targets.get(i)).getExpression();
+                c.setColumnName(identityIndex(whole, c) >= 0 || oneTerm(x) ? x.toString() : "(" + x + ")");
             }
 
             // its FROM takes its place, its WHERE joins the enclosing one
@@ -852,6 +886,31 @@ final class QueryInliner {
                 }
             }
         }
+    }
+
+    private static final String[][] LIKE_OPERATORS = {
+        {" !~~* ", " NOT ILIKE"}, {" ~~* ", " ILIKE"}, {" !~~ ", " NOT LIKE"}, {" ~~ ", " LIKE"},
+    };
+
+    /**
+     * PostgreSQL deparses LIKE, ILIKE and their negations as the operators ~~, ~~*, !~~ and !~~*,
+     * which JSqlParser misreads (~~ as ~ and a bitwise not) or cannot read. At a space of a query
+     * (outside literals: {@link DeltaPlanner#withoutIntervalFields} asks), the keyword form of such an
+     * operator that follows, without its trailing space; else null. Same precedence for what the
+     * deparser prints: both bind looser than arithmetic and tighter than comparisons.
+     */
+    static String likeOperator(String query, int at) {
+        for (String[] op : LIKE_OPERATORS) {
+            if (query.startsWith(op[0], at)) {
+                return op[1];
+            }
+        }
+        return null;
+    }
+
+    private static boolean oneTerm(Expression x) {
+        return x instanceof Column || x instanceof Function || x instanceof ExtractExpression || x instanceof CaseExpression
+                || x instanceof StringValue || x instanceof LongValue || x instanceof DoubleValue || x instanceof NullValue;
     }
 
     private static int identityIndex(List<Column> list, Column c) {
