@@ -754,9 +754,9 @@ final class QueryInliner {
                 }
             }
 
-            // a reference that is a whole select item, GROUP BY or ORDER BY element takes the
-            // expression as it is (so a select item and its GROUP BY key still read alike), others
-            // take it in parentheses unless it is one term already
+            // a reference that is a whole select item, GROUP BY or ORDER BY element or function
+            // argument takes the expression as it is (so a select item and its GROUP BY key still
+            // read alike), others take it in parentheses unless it is one term already
             List<Column> whole = new ArrayList<>();
             for (SelectItem<?> si : e.getSelectItems()) {
                 if (si.getExpression() instanceof Column c) {
@@ -786,6 +786,25 @@ final class QueryInliner {
                 }
             }
             whole.addAll(keys);
+            // and so is a function's argument: sum(s.volume) reads sum(l.price * (1 - l.discount))
+            ExpressionVisitorAdapter<Void> arguments = new ExpressionVisitorAdapter<>() {
+                @Override
+                public <S> Void visit(Function function, S context) {
+                    if (function.getParameters() != null) {
+                        for (Object x : function.getParameters()) {
+                            if (x instanceof Column c) {
+                                whole.add(c);
+                            }
+                        }
+                    }
+                    return super.visit(function, context);
+                }
+            };
+            clauses(e, x -> {
+                if (x != null) {
+                    x.accept(arguments, null);
+                }
+            });
             // the enclosing select list keeps its column names
             for (SelectItem<?> si : e.getSelectItems()) {
                 int at = si.getExpression() instanceof Column c ? identityIndex(refs.found, c) : -1;
