@@ -152,6 +152,65 @@ AS $fn$
                         'lc_monetary', 'lc_numeric', 'lc_time', 'default_text_search_config', 'xmloption']) AS s(name)
 $fn$;
 
+-- The queries of a query tree that the engine's planner inlines into the query reading them (as
+-- PostgreSQL's pull_up_subqueries does): subqueries in FROM other than UNION ALL branches, and WITH
+-- queries; each with how it is reached ('subquery' or 'ctequery') and its own fields, the nodes
+-- nested in it elided (so a flag or clause in it is its own, not a nested query's). The tree is cut
+-- at every brace that is not escaped; a piece belongs to the node it opens, or, after a closing
+-- brace, to the node open again (the last one opened at that depth).
+CREATE OR REPLACE FUNCTION pgtrickle.inlined_queries(tree text)
+    RETURNS TABLE (via text, own text)
+    LANGUAGE sql IMMUTABLE STRICT
+AS $fn$
+    WITH pieces AS (
+        SELECT t.n, t.piece, CASE left(t.piece, 1) WHEN '{' THEN 1 WHEN '}' THEN -1 ELSE 0 END AS step
+          FROM regexp_split_to_table(tree, '(?=(?<!\\)[{}])') WITH ORDINALITY AS t(piece, n)),
+    depths AS (
+        SELECT p.n, p.piece, p.step, sum(p.step) OVER (ORDER BY p.n) AS depth FROM pieces p),
+    owned AS (
+        SELECT d.n, d.piece, d.step,
+               max(d.n) FILTER (WHERE d.step = 1) OVER (PARTITION BY d.depth ORDER BY d.n) AS owner
+          FROM depths d),
+    nodes AS (
+        SELECT o.owner AS id, substring(min(o.piece) FILTER (WHERE o.n = o.owner) FROM '^\{(\w+)') AS kind,
+               string_agg(CASE WHEN o.n = o.owner THEN o.piece ELSE substr(o.piece, 2) END, '' ORDER BY o.n) AS own
+          FROM owned o WHERE o.owner IS NOT NULL GROUP BY o.owner),
+    parents AS (
+        -- a node's parent owns the piece before its opening brace, which ends with the field's name
+        SELECT o.n AS id, prev.owner AS parent, substring(prev.piece FROM ':(\w+) *$') AS field
+          FROM owned o JOIN owned prev ON prev.n = o.n - 1 WHERE o.step = 1)
+    SELECT qp.field, q.own
+      FROM nodes q
+      JOIN parents qp ON qp.id = q.id
+      JOIN parents rp ON rp.id = qp.parent           -- the range table entry or the WITH entry
+      JOIN nodes holder ON holder.id = rp.parent AND holder.kind = 'QUERY'
+     WHERE q.kind = 'QUERY'
+       AND (qp.field = 'ctequery' OR (qp.field = 'subquery' AND holder.own ~ ':setOperations <>'))
+$fn$;
+
+-- Why the planner cannot inline a subquery in FROM or a WITH query of a query tree, or NULL: it
+-- inlines plain SELECTs over tables (window functions, set-returning functions, DISTINCT ON and
+-- subqueries in expressions are refused for the whole tree before this is asked).
+CREATE OR REPLACE FUNCTION pgtrickle.inline_blocker(tree text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT
+AS $fn$
+    SELECT CASE WHEN i.via = 'ctequery' THEN 'the query uses WITH, and a WITH query ' ELSE 'the query has a subquery in FROM that ' END
+           || CASE WHEN i.own ~ ':hasAggs true' THEN 'aggregates'
+                   WHEN i.own !~ ':groupClause <>' OR i.own !~ ':groupingSets <>' THEN 'uses GROUP BY'
+                   WHEN i.own !~ ':havingQual <>' THEN 'uses HAVING'
+                   WHEN i.own !~ ':distinctClause <>' THEN 'uses DISTINCT'
+                   WHEN i.own !~ ':limitOffset <>' OR i.own !~ ':limitCount <>' THEN 'uses LIMIT or OFFSET'
+                   WHEN i.own !~ ':sortClause <>' THEN 'uses ORDER BY'
+                   WHEN i.own !~ ':setOperations <>' THEN 'uses UNION, INTERSECT or EXCEPT'
+                   ELSE 'reads no table' END
+      FROM pgtrickle.inlined_queries(tree) i
+     WHERE i.own ~ ':hasAggs true' OR i.own !~ ':groupClause <>' OR i.own !~ ':groupingSets <>'
+        OR i.own !~ ':havingQual <>' OR i.own !~ ':distinctClause <>' OR i.own !~ ':sortClause <>'
+        OR i.own !~ ':limitOffset <>' OR i.own !~ ':limitCount <>' OR i.own !~ ':setOperations <>'
+        OR i.own ~ ':rtable <>'
+     LIMIT 1
+$fn$;
+
 -- Why the query behind a (temporary) view cannot be refreshed differentially, or NULL when it can.
 -- Read from the rewritten query tree, so it judges what PostgreSQL understood, not the spelling.
 -- The engine's planner (bundle io.pgtrickle.refresh) accepts exactly these queries; a shared corpus
@@ -192,26 +251,28 @@ BEGIN
     IF tree ~ ':hasTargetSRFs true' THEN RETURN 'the query calls set-returning functions in its select list'; END IF;
     -- Subqueries: the engine maintains those AND-ed in WHERE, and says why not otherwise.
     IF tree ~ ':hasDistinctOn true' THEN RETURN 'the query uses DISTINCT ON'; END IF;
-    IF tree ~ ':cteList \(' THEN RETURN 'the query uses WITH'; END IF;
+    IF tree ~ ':hasRecursive true' THEN RETURN 'the query uses WITH RECURSIVE'; END IF;
+    -- subqueries in FROM and WITH queries are inlined by the planner when they are plain SELECTs;
+    -- the checks below then see their nodes too, which then have no aggregate, grouping or limit
+    found := pgtrickle.inline_blocker(tree);
+    IF found IS NOT NULL THEN
+        RETURN found;
+    END IF;
     IF tree ~ ':groupingSets \(' THEN RETURN 'the query uses GROUPING SETS, ROLLUP or CUBE'; END IF;
     IF tree ~ ':limitCount \{' OR tree ~ ':limitOffset \{' THEN RETURN 'the query uses LIMIT or OFFSET'; END IF;
     IF tree ~ ':jointype [1-9]' THEN RETURN 'the query uses an outer join'; END IF;
     IF tree ~ ':isNatural true' THEN RETURN 'the query uses NATURAL JOIN'; END IF;
-    IF tree ~ ':rtekind [3-8]' THEN RETURN 'the query reads a function, VALUES or another non-table FROM item'; END IF;
+    -- (kind 6 is a reference to a WITH query, inlined)
+    IF tree ~ ':rtekind [34578]' THEN RETURN 'the query reads a function, VALUES or another non-table FROM item'; END IF;
+    IF tree ~ ':lateral true' THEN RETURN 'the query uses LATERAL'; END IF;
     IF tree ~ ':varattno -' THEN RETURN 'the query reads system columns'; END IF;
     IF pgtrickle.strip_nodes(tree, 'AGGREF') ~ ':resjunk true' THEN RETURN 'an ORDER BY or GROUP BY expression is not in the select list'; END IF;
     IF tree ~ '\{SETOPERATIONSTMT :op [2-9]' OR tree ~ '\{SETOPERATIONSTMT :op \d+ :all false' THEN
         RETURN 'the query uses UNION without ALL, INTERSECT or EXCEPT';
     END IF;
-    -- UNION ALL branches are subqueries; any other subquery in FROM is not maintained.
+    -- UNION ALL branches are subqueries; other subqueries in FROM were judged by inline_blocker.
     SELECT count(*) + 1 INTO branches FROM regexp_matches(tree, '\{SETOPERATIONSTMT', 'g');
-    IF branches = 1 AND tree ~ ':rtekind 1 ' THEN
-        RETURN 'the query has a subquery in FROM';
-    END IF;
     IF branches > 1 THEN
-        IF (SELECT count(*) FROM regexp_matches(tree, ':rtekind 1 ', 'g')) <> branches THEN
-            RETURN 'the query has a subquery in FROM';
-        END IF;
         IF tree ~ ':hasAggs true' OR tree ~ ':groupClause \(' OR tree ~ ':distinctClause \(' THEN
             RETURN 'a UNION ALL branch aggregates or uses DISTINCT';
         END IF;

@@ -121,6 +121,7 @@ public final class DeltaPlanner {
      *                    cancel are carried through the joins)
      */
     public static Plan plan(String query, Target to, Source.Lookup sources, boolean consolidate) throws PlanRefusedException {
+        query = QueryInliner.inline(query); // subqueries in FROM and WITH queries, where PostgreSQL would pull them up
         String target = to.name();
         List<String> columns = to.columns();
         // every term re-parses the query (the tree is edited per term), so look each name up once
