@@ -245,7 +245,7 @@ $fn$;
 -- insert.
 --
 -- A row's identity is its text form (what a reader sees), but rendering every row of both sides
--- as text is most of the cost. So each column is compared in the cheapest form that is still
+-- as text, and grouping by those wide keys, cost 2-3 times grouping by the values. So each column is compared in the cheapest form that is still
 -- exact: its own value where equality means the same text (integers, booleans, dates and
 -- timestamps, uuid, bytea, text and varchar compared byte-wise under COLLATE "C", numeric with a
 -- declared scale), its text form otherwise (numeric without a scale: 1.0 = 1.00; float: 0 = -0;
@@ -256,7 +256,8 @@ $fn$;
 -- than once (a multiset) are found again by a second scan of the stream table, which runs only if
 -- there are any. Inserted rows are rebuilt from the identity (a text-form column is cast back to
 -- its type). An empty stream table (its first fill, a shadow build, after a TRUNCATE of it) gets
--- a plain INSERT of the query instead. Measured on 1M rows (docs/benchmarks/full-refresh.md).
+-- a plain INSERT of the query instead. Measured on 1M rows: docs/benchmarks/full-refresh.md, and
+-- the candidates tried (hashes, a hash join, EXCEPT ALL) in docs/benchmarks/full-refresh-candidates.md.
 CREATE OR REPLACE FUNCTION pgtrickle.full_refresh_sql(st pgtrickle.pgt_stream_tables) RETURNS text
     LANGUAGE plpgsql STABLE
 AS $fn$
