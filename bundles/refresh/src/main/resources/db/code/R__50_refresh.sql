@@ -300,64 +300,162 @@ AS $fn$
 $fn$;
 
 -- The FULL refresh of one stream table as a single statement: recompute the query, compare it
--- with the stored rows as multisets (a row's identity is its text form, so types without an
--- equality operator work too), delete the surplus copies and insert the missing ones. Unchanged
--- rows are not touched, and the counts are exact: an updated row is one delete and one insert.
--- Every row of both sides is rendered once; one aggregate over both (+1 per new copy, -1 per
--- stored one) finds the keys whose counts differ, and the delete and the insert work only on the
--- rows of those keys. Counting each side apart and joining the counts, then numbering every stored
--- copy and sorting every new row, took 2.7 times as long on 650,000 rows with 1% changed.
+-- with the stored rows as multisets, delete the surplus copies and insert the missing ones.
+-- Unchanged rows are not touched, and the counts are exact: an updated row is one delete and one
+-- insert.
+--
+-- A row's identity is its text form (what a reader sees), but rendering every row of both sides
+-- as text, and grouping by those wide keys, cost 2-3 times grouping by the values. So each column is compared in the cheapest form that is still
+-- exact: its own value where equality means the same text (integers, booleans, dates and
+-- timestamps, uuid, bytea, text and varchar compared byte-wise under COLLATE "C", numeric with a
+-- declared scale), its text form otherwise (numeric without a scale: 1.0 = 1.00; float: 0 = -0;
+-- interval: '1 day' = '24 hours'; json and point, which have no equality; anything else). One
+-- hash aggregate over both sides (the new rows counted +1, the stored rows -1 with their ctid)
+-- yields the identities whose counts differ; nothing is materialised on the way. A stored row
+-- whose identity lost its only copy is deleted by its ctid (a TID scan); identities stored more
+-- than once (a multiset) are found again by a second scan of the stream table, which runs only if
+-- there are any. Inserted rows are rebuilt from the identity (a text-form column is cast back to
+-- its type). An empty stream table (its first fill, a shadow build, after a TRUNCATE of it) gets
+-- a plain INSERT of the query instead. Measured on 1M rows: docs/benchmarks/full-refresh.md, and
+-- the candidates tried (hashes, a hash join, EXCEPT ALL) in docs/benchmarks/full-refresh-candidates.md.
 CREATE OR REPLACE FUNCTION pgtrickle.full_refresh_sql(st pgtrickle.pgt_stream_tables) RETURNS text
     LANGUAGE plpgsql STABLE
 AS $fn$
 DECLARE
-    target text := format('%I.%I', st.pgt_schema, st.pgt_name);
-    cols   text;
-    stored text;
+    target  text := format('%I.%I', st.pgt_schema, st.pgt_name);
+    cols    text;   -- the stream table's columns
+    new_ids text;   -- each column's identity form, from the query's row q
+    old_ids text;   -- the same from a stored row s
+    old_row text;   -- old_ids without the names, for ROW(...)
+    keys    text;   -- __pgt_k1, __pgt_k2, ...
+    rebuilt text;   -- a stored row's values from its identity
 BEGIN
-    SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
-           string_agg(format('s.%I', a.attname), ', ' ORDER BY a.attnum)
-      INTO cols, stored
-      FROM pg_attribute a WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped;
+    SELECT string_agg(format('%I', c.attname), ', ' ORDER BY c.attnum),
+           string_agg(format('%s AS __pgt_k%s', replace(c.ident, '$', 'q.' || format('%I', c.attname)), c.n), ', ' ORDER BY c.attnum),
+           string_agg(format('%s AS __pgt_k%s', replace(c.ident, '$', 's.' || format('%I', c.attname)), c.n), ', ' ORDER BY c.attnum),
+           string_agg(replace(c.ident, '$', 's.' || format('%I', c.attname)), ', ' ORDER BY c.attnum),
+           string_agg(format('__pgt_k%s', c.n), ', ' ORDER BY c.attnum),
+           string_agg(CASE WHEN c.by_value THEN format('__pgt_k%s', c.n) ELSE format('__pgt_k%s::%s', c.n, c.type) END, ', ' ORDER BY c.attnum)
+      INTO cols, new_ids, old_ids, old_row, keys, rebuilt
+      FROM (SELECT a.attname, a.attnum, row_number() OVER (ORDER BY a.attnum) AS n,
+                   format_type(a.atttypid, a.atttypmod) AS type, v.by_value,
+                   CASE WHEN NOT v.by_value THEN '($)::text'
+                        WHEN a.attcollation <> 0 THEN format('($)::%s COLLATE "C"', format_type(a.atttypid, a.atttypmod))
+                        ELSE format('($)::%s', format_type(a.atttypid, a.atttypmod)) END AS ident
+              FROM pg_attribute a
+             CROSS JOIN LATERAL (SELECT a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'oid'::regtype,
+                                                       'bool'::regtype, 'date'::regtype, 'timestamp'::regtype,
+                                                       'timestamptz'::regtype, 'uuid'::regtype, 'bytea'::regtype,
+                                                       'text'::regtype, 'varchar'::regtype)
+                                        OR (a.atttypid = 'numeric'::regtype AND a.atttypmod >= 0) AS by_value) v
+             WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped) c;
     RETURN format($sql$
-        WITH next_rows AS (
-                 SELECT ROW(q.*)::text AS __pgt_key, q.* FROM (%1$s) q),
-             current_rows AS MATERIALIZED (
-                 SELECT s.ctid AS __pgt_ctid, ROW(%4$s)::text AS __pgt_key FROM %3$s s),
+        WITH __pgt_state AS (SELECT EXISTS (SELECT FROM %3$s) AS __pgt_filled),
              diff AS (
-                 SELECT __pgt_key, sum(__pgt_n)::bigint AS __pgt_d
-                   FROM (SELECT __pgt_key, 1 AS __pgt_n FROM next_rows
+                 SELECT %4$s, count(*) - 2 * count(__pgt_ctid) AS __pgt_d, count(__pgt_ctid) AS __pgt_stored,
+                        min(__pgt_ctid) AS __pgt_victim
+                   FROM (SELECT %5$s, NULL::tid AS __pgt_ctid FROM (%1$s) q(%2$s)
+                          WHERE (SELECT __pgt_filled FROM __pgt_state)
                          UNION ALL
-                         SELECT __pgt_key, -1 FROM current_rows) u
-                  GROUP BY __pgt_key
-                 HAVING sum(__pgt_n) <> 0),
+                         SELECT %6$s, s.ctid FROM %3$s s) u
+                  GROUP BY %4$s
+                 HAVING count(*) <> 2 * count(__pgt_ctid)),
              deleted AS (
-                 DELETE FROM %3$s t USING (
-                     SELECT c.__pgt_victim FROM (
-                         SELECT s.__pgt_ctid AS __pgt_victim, diff.__pgt_d,
-                                row_number() OVER (PARTITION BY diff.__pgt_key) AS __pgt_copy
-                           FROM current_rows s JOIN diff ON diff.__pgt_key = s.__pgt_key AND diff.__pgt_d < 0) c
-                      WHERE c.__pgt_copy <= -c.__pgt_d) v
-                  WHERE t.ctid = v.__pgt_victim
+                 DELETE FROM %3$s t WHERE t.ctid = ANY (ARRAY(
+                     SELECT diff.__pgt_victim FROM diff WHERE diff.__pgt_d < 0 AND diff.__pgt_stored = 1
+                     UNION ALL
+                     SELECT c.__pgt_ctid FROM (
+                         SELECT s.__pgt_ctid, m.__pgt_d, row_number() OVER (PARTITION BY m.__pgt_id) AS __pgt_copy
+                           FROM (SELECT s.ctid AS __pgt_ctid, ROW(%9$s) AS __pgt_id FROM %3$s s) s
+                           JOIN (SELECT ROW(%4$s) AS __pgt_id, diff.__pgt_d FROM diff
+                                  WHERE diff.__pgt_d < 0 AND diff.__pgt_stored > 1) m ON m.__pgt_id = s.__pgt_id
+                          WHERE EXISTS (SELECT FROM diff WHERE diff.__pgt_d < 0 AND diff.__pgt_stored > 1)) c
+                      WHERE c.__pgt_copy <= -c.__pgt_d))
                  RETURNING 1),
              inserted AS (
                  INSERT INTO %3$s (%2$s)
-                 SELECT %2$s FROM (SELECT DISTINCT ON (r.__pgt_key) r.*, diff.__pgt_d
-                                     FROM next_rows r JOIN diff ON diff.__pgt_key = r.__pgt_key AND diff.__pgt_d > 0
-                                    ORDER BY r.__pgt_key) r
-                  CROSS JOIN LATERAL generate_series(1, r.__pgt_d)
-                 RETURNING 1)%5$s
+                 SELECT %7$s FROM diff CROSS JOIN LATERAL generate_series(1, diff.__pgt_d) WHERE diff.__pgt_d > 0
+                 RETURNING 1),
+             filled AS (
+                 INSERT INTO %3$s (%2$s)
+                 SELECT * FROM (%1$s) q WHERE NOT (SELECT __pgt_filled FROM __pgt_state)
+                 RETURNING 1)%8$s
         -- deleted first: the old copy of a row must be gone before its new copy is inserted, or a
         -- unique index on the stream table rejects the new copy (initplans run in this order)
-        SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM inserted), pg_current_snapshot()::text
-        $sql$, st.defining_query, cols, target, stored,
+        SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM inserted) + (SELECT count(*) FROM filled),
+               pg_current_snapshot()::text
+        $sql$, st.defining_query, cols, target, keys, new_ids, old_ids, rebuilt,
         -- running totals are refilled from scratch in the same statement (and snapshot); the fill
         -- waits for the clear (its one-time filter reads the clear's rows first), or a group's old
         -- row would still hold the key its new row needs
         CASE WHEN st.state_table IS NOT NULL THEN format(',
              __pgt_state_clear AS (DELETE FROM %1$s RETURNING 1),
              __pgt_state_fill AS (INSERT INTO %1$s SELECT * FROM (%2$s) __pgt_q
-                                  WHERE (SELECT count(*) FROM __pgt_state_clear) >= 0)', st.state_table, st.state_sql) ELSE '' END);
+                                  WHERE (SELECT count(*) FROM __pgt_state_clear) >= 0)', st.state_table, st.state_sql) ELSE '' END,
+        old_row);
+END
+$fn$;
+
+-- Runs a FULL refresh as the stream table's owner and returns {deleted, inserted, snapshot}.
+--
+-- Usually full_refresh_sql's statement, with enough work_mem for its hash aggregate to stay in
+-- memory: one entry per distinct row of both sides, measured at about twice the stream table's
+-- heap when nothing changed, and hash_mem_multiplier (2 by default) doubles work_mem for hashing:
+-- so twice the heap, for room, up to pg_trickle.full_refresh_work_mem megabytes (default 128; 0
+-- leaves work_mem alone). Never lowers the session's work_mem, and puts it back afterwards.
+--
+-- When most rows change, deleting and inserting them one by one (each insert checking the unique
+-- indexes against the copy it replaces) costs several times rebuilding the table. So a swap
+-- instead: TRUNCATE and INSERT the query's rows, when the changes pending in the sources' buffers
+-- (pending; an UPDATE is two) reach pg_trickle.full_refresh_swap_ratio (default 0.5; 0 never) of
+-- the sources' estimated rows, and the stream table is not small (8 MB or more; below that the
+-- difference is cheap). Its counts are every old row deleted and every new row inserted, not the
+-- difference. TRUNCATE takes an ACCESS EXCLUSIVE lock until the refresh commits, as REFRESH
+-- MATERIALIZED VIEW does: readers wait, and a transaction whose snapshot predates the refresh sees
+-- the stream table empty. Indexes (the row index pgt_<id>_row_hash, the user's), grants and
+-- triggers stay. Not taken when a foreign key references the stream table or the session may not
+-- TRUNCATE it.
+CREATE OR REPLACE FUNCTION pgtrickle.full_refresh(st pgtrickle.pgt_stream_tables, pending bigint DEFAULT 0) RETURNS text[]
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    cap      bigint := pgtrickle.setting_number('pg_trickle.full_refresh_work_mem', 128, 'megabytes')::bigint * 1024;
+    ratio    double precision := pgtrickle.setting_ratio('pg_trickle.full_refresh_swap_ratio', 0.5);
+    before   text := current_setting('work_mem');
+    size     bigint := pg_relation_size(st.pgt_relid);
+    estimate double precision;
+    wanted   bigint;
+    res      text[];
+    old_rows text[];
+BEGIN
+    IF ratio > 0 AND pending > 0 AND size >= 8 * 1024 * 1024
+       AND has_table_privilege(st.pgt_relid, 'TRUNCATE')
+       AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.confrelid = st.pgt_relid) THEN
+        SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) END INTO estimate
+          FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid WHERE d.pgt_id = st.pgt_id;
+        IF estimate IS NOT NULL AND pending >= ratio * greatest(estimate, 1) THEN
+            old_rows := pgtrickle.execute_as_owner(st, format('SELECT count(*) FROM %s', st.pgt_relid::regclass), NULL);
+            EXECUTE format('TRUNCATE %s', st.pgt_relid::regclass);
+            res := pgtrickle.execute_as_owner(st, format($sql$
+                WITH filled AS (INSERT INTO %1$s SELECT * FROM (%2$s) q RETURNING 1)%3$s
+                SELECT count(*), pg_current_snapshot()::text FROM filled
+                $sql$, st.pgt_relid::regclass, st.defining_query,
+                CASE WHEN st.state_table IS NOT NULL THEN format(',
+                     __pgt_state_clear AS (DELETE FROM %1$s RETURNING 1),
+                     __pgt_state_fill AS (INSERT INTO %1$s SELECT * FROM (%2$s) __pgt_q
+                                          WHERE (SELECT count(*) FROM __pgt_state_clear) >= 0)', st.state_table, st.state_sql)
+                     ELSE '' END), NULL);
+            RETURN ARRAY[old_rows[1], res[1], res[2]];
+        END IF;
+    END IF;
+    wanted := least(cap, 2 * size / 1024);
+    IF wanted <= pg_size_bytes(before) / 1024 THEN
+        RETURN pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st), NULL);
+    END IF;
+    PERFORM set_config('work_mem', wanted || 'kB', true);
+    res := pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st), NULL);
+    PERFORM set_config('work_mem', before, true);
+    RETURN res;
 END
 $fn$;
 
@@ -658,7 +756,7 @@ BEGIN
         -- A TRUNCATE in the window: the delta statement wrote nothing and said so.
         IF truncated THEN
             act := 'FULL';
-            res := pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st), NULL);
+            res := pgtrickle.full_refresh(st, pending);
             del := res[1]; ins := res[2]; snapshot := res[3];
         -- Stored rows the delta should have removed were not there: the table no longer matches
         -- its change history (it was written to directly). Recompute it rather than drift further.
@@ -666,7 +764,7 @@ BEGIN
             RAISE WARNING 'pgtrickle: stream table %.% lacked % row(s) its delta deletes; recomputing it in full',
                 st.pgt_schema, st.pgt_name, missing;
             act := 'FULL';
-            res := pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st), NULL);
+            res := pgtrickle.full_refresh(st, pending);
             del2 := res[1]; ins2 := res[2]; snapshot := res[3];
             del := del + del2;
             ins := ins + ins2;
@@ -680,7 +778,7 @@ BEGIN
         ins := res[1]; snapshot := res[2];
     ELSE
         act := 'FULL';
-        res := pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st), NULL);
+        res := pgtrickle.full_refresh(st, pending);
         del := res[1]; ins := res[2]; snapshot := res[3];
     END IF;
     PERFORM set_config('pgtrickle.refreshing', 'off', true);
