@@ -407,10 +407,11 @@ $fn$;
 -- When most rows change, deleting and inserting them one by one (each insert checking the unique
 -- indexes against the copy it replaces) costs several times rebuilding the table. So a swap
 -- instead: TRUNCATE and INSERT the query's rows, when the changes pending in the sources' buffers
--- (pending; an UPDATE is two) reach pg_trickle.full_refresh_swap_ratio (default 0.5; 0 never) of
+-- (pending; an UPDATE is two) reach pg_trickle.full_refresh_swap_ratio (default 0: never) of
 -- the sources' estimated rows, and the stream table is not small (8 MB or more; below that the
 -- difference is cheap). Its counts are every old row deleted and every new row inserted, not the
--- difference. TRUNCATE takes an ACCESS EXCLUSIVE lock until the refresh commits, as REFRESH
+-- difference. Opt-in, because readers of a stream table expect never to wait for a refresh and
+-- subscribers to be told the difference. TRUNCATE takes an ACCESS EXCLUSIVE lock until the refresh commits, as REFRESH
 -- MATERIALIZED VIEW does: readers wait, and a transaction whose snapshot predates the refresh sees
 -- the stream table empty. Indexes (the row index pgt_<id>_row_hash, the user's), grants and
 -- triggers stay. Not taken when a foreign key references the stream table or the session may not
@@ -420,7 +421,7 @@ CREATE OR REPLACE FUNCTION pgtrickle.full_refresh(st pgtrickle.pgt_stream_tables
 AS $fn$
 DECLARE
     cap      bigint := pgtrickle.setting_number('pg_trickle.full_refresh_work_mem', 128, 'megabytes')::bigint * 1024;
-    ratio    double precision := pgtrickle.setting_ratio('pg_trickle.full_refresh_swap_ratio', 0.5);
+    ratio    double precision := pgtrickle.setting_ratio('pg_trickle.full_refresh_swap_ratio', 0);
     before   text := current_setting('work_mem');
     size     bigint := pg_relation_size(st.pgt_relid);
     estimate double precision;

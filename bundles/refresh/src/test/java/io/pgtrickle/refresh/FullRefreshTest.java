@@ -204,8 +204,9 @@ class FullRefreshTest {
     /**
      * Most rows changed on a stream table of 8 MB or more: TRUNCATE and INSERT (the swap). The
      * counts are every old row and every new row; the user's unique index, grants and the row
-     * index of a differential plan stay and keep working. With pg_trickle.full_refresh_swap_ratio =
-     * 0 the same change is applied as a difference, with exact counts.
+     * index of a differential plan stay and keep working. The swap is opt-in
+     * (pg_trickle.full_refresh_swap_ratio, default 0): by default the same change is applied as a
+     * difference, with exact counts.
      */
     @Test
     void mostRowsChangedSwapsTheRows() throws Exception {
@@ -223,10 +224,11 @@ class FullRefreshTest {
             String rowIndex = "pgt_" + db.pgtId("big_rows") + "_row_hash";
             assertEquals(1, db.queryLong("SELECT count(*) FROM pg_class WHERE relname = ?", rowIndex));
 
-            // AUTO turns FULL for a change this large; the FULL refresh swaps
+            // AUTO turns FULL for a change this large; with the swap turned on, the FULL refresh swaps
             db.exec("UPDATE big SET amount = amount + 1 WHERE id <= 170000");
             try (var c = db.connect(); var s = c.createStatement()) {
                 s.execute("SET pg_trickle.differential_max_change_ratio = 0.5");
+                s.execute("SET pg_trickle.full_refresh_swap_ratio = 0.5");
                 s.execute("SELECT pgtrickle.run_refresh((pgtrickle.find_stream_table('big_rows')).pgt_id, 'MANUAL')");
             }
             RefreshDatabase.History h = last("big_rows");
@@ -246,11 +248,10 @@ class FullRefreshTest {
             assertEquals("DIFFERENTIAL", last("big_rows").action());
             assertEquals(0, db.textDifference("big_rows"));
 
-            // no swap when turned off: the exact difference
+            // no swap by default: the exact difference
             db.exec("UPDATE big SET amount = amount - 1 WHERE id <= 170000");
             try (var c = db.connect(); var s = c.createStatement()) {
                 s.execute("SET pg_trickle.differential_max_change_ratio = 0.5");
-                s.execute("SET pg_trickle.full_refresh_swap_ratio = 0");
                 s.execute("SELECT pgtrickle.run_refresh((pgtrickle.find_stream_table('big_rows')).pgt_id, 'MANUAL')");
             }
             h = last("big_rows");
