@@ -133,20 +133,18 @@ final class TopK implements DeltaPlanner.Apply {
             return p >= 1 && p <= items.size() ? (int) p - 1 : -1;
         }
         if (e instanceof Column c && c.getTable() == null) {
-            int found = -1;
+            List<Integer> named = new ArrayList<>();
             for (int i = 0; i < items.size(); i++) {
                 SelectItem<?> item = items.get(i);
                 String name = item.getAlias() != null ? item.getAlias().getName()
                         : item.getExpression() instanceof Column ic ? ic.getColumnName() : null;
                 if (name != null && unquoted(name).equals(unquoted(c.getColumnName()))) {
-                    if (found >= 0) {
-                        return -1; // ambiguous
-                    }
-                    found = i;
+                    named.add(i);
                 }
             }
-            if (found >= 0 || setOperation) {
-                return found;
+            // several columns of that name: PostgreSQL takes it only if they are one expression
+            if (named.size() == 1 || setOperation) {
+                return named.size() == 1 ? named.get(0) : -1;
             }
         }
         if (setOperation) {
@@ -279,6 +277,7 @@ final class TopK implements DeltaPlanner.Apply {
 
     @Override
     public String toString() {
-        return "TopK(" + k + ", " + columns.stream().map(String::valueOf).collect(Collectors.joining(",")) + ")";
+        return "TopK(" + k + ": " + java.util.stream.IntStream.range(0, columns.size())
+                .mapToObj(i -> columns.get(i) + directions.get(i)).collect(Collectors.joining(", ")) + ")";
     }
 }
