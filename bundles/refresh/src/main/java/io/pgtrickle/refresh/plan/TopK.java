@@ -98,7 +98,7 @@ final class TopK implements DeltaPlanner.Apply {
             }
         }
         if (!(first instanceof PlainSelect plain)) {
-            return null;
+            throw new PlanRefusedException("the query's form is not maintained differentially: " + first.getClass().getSimpleName());
         }
         boolean setOperation = select instanceof SetOperationList;
         List<SelectItem<?>> items = plain.getSelectItems();
