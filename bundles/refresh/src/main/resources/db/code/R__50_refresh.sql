@@ -259,7 +259,15 @@ BEGIN
         RETURN found;
     END IF;
     IF tree ~ ':groupingSets \(' THEN RETURN 'the query uses GROUPING SETS, ROLLUP or CUBE'; END IF;
-    IF tree ~ ':limitCount \{' OR tree ~ ':limitOffset \{' THEN RETURN 'the query uses LIMIT or OFFSET'; END IF;
+    -- ORDER BY ... LIMIT k of the query itself is kept as its first k rows (TopK); OFFSET, WITH TIES
+    -- and a LIMIT in a subquery are not. The LIMIT of the query itself is the last in the tree: its
+    -- subqueries (range table, target list, quals) are printed before it.
+    IF tree ~ ':limitOffset \{' THEN RETURN 'the query uses OFFSET'; END IF;
+    IF tree ~ ':limitOption 1' THEN RETURN 'the query uses FETCH FIRST ... WITH TIES'; END IF;
+    IF (SELECT count(*) FROM regexp_matches(tree, ':limitCount \{', 'g'))
+       > (CASE WHEN substring(tree FROM '.*:limitCount (.)') = '{' THEN 1 ELSE 0 END) THEN
+        RETURN 'a subquery uses LIMIT';
+    END IF;
     IF tree ~ ':jointype [1-9]' THEN RETURN 'the query uses an outer join'; END IF;
     IF tree ~ ':isNatural true' THEN RETURN 'the query uses NATURAL JOIN'; END IF;
     -- (kind 6 is a reference to a WITH query, inlined)

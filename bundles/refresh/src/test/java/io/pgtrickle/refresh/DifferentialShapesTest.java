@@ -106,7 +106,17 @@ class DifferentialShapesTest {
         CORPUS.put("SELECT id FROM a INTERSECT ALL SELECT k FROM b", "INTERSECT");
         CORPUS.put("SELECT id FROM a UNION ALL SELECT k FROM b GROUP BY k", "UNION ALL branch");
         CORPUS.put("SELECT g, count(*) AS n FROM a GROUP BY ROLLUP (g)", "GROUPING SETS");
-        CORPUS.put("SELECT id, v FROM a ORDER BY v LIMIT 3", "LIMIT");
+        // ORDER BY ... LIMIT: the first k rows (TopK), over each strategy; ORDER BY ends in a key, so
+        // the query's own result is determined and the comparison below is exact
+        CORPUS.put("SELECT id, v FROM a ORDER BY v, id LIMIT 3", null);
+        CORPUS.put("SELECT a.id, b.name FROM a JOIN b ON a.k = b.k ORDER BY b.name DESC NULLS LAST, a.id LIMIT 4", null);
+        CORPUS.put("SELECT g, count(*) AS n, min(v) AS lo FROM a GROUP BY g ORDER BY min(v) DESC NULLS FIRST, g LIMIT 2", null);
+        CORPUS.put("SELECT g, count(*) AS n, sum(k) AS s FROM a GROUP BY g ORDER BY 3 DESC, g LIMIT 2", null);
+        CORPUS.put("SELECT g, count(*) AS n FROM a GROUP BY g ORDER BY g LIMIT 50", null);
+        CORPUS.put("SELECT id FROM a UNION ALL SELECT k FROM b ORDER BY 1 LIMIT 5", null);
+        CORPUS.put("SELECT id, v FROM a ORDER BY v, id LIMIT 0", null);
+        CORPUS.put("SELECT id, v FROM a ORDER BY v, id LIMIT 3 OFFSET 1", "OFFSET");
+        CORPUS.put("SELECT id, v FROM a ORDER BY v FETCH FIRST 3 ROWS WITH TIES", "WITH TIES");
         CORPUS.put("SELECT id, random() AS r FROM a", "volatile");
         CORPUS.put("SELECT id, j FROM aj", "hash function");
         CORPUS.put("SELECT ctid::text AS t FROM a", "system columns");

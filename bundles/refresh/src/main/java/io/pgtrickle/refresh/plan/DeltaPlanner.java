@@ -107,6 +107,35 @@ public final class DeltaPlanner {
         return AGGREGATES.contains(lowerCaseName);
     }
 
+    /**
+     * How a statement writes its result into the stream table: its end, after the strategy's CTEs.
+     * {@link #REPLACE} writes the change as it is; {@link TopK} keeps the first k rows of an
+     * {@code ORDER BY ... LIMIT k} query.
+     */
+    interface Apply {
+        /** After CTEs __pgt_delta (the result's change: its columns and a weight __pgt_w) and __pgt_trunc. */
+        String rows(String target, List<String> columns, boolean identical);
+
+        /**
+         * After CTEs __pgt_new (the new rows of the touched groups, __pgt_key their text) and
+         * __pgt_trunc; {@code touched} is the CTE of the touched groups' key hashes (column h).
+         */
+        String groups(String target, List<String> columns, List<String> keyColumns, String touched);
+    }
+
+    /** Applies the change to the stored rows: the result is the whole query. */
+    static final Apply REPLACE = new Apply() {
+        @Override
+        public String rows(String target, List<String> columns, boolean identical) {
+            return applyRows(target, columns, identical);
+        }
+
+        @Override
+        public String groups(String target, List<String> columns, List<String> keyColumns, String touched) {
+            return replaceGroups(target, columns, keyColumns, touched);
+        }
+    };
+
     private static final String WINDOW = "b.xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(b.xid, $1)";
 
     private DeltaPlanner() {
@@ -135,6 +164,10 @@ public final class DeltaPlanner {
             }
             return s;
         };
+        // ORDER BY ... LIMIT k: the strategies below maintain the query without them, TopK the first k rows
+        TopK top = TopK.of(query);
+        Apply apply = top == null ? REPLACE : top;
+        query = top == null ? query : top.inner();
         Parsed parsed = parse(query, sources);
         for (Branch b : parsed.branches) {
             if (b.select.getSelectItems().size() != columns.size()) {
@@ -143,7 +176,7 @@ public final class DeltaPlanner {
             }
         }
         if (parsed.branches.size() == 1 && (parsed.branches.get(0).grouped() || parsed.branches.get(0).aggregates)) {
-            Plan totals = RunningTotals.plan(query, to, sources, consolidate, parsed.branches.get(0));
+            Plan totals = RunningTotals.plan(query, to, sources, consolidate, parsed.branches.get(0), apply);
             if (totals != null) {
                 return totals;
             }
@@ -152,9 +185,9 @@ public final class DeltaPlanner {
                 throw new PlanRefusedException("the query aggregates without GROUP BY, and not only with count, sum and avg"
                         + " of exact numbers (integers, numeric of a known scale), which are kept as running totals");
             }
-            return groups(query, target, columns, sources, parsed.branches.get(0), consolidate);
+            return groups(query, target, columns, sources, parsed.branches.get(0), consolidate, apply);
         }
-        return rows(query, target, columns, !to.identical().contains(false), sources, parsed, consolidate);
+        return rows(query, target, columns, !to.identical().contains(false), sources, parsed, consolidate, apply);
     }
 
     // ---------------------------------------------------------------- ROWS
@@ -165,7 +198,7 @@ public final class DeltaPlanner {
      *                  delete and an insert, not a change that nets out
      */
     private static Plan rows(String query, String target, List<String> columns, boolean identical, Source.Lookup sources,
-            Parsed shape, boolean consolidate) throws PlanRefusedException {
+            Parsed shape, boolean consolidate, Apply apply) throws PlanRefusedException {
         Deltas deltas = new Deltas(shape, consolidate);
         List<String> terms = new ArrayList<>();
         for (int bi = 0; bi < shape.branches.size(); bi++) {
@@ -184,29 +217,41 @@ public final class DeltaPlanner {
                         + ", __pgt_w) WHERE " + Sublinks.pending(b, deltas));
             }
         }
-        String cols = String.join(", ", columns);
         String d = prefixed("d.", columns);
-        String s = prefixed("s.", columns);
         return new Plan(Strategy.ROWS, """
-                WITH %7$s,
+                WITH %4$s,
                 __pgt_delta AS MATERIALIZED (
                     SELECT %1$s, sum(d.__pgt_w)::bigint AS __pgt_w
                       FROM (%2$s) d
-                     GROUP BY %1$s%8$s
+                     GROUP BY %1$s%5$s
                     HAVING sum(d.__pgt_w) <> 0),
                 __pgt_trunc AS MATERIALIZED (SELECT %3$s AS t),
+                %6$s""".formatted(d, String.join("\n UNION ALL ", terms), truncated(shape), deltas.definitions(),
+                identical ? "" : ", ROW(" + d + ")::text", apply.rows(target, columns, identical)),
+                columns);
+    }
+
+    /**
+     * The end of a ROWS statement: "delete |w| copies" and "insert w copies" of each row of CTE
+     * __pgt_delta, stored rows being found by a hash of their values. Needs CTEs __pgt_delta and
+     * __pgt_trunc before it.
+     */
+    static String applyRows(String target, List<String> columns, boolean identical) {
+        String d = prefixed("d.", columns);
+        String s = prefixed("s.", columns);
+        return """
                 __pgt_victims AS MATERIALIZED (
                     SELECT v.ctid AS __pgt_ctid
                       FROM __pgt_delta d CROSS JOIN LATERAL (
-                          SELECT s.ctid FROM %4$s s
-                           WHERE hash_record_extended(ROW(%5$s), 0) = hash_record_extended(ROW(%1$s), 0)
-                             AND ROW(%5$s) IS NOT DISTINCT FROM ROW(%1$s)%9$s
+                          SELECT s.ctid FROM %2$s s
+                           WHERE hash_record_extended(ROW(%3$s), 0) = hash_record_extended(ROW(%1$s), 0)
+                             AND ROW(%3$s) IS NOT DISTINCT FROM ROW(%1$s)%5$s
                            LIMIT -d.__pgt_w) v
                      WHERE d.__pgt_w < 0 AND NOT (SELECT t FROM __pgt_trunc)),
                 __pgt_deleted AS (
-                    DELETE FROM %4$s s USING __pgt_victims v WHERE s.ctid = v.__pgt_ctid RETURNING 1),
+                    DELETE FROM %2$s s USING __pgt_victims v WHERE s.ctid = v.__pgt_ctid RETURNING 1),
                 __pgt_inserted AS (
-                    INSERT INTO %4$s (%6$s)
+                    INSERT INTO %2$s (%4$s)
                     SELECT %1$s FROM __pgt_delta d CROSS JOIN LATERAL generate_series(1, d.__pgt_w)
                      WHERE d.__pgt_w > 0 AND NOT (SELECT t FROM __pgt_trunc)
                     RETURNING 1)
@@ -216,16 +261,14 @@ public final class DeltaPlanner {
                        CASE WHEN (SELECT t FROM __pgt_trunc) THEN 0
                             ELSE (SELECT coalesce(sum(-__pgt_w), 0) FROM __pgt_delta WHERE __pgt_w < 0)
                                  - (SELECT count(*) FROM __pgt_victims) END
-                """.formatted(d, String.join("\n UNION ALL ", terms), truncated(shape), target, s, cols, deltas.definitions(),
-                identical ? "" : ", ROW(" + d + ")::text",
-                identical ? "" : "\n AND ROW(" + s + ")::text = ROW(" + d + ")::text"),
-                columns);
+                """.formatted(d, target, s, String.join(", ", columns),
+                identical ? "" : "\n AND ROW(" + s + ")::text = ROW(" + d + ")::text");
     }
 
     // ---------------------------------------------------------------- GROUPS
 
     private static Plan groups(String query, String target, List<String> columns, Source.Lookup sources, Branch shape,
-            boolean consolidate) throws PlanRefusedException {
+            boolean consolidate, Apply apply) throws PlanRefusedException {
         List<Expression> keys = shape.groupKeys();
         List<String> keyColumns = new ArrayList<>();
         List<String> outputs = shape.select.getSelectItems().stream().map(i -> i.getExpression().toString()).toList();
@@ -288,7 +331,7 @@ public final class DeltaPlanner {
                       FROM (%3$s) q(%4$s)
                      WHERE EXISTS (SELECT FROM __pgt_keys)),
                 %6$s""".formatted(String.join("\n UNION ALL ", terms), truncated(new Parsed(List.of(shape))), recompute,
-                String.join(", ", columns), deltas.definitions(), replaceGroups(target, columns, keyColumns, "__pgt_keys")),
+                String.join(", ", columns), deltas.definitions(), apply.groups(target, columns, keyColumns, "__pgt_keys")),
                 keyColumns);
     }
 
@@ -732,7 +775,8 @@ public final class DeltaPlanner {
     }
 
     private static void noLimit(Select s) throws PlanRefusedException {
-        if (s.getLimit() != null || s.getOffset() != null || s.getFetch() != null) {
+        // LIMIT ALL (PostgreSQL prints LIMIT NULL so too) is no limit
+        if (s.getLimit() != null && !s.getLimit().isLimitAll() || s.getOffset() != null || s.getFetch() != null) {
             throw new PlanRefusedException("the query uses LIMIT or OFFSET");
         }
     }

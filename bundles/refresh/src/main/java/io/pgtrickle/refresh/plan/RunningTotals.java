@@ -232,8 +232,8 @@ final class RunningTotals {
     }
 
     /** The plan, or null when the query is not of this form (GROUPS then handles it). */
-    static Plan plan(String query, Target to, Source.Lookup sources, boolean consolidate, Branch shape)
-            throws PlanRefusedException {
+    static Plan plan(String query, Target to, Source.Lookup sources, boolean consolidate, Branch shape,
+            DeltaPlanner.Apply apply) throws PlanRefusedException {
         if (shape.select.getDistinct() != null || to.stateTable() == null || !shape.havingSublinks.isEmpty()) {
             return null;
         }
@@ -435,7 +435,7 @@ final class RunningTotals {
                       FROM (SELECT %9$s FROM __pgt_state_new s WHERE %12$s) q(%10$s)),
                 %11$s""".formatted(deltas.definitions(), DeltaPlanner.truncated(new Parsed(List.of(shape))), dg, state, next, sets,
                 String.join(", ", all), DeltaPlanner.prefixed("s.", all), String.join(", ", visible), cols,
-                DeltaPlanner.replaceGroups(to.name(), to.columns(), keyColumns, "__pgt_dg"), shown);
+                apply.groups(to.name(), to.columns(), keyColumns, "__pgt_dg"), shown);
         return new Plan(Strategy.RUNNING_TOTALS, delta, keyColumns, ddl.toString(), stateSql);
     }
 }
