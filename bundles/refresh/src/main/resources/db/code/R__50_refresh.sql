@@ -512,6 +512,7 @@ DECLARE
     restore   jsonb := '{}';
     res       text[];
     readable  boolean;
+    why       text;
 BEGIN
     IF wait THEN
         SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = run_refresh.pgt_id FOR UPDATE;
@@ -567,6 +568,9 @@ BEGIN
         SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) END INTO estimate
           FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid WHERE d.pgt_id = st.pgt_id;
         fallback := ratio > 0 AND estimate IS NOT NULL AND pending > ratio * greatest(estimate, 1);
+        IF fallback THEN
+            why := format('%s changed rows > pg_trickle.differential_max_change_ratio %s of %s source rows', pending, ratio, round(estimate::numeric));
+        END IF;
     END IF;
 
     -- The differential statement reads the change buffers, which hold every column and every row
@@ -574,6 +578,16 @@ BEGIN
     -- (Nothing of this for a refresh that has nothing to do: the no-op path stays a probe.)
     IF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL AND NOT (pending = 0 AND snapshot IS NOT NULL) THEN
         readable := pgtrickle.owner_reads_changes(st);
+    END IF;
+    -- Before the differential statement is planned: true statistics of the changes, then AUTO's cost
+    -- rule (R__55_change_statistics.sql). May turn nested loops off until the statement has run.
+    IF readable AND snapshot IS NOT NULL AND pending > 0 AND NOT fallback AND NOT full_next
+       AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) THEN
+        restore := pgtrickle.refresh_change_statistics(st, (st.frontier ->> 'snapshot')::pg_snapshot);
+        IF st.requested_refresh_mode = 'AUTO' THEN
+            why := pgtrickle.differential_cost_fallback(st, (st.frontier ->> 'snapshot')::pg_snapshot, pending);
+            fallback := why IS NOT NULL;
+        END IF;
     END IF;
 
     -- The query runs under the settings of the session that set it (TimeZone, DateStyle, ...), so
@@ -647,9 +661,9 @@ BEGIN
     PERFORM set_config('pgtrickle.notify_coalesce_default', coalesce(run_refresh.notify_coalesce_ms::text, ''), true);
     INSERT INTO pgtrickle.pgt_refresh_history
            (pgt_id, data_timestamp, start_time, end_time, action, rows_inserted, rows_deleted, delta_row_count, status,
-            initiated_by, was_full_fallback)
+            initiated_by, was_full_fallback, fallback_reason)
     VALUES (st.pgt_id, now(), started, clock_timestamp(), act, ins, del, ins + del, 'COMPLETED', run_refresh.initiated_by,
-            fallback AND act = 'FULL')
+            fallback AND act = 'FULL', CASE WHEN fallback AND act = 'FULL' THEN why END)
     RETURNING refresh_id INTO id;
 
 
