@@ -71,11 +71,12 @@ END
 $fn$;
 
 -- AUTO's cost rule: why this refresh should recompute rather than apply its changes, or NULL. Asked
--- only when the window is large against the sources (pending rows at least
+-- only when the window is large, in rows (at least 1,000) and against the sources (at least
 -- pg_trickle.differential_cost_check_ratio of their estimated rows, default 0.01; 0 never asks),
 -- since it plans both statements once more (EXPLAIN, as the stream table's owner, with true
--- statistics: refresh_change_statistics runs first). The differential statement loses when the
--- planner's total cost for it exceeds its total cost for the FULL statement.
+-- statistics: refresh_change_statistics runs first): a few milliseconds, against a refresh that
+-- reads thousands of changes. The differential statement loses when the planner's total cost for
+-- it exceeds its total cost for the FULL statement.
 CREATE OR REPLACE FUNCTION pgtrickle.differential_cost_fallback(st pgtrickle.pgt_stream_tables, frontier pg_snapshot, pending bigint)
     RETURNS text
     LANGUAGE plpgsql
@@ -91,7 +92,7 @@ BEGIN
     END IF;
     SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) END INTO rows
       FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid WHERE d.pgt_id = st.pgt_id;
-    IF rows IS NULL OR pending < ratio * greatest(rows, 1) THEN
+    IF rows IS NULL OR pending < 1000 OR pending < ratio * greatest(rows, 1) THEN
         RETURN NULL;
     END IF;
     delta := ((pgtrickle.execute_as_owner(st, 'EXPLAIN (FORMAT JSON) ' || st.delta_sql, frontier))[1]::json
