@@ -513,6 +513,7 @@ DECLARE
     res       text[];
     readable  boolean;
     why       text;
+    counts    jsonb;
 BEGIN
     IF wait THEN
         SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = run_refresh.pgt_id FOR UPDATE;
@@ -545,10 +546,11 @@ BEGIN
       FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id;
     IF st.is_populated AND NOT st.needs_reinit AND st.frontier ? 'snapshot' AND coalesce(captured, false)
        AND st.recompute_reason IS NULL THEN
-        SELECT coalesce(sum(pgtrickle.pending_change_count(d.source_relid::regclass, (st.frontier ->> 'snapshot')::pg_snapshot)), 0),
-               pg_current_snapshot()::text
-          INTO pending, snapshot
-          FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id;
+        SELECT coalesce(sum(p.n), 0), jsonb_object_agg(p.relid, p.n) FILTER (WHERE p.n > 0), pg_current_snapshot()::text
+          INTO pending, counts, snapshot
+          FROM (SELECT d.source_relid AS relid,
+                       pgtrickle.pending_change_count(d.source_relid::regclass, (st.frontier ->> 'snapshot')::pg_snapshot) AS n
+                  FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id) p;
     END IF;
 
     -- A transaction that wrote to a source before refreshing: its rows are consumed now and, as it
@@ -579,16 +581,6 @@ BEGIN
     IF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL AND NOT (pending = 0 AND snapshot IS NOT NULL) THEN
         readable := pgtrickle.owner_reads_changes(st);
     END IF;
-    -- Before the differential statement is planned: true statistics of the changes, then AUTO's cost
-    -- rule (R__55_change_statistics.sql). May turn nested loops off until the statement has run.
-    IF readable AND snapshot IS NOT NULL AND pending > 0 AND NOT fallback AND NOT full_next
-       AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) THEN
-        restore := pgtrickle.refresh_change_statistics(st, (st.frontier ->> 'snapshot')::pg_snapshot);
-        IF st.requested_refresh_mode = 'AUTO' THEN
-            why := pgtrickle.differential_cost_fallback(st, (st.frontier ->> 'snapshot')::pg_snapshot, pending);
-            fallback := why IS NOT NULL;
-        END IF;
-    END IF;
 
     -- The query runs under the settings of the session that set it (TimeZone, DateStyle, ...), so
     -- the container and psql compute the same rows. Only around the statements that run it: a
@@ -600,6 +592,17 @@ BEGIN
             PERFORM set_config(setting.key, setting.value, true);
         END IF;
     END LOOP;
+    -- Before the differential statement is planned (under the query's settings, as it will be): true
+    -- statistics of the changes, then AUTO's cost rule (R__55_change_statistics.sql). May turn nested
+    -- loops off until the statement has run.
+    IF readable AND snapshot IS NOT NULL AND pending > 0 AND NOT fallback AND NOT full_next
+       AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) THEN
+        restore := restore || pgtrickle.refresh_change_statistics((st.frontier ->> 'snapshot')::pg_snapshot, counts);
+        IF st.requested_refresh_mode = 'AUTO' THEN
+            why := pgtrickle.differential_cost_fallback(st, (st.frontier ->> 'snapshot')::pg_snapshot, pending);
+            fallback := why IS NOT NULL;
+        END IF;
+    END IF;
     -- the guard on the stream table (R__40_guards.sql) lets this transaction's refresh writes through
     PERFORM set_config('pgtrickle.refreshing', 'on', true);
     IF pending = 0 AND snapshot IS NOT NULL THEN

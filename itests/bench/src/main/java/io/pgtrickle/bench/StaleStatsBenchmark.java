@@ -125,8 +125,11 @@ public final class StaleStatsBenchmark {
         catchUp(s, q);
 
         StringBuilder b = new StringBuilder();
-        b.append("## Q").append(q).append(" (").append(string(s, "SELECT pgtrickle.explain_refresh_mode('q" + q + "_fix')"))
-                .append(")\n\n| buffers analysed | then a batch of | as is | no nested loops | ANALYZE first | run_refresh | its mode |")
+        b.append("## Q").append(q).append(" (").append(string(s, "SELECT CASE WHEN state_table IS NOT NULL THEN 'running totals'"
+                        + " WHEN delta_sql LIKE '%__pgt_keys%' THEN 'touched groups recomputed' ELSE 'rows' END"
+                        + " FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'q" + q + "_fix'"))
+                .append(", ").append(string(s, "SELECT count(*) FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = (pgtrickle.find_stream_table('q"
+                        + q + "_fix')).pgt_id")).append(" sources)\n\n| buffers analysed | then a batch of | as is | no nested loops | ANALYZE first | run_refresh | its mode |")
                 .append(" REFRESH MATERIALIZED VIEW |\n|---|---|---|---|---|---|---|---|\n");
         double one = 1.0 / Double.parseDouble(string(s, "SELECT count(*) FROM orders"));
         for (double f : FRACTIONS) {

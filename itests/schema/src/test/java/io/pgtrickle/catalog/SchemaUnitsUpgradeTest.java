@@ -80,7 +80,7 @@ class SchemaUnitsUpgradeTest {
             assertEquals(List.of("pgtrickle.announce_refresh_event() -> trigger",
                             "pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables,pg_snapshot,bigint) -> text",
                             "pgtrickle.drop_orphaned_shadow() -> trigger", history + ", fallback_reason text)",
-                            "pgtrickle.refresh_change_statistics(pgtrickle.pgt_stream_tables,pg_snapshot) -> jsonb"),
+                            "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb) -> jsonb"),
                     added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
             assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(3).substring(added.get(3).indexOf(" volatility")),
                     "get_refresh_history keeps its volatility, security, settings and privileges");
