@@ -314,14 +314,26 @@ AS $fn$
       FROM pgtrickle.pgt_stream_tables s WHERE s.shadow_of IS NULL ORDER BY s.pgt_schema, s.pgt_name
 $fn$;
 
+-- fallback_reason (0.34.0, last, so that reading the others by name or position is as before): why a
+-- differentially maintained stream table ran FULL this once. A new result column needs the old
+-- function dropped first.
+DO $$
+BEGIN
+    IF to_regprocedure('pgtrickle.get_refresh_history(text, integer)') IS NOT NULL
+       AND pg_get_function_result('pgtrickle.get_refresh_history(text, integer)'::regprocedure) NOT LIKE '%fallback_reason%' THEN
+        DROP FUNCTION pgtrickle.get_refresh_history(text, integer);
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION pgtrickle.get_refresh_history(name text, max_rows integer DEFAULT 20)
     RETURNS TABLE (refresh_id bigint, data_timestamp timestamptz, start_time timestamptz, end_time timestamptz,
                    action text, status text, rows_inserted bigint, rows_deleted bigint, duration_ms double precision,
-                   error_message text)
+                   error_message text, fallback_reason text)
     LANGUAGE sql STABLE
 AS $fn$
     SELECT h.refresh_id, h.data_timestamp, h.start_time, h.end_time, h.action, h.status, h.rows_inserted,
-           h.rows_deleted, extract(epoch FROM h.end_time - h.start_time) * 1000, h.error_message
+           h.rows_deleted, extract(epoch FROM h.end_time - h.start_time) * 1000, h.error_message, h.fallback_reason
       FROM pgtrickle.pgt_refresh_history h
      WHERE h.pgt_id = (pgtrickle.find_stream_table(name)).pgt_id
      ORDER BY h.refresh_id DESC

@@ -679,6 +679,8 @@ DECLARE
     restore   jsonb := '{}';
     res       text[];
     readable  boolean;
+    why       text;
+    counts    jsonb;
 BEGIN
     IF wait THEN
         SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = run_refresh.pgt_id FOR UPDATE;
@@ -711,10 +713,11 @@ BEGIN
       FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id;
     IF st.is_populated AND NOT st.needs_reinit AND st.frontier ? 'snapshot' AND coalesce(captured, false)
        AND st.recompute_reason IS NULL THEN
-        SELECT coalesce(sum(pgtrickle.pending_change_count(d.source_relid::regclass, (st.frontier ->> 'snapshot')::pg_snapshot)), 0),
-               pg_current_snapshot()::text
-          INTO pending, snapshot
-          FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id;
+        SELECT coalesce(sum(p.n), 0), jsonb_object_agg(p.relid, p.n) FILTER (WHERE p.n > 0), pg_current_snapshot()::text
+          INTO pending, counts, snapshot
+          FROM (SELECT d.source_relid AS relid,
+                       pgtrickle.pending_change_count(d.source_relid::regclass, (st.frontier ->> 'snapshot')::pg_snapshot) AS n
+                  FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id) p;
     END IF;
 
     -- A transaction that wrote to a source before refreshing: its rows are consumed now and, as it
@@ -734,6 +737,9 @@ BEGIN
         SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) END INTO estimate
           FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid WHERE d.pgt_id = st.pgt_id;
         fallback := ratio > 0 AND estimate IS NOT NULL AND pending > ratio * greatest(estimate, 1);
+        IF fallback THEN
+            why := format('%s changed rows > pg_trickle.differential_max_change_ratio %s of %s source rows', pending, ratio, round(estimate::numeric));
+        END IF;
     END IF;
 
     -- The differential statement reads the change buffers, which hold every column and every row
@@ -753,6 +759,17 @@ BEGIN
             PERFORM set_config(setting.key, setting.value, true);
         END IF;
     END LOOP;
+    -- Before the differential statement is planned (under the query's settings, as it will be): true
+    -- statistics of the changes, then AUTO's cost rule (R__55_change_statistics.sql). May turn nested
+    -- loops off until the statement has run.
+    IF readable AND snapshot IS NOT NULL AND pending > 0 AND NOT fallback AND NOT full_next
+       AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) THEN
+        restore := restore || pgtrickle.refresh_change_statistics((st.frontier ->> 'snapshot')::pg_snapshot, counts);
+        IF st.requested_refresh_mode = 'AUTO' THEN
+            why := pgtrickle.differential_cost_fallback(st, (st.frontier ->> 'snapshot')::pg_snapshot, pending);
+            fallback := why IS NOT NULL;
+        END IF;
+    END IF;
     -- the guard on the stream table (R__40_guards.sql) lets this transaction's refresh writes through
     PERFORM set_config('pgtrickle.refreshing', 'on', true);
     IF pending = 0 AND snapshot IS NOT NULL THEN
@@ -814,9 +831,9 @@ BEGIN
     PERFORM set_config('pgtrickle.notify_coalesce_default', coalesce(run_refresh.notify_coalesce_ms::text, ''), true);
     INSERT INTO pgtrickle.pgt_refresh_history
            (pgt_id, data_timestamp, start_time, end_time, action, rows_inserted, rows_deleted, delta_row_count, status,
-            initiated_by, was_full_fallback)
+            initiated_by, was_full_fallback, fallback_reason)
     VALUES (st.pgt_id, now(), started, clock_timestamp(), act, ins, del, ins + del, 'COMPLETED', run_refresh.initiated_by,
-            fallback AND act = 'FULL')
+            fallback AND act = 'FULL', CASE WHEN fallback AND act = 'FULL' THEN why END)
     RETURNING refresh_id INTO id;
 
 

@@ -109,10 +109,10 @@ public class StreamTableCommands {
         out.println("resumed " + name);
     }
 
-    /** {@code pgtrickle:history NAME}: the last 20 refreshes. */
+    /** {@code pgtrickle:history NAME}: the last 20 refreshes, with why AUTO ran one FULL ({@code fallback_reason}). */
     public void history(String name) throws SQLException {
         table("SELECT refresh_id, start_time, action, status, rows_inserted, rows_deleted,"
-                + " round(duration_ms::numeric, 1) AS ms, error_message FROM pgtrickle.get_refresh_history(?, 20)", name);
+                + " round(duration_ms::numeric, 1) AS ms, error_message, fallback_reason FROM pgtrickle.get_refresh_history(?, 20)", name);
     }
 
     /**

@@ -44,7 +44,7 @@ class SchemaUnitsUpgradeTest {
             assertEquals(List.of("io.pgtrickle.catalog", "io.pgtrickle.refresh", "io.pgtrickle.evolution", "io.pgtrickle.notify"),
                     r.units().stream().map(UnitMigrator.Result::unit).toList());
             assertEquals(List.of("io.pgtrickle.catalog|READY|0.33.0.2", "io.pgtrickle.evolution|READY|", "io.pgtrickle.notify|READY|0.33.0.2",
-                            "io.pgtrickle.refresh|READY|"),
+                            "io.pgtrickle.refresh|READY|0.34.0"),
                     strings(c, "SELECT concat_ws('|', unit, state, coalesce(schema_version, '')) FROM pgtrickle.pgt_schema_unit ORDER BY unit"));
             CatalogMigrator.Result again = new CatalogMigrator().migrate(c);
             assertEquals(List.of(), again.applied());
@@ -54,11 +54,13 @@ class SchemaUnitsUpgradeTest {
 
     /**
      * Moving the functions into their bundles changed no SQL signature: every function the released
-     * catalog had keeps its arguments, result, volatility, security, settings and privileges; the
-     * only new ones are the two trigger functions through which units meet.
+     * catalog had keeps its arguments, result, volatility, security, settings and privileges, but for
+     * one deliberate change: get_refresh_history gained a last column, fallback_reason (0.34.0). The
+     * new ones are the two trigger functions through which units meet and the two the refresh unit
+     * calls before a differential statement (change statistics, AUTO's cost rule).
      */
     @Test
-    void theSqlSurfaceIsTheReleasedOnePlusTwoTriggerFunctions() throws SQLException {
+    void theSqlSurfaceIsTheReleasedOnePlusItsDeliberateChanges() throws SQLException {
         String surface = "SELECT format('%s -> %s volatility=%s definer=%s config=%s acl=%s', p.oid::regprocedure, pg_get_function_result(p.oid),"
                 + " p.provolatile, p.prosecdef, p.proconfig, p.proacl) FROM pg_proc p WHERE p.pronamespace = 'pgtrickle'::regnamespace ORDER BY 1";
         try (Connection released = connect("units_released"); Connection units = connect("units_all")) {
@@ -70,9 +72,18 @@ class SchemaUnitsUpgradeTest {
             added.removeAll(before);
             List<String> lost = new ArrayList<>(before);
             lost.removeAll(after);
-            assertEquals(List.of(), lost, "released functions changed");
-            assertEquals(List.of("pgtrickle.announce_refresh_event() -> trigger", "pgtrickle.drop_orphaned_shadow() -> trigger"),
+            String history = "pgtrickle.get_refresh_history(text,integer) -> TABLE(refresh_id bigint, data_timestamp timestamp with time zone,"
+                    + " start_time timestamp with time zone, end_time timestamp with time zone, action text, status text, rows_inserted bigint,"
+                    + " rows_deleted bigint, duration_ms double precision, error_message text";
+            assertEquals(List.of(history + ")"), lost.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList(),
+                    "released functions changed");
+            assertEquals(List.of("pgtrickle.announce_refresh_event() -> trigger",
+                            "pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables,pg_snapshot,bigint) -> text",
+                            "pgtrickle.drop_orphaned_shadow() -> trigger", history + ", fallback_reason text)",
+                            "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb) -> jsonb"),
                     added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
+            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(3).substring(added.get(3).indexOf(" volatility")),
+                    "get_refresh_history keeps its volatility, security, settings and privileges");
         }
     }
 

@@ -1,0 +1,109 @@
+-- What PostgreSQL knows about a differential refresh before it plans it (unit io.pgtrickle.refresh,
+-- repeatable): true statistics of the change buffers, and AUTO's cost rule. Called by run_refresh
+-- (R__50_refresh.sql) just before the differential statement runs.
+--
+-- A change buffer is pruned after every refresh, so its statistics (autovacuum's, or ours) describe
+-- an earlier batch: typically writers older than the frontier, so the planner sees the window
+-- (`xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(xid, $1)`) as about one row. On
+-- TPC-H Q12 at SF 0.1 it expected 1 changed order, found 300 and re-read all 600,000 lineitems once
+-- per order in a nested loop: 67 s where REFRESH MATERIALIZED VIEW takes 0.2 s (the benchmark
+-- -Pbench-stale-stats, docs/benchmarks/stale-stats.md).
+
+-- Makes the planner's estimate of each source's window true, before the differential statement is
+-- planned: for every source with changes in the window (`counts`: source OID -> rows in the window,
+-- as run_refresh counted them), the planner's estimate is asked (EXPLAIN, with the frontier as the
+-- statement will have it: about 0.2 ms a source; nothing for windows of up to 4 rows); where the two
+-- disagree (more than twice as many rows as estimated, or far fewer), the buffer is analysed, here,
+-- in the refresh's transaction (a refresh run from SQL has no other). ANALYZE reads a sample of the
+-- buffer, which holds little beyond the window.
+--
+-- ANALYZE keeps its SHARE UPDATE EXCLUSIVE lock on the buffer until the refresh commits. Nothing that
+-- writes or reads the buffer waits for it (capture triggers, pruning and other refreshes take weaker
+-- locks); another analyse of it would. So the lock is asked for with NOWAIT, and where it is held
+-- elsewhere (another refresh analysing the same source, autovacuum), or the caller may not analyse
+-- the buffer (ANALYZE needs its owner), the statement is planned without nested loops instead: it
+-- then scans what it joins once, with hash or merge joins, which bounds it by about a recomputation
+-- whatever the estimates say. Returns the settings to restore after the statement, as jsonb
+-- ('{}' when none changed).
+--
+-- pg_trickle.analyze_change_buffers = off turns this off (then nothing is asked).
+CREATE OR REPLACE FUNCTION pgtrickle.refresh_change_statistics(frontier pg_snapshot, counts jsonb)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    src       record;
+    n         bigint;
+    estimated double precision;
+    plan      json;
+    blind     boolean := false;
+BEGIN
+    IF lower(btrim(coalesce(current_setting('pg_trickle.analyze_change_buffers', true), ''))) IN ('off', 'false', '0', 'no') THEN
+        RETURN '{}';
+    END IF;
+    -- the planner never estimates fewer than one row, so a window of up to 4 rows is never
+    -- underestimated beyond the tolerance below: the common one-row change asks nothing
+    FOR src IN SELECT c.key::oid::regclass AS source, pgtrickle.change_buffer(c.key::oid::regclass) AS buffer, c.value::bigint AS n
+                 FROM jsonb_each_text(coalesce(counts, '{}')) c WHERE c.value::bigint > 4 LOOP
+        n := src.n;
+        CONTINUE WHEN src.buffer IS NULL;
+        EXECUTE 'EXPLAIN (FORMAT JSON) SELECT ' || pgtrickle.pending_rows(src.source, frontier) INTO plan USING frontier;
+        estimated := (plan -> 0 -> 'Plan' ->> 'Plan Rows')::double precision;
+        -- more than twice the estimate is analysed; so is an estimate ten times the window and 100
+        -- rows over it (an overestimate costs less: a hash join where a nested loop would do)
+        CONTINUE WHEN n <= 2 * estimated + 2 AND estimated <= 10 * n + 100;
+        IF (SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c WHERE c.oid = src.buffer) THEN
+            BEGIN
+                EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE NOWAIT', src.buffer);
+                EXECUTE format('ANALYZE %s', src.buffer);
+                CONTINUE;
+            EXCEPTION WHEN lock_not_available THEN
+                NULL;
+            END;
+        END IF;
+        blind := true;
+    END LOOP;
+    IF blind AND current_setting('enable_nestloop') = 'on' THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+        RETURN jsonb_build_object('enable_nestloop', 'on');
+    END IF;
+    RETURN '{}';
+END
+$fn$;
+
+-- AUTO's cost rule: why this refresh should recompute rather than apply its changes, or NULL. Asked
+-- only when the window is large, in rows (at least 1,000) and against the sources (at least
+-- pg_trickle.differential_cost_check_ratio of their estimated rows, default 0.01; 0 never asks),
+-- since it plans both statements once more (EXPLAIN, as the stream table's owner, with true
+-- statistics: refresh_change_statistics runs first): a few milliseconds, against a refresh that
+-- reads thousands of changes. The differential statement loses when the planner's total cost for
+-- it exceeds its total cost for the FULL statement.
+CREATE OR REPLACE FUNCTION pgtrickle.differential_cost_fallback(st pgtrickle.pgt_stream_tables, frontier pg_snapshot, pending bigint)
+    RETURNS text
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    ratio   double precision := pgtrickle.setting_ratio('pg_trickle.differential_cost_check_ratio', 0.01);
+    rows    double precision;
+    delta   double precision;
+    recompute double precision;
+BEGIN
+    IF ratio <= 0 THEN
+        RETURN NULL;
+    END IF;
+    SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) END INTO rows
+      FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid WHERE d.pgt_id = st.pgt_id;
+    IF rows IS NULL OR pending < 1000 OR pending < ratio * greatest(rows, 1) THEN
+        RETURN NULL;
+    END IF;
+    delta := ((pgtrickle.execute_as_owner(st, 'EXPLAIN (FORMAT JSON) ' || st.delta_sql, frontier))[1]::json
+              -> 0 -> 'Plan' ->> 'Total Cost')::double precision;
+    recompute := ((pgtrickle.execute_as_owner(st, 'EXPLAIN (FORMAT JSON) ' || pgtrickle.full_refresh_sql(st), NULL))[1]::json
+             -> 0 -> 'Plan' ->> 'Total Cost')::double precision;
+    IF delta > recompute THEN
+        RETURN format('estimated cost of the differential statement %s > of recomputing %s (%s changed rows, %s source rows)',
+                      round(delta::numeric), round(recompute::numeric), pending, round(rows::numeric));
+    END IF;
+    RETURN NULL;
+END
+$fn$;

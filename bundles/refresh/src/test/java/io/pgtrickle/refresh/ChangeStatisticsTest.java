@@ -1,0 +1,203 @@
+package io.pgtrickle.refresh;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A differential refresh is planned on true statistics of its changes (issue 13, "Planner
+ * robustness"): a change buffer analysed while it held an earlier batch makes the planner expect
+ * about one changed row whatever the window holds, and a join then runs as a nested loop that reads
+ * the other side once per changed row. {@code refresh_change_statistics} takes the window's count, asks
+ * the planner, and analyses the buffer when the two disagree, or plans without nested loops when it may
+ * not. AUTO's cost rule recomputes when the differential statement is estimated to cost more, and the
+ * history says why. No timings: what is checked is what the planner is told and what the refresh did.
+ */
+class ChangeStatisticsTest {
+
+    private RefreshDatabase db;
+    private Connection c;
+
+    @BeforeEach
+    void setUp() throws SQLException {
+        db = new RefreshDatabase("refresh_stats");
+        c = db.connect();
+        exec("CREATE TABLE orders (o_id int PRIMARY KEY, o_prio int NOT NULL)",
+                "CREATE TABLE lines (l_order int NOT NULL, l_no int NOT NULL, l_mode int NOT NULL, PRIMARY KEY (l_order, l_no))",
+                "INSERT INTO orders SELECT i, i % 5 FROM generate_series(1, 5000) i",
+                "INSERT INTO lines SELECT o, n, (o + n) % 7 FROM generate_series(1, 5000) o, generate_series(1, 4) n",
+                "ANALYZE orders", "ANALYZE lines",
+                "SELECT pgtrickle.create_stream_table('per_mode', 'SELECT l_mode, o_prio, count(*) AS n FROM orders, lines"
+                        + " WHERE o_id = l_order GROUP BY l_mode, o_prio', 'calculated')");
+        db.plan("per_mode");
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode')", "SELECT pgtrickle.refresh_stream_table('per_mode')");
+    }
+
+    @AfterEach
+    void tearDown() throws Exception {
+        c.close();
+        db.close();
+    }
+
+    /** The orders buffer analysed while it held one change, then 400 orders changed: the planner's estimate vs the truth. */
+    private void staleBatch() throws SQLException {
+        exec("UPDATE orders SET o_prio = o_prio + 1 WHERE o_id = 1", "ANALYZE " + buffer("orders"),
+                "SELECT pgtrickle.refresh_stream_table('per_mode')",
+                "UPDATE orders SET o_prio = o_prio + 1 WHERE o_id BETWEEN 1000 AND 1399");
+    }
+
+    @Test
+    void theWindowIsEstimatedFromTrueStatisticsBeforeTheStatementIsPlanned() throws SQLException {
+        staleBatch();
+        assertEquals(800, db.queryLong("SELECT pgtrickle.pending_change_count('orders', " + frontier() + ")"));
+        assertTrue(estimate() < 50, "the precondition: the planner misjudges the window, estimating " + estimate());
+
+        // turned off, nothing changes: the same misjudged window
+        exec("BEGIN", "SET LOCAL pg_trickle.analyze_change_buffers = off");
+        assertEquals("{}", one("SELECT pgtrickle.refresh_change_statistics(" + frontier() + ", " + counts() + ")::text"));
+        assertTrue(estimate() < 50, "off: " + estimate());
+        exec("ROLLBACK");
+
+        exec("BEGIN");
+        assertEquals("{}", one("SELECT pgtrickle.refresh_change_statistics(" + frontier() + ", " + counts() + ")::text"), "analysed, so no setting to restore");
+        double analysed = estimate();
+        assertTrue(analysed >= 400 && analysed <= 1600, "after the analysis the planner expects " + analysed + " of 800 rows");
+        exec("ROLLBACK");
+
+        // the refresh does the same, and stays differential and exact (pg_class.reltuples would not
+        // tell: ANALYZE writes it in place, rolled back or not; pg_statistic is transactional)
+        long before = analyses();
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
+        assertEquals("DIFFERENTIAL|false|", last());
+        assertEquals(0, db.difference("per_mode"));
+        assertTrue(analyses() > before, "the refresh analysed the buffer");
+    }
+
+    @Test
+    void aBufferAnotherSessionAnalysesIsNotWaitedForTheStatementRunsWithoutNestedLoops() throws Exception {
+        staleBatch();
+        try (Connection other = db.connect(); Statement o = other.createStatement()) {
+            other.setAutoCommit(false);
+            o.execute("LOCK TABLE " + buffer("orders") + " IN SHARE UPDATE EXCLUSIVE MODE");
+            exec("SET lock_timeout = '20s'");
+            exec("BEGIN");
+            assertEquals("{\"enable_nestloop\": \"on\"}", one("SELECT pgtrickle.refresh_change_statistics(" + frontier()
+                    + ", " + counts() + ")::text"));
+            assertEquals("off", one("SHOW enable_nestloop"));
+            exec("ROLLBACK");
+
+            exec("BEGIN", "SELECT pgtrickle.refresh_stream_table('per_mode')");
+            assertEquals("on", one("SHOW enable_nestloop"), "restored after the statement");
+            exec("COMMIT");
+            assertEquals("DIFFERENTIAL|false|", last());
+            assertEquals(0, db.difference("per_mode"));
+            other.rollback();
+        }
+    }
+
+    @Test
+    void aSmallRefreshStaysDifferentialAndAnalysesNothing() throws SQLException {
+        exec("ANALYZE " + buffer("orders"), "ANALYZE " + buffer("lines"));
+        long before = analyses();
+        exec("UPDATE orders SET o_prio = o_prio + 1 WHERE o_id = 7");
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
+        assertEquals("DIFFERENTIAL|false|", last());
+        assertEquals(before, analyses(), "a one-row window is not worth an ANALYZE");
+        assertEquals(0, db.difference("per_mode"));
+    }
+
+    @Test
+    void autoRecomputesWhenTheDifferentialStatementCostsMoreAndSaysWhy() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('per_mode_diff', 'SELECT l_mode, o_prio, count(*) AS n FROM orders, lines"
+                + " WHERE o_id = l_order GROUP BY l_mode, o_prio', 'calculated', 'DIFFERENTIAL')");
+        db.plan("per_mode_diff");
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode_diff')", "SELECT pgtrickle.refresh_stream_table('per_mode_diff')");
+        exec("SET pg_trickle.differential_cost_check_ratio = 0.01");
+        // every line changes: 40,000 buffered rows against 25,000 source rows
+        exec("UPDATE lines SET l_mode = (l_mode + 1) % 7");
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
+        String[] h = last().split("\\|", 3);
+        assertEquals("FULL", h[0]);
+        assertEquals("true", h[1]);
+        assertTrue(h[2].matches("estimated cost of the differential statement \\d+ > of recomputing \\d+ \\(40000 changed rows, \\d+ source rows\\)"), h[2]);
+        assertEquals(h[2], db.queryString("SELECT fallback_reason FROM pgtrickle.get_refresh_history('per_mode', 1)"));
+        assertEquals(0, db.difference("per_mode"));
+
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode_diff')");
+        assertEquals("DIFFERENTIAL|false|", last("per_mode_diff"), "a DIFFERENTIAL stream table never switches");
+        assertEquals(0, db.difference("per_mode_diff"));
+
+        // the same change with the rule off stays differential
+        exec("SET pg_trickle.differential_cost_check_ratio = 0", "UPDATE lines SET l_mode = (l_mode + 1) % 7");
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
+        assertEquals("DIFFERENTIAL|false|", last());
+
+        // the change-ratio rule says why too
+        exec("SET pg_trickle.differential_max_change_ratio = 0.5", "UPDATE lines SET l_mode = (l_mode + 1) % 7");
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
+        assertTrue(last().matches("FULL\\|true\\|40000 changed rows > pg_trickle.differential_max_change_ratio 0.5 of \\d+ source rows"), last());
+        assertNull(db.queryString("SELECT fallback_reason FROM pgtrickle.get_refresh_history('per_mode_diff', 1)"));
+    }
+
+    /** The planner's estimate of the orders buffer's window, asked on this test's connection (inside its transaction). */
+    private double estimate() throws SQLException {
+        String f = one("SELECT frontier ->> 'snapshot' FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'per_mode'");
+        String plan = one("EXPLAIN (FORMAT JSON) SELECT 1 FROM " + buffer("orders") + " WHERE xid >= pg_snapshot_xmin('" + f + "')"
+                + " AND NOT pg_visible_in_snapshot(xid, '" + f + "')");
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("\"Plan Rows\": ([0-9.]+)").matcher(plan);
+        assertTrue(m.find(), plan);
+        return Double.parseDouble(m.group(1));
+    }
+
+    private String one(String sql) throws SQLException {
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            assertTrue(rs.next(), sql);
+            return rs.getString(1);
+        }
+    }
+
+    private String frontier() {
+        return "(SELECT (frontier ->> 'snapshot')::pg_snapshot FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'per_mode')";
+    }
+
+    /** The window's rows per source, as run_refresh hands them over. */
+    private String counts() {
+        return "(SELECT jsonb_object_agg(d.source_relid, pgtrickle.pending_change_count(d.source_relid::regclass, " + frontier() + "))"
+                + " FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = (SELECT pgt_id FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'per_mode'))";
+    }
+
+    private String buffer(String source) throws SQLException {
+        return db.queryString("SELECT pgtrickle.change_buffer('" + source + "')::text");
+    }
+
+    private long analyses() throws SQLException {
+        // pg_statistic rows of the buffer change only when it is analysed: their xmin is the analysing transaction
+        return db.queryLong("SELECT coalesce(max(xmin::text::bigint), 0) FROM pg_statistic WHERE starelid = " + "'"
+                + buffer("orders") + "'::regclass");
+    }
+
+    private String last() throws SQLException {
+        return last("per_mode");
+    }
+
+    private String last(String st) throws SQLException {
+        return db.queryString("SELECT action || '|' || was_full_fallback || '|' || coalesce(fallback_reason, '')"
+                + " FROM pgtrickle.pgt_refresh_history WHERE pgt_id = ? ORDER BY refresh_id DESC LIMIT 1", db.pgtId(st));
+    }
+
+    private void exec(String... sql) throws SQLException {
+        try (Statement s = c.createStatement()) {
+            for (String q : sql) {
+                s.execute(q);
+            }
+        }
+    }
+}
