@@ -56,8 +56,10 @@ class SchemaUnitsUpgradeTest {
      * Moving the functions into their bundles changed no SQL signature: every function the released
      * catalog had keeps its arguments, result, volatility, security, settings and privileges, but for
      * one deliberate change: get_refresh_history gained a last column, fallback_reason (0.34.0). The
-     * new ones are the two trigger functions through which units meet and the two the refresh unit
-     * calls before a differential statement (change statistics, AUTO's cost rule).
+     * new ones are the two trigger functions through which units meet, the two the refresh unit
+     * calls before a differential statement (change statistics, AUTO's cost rule), the FULL refresh
+     * with its work_mem (full_refresh), and the create-time judge's view of inlined subqueries
+     * (inline_blocker, inlined_queries).
      */
     @Test
     void theSqlSurfaceIsTheReleasedOnePlusItsDeliberateChanges() throws SQLException {
@@ -79,10 +81,14 @@ class SchemaUnitsUpgradeTest {
                     "released functions changed");
             assertEquals(List.of("pgtrickle.announce_refresh_event() -> trigger",
                             "pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables,pg_snapshot,bigint) -> text",
-                            "pgtrickle.drop_orphaned_shadow() -> trigger", history + ", fallback_reason text)",
+                            "pgtrickle.drop_orphaned_shadow() -> trigger",
+                            "pgtrickle.full_refresh(pgtrickle.pgt_stream_tables,bigint) -> text[]",
+                            history + ", fallback_reason text)",
+                            "pgtrickle.inline_blocker(text) -> text",
+                            "pgtrickle.inlined_queries(text) -> TABLE(via text, own text)",
                             "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb) -> jsonb"),
                     added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
-            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(3).substring(added.get(3).indexOf(" volatility")),
+            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(4).substring(added.get(4).indexOf(" volatility")),
                     "get_refresh_history keeps its volatility, security, settings and privileges");
         }
     }
