@@ -73,7 +73,7 @@ $fn$;
 
 -- AUTO's cost rule: why this refresh should recompute rather than apply its changes, or NULL. Asked
 -- only when the window is large, in rows (at least 1,000) and against the sources (at least
--- pg_trickle.differential_cost_check_ratio of their estimated rows, default 0.01; 0 never asks),
+-- pg_trickle.differential_cost_check_ratio of their estimated rows, default 0.001; 0 never asks),
 -- since it plans both statements once more (EXPLAIN, as the stream table's owner, with true
 -- statistics: refresh_change_statistics runs first): a few milliseconds, against a refresh that
 -- reads thousands of changes. The differential statement loses when the planner's total cost for
@@ -83,7 +83,7 @@ CREATE OR REPLACE FUNCTION pgtrickle.differential_cost_fallback(st pgtrickle.pgt
     LANGUAGE plpgsql
 AS $fn$
 DECLARE
-    ratio   double precision := pgtrickle.setting_ratio('pg_trickle.differential_cost_check_ratio', 0.01);
+    ratio   double precision := pgtrickle.setting_ratio('pg_trickle.differential_cost_check_ratio', 0.001);
     rows    double precision;
     delta   double precision;
     recompute double precision;
