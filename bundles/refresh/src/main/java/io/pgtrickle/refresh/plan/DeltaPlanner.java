@@ -287,10 +287,7 @@ public final class DeltaPlanner {
         List<String> terms = new ArrayList<>();
         for (int i = 0; i < shape.occurrences.size(); i++) {
             Branch k = parse(query, sources).branches.get(0);
-            k.select.setSelectItems(new ArrayList<>(List.of(SelectItem.from(parseExpression(keyHash)))));
-            k.select.setGroupByElement(null);
-            k.select.setHaving(null);
-            k.select.setDistinct(null);
+            selectKeyHash(k, keyHash);
             terms.add("SELECT * FROM (" + k.term(i, deltas) + ") __pgt_t(h) WHERE " + deltas.pending(k.occurrences.get(i).source));
         }
         if (!shape.sublinks.isEmpty()) {
@@ -298,20 +295,14 @@ public final class DeltaPlanner {
             Sublinks.define(query, sources, deltas, 0);
             Branch k = parse(query, sources).branches.get(0);
             Sublinks.flip(k, 0, deltas);
-            k.select.setSelectItems(new ArrayList<>(List.of(SelectItem.from(parseExpression(keyHash)))));
-            k.select.setGroupByElement(null);
-            k.select.setHaving(null);
-            k.select.setDistinct(null);
+            selectKeyHash(k, keyHash);
             terms.add("SELECT * FROM (" + k.term(-1, deltas) + ") __pgt_t(h) WHERE " + Sublinks.pending(k, deltas));
         }
         if (!shape.havingSublinks.isEmpty()) {
             // a threshold that moved: every group, as it is now (groups that are gone were touched by their rows)
             String moved = Sublinks.defineHaving(query, sources, deltas);
             Branch k = parse(query, sources).branches.get(0);
-            k.select.setSelectItems(new ArrayList<>(List.of(SelectItem.from(parseExpression(keyHash)))));
-            k.select.setGroupByElement(null);
-            k.select.setHaving(null);
-            k.select.setDistinct(null);
+            selectKeyHash(k, keyHash);
             terms.add("SELECT * FROM (" + k.term(k.occurrences.size(), deltas) + ") __pgt_t(h) WHERE " + moved);
         }
 
@@ -333,6 +324,14 @@ public final class DeltaPlanner {
                 %6$s""".formatted(String.join("\n UNION ALL ", terms), truncated(new Parsed(List.of(shape))), recompute,
                 String.join(", ", columns), deltas.definitions(), apply.groups(target, columns, keyColumns, "__pgt_keys")),
                 keyColumns);
+    }
+
+    /** Makes a term's branch yield the hash of its rows' group key, one per row (no grouping). */
+    private static void selectKeyHash(Branch k, String keyHash) throws PlanRefusedException {
+        k.select.setSelectItems(new ArrayList<>(List.of(SelectItem.from(parseExpression(keyHash)))));
+        k.select.setGroupByElement(null);
+        k.select.setHaving(null);
+        k.select.setDistinct(null);
     }
 
     /**

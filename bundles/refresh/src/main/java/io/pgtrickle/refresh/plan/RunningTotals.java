@@ -231,6 +231,28 @@ final class RunningTotals {
         }
     }
 
+    /**
+     * Makes a term's branch yield, per row, its group's key hash and key values, its weight, and
+     * what it contributes to each state column (given the weight), without grouping.
+     */
+    private static void contribute(Branch b, String weight, String keyHash, List<String> keyTexts,
+            List<java.util.function.UnaryOperator<String>> contribution) throws PlanRefusedException {
+        List<String> contributions = new ArrayList<>();
+        contributions.add(keyHash);
+        contributions.addAll(keyTexts);
+        contributions.add(weight);
+        for (java.util.function.UnaryOperator<String> c : contribution) {
+            contributions.add(c.apply(weight));
+        }
+        List<SelectItem<?>> select = new ArrayList<>();
+        for (String c : contributions) {
+            select.add(SelectItem.from(DeltaPlanner.parseExpression(c)));
+        }
+        b.select.setSelectItems(select);
+        b.select.setGroupByElement(null);
+        b.select.setHaving(null);
+    }
+
     /** The plan, or null when the query is not of this form (GROUPS then handles it). */
     static Plan plan(String query, Target to, Source.Lookup sources, boolean consolidate, Branch shape,
             DeltaPlanner.Apply apply) throws PlanRefusedException {
@@ -331,21 +353,7 @@ final class RunningTotals {
         List<String> terms = new ArrayList<>();
         for (int k = 0; k < shape.occurrences.size(); k++) {
             Branch b = DeltaPlanner.parse(query, sources).branches().get(0);
-            String weight = "(" + DeltaPlanner.weight(b, k) + ")";
-            List<String> contributions = new ArrayList<>();
-            contributions.add(keyHash);
-            contributions.addAll(keyTexts);
-            contributions.add(weight);
-            for (java.util.function.UnaryOperator<String> c : contribution) {
-                contributions.add(c.apply(weight));
-            }
-            List<SelectItem<?>> select = new ArrayList<>();
-            for (String c : contributions) {
-                select.add(SelectItem.from(DeltaPlanner.parseExpression(c)));
-            }
-            b.select.setSelectItems(select);
-            b.select.setGroupByElement(null);
-            b.select.setHaving(null);
+            contribute(b, "(" + DeltaPlanner.weight(b, k) + ")", keyHash, keyTexts, contribution);
             terms.add("SELECT * FROM (" + b.term(k, deltas) + ") __pgt_t(" + String.join(", ", termColumns) + ") WHERE "
                     + deltas.pending(b.occurrences.get(k).source));
         }
@@ -354,21 +362,7 @@ final class RunningTotals {
             Sublinks.define(query, sources, deltas, 0);
             Branch b = DeltaPlanner.parse(query, sources).branches().get(0);
             String flip = Sublinks.flip(b, 0, deltas);
-            String weight = "(" + DeltaPlanner.weight(b, 0) + " * " + Sublinks.placeholder(query) + ")";
-            List<String> contributions = new ArrayList<>();
-            contributions.add(keyHash);
-            contributions.addAll(keyTexts);
-            contributions.add(weight);
-            for (java.util.function.UnaryOperator<String> c : contribution) {
-                contributions.add(c.apply(weight));
-            }
-            List<SelectItem<?>> select = new ArrayList<>();
-            for (String c : contributions) {
-                select.add(SelectItem.from(DeltaPlanner.parseExpression(c)));
-            }
-            b.select.setSelectItems(select);
-            b.select.setGroupByElement(null);
-            b.select.setHaving(null);
+            contribute(b, "(" + DeltaPlanner.weight(b, 0) + " * " + Sublinks.placeholder(query) + ")", keyHash, keyTexts, contribution);
             terms.add("SELECT * FROM (" + Sublinks.withFactor(b.term(-1, deltas), flip) + ") __pgt_t(" + String.join(", ", termColumns)
                     + ") WHERE " + Sublinks.pending(b, deltas));
         }

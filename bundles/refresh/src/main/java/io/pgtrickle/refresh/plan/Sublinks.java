@@ -404,8 +404,7 @@ final class Sublinks {
         List<String> any = new ArrayList<>();
         for (int i = 0; i < count; i++) {
             Sublink s = DeltaPlanner.parse(query, sources).branches().get(0).havingSublinks.get(i);
-            String pending = s.inner.allOccurrences().stream().map(o -> deltas.pending(o.source)).distinct()
-                    .collect(Collectors.joining(" OR "));
+            String pending = pending(s.inner.allOccurrences(), deltas);
             String name = "__pgt_sh" + i;
             // CASE: the subquery, twice over its whole tables, only when they changed
             deltas.define(name, "SELECT CASE WHEN " + pending + " THEN " + changed(s, deltas) + " ELSE false END AS t");
@@ -499,7 +498,10 @@ final class Sublinks {
 
     /** Gates a flip term: it runs only when a subquery's table has changes in the window. */
     static String pending(Branch b, Deltas deltas) {
-        return b.sublinks.stream().flatMap(s -> s.inner.allOccurrences().stream())
-                .map(o -> deltas.pending(o.source)).distinct().collect(Collectors.joining(" OR "));
+        return pending(b.sublinks.stream().flatMap(s -> s.inner.allOccurrences().stream()).toList(), deltas);
+    }
+
+    private static String pending(List<Occurrence> tables, Deltas deltas) {
+        return tables.stream().map(o -> deltas.pending(o.source)).distinct().collect(Collectors.joining(" OR "));
     }
 }
