@@ -63,6 +63,28 @@ final class RefreshDatabase extends MigratedDatabase {
         return out;
     }
 
+    /** The last refresh of a stream table, as the history recorded it, or null. */
+    History lastRefresh(String streamTable) throws SQLException {
+        List<History> all = historySince(pgtId(streamTable), 0);
+        return all.isEmpty() ? null : all.get(all.size() - 1);
+    }
+
+    /**
+     * Fails unless the stream table equals its defining query by value and by the text form of its
+     * rows, showing both sides when it does not.
+     */
+    void assertEqualsItsQuery(String streamTable, String ctx) throws SQLException {
+        long byValue = difference(streamTable);
+        long byText = textDifference(streamTable);
+        if (byValue != 0 || byText != 0) {
+            String query = queryString("SELECT defining_query FROM pgtrickle.pgt_stream_tables WHERE pgt_id = ?", pgtId(streamTable));
+            org.junit.jupiter.api.Assertions.fail(ctx + ": " + streamTable + " differs from its query (by value: " + byValue
+                    + " rows, by text: " + byText + "): stored "
+                    + queryString("SELECT string_agg(ROW(t.*)::text, ' ' ORDER BY ROW(t.*)::text) FROM " + streamTable + " t")
+                    + " vs query " + queryString("SELECT string_agg(ROW(q.*)::text, ' ' ORDER BY ROW(q.*)::text) FROM (" + query + ") q"));
+        }
+    }
+
     /**
      * Rows by which the stream table and its defining query differ, compared as multisets in one
      * snapshot: 0 means the stream table is up to date.
