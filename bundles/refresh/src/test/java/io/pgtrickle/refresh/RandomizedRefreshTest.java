@@ -80,7 +80,18 @@ class RandomizedRefreshTest {
             // running totals (count and exact sums only, no HAVING): adjusted, not recomputed
             new Spec("st_totals", "SELECT t2.name, t3.label, count(*) AS n, count(t1.v) AS nv, sum(t1.v) AS total FROM t1"
                     + " JOIN t2 ON t1.k = t2.k JOIN t3 ON t3.m = t2.m GROUP BY t2.name, t3.label", Set.of("t1", "t2", "t3")),
-            new Spec("st_totals_up", "SELECT n, count(*) AS labels, sum(total) AS total FROM st_totals GROUP BY n", Set.of("st_totals")));
+            new Spec("st_totals_up", "SELECT n, count(*) AS labels, sum(total) AS total FROM st_totals GROUP BY n", Set.of("st_totals")),
+            // six occurrences, each table twice: more than the planner reads by index (DeltaPlanner.MAX_INDEXED),
+            // so some terms read old states and others expand them, with changes to both copies of a table
+            new Spec("st_join6", "SELECT a.id, b.id AS id2, t2.name, t3.label, d.w FROM t1 a JOIN t2 ON a.k = t2.k"
+                    + " JOIN t3 ON t3.m = t2.m JOIN t1 b ON b.k = a.k AND b.g = a.g JOIN t2 c ON c.k = b.k AND c.name = t2.name"
+                    + " JOIN t3 d ON d.m = c.m AND d.w IS NOT DISTINCT FROM t3.w", Set.of("t1", "t2", "t3")),
+            new Spec("st_totals5", "SELECT t2.name, count(*) AS n, sum(a.v) AS total FROM t1 a JOIN t2 ON a.k = t2.k"
+                    + " JOIN t3 ON t3.m = t2.m JOIN t1 b ON b.k = a.k AND b.g = a.g JOIN t3 d ON d.m = t3.m GROUP BY t2.name",
+                    Set.of("t1", "t2", "t3")),
+            new Spec("st_groups5", "SELECT t3.label, min(a.v) AS lo, max(d.w) AS hi FROM t1 a JOIN t2 ON a.k = t2.k"
+                    + " JOIN t3 ON t3.m = t2.m JOIN t1 b ON b.k = a.k JOIN t3 d ON d.m = t3.m GROUP BY t3.label",
+                    Set.of("t1", "t2", "t3")));
 
     private RefreshDatabase db;
     private Connection c;

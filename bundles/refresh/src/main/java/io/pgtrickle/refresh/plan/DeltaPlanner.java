@@ -202,19 +202,21 @@ public final class DeltaPlanner {
         Deltas deltas = new Deltas(shape, consolidate);
         List<String> terms = new ArrayList<>();
         for (int bi = 0; bi < shape.branches.size(); bi++) {
-            for (int k = 0; k < shape.branches.get(bi).occurrences.size(); k++) {
+            for (Term t : shape.branches.get(bi).changeTerms()) {
                 Branch b = parse(query, sources).branches.get(bi);
-                b.select.addSelectItems(SelectItem.from(parseExpression(weight(b, k))));
-                terms.add("SELECT * FROM (" + b.term(k, deltas) + ") __pgt_t(" + String.join(", ", columns) + ", __pgt_w)"
-                        + " WHERE " + deltas.pending(b.occurrences.get(k).source));
+                b.select.addSelectItems(SelectItem.from(parseExpression(b.weight(t))));
+                terms.add("SELECT * FROM (" + b.render(t, deltas) + ") __pgt_t(" + String.join(", ", columns) + ", __pgt_w)"
+                        + " WHERE " + b.pending(t, deltas, null));
             }
             if (!shape.branches.get(bi).sublinks.isEmpty()) {
                 Sublinks.define(query, sources, deltas, bi);
-                Branch b = parse(query, sources).branches.get(bi);
-                String flip = Sublinks.flip(b, bi, deltas);
-                b.select.addSelectItems(SelectItem.from(parseExpression(weight(b, 0) + " * " + Sublinks.placeholder(query))));
-                terms.add("SELECT * FROM (" + Sublinks.withFactor(b.term(-1, deltas), flip) + ") __pgt_t(" + String.join(", ", columns)
-                        + ", __pgt_w) WHERE " + Sublinks.pending(b, deltas));
+                for (Term t : shape.branches.get(bi).oldTerms()) {
+                    Branch b = parse(query, sources).branches.get(bi);
+                    String flip = Sublinks.flip(b, bi, deltas);
+                    b.select.addSelectItems(SelectItem.from(parseExpression("(" + b.weight(t) + ") * " + Sublinks.placeholder(query))));
+                    terms.add("SELECT * FROM (" + Sublinks.withFactor(b.render(t, deltas), flip) + ") __pgt_t(" + String.join(", ", columns)
+                            + ", __pgt_w) WHERE " + b.pending(t, deltas, Sublinks.pending(b, deltas)));
+                }
             }
         }
         String d = prefixed("d.", columns);
@@ -285,25 +287,27 @@ public final class DeltaPlanner {
         // the group keys the changes touch, from the telescoping terms of the FROM and WHERE clauses
         Deltas deltas = new Deltas(new Parsed(List.of(shape)), consolidate);
         List<String> terms = new ArrayList<>();
-        for (int i = 0; i < shape.occurrences.size(); i++) {
+        for (Term t : shape.changeTerms()) {
             Branch k = parse(query, sources).branches.get(0);
             selectKeyHash(k, keyHash);
-            terms.add("SELECT * FROM (" + k.term(i, deltas) + ") __pgt_t(h) WHERE " + deltas.pending(k.occurrences.get(i).source));
+            terms.add("SELECT * FROM (" + k.render(t, deltas) + ") __pgt_t(h) WHERE " + k.pending(t, deltas, null));
         }
         if (!shape.sublinks.isEmpty()) {
             // the groups of rows whose subquery verdict can have changed
             Sublinks.define(query, sources, deltas, 0);
-            Branch k = parse(query, sources).branches.get(0);
-            Sublinks.flip(k, 0, deltas);
-            selectKeyHash(k, keyHash);
-            terms.add("SELECT * FROM (" + k.term(-1, deltas) + ") __pgt_t(h) WHERE " + Sublinks.pending(k, deltas));
+            for (Term t : shape.oldTerms()) {
+                Branch k = parse(query, sources).branches.get(0);
+                Sublinks.flip(k, 0, deltas);
+                selectKeyHash(k, keyHash);
+                terms.add("SELECT * FROM (" + k.render(t, deltas) + ") __pgt_t(h) WHERE " + k.pending(t, deltas, Sublinks.pending(k, deltas)));
+            }
         }
         if (!shape.havingSublinks.isEmpty()) {
             // a threshold that moved: every group, as it is now (groups that are gone were touched by their rows)
             String moved = Sublinks.defineHaving(query, sources, deltas);
             Branch k = parse(query, sources).branches.get(0);
             selectKeyHash(k, keyHash);
-            terms.add("SELECT * FROM (" + k.term(k.occurrences.size(), deltas) + ") __pgt_t(h) WHERE " + moved);
+            terms.add("SELECT * FROM (" + k.render(k.newTerm(), deltas) + ") __pgt_t(h) WHERE " + moved);
         }
 
         // those groups recomputed from the sources
@@ -365,12 +369,6 @@ public final class DeltaPlanner {
     }
 
     // ---------------------------------------------------------------- SQL pieces
-
-    /** The weight of term k: the product of the weights of occurrence k and those after it. */
-    static String weight(Branch b, int k) {
-        return IntStream.range(k, b.occurrences.size())
-                .mapToObj(i -> b.occurrences.get(i).alias + ".__pgt_w").collect(Collectors.joining(" * "));
-    }
 
     /**
      * The changes of each source in the window, read once into a materialized CTE (__pgt_d0, ...):
@@ -538,20 +536,147 @@ public final class DeltaPlanner {
         }
 
         /**
-         * Term k of the telescoping sum, as SQL: occurrence k reads its changes, those before it the
-         * new state and those after it the old state. Done on the parse tree (each occurrence's
-         * table node renamed to its relation), so nothing in the query's text is rewritten: a
-         * string literal that looks like an internal name stays what it is. Edits this branch, so
-         * each term needs a branch of its own.
+         * The terms whose sum is the change of this branch's FROM and WHERE (see {@link Term}):
+         * per occurrence k, its changes joined with the new state of the occurrences before it and
+         * the old state of those after it, where the old state of an indexed occurrence is written
+         * as its new state less its changes, each product of the expansion a term of its own.
          */
-        String term(int k, Deltas deltas) {
+        List<Term> changeTerms() {
+            List<Integer> order = telescopingOrder();
+            int indexed = Math.min(order.size(), MAX_INDEXED);
+            List<Term> terms = new ArrayList<>();
+            for (int p = 0; p < order.size(); p++) {
+                int later = Math.max(0, indexed - p - 1); // indexed occurrences after position p
+                for (int mask = 0; mask < 1 << later; mask++) {
+                    Role[] roles = new Role[order.size()];
+                    for (int q = 0; q < order.size(); q++) {
+                        int i = order.get(q);
+                        if (q < p) {
+                            roles[i] = Role.NEW;
+                        } else if (q == p) {
+                            roles[i] = Role.CHANGES;
+                        } else if (q < indexed) {
+                            roles[i] = (mask & 1 << (q - p - 1)) != 0 ? Role.CHANGES : Role.NEW;
+                        } else {
+                            roles[i] = Role.OLD;
+                        }
+                    }
+                    terms.add(new Term(List.of(roles), Integer.bitCount(mask) % 2 == 1));
+                }
+            }
+            return terms;
+        }
+
+        /**
+         * The terms whose sum is this branch's FROM and WHERE over the old state of every
+         * occurrence, the old state of an indexed occurrence written as above.
+         */
+        List<Term> oldTerms() {
+            List<Integer> order = telescopingOrder();
+            int indexed = Math.min(order.size(), MAX_INDEXED);
+            List<Term> terms = new ArrayList<>();
+            for (int mask = 0; mask < 1 << indexed; mask++) {
+                Role[] roles = new Role[order.size()];
+                for (int q = 0; q < order.size(); q++) {
+                    roles[order.get(q)] = q >= indexed ? Role.OLD : (mask & 1 << q) != 0 ? Role.CHANGES : Role.NEW;
+                }
+                terms.add(new Term(List.of(roles), Integer.bitCount(mask) % 2 == 1));
+            }
+            return terms;
+        }
+
+        /** The new state of every occurrence. */
+        Term newTerm() {
+            return new Term(occurrences.stream().map(o -> Role.NEW).toList(), false);
+        }
+
+        /**
+         * The occurrences in the order the terms take them: the largest first (by the estimate
+         * when the plan was made; unknown counts as large), as those are the ones worth reading
+         * by index. Ties keep the FROM clause's order.
+         */
+        private List<Integer> telescopingOrder() {
+            return IntStream.range(0, occurrences.size()).boxed()
+                    .sorted((a, b) -> Double.compare(size(b), size(a)))
+                    .toList();
+        }
+
+        private double size(int i) {
+            double rows = occurrences.get(i).source.rows();
+            return rows < 0 ? Double.MAX_VALUE : rows;
+        }
+
+        /**
+         * A term as SQL. Done on the parse tree (each occurrence's table node renamed to its
+         * relation), so nothing in the query's text is rewritten: a string literal that looks like
+         * an internal name stays what it is. Edits this branch, so each term needs a branch of its own.
+         */
+        String render(Term t, Deltas deltas) {
             for (int i = 0; i < occurrences.size(); i++) {
                 Occurrence o = occurrences.get(i);
                 o.table.setSchemaName(null);
-                o.table.setName(i < k ? o.source.name() : i == k ? deltas.changes(o.source) : deltas.oldState(o.source));
+                o.table.setName(switch (t.roles().get(i)) {
+                    case NEW -> o.source.name();
+                    case CHANGES -> deltas.changes(o.source);
+                    case OLD -> deltas.oldState(o.source);
+                });
             }
             return select.toString();
         }
+
+        /** A term's weight: its sign times the weights of the occurrences it reads as changes or old state. */
+        String weight(Term t) {
+            List<String> factors = new ArrayList<>();
+            for (int i = 0; i < occurrences.size(); i++) {
+                if (t.roles().get(i) != Role.NEW) {
+                    factors.add(occurrences.get(i).alias + ".__pgt_w");
+                }
+            }
+            String product = factors.isEmpty() ? "1" : String.join(" * ", factors);
+            return t.negated() ? "(-1) * " + product : product;
+        }
+
+        /**
+         * Gates a term: it runs only when every source it reads changes of has some, and (if not
+         * null) {@code also} holds. Null when there is nothing to test.
+         */
+        String pending(Term t, Deltas deltas, String also) {
+            List<String> gates = new ArrayList<>();
+            for (int i = 0; i < occurrences.size(); i++) {
+                if (t.roles().get(i) == Role.CHANGES) {
+                    String g = deltas.pending(occurrences.get(i).source);
+                    if (!gates.contains(g)) {
+                        gates.add(g);
+                    }
+                }
+            }
+            if (also != null) {
+                gates.add("(" + also + ")");
+            }
+            return gates.isEmpty() ? null : String.join(" AND ", gates);
+        }
+    }
+
+    /** What a term reads of an occurrence. */
+    enum Role { NEW, CHANGES, OLD }
+
+    /**
+     * The largest number of occurrences whose old state a plan writes as "new state less changes"
+     * (the inclusion-exclusion expansion of Larson and Zhou), which makes 2^n - 1 + (others) terms.
+     * The old state as one relation is the table and its changes in a UNION ALL, which PostgreSQL
+     * can only hash whole: joined to a few changed rows, the table is read entire. Its new state is
+     * the table, probed by index. The extra terms join changes with changes and are gated on all
+     * of them being non-empty, but each is planned, so their number is bounded.
+     */
+    static final int MAX_INDEXED = 4;
+
+    /**
+     * One term of a change: per occurrence what it reads, and whether the term counts negatively.
+     * The change of a join of R and S is {@code dR.S_new + R_new.dS - dR.dS}, of three relations
+     * the telescoping {@code dR.S_new.T_new + R_old.dS.T_new + R_old.S_old.dT} with the old states
+     * expanded the same way, and so on.
+     */
+    record Term(List<Role> roles, boolean negated) {
     }
 
     /**

@@ -238,7 +238,8 @@ public final class RefreshPlanner {
                 "SELECT format('%I.%I', n.nspname, r.relname), pgtrickle.change_buffer(r.oid)::text, r.oid,"
                         + " (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum > 0"
                         + "   AND NOT a.attisdropped AND NOT EXISTS (SELECT FROM pg_attribute b"
-                        + "     WHERE b.attrelid = pgtrickle.change_buffer(r.oid) AND b.attname = a.attname AND NOT b.attisdropped))"
+                        + "     WHERE b.attrelid = pgtrickle.change_buffer(r.oid) AND b.attname = a.attname AND NOT b.attisdropped)),"
+                        + " r.reltuples::float8"
                         + " FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace WHERE r.oid = to_regclass(?)")) {
             ps.setString(1, name);
             try (ResultSet rs = ps.executeQuery()) {
@@ -252,7 +253,8 @@ public final class RefreshPlanner {
                     throw new PlanRefusedException("the columns of " + rs.getString(1) + " changed since its capture began");
                 }
                 Columns columns = columns(c, rs.getLong(3));
-                return new Source(rs.getString(1), rs.getString(2), columns.names(), columns.storedTypes(), columns.identical());
+                return new Source(rs.getString(1), rs.getString(2), columns.names(), columns.storedTypes(), columns.identical(),
+                        rs.getDouble(5));
             }
         } catch (SQLException e) {
             throw new PlanRefusedException("the engine could not look up " + name + ": " + e.getMessage());

@@ -351,20 +351,22 @@ final class RunningTotals {
         termColumns.add("w");
         termColumns.addAll(stateColumns);
         List<String> terms = new ArrayList<>();
-        for (int k = 0; k < shape.occurrences.size(); k++) {
+        for (DeltaPlanner.Term t : shape.changeTerms()) {
             Branch b = DeltaPlanner.parse(query, sources).branches().get(0);
-            contribute(b, "(" + DeltaPlanner.weight(b, k) + ")", keyHash, keyTexts, contribution);
-            terms.add("SELECT * FROM (" + b.term(k, deltas) + ") __pgt_t(" + String.join(", ", termColumns) + ") WHERE "
-                    + deltas.pending(b.occurrences.get(k).source));
+            contribute(b, "(" + b.weight(t) + ")", keyHash, keyTexts, contribution);
+            terms.add("SELECT * FROM (" + b.render(t, deltas) + ") __pgt_t(" + String.join(", ", termColumns) + ") WHERE "
+                    + b.pending(t, deltas, null));
         }
         if (!shape.sublinks.isEmpty()) {
             // the rows whose subquery verdict changed, with the change of the verdict as their weight
             Sublinks.define(query, sources, deltas, 0);
-            Branch b = DeltaPlanner.parse(query, sources).branches().get(0);
-            String flip = Sublinks.flip(b, 0, deltas);
-            contribute(b, "(" + DeltaPlanner.weight(b, 0) + " * " + Sublinks.placeholder(query) + ")", keyHash, keyTexts, contribution);
-            terms.add("SELECT * FROM (" + Sublinks.withFactor(b.term(-1, deltas), flip) + ") __pgt_t(" + String.join(", ", termColumns)
-                    + ") WHERE " + Sublinks.pending(b, deltas));
+            for (DeltaPlanner.Term t : shape.oldTerms()) {
+                Branch b = DeltaPlanner.parse(query, sources).branches().get(0);
+                String flip = Sublinks.flip(b, 0, deltas);
+                contribute(b, "(" + b.weight(t) + ") * " + Sublinks.placeholder(query), keyHash, keyTexts, contribution);
+                terms.add("SELECT * FROM (" + Sublinks.withFactor(b.render(t, deltas), flip) + ") __pgt_t(" + String.join(", ", termColumns)
+                        + ") WHERE " + b.pending(t, deltas, Sublinks.pending(b, deltas)));
+            }
         }
 
         // the state query that a FULL refresh refills the state table with: every group, HAVING or not

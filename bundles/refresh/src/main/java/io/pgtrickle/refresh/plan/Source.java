@@ -12,13 +12,19 @@ import java.util.List;
  * @param identical per column, whether two equal values always print the same: true for integers,
  *                  false for numeric ({@code 1.0 = 1.00}), intervals ({@code '1 day' = '24 hours'}),
  *                  floats ({@code 0 = -0}), jsonb, text under a nondeterministic collation
+ * @param rows      PostgreSQL's estimate of its rows when the plan was made, or -1 when it has none;
+ *                  it only decides which tables a plan reads by index (see DeltaPlanner.Term)
  */
-public record Source(String name, String buffer, List<String> columns, List<String> types, List<Boolean> identical) {
+public record Source(String name, String buffer, List<String> columns, List<String> types, List<Boolean> identical, double rows) {
 
     public Source {
         columns = List.copyOf(columns);
         types = List.copyOf(types);
         identical = List.copyOf(identical);
+    }
+
+    public Source(String name, String buffer, List<String> columns, List<String> types, List<Boolean> identical) {
+        this(name, buffer, columns, types, identical, -1);
     }
 
     /** Looks sources up by the name the query text uses. */

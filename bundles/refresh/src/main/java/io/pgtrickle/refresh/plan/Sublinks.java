@@ -352,22 +352,24 @@ final class Sublinks {
         if (!shape.innerKeys.isEmpty()) {
             List<String> terms = new ArrayList<>();
             List<String> names = IntStream.range(0, shape.innerKeys.size()).mapToObj(k -> "k" + k).toList();
-            for (int m = 0; m < shape.inner.occurrences.size(); m++) {
+            for (DeltaPlanner.Term t : shape.inner.changeTerms()) {
                 Sublink s = locate(query, sources, path);
                 keysOnly(s, s.own);
-                terms.add("SELECT * FROM (" + s.inner.term(m, deltas) + ") __pgt_t(" + String.join(", ", names) + ") WHERE "
-                        + deltas.pending(s.inner.occurrences.get(m).source));
+                terms.add("SELECT * FROM (" + s.inner.render(t, deltas) + ") __pgt_t(" + String.join(", ", names) + ") WHERE "
+                        + s.inner.pending(t, deltas, null));
             }
             if (!shape.inner.sublinks.isEmpty()) {
                 for (int j = 0; j < shape.inner.sublinks.size(); j++) {
                     define(query, sources, deltas, child(path, j));
                 }
-                Sublink s = locate(query, sources, path);
-                List<Expression> where = new ArrayList<>(s.own);
-                where.add(DeltaPlanner.parseExpression(affected(s.inner, path)));
-                keysOnly(s, where);
-                terms.add("SELECT * FROM (" + s.inner.term(-1, deltas) + ") __pgt_t(" + String.join(", ", names) + ") WHERE "
-                        + pending(s.inner, deltas));
+                for (DeltaPlanner.Term t : shape.inner.oldTerms()) {
+                    Sublink s = locate(query, sources, path);
+                    List<Expression> where = new ArrayList<>(s.own);
+                    where.add(DeltaPlanner.parseExpression(affected(s.inner, path)));
+                    keysOnly(s, where);
+                    terms.add("SELECT * FROM (" + s.inner.render(t, deltas) + ") __pgt_t(" + String.join(", ", names) + ") WHERE "
+                            + s.inner.pending(t, deltas, pending(s.inner, deltas)));
+                }
             }
             deltas.define(keysName(path), "SELECT DISTINCT * FROM (" + String.join("\n UNION ALL ", terms) + ") __pgt_k");
         }
@@ -457,7 +459,7 @@ final class Sublinks {
      * Turns branch {@code b} (a fresh parse, branch number {@code bi}) into its flip term's shape:
      * WHERE becomes the plain conditions and "the row's verdict can have changed"; returns the
      * factor {@code [S_new] - [S_old]} the term's weight is multiplied by. The caller sets the select
-     * list and renders the term with every table as it was ({@code b.term(-1, deltas)}).
+     * list and renders the terms of every table as it was ({@link DeltaPlanner.Branch#oldTerms()}).
      */
     static String flip(Branch b, int bi, Deltas deltas) throws PlanRefusedException {
         String now = b.sublinks.stream().map(s -> "(" + s.condition + ")").collect(Collectors.joining(" AND "));
