@@ -39,6 +39,14 @@ public final class TpchBenchmark {
             .mapToDouble(Double::parseDouble).toArray();
     private static final int ROUNDS = Integer.getInteger("bench.tpch.rounds", 3);
     private static final double FRACTION = Double.parseDouble(System.getProperty("bench.tpch.fraction", "0.001"));
+    /** Only these queries (comma-separated numbers), for a look at a few; all 22 when unset. */
+    private static final String ONLY = System.getProperty("bench.tpch.queries", "");
+    /**
+     * Prints the plans (EXPLAIN ANALYZE, by auto_explain) of every statement of the last round's
+     * refreshes that took at least this many milliseconds; off when negative. A diagnosis aid:
+     * the times it reports include auto_explain's own cost.
+     */
+    private static final int EXPLAIN_MS = Integer.getInteger("bench.tpch.explain.ms", -1);
 
     private TpchBenchmark() {
     }
@@ -93,6 +101,9 @@ public final class TpchBenchmark {
             Map<Integer, String> refused = new LinkedHashMap<>();
             for (int i = 0; i < queries.size(); i++) {
                 int q = i + 1;
+                if (!ONLY.isBlank() && !Arrays.asList(ONLY.split(",")).contains(String.valueOf(q))) {
+                    continue;
+                }
                 String sql = queries.get(i).replace("{FRACTION}", fraction);
                 try {
                     s.execute("SELECT pgtrickle.create_stream_table('tpch_q" + q + "', " + literal(sql) + ", 'calculated', 'AUTO')");
@@ -119,9 +130,34 @@ public final class TpchBenchmark {
                 s.execute("SELECT pg_temp.round(" + FRACTION + ")");
                 for (Map.Entry<Integer, String> e : created.entrySet()) {
                     int q = e.getKey();
+                    boolean explain = EXPLAIN_MS >= 0 && r == ROUNDS;
+                    if (explain) {
+                        s.execute("LOAD 'auto_explain'");
+                        s.execute("SET auto_explain.log_min_duration = " + EXPLAIN_MS);
+                        s.execute("SET auto_explain.log_analyze = on");
+                        s.execute("SET auto_explain.log_nested_statements = on");
+                        s.execute("SET auto_explain.log_level = notice");
+                    }
                     long t = System.nanoTime();
                     s.execute("SELECT pgtrickle.refresh_stream_table('tpch_q" + q + "')");
                     refresh.computeIfAbsent(q, k -> new ArrayList<>()).add((System.nanoTime() - t) / 1e6);
+                    if (explain) {
+                        // before the next statement, which clears them
+                        for (java.sql.SQLWarning w = s.getWarnings(); w != null; w = w.getNextWarning()) {
+                            log("Q%d refresh: %s", q, w.getMessage());
+                        }
+                        s.execute("SET auto_explain.log_min_duration = -1");
+                        // planning is outside auto_explain's durations: the stored statement, planned as the refresh plans it
+                        try (java.sql.ResultSet rs = s.executeQuery("SELECT pgtrickle.execute_as_owner(st, 'EXPLAIN (SUMMARY, FORMAT JSON) '"
+                                + " || st.delta_sql, (st.frontier ->> 'snapshot')::pg_snapshot)::text,"
+                                + " (length(st.delta_sql) - length(replace(st.delta_sql, 'UNION ALL', ''))) / 9"
+                                + " FROM pgtrickle.pgt_stream_tables st WHERE st.pgt_name = 'tpch_q" + q + "' AND st.delta_sql IS NOT NULL")) {
+                            if (rs.next()) {
+                                java.util.regex.Matcher m = java.util.regex.Pattern.compile("Planning Time\\\\?\"?: ([0-9.]+)").matcher(rs.getString(1));
+                                log("Q%d delta statement: %s UNION ALLs, planning %s ms", q, rs.getString(2), m.find() ? m.group(1) : "?");
+                            }
+                        }
+                    }
                     modes.computeIfAbsent(q, k -> new java.util.TreeSet<>()).add(string(s, "SELECT h.action FROM pgtrickle.pgt_refresh_history h"
                             + " WHERE h.pgt_id = (pgtrickle.find_stream_table('tpch_q" + q + "')).pgt_id ORDER BY h.refresh_id DESC LIMIT 1"));
                     t = System.nanoTime();
@@ -133,6 +169,9 @@ public final class TpchBenchmark {
             }
             List<Result> results = new ArrayList<>();
             for (int q = 1; q <= queries.size(); q++) {
+                if (!refused.containsKey(q) && !created.containsKey(q)) {
+                    continue;
+                }
                 if (refused.containsKey(q)) {
                     results.add(new Result(q, "refused", Double.NaN, Double.NaN, false, refused.get(q)));
                 } else {

@@ -205,8 +205,7 @@ public final class DeltaPlanner {
             for (Term t : shape.branches.get(bi).changeTerms()) {
                 Branch b = parse(query, sources).branches.get(bi);
                 b.select.addSelectItems(SelectItem.from(parseExpression(b.weight(t))));
-                terms.add("SELECT * FROM (" + b.render(t, deltas) + ") __pgt_t(" + String.join(", ", columns) + ", __pgt_w)"
-                        + " WHERE " + b.pending(t, deltas, null));
+                terms.add(leg(b.render(t, deltas), withWeight(columns), b.pending(t, deltas, null)));
             }
             if (!shape.branches.get(bi).sublinks.isEmpty()) {
                 Sublinks.define(query, sources, deltas, bi);
@@ -214,8 +213,8 @@ public final class DeltaPlanner {
                     Branch b = parse(query, sources).branches.get(bi);
                     String flip = Sublinks.flip(b, bi, deltas);
                     b.select.addSelectItems(SelectItem.from(parseExpression("(" + b.weight(t) + ") * " + Sublinks.placeholder(query))));
-                    terms.add("SELECT * FROM (" + Sublinks.withFactor(b.render(t, deltas), flip) + ") __pgt_t(" + String.join(", ", columns)
-                            + ", __pgt_w) WHERE " + b.pending(t, deltas, Sublinks.pending(b, deltas)));
+                    terms.add(leg(Sublinks.withFactor(b.render(t, deltas), flip), withWeight(columns),
+                            b.pending(t, deltas, Sublinks.pending(b, deltas))));
                 }
             }
         }
@@ -290,7 +289,7 @@ public final class DeltaPlanner {
         for (Term t : shape.changeTerms()) {
             Branch k = parse(query, sources).branches.get(0);
             selectKeyHash(k, keyHash);
-            terms.add("SELECT * FROM (" + k.render(t, deltas) + ") __pgt_t(h) WHERE " + k.pending(t, deltas, null));
+            terms.add(leg(k.render(t, deltas), List.of("h"), k.pending(t, deltas, null)));
         }
         if (!shape.sublinks.isEmpty()) {
             // the groups of rows whose subquery verdict can have changed
@@ -299,7 +298,7 @@ public final class DeltaPlanner {
                 Branch k = parse(query, sources).branches.get(0);
                 Sublinks.flip(k, 0, deltas);
                 selectKeyHash(k, keyHash);
-                terms.add("SELECT * FROM (" + k.render(t, deltas) + ") __pgt_t(h) WHERE " + k.pending(t, deltas, Sublinks.pending(k, deltas)));
+                terms.add(leg(k.render(t, deltas), List.of("h"), k.pending(t, deltas, Sublinks.pending(k, deltas))));
             }
         }
         if (!shape.havingSublinks.isEmpty()) {
@@ -307,7 +306,7 @@ public final class DeltaPlanner {
             String moved = Sublinks.defineHaving(query, sources, deltas);
             Branch k = parse(query, sources).branches.get(0);
             selectKeyHash(k, keyHash);
-            terms.add("SELECT * FROM (" + k.render(k.newTerm(), deltas) + ") __pgt_t(h) WHERE " + moved);
+            terms.add(leg(k.render(k.newTerm(), deltas), List.of("h"), moved));
         }
 
         // those groups recomputed from the sources
@@ -328,6 +327,12 @@ public final class DeltaPlanner {
                 %6$s""".formatted(String.join("\n UNION ALL ", terms), truncated(new Parsed(List.of(shape))), recompute,
                 String.join(", ", columns), deltas.definitions(), apply.groups(target, columns, keyColumns, "__pgt_keys")),
                 keyColumns);
+    }
+
+    private static List<String> withWeight(List<String> columns) {
+        List<String> names = new ArrayList<>(columns);
+        names.add("__pgt_w");
+        return names;
     }
 
     /** Makes a term's branch yield the hash of its rows' group key, one per row (no grouping). */
@@ -450,12 +455,23 @@ public final class DeltaPlanner {
                     + names.get(s.buffer()) + ")";
         }
 
-        /** Gates a term: it runs only when its source has changes in the window. */
+        /**
+         * Gates a term: it runs only when its source has changes in the window. Twice: by the list
+         * of buffers with changes the refresh found just before ({@code $2}, see {@link #leg}),
+         * which PostgreSQL evaluates while planning, and by the changes the statement reads.
+         */
         String pending(Source s) {
-            return "EXISTS (SELECT FROM " + names.get(s.buffer()) + ")";
+            return live(s) + " AND EXISTS (SELECT FROM " + names.get(s.buffer()) + ")";
         }
+
     }
 
+    /**
+     * Whether a TRUNCATE of a source is in the window (then nothing is written and the caller runs
+     * FULL), or a source the refresh said had no changes ({@code $2}) has some: a writer committed
+     * between the refresh's probe and this statement, and the terms of its changes were not planned.
+     * Nothing is written then either, and the caller runs the statement again without {@code $2}.
+     */
     static String truncated(Parsed parsed) {
         Map<String, Source> distinct = new LinkedHashMap<>();
         for (Branch b : parsed.branches) {
@@ -464,8 +480,28 @@ public final class DeltaPlanner {
             }
         }
         return distinct.values().stream()
-                .map(s -> "EXISTS (SELECT FROM " + s.buffer() + " b WHERE " + WINDOW + " AND b.action = 'T')")
+                .map(s -> "EXISTS (SELECT FROM " + s.buffer() + " b WHERE " + WINDOW + " AND (b.action = 'T' OR NOT " + live(s) + "))")
                 .collect(Collectors.joining(" OR "));
+    }
+
+    /**
+     * "The source had changes when the refresh looked": {@code $2} is the text[] of the change
+     * buffers that had (NULL: not known). A constant while PostgreSQL plans a statement run with
+     * parameters (plpgsql's EXECUTE ... USING), so a gate false by it is folded to false.
+     */
+    static String live(Source s) {
+        return "($2::text[] IS NULL OR '" + s.buffer().replace("'", "''") + "' = ANY ($2::text[]))";
+    }
+
+    /**
+     * One leg of a union of terms: {@code term} (a SELECT) with its columns named, run only when
+     * {@code gate} holds. OFFSET 0 keeps the term a subquery of its own, so that a gate PostgreSQL
+     * folds to false (see {@link #live}) excludes the term before its joins are planned: a
+     * statement has up to dozens of terms, most of them for changes a refresh does not have, and
+     * planning them all took longer than running the live ones.
+     */
+    static String leg(String term, List<String> names, String gate) {
+        return "SELECT * FROM (" + term + " OFFSET 0) __pgt_t(" + String.join(", ", names) + ")" + (gate == null ? "" : " WHERE " + gate);
     }
 
     static String prefixed(String prefix, List<String> columns) {

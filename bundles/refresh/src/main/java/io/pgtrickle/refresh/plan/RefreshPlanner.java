@@ -300,9 +300,9 @@ public final class RefreshPlanner {
         String name = "pgt_plan_check_" + CHECKS.incrementAndGet();
         try (Statement s = c.createStatement()) {
             Savepoint before = c.setSavepoint();
-            s.execute("PREPARE " + name + "(pg_snapshot) AS " + deltaSql);
+            s.execute("PREPARE " + name + "(pg_snapshot, text[]) AS " + deltaSql);
             try {
-                s.execute("EXPLAIN EXECUTE " + name + "('1:1:')");
+                s.execute("EXPLAIN EXECUTE " + name + "('1:1:', NULL)");
             } catch (SQLException e) {
                 // the failed EXPLAIN aborted the transaction; a prepared statement outlives that
                 c.rollback(before);

@@ -354,8 +354,7 @@ final class RunningTotals {
         for (DeltaPlanner.Term t : shape.changeTerms()) {
             Branch b = DeltaPlanner.parse(query, sources).branches().get(0);
             contribute(b, "(" + b.weight(t) + ")", keyHash, keyTexts, contribution);
-            terms.add("SELECT * FROM (" + b.render(t, deltas) + ") __pgt_t(" + String.join(", ", termColumns) + ") WHERE "
-                    + b.pending(t, deltas, null));
+            terms.add(DeltaPlanner.leg(b.render(t, deltas), termColumns, b.pending(t, deltas, null)));
         }
         if (!shape.sublinks.isEmpty()) {
             // the rows whose subquery verdict changed, with the change of the verdict as their weight
@@ -364,8 +363,8 @@ final class RunningTotals {
                 Branch b = DeltaPlanner.parse(query, sources).branches().get(0);
                 String flip = Sublinks.flip(b, 0, deltas);
                 contribute(b, "(" + b.weight(t) + ") * " + Sublinks.placeholder(query), keyHash, keyTexts, contribution);
-                terms.add("SELECT * FROM (" + Sublinks.withFactor(b.render(t, deltas), flip) + ") __pgt_t(" + String.join(", ", termColumns)
-                        + ") WHERE " + b.pending(t, deltas, Sublinks.pending(b, deltas)));
+                terms.add(DeltaPlanner.leg(Sublinks.withFactor(b.render(t, deltas), flip), termColumns,
+                        b.pending(t, deltas, Sublinks.pending(b, deltas))));
             }
         }
 

@@ -355,8 +355,7 @@ final class Sublinks {
             for (DeltaPlanner.Term t : shape.inner.changeTerms()) {
                 Sublink s = locate(query, sources, path);
                 keysOnly(s, s.own);
-                terms.add("SELECT * FROM (" + s.inner.render(t, deltas) + ") __pgt_t(" + String.join(", ", names) + ") WHERE "
-                        + s.inner.pending(t, deltas, null));
+                terms.add(DeltaPlanner.leg(s.inner.render(t, deltas), names, s.inner.pending(t, deltas, null)));
             }
             if (!shape.inner.sublinks.isEmpty()) {
                 for (int j = 0; j < shape.inner.sublinks.size(); j++) {
@@ -367,8 +366,7 @@ final class Sublinks {
                     List<Expression> where = new ArrayList<>(s.own);
                     where.add(DeltaPlanner.parseExpression(affected(s.inner, path)));
                     keysOnly(s, where);
-                    terms.add("SELECT * FROM (" + s.inner.render(t, deltas) + ") __pgt_t(" + String.join(", ", names) + ") WHERE "
-                            + s.inner.pending(t, deltas, pending(s.inner, deltas)));
+                    terms.add(DeltaPlanner.leg(s.inner.render(t, deltas), names, s.inner.pending(t, deltas, pending(s.inner, deltas))));
                 }
             }
             deltas.define(keysName(path), "SELECT DISTINCT * FROM (" + String.join("\n UNION ALL ", terms) + ") __pgt_k");
