@@ -83,7 +83,7 @@ class RandomizedRefreshTest {
             new Spec("st_totals_up", "SELECT n, count(*) AS labels, sum(total) AS total FROM st_totals GROUP BY n", Set.of("st_totals")));
 
     /**
-     * Joins of more occurrences than the planner reads by index (DeltaPlanner.MAX_INDEXED), each
+     * Joins of more occurrences than the planner reads by index when tables are small (DeltaPlanner.MIN_INDEXED), each
      * table twice: some terms read old states and others expand them, with changes to both copies
      * of a table. Here only, not in ConcurrentWritersTest: its writers grow the tables until such
      * self-joins are millions of rows.

@@ -579,7 +579,7 @@ public final class DeltaPlanner {
          */
         List<Term> changeTerms() {
             List<Integer> order = telescopingOrder();
-            int indexed = Math.min(order.size(), MAX_INDEXED);
+            int indexed = indexed(order);
             List<Term> terms = new ArrayList<>();
             for (int p = 0; p < order.size(); p++) {
                 int later = Math.max(0, indexed - p - 1); // indexed occurrences after position p
@@ -609,7 +609,7 @@ public final class DeltaPlanner {
          */
         List<Term> oldTerms() {
             List<Integer> order = telescopingOrder();
-            int indexed = Math.min(order.size(), MAX_INDEXED);
+            int indexed = indexed(order);
             List<Term> terms = new ArrayList<>();
             for (int mask = 0; mask < 1 << indexed; mask++) {
                 Role[] roles = new Role[order.size()];
@@ -635,6 +635,16 @@ public final class DeltaPlanner {
             return IntStream.range(0, occurrences.size()).boxed()
                     .sorted((a, b) -> Double.compare(size(b), size(a)))
                     .toList();
+        }
+
+        /**
+         * How many occurrences, the first of {@code order}, the terms read by index: all of up to
+         * {@link #MIN_INDEXED}, and beyond that those of at least {@link #INDEXED_ROWS} rows, up to
+         * {@link #MAX_INDEXED}. The old state of a small table is hashed whole cheaply.
+         */
+        private int indexed(List<Integer> order) {
+            int large = (int) order.stream().filter(i -> size(i) >= INDEXED_ROWS).count();
+            return Math.min(order.size(), Math.min(MAX_INDEXED, Math.max(MIN_INDEXED, large)));
         }
 
         private double size(int i) {
@@ -700,11 +710,19 @@ public final class DeltaPlanner {
      * The largest number of occurrences whose old state a plan writes as "new state less changes"
      * (the inclusion-exclusion expansion of Larson and Zhou), which makes 2^n - 1 + (others) terms.
      * The old state as one relation is the table and its changes in a UNION ALL, which PostgreSQL
-     * can only hash whole: joined to a few changed rows, the table is read entire. Its new state is
-     * the table, probed by index. The extra terms join changes with changes and are gated on all
-     * of them being non-empty, but each is planned, so their number is bounded.
+     * can only hash whole, and when it is on the inner side of a nested loop, hashes again per
+     * outer row: joined to a few changed rows, the table is read entire, or many times. Its new
+     * state is the table, probed by index. The extra terms join changes with changes; a refresh
+     * plans only those of sources with changes (see {@link #live}), but every refresh parses them
+     * all, so their number is bounded.
      */
-    static final int MAX_INDEXED = 4;
+    static final int MAX_INDEXED = 6;
+
+    /** Occurrences read by index whatever their size (see {@link Branch#indexed}). */
+    static final int MIN_INDEXED = 4;
+
+    /** From this many rows (PostgreSQL's estimate when the plan is made) a table is worth reading by index. */
+    static final double INDEXED_ROWS = 1000;
 
     /**
      * One term of a change: per occurrence what it reads, and whether the term counts negatively.
