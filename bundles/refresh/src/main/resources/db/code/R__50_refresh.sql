@@ -686,6 +686,7 @@ DECLARE
     readable  boolean;
     why       text;
     counts    jsonb;
+    cost      jsonb;
 BEGIN
     IF wait THEN
         SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = run_refresh.pgt_id FOR UPDATE;
@@ -777,7 +778,8 @@ BEGIN
        AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) THEN
         restore := restore || pgtrickle.refresh_change_statistics((st.frontier ->> 'snapshot')::pg_snapshot, counts);
         IF st.requested_refresh_mode = 'AUTO' THEN
-            why := pgtrickle.differential_cost_fallback(st, (st.frontier ->> 'snapshot')::pg_snapshot, pending);
+            SELECT r.why, r.verdict INTO why, cost
+              FROM pgtrickle.differential_cost_fallback(st, (st.frontier ->> 'snapshot')::pg_snapshot, pending, st.frontier -> 'cost') r;
             fallback := why IS NOT NULL;
         END IF;
     END IF;
@@ -858,7 +860,9 @@ BEGIN
     UPDATE pgtrickle.pgt_stream_tables s
        SET frontier = jsonb_build_object('snapshot', snapshot)
                       || CASE WHEN full_next OR (act <> 'FULL' AND coalesce((st.frontier ->> 'full_next')::boolean, false))
-                              THEN '{"full_next": true}' ELSE '{}' END::jsonb,
+                              THEN '{"full_next": true}' ELSE '{}' END::jsonb
+                      -- the cost rule's last verdict (pgtrickle.differential_cost_fallback)
+                      || jsonb_strip_nulls(jsonb_build_object('cost', coalesce(cost, st.frontier -> 'cost'))),
            data_timestamp = now(), last_refresh_at = now(), is_populated = true, needs_reinit = false,
            consecutive_errors = 0, status = CASE WHEN s.status = 'INITIALIZING' THEN 'ACTIVE' ELSE s.status END,
            updated_at = now()

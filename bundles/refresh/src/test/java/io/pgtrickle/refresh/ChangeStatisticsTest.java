@@ -35,7 +35,8 @@ class ChangeStatisticsTest {
                 "INSERT INTO orders SELECT i, i % 5 FROM generate_series(1, 5000) i",
                 "INSERT INTO lines SELECT o, n, (o + n) % 7 FROM generate_series(1, 5000) o, generate_series(1, 4) n",
                 "ANALYZE orders", "ANALYZE lines",
-                "SELECT pgtrickle.create_stream_table('per_mode', 'SELECT l_mode, o_prio, count(*) AS n FROM orders, lines"
+                // max(): groups recomputed, which costs more than recomputing everything when every group changes
+                "SELECT pgtrickle.create_stream_table('per_mode', 'SELECT l_mode, o_prio, count(*) AS n, max(l_no) AS top FROM orders, lines"
                         + " WHERE o_id = l_order GROUP BY l_mode, o_prio', 'calculated')");
         db.plan("per_mode");
         exec("SELECT pgtrickle.refresh_stream_table('per_mode')", "SELECT pgtrickle.refresh_stream_table('per_mode')");
@@ -145,6 +146,40 @@ class ChangeStatisticsTest {
         exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
         assertTrue(last().matches("FULL\\|true\\|40000 changed rows > pg_trickle.differential_max_change_ratio 0.5 of \\d+ source rows"), last());
         assertNull(db.queryString("SELECT fallback_reason FROM pgtrickle.get_refresh_history('per_mode_diff', 1)"));
+    }
+
+    @Test
+    void theCostRulesVerdictIsReusedForWindowsOfAboutItsSize() throws SQLException {
+        exec("SET pg_trickle.differential_cost_check_ratio = 0.01");
+        exec("UPDATE lines SET l_mode = (l_mode + 1) % 7"); // 40,000 changes
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
+        String why = last();
+        assertTrue(why.startsWith("FULL|true|estimated cost"), why);
+        assertEquals("0|40000", memo());
+
+        // the same window again: the remembered verdict, not asked again
+        exec("UPDATE lines SET l_mode = (l_mode + 1) % 7");
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
+        assertEquals(why, last());
+        assertEquals("1|40000", memo());
+
+        // a window of less than half of it is asked about anew
+        exec("UPDATE lines SET l_mode = (l_mode + 1) % 7 WHERE l_order % 4 = 0");
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
+        assertTrue(memo().startsWith("0|") && !memo().equals("0|40000"), memo());
+        assertEquals(0, db.difference("per_mode"));
+
+        // off: nothing remembered is used
+        exec("SET pg_trickle.differential_cost_check_ratio = 0", "UPDATE lines SET l_mode = (l_mode + 1) % 7");
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
+        assertEquals("DIFFERENTIAL|false|", last());
+        assertEquals(0, db.difference("per_mode"));
+    }
+
+    /** The cost rule's remembered verdict of per_mode: times reused | window it was asked for. */
+    private String memo() throws SQLException {
+        return one("SELECT (frontier -> 'cost' ->> 'uses') || '|' || (frontier -> 'cost' ->> 'pending')"
+                + " FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'per_mode'");
     }
 
     /** The planner's estimate of the orders buffer's window, asked on this test's connection (inside its transaction). */
