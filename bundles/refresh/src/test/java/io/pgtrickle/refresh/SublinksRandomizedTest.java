@@ -53,6 +53,10 @@ class SublinksRandomizedTest {
         {"sl_nested_not", "SELECT id, g FROM o WHERE NOT EXISTS (SELECT FROM l WHERE l.k = o.k AND NOT EXISTS (SELECT FROM p WHERE p.m = l.m))"},
         // a threshold in HAVING from an uncorrelated subquery (TPC-H Q11's shape)
         {"sl_having", "SELECT g, sum(v) AS s, count(*) AS n FROM o GROUP BY g HAVING sum(v) > (SELECT count(*) FROM l) - 12"},
+        // IN over a grouped subquery whose select list is a group key (TPC-H Q18's shape): evaluated for the tested group only
+        {"sl_in_group", "SELECT id, k FROM o WHERE k IN (SELECT l.k FROM l GROUP BY l.k HAVING sum(l.m) > 4)"},
+        {"sl_in_groups2", "SELECT g, count(*) AS n, sum(v) AS s FROM o WHERE k IN (SELECT l.k FROM l WHERE l.flag GROUP BY l.k"
+                + " HAVING count(*) >= 2) GROUP BY g"},
         {"sl_union", "SELECT id FROM o WHERE k IN (SELECT k FROM l) UNION ALL SELECT m FROM p WHERE EXISTS (SELECT FROM l WHERE l.m = p.m)"},
     };
 

@@ -183,6 +183,19 @@ final class Sublinks {
                 || !reads(ps.getHaving(), inner, innerAliases, outerAliases).outer.isEmpty())) {
             throw new PlanRefusedException("a subquery's HAVING reads outer columns or has subqueries: " + subquery);
         }
+        Expression outerTested = kind == Kind.IN ? qualified(tested, outer) : null;
+        boolean ownGroup = outerTested != null && ps.getSelectItems().size() == 1 && ps.getGroupBy() != null
+                && !DeltaPlanner.aggregates(ps.getSelectItems().get(0).getExpression())
+                && ps.getGroupBy().getGroupByExpressionList().stream()
+                        .anyMatch(g -> g.toString().equals(ps.getSelectItems().get(0).getExpression().toString()));
+        if (ownGroup) {
+            // x IN (SELECT g ... GROUP BY g HAVING ...) holds for x's own group only: said so, a
+            // correlated subquery, which PostgreSQL evaluates by reading that group (by index), for
+            // the few rows a term visits, where it would group the whole table (TPC-H Q18: all of
+            // lineitem per refresh, and again over its old state)
+            Expression mine = DeltaPlanner.parseExpression("(" + ps.getSelectItems().get(0).getExpression() + ") = (" + outerTested + ")");
+            ps.setWhere(ps.getWhere() == null ? mine : new AndExpression(new ParenthesedExpressionList<>(ps.getWhere()), mine));
+        }
         for (Expression c : conjuncts(ps.getWhere())) {
             if (hasSubquery(c)) {
                 // a subquery of the subquery: the same, one level down
@@ -214,7 +227,8 @@ final class Sublinks {
             }
             // NOT IN turns on the whole subquery (a NULL in it, or its being empty) within one
             // correlation: its tested value is a key only when there is no correlation
-            if (kind == Kind.IN || !link.correlated) {
+            // (an IN of its own group has it as a correlation already)
+            if ((kind == Kind.IN || !link.correlated) && !ownGroup) {
                 link.innerKeys.add(ps.getSelectItems().get(0).getExpression());
                 link.outerKeys.add(tested);
             }
@@ -222,6 +236,32 @@ final class Sublinks {
             throw new PlanRefusedException("a scalar subquery must return one column: " + subquery);
         }
         return link;
+    }
+
+    /**
+     * A copy of {@code e} (read in branch {@code outer}) whose columns all name their table, so that
+     * it means the same inside a subquery, or null when a column's table is not certain: PostgreSQL
+     * leaves a column unqualified when the query has one table.
+     */
+    private static Expression qualified(Expression e, Branch outer) throws PlanRefusedException {
+        Expression copy = DeltaPlanner.parseExpression(e.toString());
+        boolean[] unsure = {false};
+        copy.accept(new ExpressionVisitorAdapter<Void>() {
+            @Override
+            public <S> Void visit(Column column, S context) {
+                if (column.getTable() == null || column.getTable().getName() == null) {
+                    List<Occurrence> having = outer.occurrences.stream()
+                            .filter(o -> o.source.columns().contains(column.getColumnName())).toList();
+                    if (having.size() == 1) {
+                        column.setTable(new net.sf.jsqlparser.schema.Table(having.get(0).alias));
+                    } else {
+                        unsure[0] = true;
+                    }
+                }
+                return null;
+            }
+        }, null);
+        return unsure[0] || hasSubquery(copy) ? null : copy;
     }
 
     /**
