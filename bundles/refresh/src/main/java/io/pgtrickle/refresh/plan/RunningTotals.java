@@ -362,8 +362,10 @@ final class RunningTotals {
             for (DeltaPlanner.Term t : shape.oldTerms()) {
                 Branch b = DeltaPlanner.parse(query, sources).branches().get(0);
                 String flip = Sublinks.flip(b, 0, deltas);
-                contribute(b, "(" + b.weight(t) + ") * " + Sublinks.placeholder(query), keyHash, keyTexts, contribution);
-                terms.add(DeltaPlanner.leg(Sublinks.withFactor(b.render(t, deltas), flip), termColumns,
+                // the factor once per row, in a LATERAL item: each contribution column uses it, and
+                // PostgreSQL would evaluate its subqueries once per mention
+                contribute(b, "(" + b.weight(t) + ") * " + Sublinks.lateralFactor(b, query), keyHash, keyTexts, contribution);
+                terms.add(DeltaPlanner.leg(Sublinks.withLateralFactor(b.render(t, deltas), flip), termColumns,
                         b.pending(t, deltas, Sublinks.pending(b, deltas))));
             }
         }

@@ -536,6 +536,29 @@ final class Sublinks {
         return term.replace(FACTOR, factor);
     }
 
+    /** Stands for a LATERAL item that computes the flip factor, until the term is printed. */
+    private static final String FACTOR_ITEM = "__pgt_flip_lateral";
+
+    /**
+     * Adds to branch {@code b}'s FROM list, last, a LATERAL item that will compute the flip factor
+     * once per row ({@link #withLateralFactor}), and returns the expression that reads it.
+     */
+    static String lateralFactor(Branch b, String query) throws PlanRefusedException {
+        if (query.contains(FACTOR_ITEM)) {
+            throw new PlanRefusedException("the query contains the engine's internal name " + FACTOR_ITEM);
+        }
+        placeholder(query);
+        // after every other item of the FROM list, so that the LATERAL may read them all
+        b.select.addJoins(new Join().withSimple(true).withRightItem(
+                new net.sf.jsqlparser.schema.Table(FACTOR_ITEM).withAlias(new net.sf.jsqlparser.expression.Alias(FACTOR, false))));
+        return FACTOR + ".f";
+    }
+
+    /** A printed term whose LATERAL placeholder item computes {@code factor} (see {@link #lateralFactor}). */
+    static String withLateralFactor(String term, String factor) {
+        return term.replace(FACTOR_ITEM + " " + FACTOR, "LATERAL (SELECT " + factor + " AS f) " + FACTOR);
+    }
+
     /** Gates a flip term: it runs only when a subquery's table has changes in the window. */
     static String pending(Branch b, Deltas deltas) {
         return pending(b.sublinks.stream().flatMap(s -> s.inner.allOccurrences().stream()).toList(), deltas);
