@@ -57,6 +57,9 @@ class SublinksRandomizedTest {
         {"sl_in_group", "SELECT id, k FROM o WHERE k IN (SELECT l.k FROM l GROUP BY l.k HAVING sum(l.m) > 4)"},
         {"sl_in_groups2", "SELECT g, count(*) AS n, sum(v) AS s FROM o WHERE k IN (SELECT l.k FROM l WHERE l.flag GROUP BY l.k"
                 + " HAVING count(*) >= 2) GROUP BY g"},
+        // verdicts per changed key, set-based (grouped by the key), and per row (grouped by something else)
+        {"sl_exists_grouped", "SELECT id, v FROM o WHERE EXISTS (SELECT l.k FROM l WHERE l.k = o.k GROUP BY l.k HAVING count(*) > 1)"},
+        {"sl_exists_other_group", "SELECT id FROM o WHERE NOT EXISTS (SELECT l.m FROM l WHERE l.k = o.k GROUP BY l.m HAVING count(*) > 1)"},
         {"sl_union", "SELECT id FROM o WHERE k IN (SELECT k FROM l) UNION ALL SELECT m FROM p WHERE EXISTS (SELECT FROM l WHERE l.m = p.m)"},
     };
 

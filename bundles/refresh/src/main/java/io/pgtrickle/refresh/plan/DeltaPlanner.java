@@ -448,6 +448,11 @@ public final class DeltaPlanner {
             return "(SELECT * FROM " + names.get(s.buffer()) + ")";
         }
 
+        /** The CTE of the source's changes: its columns and __pgt_w. */
+        String changesName(Source s) {
+            return names.get(s.buffer());
+        }
+
         /** The source as it was at the frontier: its rows now, less the window's inserts, plus its deletes. */
         String oldState(Source s) {
             String cols = String.join(", ", s.columns());
