@@ -80,7 +80,7 @@ class SchemaUnitsUpgradeTest {
             assertEquals(List.of(history + ")"), lost.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList(),
                     "released functions changed");
             assertEquals(List.of("pgtrickle.announce_refresh_event() -> trigger",
-                            "pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables,pg_snapshot,bigint) -> text",
+                            "pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables,pg_snapshot,bigint,jsonb) -> record",
                             "pgtrickle.drop_orphaned_shadow() -> trigger",
                             "pgtrickle.full_refresh(pgtrickle.pgt_stream_tables,bigint) -> text[]",
                             history + ", fallback_reason text)",
