@@ -60,6 +60,7 @@ class SublinksRandomizedTest {
         // verdicts per changed key, set-based (grouped by the key), and per row (grouped by something else)
         {"sl_exists_grouped", "SELECT id, v FROM o WHERE EXISTS (SELECT l.k FROM l WHERE l.k = o.k GROUP BY l.k HAVING count(*) > 1)"},
         {"sl_exists_other_group", "SELECT id FROM o WHERE NOT EXISTS (SELECT l.m FROM l WHERE l.k = o.k GROUP BY l.m HAVING count(*) > 1)"},
+        {"sl_groups_keyed", "SELECT g, max(v) AS top, count(*) AS n FROM o WHERE NOT EXISTS (SELECT FROM l WHERE l.k = o.k AND l.flag) GROUP BY g"},
         {"sl_union", "SELECT id FROM o WHERE k IN (SELECT k FROM l) UNION ALL SELECT m FROM p WHERE EXISTS (SELECT FROM l WHERE l.m = p.m)"},
     };
 
