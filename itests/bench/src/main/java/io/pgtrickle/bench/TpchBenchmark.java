@@ -178,10 +178,29 @@ public final class TpchBenchmark {
                     results.add(new Result(q, String.join(", ", modes.get(q)), median(refresh.get(q)), median(mv.get(q)), correct.get(q), null));
                 }
             }
-            return report(sf, results, string(s, "SELECT count(*) FROM lineitem"));
+            // why a refresh was FULL: the plan's reason (explain_refresh_mode), or AUTO's rule for that refresh
+            Map<Integer, String> whyFull = new LinkedHashMap<>();
+            for (int q : created.keySet()) {
+                if (modes.get(q).contains("FULL")) {
+                    whyFull.put(q, string(s, "SELECT coalesce((SELECT downgrade_reason FROM pgtrickle.explain_refresh_mode('tpch_q" + q + "')),"
+                            + " (SELECT 'AUTO, last FULL refresh: ' || h.fallback_reason FROM pgtrickle.pgt_refresh_history h"
+                            + " WHERE h.pgt_id = (pgtrickle.find_stream_table('tpch_q" + q + "')).pgt_id AND h.was_full_fallback"
+                            + " ORDER BY h.refresh_id DESC LIMIT 1), '?')"));
+                }
+            }
+            return report(sf, results, string(s, "SELECT count(*) FROM lineitem")) + whyFull(whyFull);
         } finally {
             db.drop();
         }
+    }
+
+    private static String whyFull(Map<Integer, String> why) {
+        if (why.isEmpty()) {
+            return "";
+        }
+        StringBuilder b = new StringBuilder("Why FULL:\n\n");
+        why.forEach((q, reason) -> b.append("- Q").append(q).append(": ").append(reason.replace("|", "\\|")).append('\n'));
+        return b.append('\n').toString();
     }
 
     /** The stream table holds exactly the query's rows: as values (EXCEPT ALL both ways) and as text. */
