@@ -38,6 +38,18 @@ final class RefreshDatabase extends MigratedDatabase {
         }
     }
 
+    /**
+     * Creates a stream table that refreshes only when asked ('calculated': a test's refreshes are
+     * its own), plans it as the engine's scheduler does on its next tick, and asserts that it is
+     * maintained differentially.
+     */
+    void createDifferential(String name, String query) throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('" + name + "', $q$" + query + "$q$, 'calculated')");
+        plan(name);
+        org.junit.jupiter.api.Assertions.assertEquals("DIFFERENTIAL|", queryString("SELECT effective_mode || '|' || coalesce(downgrade_reason, '')"
+                + " FROM pgtrickle.explain_refresh_mode(?)", name), name + ": maintained differentially");
+    }
+
     long pgtId(String streamTable) throws SQLException {
         return queryLong("SELECT (pgtrickle.find_stream_table(?)).pgt_id", streamTable);
     }
