@@ -437,10 +437,15 @@ public final class DeltaPlanner {
          * the grouping into both halves of the old state, so a lookup stays a lookup.
          */
         String oldRows(Source s) {
+            return oldRows(s, null);
+        }
+
+        /** The same, of the rows that satisfy {@code where} (over the source's columns, unqualified) only. */
+        String oldRows(Source s, String where) {
             String cols = String.join(", ", s.columns());
             String positions = IntStream.rangeClosed(1, s.columns().size()).mapToObj(Integer::toString).collect(Collectors.joining(", "));
             return "(SELECT " + prefixed("__pgt_o.", s.columns()) + " FROM (SELECT " + cols + ", sum(__pgt_w) AS __pgt_n FROM "
-                    + oldState(s) + " __pgt_s GROUP BY " + positions + " HAVING sum(__pgt_w) > 0) __pgt_o"
+                    + oldState(s, where) + " __pgt_s GROUP BY " + positions + " HAVING sum(__pgt_w) > 0) __pgt_o"
                     + " CROSS JOIN LATERAL generate_series(1, __pgt_o.__pgt_n))";
         }
 
@@ -448,16 +453,16 @@ public final class DeltaPlanner {
             return "(SELECT * FROM " + names.get(s.buffer()) + ")";
         }
 
-        /** The CTE of the source's changes: its columns and __pgt_w. */
-        String changesName(Source s) {
-            return names.get(s.buffer());
-        }
-
         /** The source as it was at the frontier: its rows now, less the window's inserts, plus its deletes. */
         String oldState(Source s) {
+            return oldState(s, null);
+        }
+
+        private String oldState(Source s, String where) {
             String cols = String.join(", ", s.columns());
-            return "(SELECT " + cols + ", 1 AS __pgt_w FROM " + s.name() + " UNION ALL SELECT " + cols + ", -__pgt_w FROM "
-                    + names.get(s.buffer()) + ")";
+            String only = where == null ? "" : " WHERE " + where;
+            return "(SELECT " + cols + ", 1 AS __pgt_w FROM " + s.name() + only + " UNION ALL SELECT " + cols + ", -__pgt_w FROM "
+                    + names.get(s.buffer()) + only + ")";
         }
 
         /**

@@ -508,14 +508,8 @@ final class Sublinks {
         String restrict = "(" + String.join(", ", columns) + ") IN (SELECT * FROM " + keys + ")";
         if (deltas != null) {
             // the old rows of the changed keys only, as a multiset
-            String cols = String.join(", ", o.source.columns());
-            String positions = IntStream.rangeClosed(1, o.source.columns().size()).mapToObj(Integer::toString)
-                    .collect(Collectors.joining(", "));
             o.table.setSchemaName(null);
-            o.table.setName("(SELECT " + DeltaPlanner.prefixed("__pgt_o.", o.source.columns()) + " FROM (SELECT " + cols
-                    + ", sum(__pgt_w) AS __pgt_n FROM (SELECT " + cols + ", 1 AS __pgt_w FROM " + o.source.name() + " WHERE " + restrict
-                    + " UNION ALL SELECT " + cols + ", -__pgt_w FROM " + deltas.changesName(o.source) + " WHERE " + restrict
-                    + ") __pgt_s GROUP BY " + positions + " HAVING sum(__pgt_w) > 0) __pgt_o CROSS JOIN LATERAL generate_series(1, __pgt_o.__pgt_n))");
+            o.table.setName(deltas.oldRows(o.source, restrict));
         }
         List<SelectItem<?>> items = new ArrayList<>();
         for (Expression key : s.innerKeys) {
@@ -615,15 +609,15 @@ final class Sublinks {
      * list and renders the terms of every table as it was ({@link DeltaPlanner.Branch#oldTerms()}).
      */
     static String flip(Branch b, int bi, Deltas deltas) throws PlanRefusedException {
+        List<String> where = new ArrayList<>();
+        for (Expression c : b.plain) {
+            where.add("(" + c + ")");
+        }
         if (setBased(b)) {
             // the rows of the keys whose verdict changed, joined with that change (see defineVerdicts)
             Sublink s = b.sublinks.get(0);
             b.select.addJoins(new Join().withSimple(true).withRightItem(new net.sf.jsqlparser.schema.Table(verdictsName(List.of(bi, 0)))
                     .withAlias(new net.sf.jsqlparser.expression.Alias(VERDICT, false))));
-            List<String> where = new ArrayList<>();
-            for (Expression c : b.plain) {
-                where.add("(" + c + ")");
-            }
             where.add("(" + s.outerKeys.stream().map(Object::toString).collect(Collectors.joining(", ")) + ") = ("
                     + IntStream.range(0, s.outerKeys.size()).mapToObj(i -> VERDICT + ".k" + i).collect(Collectors.joining(", ")) + ")");
             where.add(VERDICT + ".f <> 0");
@@ -635,10 +629,6 @@ final class Sublinks {
             asBefore(s, deltas);
         }
         String before = b.sublinks.stream().map(s -> "(" + s.condition + ")").collect(Collectors.joining(" AND "));
-        List<String> where = new ArrayList<>();
-        for (Expression c : b.plain) {
-            where.add("(" + c + ")");
-        }
         where.add(affected(b, List.of(bi)));
         b.select.setWhere(DeltaPlanner.parseExpression(String.join(" AND ", where)));
         return "((CASE WHEN " + now + " THEN 1 ELSE 0 END) - (CASE WHEN " + before + " THEN 1 ELSE 0 END))";
