@@ -168,7 +168,14 @@ public final class DeltaPlanner {
         TopK top = TopK.of(query);
         Apply apply = top == null ? REPLACE : top;
         query = top == null ? query : top.inner();
+        if (ChangeReads.wholeRows(query)) {
+            throw new PlanRefusedException("the query reads a table's whole row (t.* or t used as a value)");
+        }
         Parsed parsed = parse(query, sources);
+        // from here on each source is read as narrow as the query allows
+        String read = query;
+        found.replaceAll((name, s) -> ChangeReads.narrowed(s, read));
+        parsed = parse(query, sources);
         for (Branch b : parsed.branches) {
             if (b.select.getSelectItems().size() != columns.size()) {
                 throw new PlanRefusedException("the query has " + b.select.getSelectItems().size()
@@ -384,9 +391,12 @@ public final class DeltaPlanner {
         private final Map<String, Source> sources = new LinkedHashMap<>();
         private final Map<String, String> names = new LinkedHashMap<>();
         private final boolean consolidate;
+        /** Per buffer, the condition the changes a term can use satisfy (see {@link ChangeReads#filters}). */
+        private final Map<String, String> filters;
 
         Deltas(Parsed parsed, boolean consolidate) {
             this.consolidate = consolidate;
+            this.filters = ChangeReads.filters(parsed);
             for (Branch b : parsed.branches) {
                 for (Occurrence o : b.allOccurrences()) {
                     if (sources.putIfAbsent(o.source.buffer(), o.source) == null) {
@@ -406,7 +416,8 @@ public final class DeltaPlanner {
             return sources.values().stream()
                     .map(s -> {
                         String changes = "SELECT " + prefixed("b.", s.columns()) + ", CASE WHEN b.action = 'I' THEN 1 ELSE -1 END AS __pgt_w FROM "
-                                + s.buffer() + " b WHERE " + WINDOW + " AND b.action <> 'T'";
+                                + s.buffer() + " b WHERE " + WINDOW + " AND b.action <> 'T'"
+                                + (filters.containsKey(s.buffer()) ? " AND (" + filters.get(s.buffer()) + ")" : "");
                         // by value and, where equal values can print differently, by text: the
                         // delete of 1.0 and the insert of 1.000 must both reach the stream table
                         String positions = IntStream.rangeClosed(1, s.columns().size()).mapToObj(Integer::toString)

@@ -126,7 +126,7 @@ final class Sublinks {
         }
     }
 
-    private static Expression unparen(Expression e) {
+    static Expression unparen(Expression e) {
         while (e instanceof ParenthesedExpressionList<?> p && p.size() == 1) {
             e = (Expression) p.get(0);
         }

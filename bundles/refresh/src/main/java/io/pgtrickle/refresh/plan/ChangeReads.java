@@ -1,0 +1,258 @@
+package io.pgtrickle.refresh.plan;
+
+import io.pgtrickle.refresh.plan.DeltaPlanner.Branch;
+import io.pgtrickle.refresh.plan.DeltaPlanner.Occurrence;
+import io.pgtrickle.refresh.plan.DeltaPlanner.Parsed;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.stream.Collectors;
+import java.util.stream.IntStream;
+import net.sf.jsqlparser.expression.Expression;
+import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
+import net.sf.jsqlparser.expression.operators.conditional.AndExpression;
+import net.sf.jsqlparser.expression.operators.conditional.OrExpression;
+import net.sf.jsqlparser.schema.Column;
+import net.sf.jsqlparser.schema.Table;
+import net.sf.jsqlparser.statement.select.FromItem;
+import net.sf.jsqlparser.statement.select.Join;
+import net.sf.jsqlparser.statement.select.ParenthesedFromItem;
+
+/**
+ * What a refresh statement reads of a source's changes: only the columns the query names, and only
+ * the changed rows the query's own conditions on that source can keep. Changes are netted (summed
+ * per row) before they are joined; at 0.1% of TPC-H's lineitem that is thousands of rows of sixteen
+ * columns hashed per refresh, of which a date filter keeps a few dozen. Narrowing and filtering
+ * first nets the same rows: a condition and a projection give equal rows equal results, so they
+ * commute with netting, and every term still applies all of the query's conditions itself.
+ */
+final class ChangeReads {
+
+    private ChangeReads() {
+    }
+
+    // ---------------------------------------------------------------- columns
+
+    /**
+     * The source with only the columns {@code query} can read of it, in table order. By name, so a
+     * superset: a column whose name appears anywhere (as another table's column, a function's
+     * name) is kept. A query that reads whole rows is refused before this (see {@link #wholeRows}).
+     */
+    static Source narrowed(Source s, String query) {
+        Words words = words(query);
+        List<Integer> kept = IntStream.range(0, s.columns().size()).filter(i -> words.bare.contains(normal(s.columns().get(i))))
+                .boxed().toList();
+        if (kept.size() == s.columns().size()) {
+            return s;
+        }
+        if (kept.isEmpty()) {
+            // count(*) of a table: one column keeps a row a row (a row of no columns cannot be netted by value)
+            kept = List.of(0);
+        }
+        List<Integer> k = kept;
+        return new Source(s.name(), s.buffer(), k.stream().map(s.columns()::get).toList(), k.stream().map(s.types()::get).toList(),
+                k.stream().map(s.identical()::get).toList(), s.rows());
+    }
+
+    /**
+     * Whether the query reads some table's whole row, which PostgreSQL's normalised text always
+     * writes {@code t.*} ({@code row_to_json(t)} prints as {@code row_to_json(t.*)}). A term reads a
+     * table's changes through a relation of the same name that also carries the change's weight,
+     * so its whole row is not the table's.
+     */
+    static boolean wholeRows(String query) {
+        return words(query).wholeRows;
+    }
+
+    /** Identifiers of a query: those standing alone (not followed by a dot), and whether some {@code x.*} is read. */
+    private record Words(Set<String> bare, boolean wholeRows) {
+    }
+
+    /**
+     * A lexer of just enough SQL for {@link #narrowed}: string literals are skipped, quoted
+     * identifiers kept as written, unquoted ones folded to lower case, as PostgreSQL does.
+     * Hand-written because the identifiers are all it needs; JSqlParser's tree would have to be
+     * walked through every kind of node that can hold a column.
+     */
+    private static Words words(String sql) {
+        Set<String> bare = new HashSet<>();
+        boolean wholeRows = false;
+        int i = 0;
+        int n = sql.length();
+        while (i < n) {
+            char c = sql.charAt(i);
+            if (c == '\'') {
+                i++;
+                while (i < n && !(sql.charAt(i) == '\'' && (i + 1 >= n || sql.charAt(i + 1) != '\''))) {
+                    i += sql.charAt(i) == '\'' ? 2 : 1;
+                }
+                i++;
+                continue;
+            }
+            String word = null;
+            if (c == '"') {
+                int start = i++;
+                while (i < n && !(sql.charAt(i) == '"' && (i + 1 >= n || sql.charAt(i + 1) != '"'))) {
+                    i += sql.charAt(i) == '"' ? 2 : 1;
+                }
+                i++;
+                word = sql.substring(start, Math.min(i, n));
+            } else if (Character.isLetter(c) || c == '_') {
+                int start = i;
+                while (i < n && (Character.isLetterOrDigit(sql.charAt(i)) || sql.charAt(i) == '_' || sql.charAt(i) == '$')) {
+                    i++;
+                }
+                word = sql.substring(start, i).toLowerCase(Locale.ROOT);
+            } else {
+                i++;
+                continue;
+            }
+            int j = i;
+            while (j < n && Character.isWhitespace(sql.charAt(j))) {
+                j++;
+            }
+            if (j < n && sql.charAt(j) == '.') {
+                int k = j + 1;
+                while (k < n && Character.isWhitespace(sql.charAt(k))) {
+                    k++;
+                }
+                wholeRows |= k < n && sql.charAt(k) == '*';
+            } else {
+                bare.add(word);
+            }
+        }
+        return new Words(bare, wholeRows);
+    }
+
+    /** A name as {@link #words} keeps it: quoted as written, or folded to lower case. */
+    private static String normal(String name) {
+        return name.startsWith("\"") ? name : name.toLowerCase(Locale.ROOT);
+    }
+
+    // ---------------------------------------------------------------- rows
+
+    /**
+     * Per change buffer, a condition over its columns (written {@code b.column}) that every changed
+     * row the query can use satisfies: the OR, over the source's occurrences, of each occurrence's
+     * own conditions (AND-ed conditions of WHERE or of an inner join's ON that read that occurrence
+     * only). A buffer is absent when some occurrence has no such condition.
+     */
+    static Map<String, String> filters(Parsed parsed) {
+        Map<String, List<String>> per = new LinkedHashMap<>();
+        for (Branch b : parsed.branches()) {
+            List<Expression> conditions = new ArrayList<>(b.plain);
+            onConditions(b.select.getFromItem(), b.select.getJoins(), conditions);
+            collect(b, conditions, per);
+        }
+        Map<String, String> out = new LinkedHashMap<>();
+        per.forEach((buffer, alternatives) -> {
+            if (!alternatives.contains(null)) {
+                out.put(buffer, alternatives.stream().distinct().map(a -> "(" + a + ")").collect(Collectors.joining(" OR ")));
+            }
+        });
+        return out;
+    }
+
+    private static void collect(Branch b, List<Expression> conditions, Map<String, List<String>> per) {
+        for (Occurrence o : b.occurrences) {
+            List<String> own = new ArrayList<>();
+            for (Expression c : conditions) {
+                String implied = implied(c, o, b.occurrences.size() == 1);
+                if (implied != null) {
+                    own.add(implied);
+                }
+            }
+            per.computeIfAbsent(o.source.buffer(), k -> new ArrayList<>()).add(own.isEmpty() ? null : String.join(" AND ", own));
+        }
+        for (Sublinks.Sublink s : b.sublinks) {
+            collect(s.inner, s.own, per);
+        }
+        for (Sublinks.Sublink s : b.havingSublinks) {
+            collect(s.inner, s.own, per);
+        }
+    }
+
+    /** The inner joins' ON conditions, AND-ed parts, of a FROM clause (outer joins are refused before this). */
+    private static void onConditions(FromItem from, List<Join> joins, List<Expression> out) {
+        if (from instanceof ParenthesedFromItem p) {
+            onConditions(p.getFromItem(), p.getJoins(), out);
+        }
+        if (joins != null) {
+            for (Join j : joins) {
+                onConditions(j.getRightItem(), null, out);
+                for (Expression on : j.getOnExpressions()) {
+                    out.addAll(Sublinks.conjuncts(on));
+                }
+            }
+        }
+    }
+
+    /**
+     * The weakest condition on occurrence {@code o} alone that {@code c} implies, over the buffer
+     * row {@code b}; null for "none" (true). Through AND and OR: TPC-H Q19's
+     * {@code (p.brand = ... AND l.quantity BETWEEN ...) OR (...)} implies, of lineitem,
+     * {@code (l.quantity BETWEEN ...) OR (...)}, a few rows of its changes.
+     */
+    private static String implied(Expression c, Occurrence o, boolean alone) {
+        Expression u = Sublinks.unparen(c);
+        if (u instanceof AndExpression and) {
+            String l = implied(and.getLeftExpression(), o, alone);
+            String r = implied(and.getRightExpression(), o, alone);
+            return l == null ? r : r == null ? l : l + " AND " + r;
+        }
+        if (u instanceof OrExpression or) {
+            String l = implied(or.getLeftExpression(), o, alone);
+            String r = implied(or.getRightExpression(), o, alone);
+            return l == null || r == null ? null : "(" + l + " OR " + r + ")";
+        }
+        String renamed = renamed(u, o, alone);
+        return renamed == null ? null : "(" + renamed + ")";
+    }
+
+    /**
+     * {@code c} with its columns read from the buffer row {@code b}, or null when it reads anything
+     * but occurrence {@code o}'s columns (another table, an outer query, a subquery) or reads none.
+     * An unqualified column is {@code o}'s only in a FROM of one table: PostgreSQL qualifies every
+     * column of a query with more tables, and of a subquery.
+     */
+    private static String renamed(Expression c, Occurrence o, boolean alone) {
+        if (Sublinks.hasSubquery(c) || DeltaPlanner.aggregates(c)) {
+            return null;
+        }
+        Expression copy;
+        try {
+            copy = DeltaPlanner.parseExpression(c.toString());
+        } catch (PlanRefusedException e) {
+            return null;
+        }
+        boolean[] foreign = {false};
+        int[] columns = {0};
+        copy.accept(new ExpressionVisitorAdapter<Void>() {
+            @Override
+            public <S> Void visit(Column column, S context) {
+                Table t = column.getTable();
+                String table = t == null ? null : t.getName();
+                boolean mine = table == null ? alone && o.source.columns().contains(normal(column.getColumnName()))
+                        : t.getSchemaName() == null && table.equals(o.alias);
+                if (mine) {
+                    column.setTable(new Table("b"));
+                    columns[0]++;
+                } else {
+                    foreign[0] = true;
+                }
+                return null;
+            }
+        }, null);
+        if (foreign[0] || columns[0] == 0) {
+            return null;
+        }
+        String sql = copy.toString();
+        // a column the visitor did not reach still names the occurrence: then leave the condition out
+        return java.util.regex.Pattern.compile("(?<![\\w\"])" + java.util.regex.Pattern.quote(o.alias) + "\\s*\\.").matcher(sql).find()
+                ? null : sql;
+    }
+}
