@@ -47,6 +47,12 @@ public final class TpchBenchmark {
      * the times it reports include auto_explain's own cost.
      */
     private static final int EXPLAIN_MS = Integer.getInteger("bench.tpch.explain.ms", -1);
+    /**
+     * Prints, per query, where the last round's refresh spent its time by function (PostgreSQL's
+     * track_functions: calls, total and self milliseconds), a diagnosis aid for the fixed cost of a
+     * refresh; the statements a function runs count in its self time.
+     */
+    private static final boolean PROFILE = Boolean.getBoolean("bench.tpch.profile");
 
     private TpchBenchmark() {
     }
@@ -138,9 +144,26 @@ public final class TpchBenchmark {
                         s.execute("SET auto_explain.log_nested_statements = on");
                         s.execute("SET auto_explain.log_level = notice");
                     }
+                    boolean profile = PROFILE && r == ROUNDS;
+                    if (profile) {
+                        s.execute("SET track_functions = 'all'");
+                        s.execute("SELECT pg_stat_reset()");
+                    }
                     long t = System.nanoTime();
                     s.execute("SELECT pgtrickle.refresh_stream_table('tpch_q" + q + "')");
                     refresh.computeIfAbsent(q, k -> new ArrayList<>()).add((System.nanoTime() - t) / 1e6);
+                    if (profile) {
+                        s.execute("SET track_functions = 'none'");
+                        s.execute("SELECT pg_stat_force_next_flush()");
+                        s.execute("SELECT pg_stat_clear_snapshot()");
+                        try (java.sql.ResultSet rs = s.executeQuery("SELECT schemaname || '.' || funcname, calls, round(total_time::numeric, 2),"
+                                + " round(self_time::numeric, 2) FROM pg_stat_user_functions ORDER BY self_time DESC LIMIT 12")) {
+                            while (rs.next()) {
+                                log("Q%d profile: %-50s calls %4d total %8s ms self %8s ms", q, rs.getString(1), rs.getLong(2),
+                                        rs.getString(3), rs.getString(4));
+                            }
+                        }
+                    }
                     if (explain) {
                         // before the next statement, which clears them
                         for (java.sql.SQLWarning w = s.getWarnings(); w != null; w = w.getNextWarning()) {
