@@ -91,6 +91,33 @@ BEGIN
 END
 $fn$;
 
+-- A stream table's probe: how many captured rows past frontier `since` each of its sources has
+-- (counts: source oid -> rows, for those with any; NULL when none has), their sum, and the buffers
+-- holding them. One statement for all sources: a refresh with nothing to do is this and little
+-- else, and a statement per source cost more than the counting.
+CREATE OR REPLACE FUNCTION pgtrickle.pending_changes(pgt_id bigint, since pg_snapshot,
+                                                     OUT total bigint, OUT counts jsonb, OUT buffers text[])
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    probe text;
+BEGIN
+    SELECT string_agg(format('SELECT %s::oid AS relid, %L AS buffer, count(*) AS n %s', d.source_relid,
+                             pgtrickle.change_buffer(d.source_relid::regclass), pgtrickle.pending_rows(d.source_relid::regclass, since)),
+                      ' UNION ALL ')
+      INTO probe
+      FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = pending_changes.pgt_id;
+    IF probe IS NULL THEN
+        total := 0;
+        RETURN;
+    END IF;
+    EXECUTE 'SELECT coalesce(sum(p.n), 0), jsonb_object_agg(p.relid, p.n) FILTER (WHERE p.n > 0),'
+            ' array_agg(p.buffer ORDER BY p.buffer) FILTER (WHERE p.n > 0) FROM (' || probe || ') p'
+       INTO total, counts, buffers USING since;
+END
+$fn$;
+
 -- The captured rows of a source a consumer at frontier `since` has not yet consumed, as the FROM
 -- and WHERE of a query that takes `since` as $1. NULL `since` (never refreshed): every row. Cheap
 -- when nothing is pending: the xid index bounds the scan to writers not older than the frontier's xmin.

@@ -686,8 +686,12 @@ DECLARE
     readable  boolean;
     why       text;
     counts    jsonb;
+    live      text[];
     cost      jsonb;
 BEGIN
+    -- A transaction that wrote before it refreshes has an id already; the lock below gives one to
+    -- every other, which writes nothing this refresh must read back (see written_by below).
+    own := pg_current_xact_id_if_assigned();
     IF wait THEN
         SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = run_refresh.pgt_id FOR UPDATE;
     ELSE
@@ -719,16 +723,12 @@ BEGIN
       FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id;
     IF st.is_populated AND NOT st.needs_reinit AND st.frontier ? 'snapshot' AND coalesce(captured, false)
        AND st.recompute_reason IS NULL THEN
-        SELECT coalesce(sum(p.n), 0), jsonb_object_agg(p.relid, p.n) FILTER (WHERE p.n > 0), pg_current_snapshot()::text
-          INTO pending, counts, snapshot
-          FROM (SELECT d.source_relid AS relid,
-                       pgtrickle.pending_change_count(d.source_relid::regclass, (st.frontier ->> 'snapshot')::pg_snapshot) AS n
-                  FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id) p;
+        SELECT p.total, p.counts, p.buffers, pg_current_snapshot()::text INTO pending, counts, live, snapshot
+          FROM pgtrickle.pending_changes(st.pgt_id, (st.frontier ->> 'snapshot')::pg_snapshot) p;
     END IF;
 
     -- A transaction that wrote to a source before refreshing: its rows are consumed now and, as it
     -- is still in progress, again by the next refresh (see below). FULL needs no such bookkeeping.
-    own := pg_current_xact_id_if_assigned();
     IF own IS NOT NULL AND EXISTS (SELECT FROM pgtrickle.pgt_dependencies d
                                     WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE')
                                       AND pgtrickle.written_by(d.source_relid::regclass, own)) THEN
@@ -768,8 +768,7 @@ BEGIN
     -- The buffers with changes, for the differential statement to plan only their terms ($2 of
     -- pgtrickle.execute_as_owner). Its statement checks them again in its own snapshot.
     IF pending > 0 THEN
-        PERFORM set_config('pgtrickle.live_buffers',
-                           (SELECT array_agg(pgtrickle.change_buffer(k::oid::regclass)::text) FROM jsonb_object_keys(counts) k)::text, true);
+        PERFORM set_config('pgtrickle.live_buffers', live::text, true);
     END IF;
     -- Before the differential statement is planned (under the query's settings, as it will be): true
     -- statistics of the changes, then AUTO's cost rule (R__55_change_statistics.sql). May turn nested
@@ -868,8 +867,12 @@ BEGIN
            updated_at = now()
      WHERE s.pgt_id = st.pgt_id;
 
-    PERFORM pgtrickle.prune_change_buffer(d.source_relid::regclass)
-       FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE');
+    -- A refresh that read no changes passes none: what it lets go of (rows its old frontier saw
+    -- as in progress) the next refresh that reads changes prunes.
+    IF act <> 'NO_DATA' THEN
+        PERFORM pgtrickle.prune_change_buffer(d.source_relid::regclass)
+           FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE');
+    END IF;
     RETURN id;
 END
 $fn$;

@@ -55,7 +55,15 @@ BEGIN
         IF (SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c WHERE c.oid = src.buffer) THEN
             BEGIN
                 EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE NOWAIT', src.buffer);
-                EXECUTE format('ANALYZE %s', src.buffer);
+                -- the window (xid, action) and what the differential statements of the source's stream tables
+                -- read of it (columns_used, as their plans recorded it), not every column: a buffer
+                -- mirrors the whole row, and analysing all of TPC-H's lineitem took 20 ms where its
+                -- xid alone took under one, for a window of 2,300 rows
+                EXECUTE format('ANALYZE %s (%s)', src.buffer,
+                               (SELECT string_agg(quote_ident(c), ', ') FROM (
+                                    SELECT 'xid' AS c UNION SELECT 'action'
+                                     UNION SELECT unnest(d.columns_used) FROM pgtrickle.pgt_dependencies d
+                                            WHERE d.source_relid = src.source) u));
                 CONTINUE;
             EXCEPTION WHEN lock_not_available THEN
                 NULL;

@@ -57,6 +57,26 @@ class ChangeReadsTest {
     }
 
     @Test
+    void thePlanRecordsTheColumnsItReadsAndOnlyTheyAreAnalysed() throws SQLException {
+        db.createDifferential("few", "SELECT k, v FROM t WHERE v < 5");
+        db.createDifferential("groups", "SELECT g, count(*) AS n FROM t GROUP BY g");
+        assertEquals("{k,v}|{g}", db.queryString("SELECT string_agg(d.columns_used::text, '|' ORDER BY s.pgt_name)"
+                + " FROM pgtrickle.pgt_dependencies d JOIN pgtrickle.pgt_stream_tables s USING (pgt_id)"));
+        db.exec("SELECT pgtrickle.create_stream_table('recomputed', 'SELECT k, md5(t::text) AS h FROM t', 'calculated')");
+        db.plan("recomputed");
+        assertEquals(null, db.queryString("SELECT d.columns_used::text FROM pgtrickle.pgt_dependencies d"
+                + " JOIN pgtrickle.pgt_stream_tables s USING (pgt_id) WHERE s.pgt_name = 'recomputed'"), "a FULL plan reads no change");
+
+        // statistics that describe an earlier, smaller window: the refresh analyses the buffer again
+        String buffer = db.queryString("SELECT pgtrickle.change_buffer('t')::text");
+        db.exec("UPDATE t SET v = v WHERE k = 1", "ANALYZE " + buffer + " (xid)", "SELECT pgtrickle.refresh_stream_table('few')",
+                "UPDATE t SET pad = pad || 'z', v = v + 1 WHERE k <= 300", "SELECT pgtrickle.refresh_stream_table('few')");
+        assertEquals("action,g,k,v,xid", db.queryString("SELECT string_agg(attname::text, ',' ORDER BY attname) FROM pg_stats"
+                + " WHERE schemaname || '.' || tablename = ?", buffer), "the window and the columns the stream tables read");
+        db.assertEqualsItsQuery("few", "after the refresh");
+    }
+
+    @Test
     void aQueryReadingWholeRowsIsRecomputed() throws SQLException {
         List<String> queries = List.of("SELECT k, md5(t::text) AS h FROM t WHERE v < 20",
                 "SELECT k, row_to_json(t) ->> 'pad' AS p FROM t WHERE v BETWEEN 10 AND 30",

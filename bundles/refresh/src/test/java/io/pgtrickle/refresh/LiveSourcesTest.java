@@ -56,6 +56,22 @@ class LiveSourcesTest {
         }
     }
 
+    @Test
+    void theProbeCountsEachSourcesChangesInOneCall() throws SQLException {
+        String probe = "SELECT p.total || '|' || coalesce(p.counts::text, '-') || '|' || coalesce(p.buffers::text, '-')"
+                + " FROM pgtrickle.pgt_stream_tables s, pgtrickle.pending_changes(s.pgt_id, (s.frontier ->> 'snapshot')::pg_snapshot) p"
+                + " WHERE s.pgt_name = 'ab'";
+        assertEquals("0|-|-", db.queryString(probe), "nothing past the frontier");
+        db.exec("UPDATE a SET v = v + 1 WHERE k <= 3", "INSERT INTO b VALUES (51, 510)");
+        String a = db.queryString("SELECT 'a'::regclass::oid::text");
+        String b = db.queryString("SELECT 'b'::regclass::oid::text");
+        assertEquals("7|{\"" + a + "\": 6, \"" + b + "\": 1}|" + db.queryString("SELECT array_agg(x ORDER BY x)::text FROM unnest(ARRAY["
+                + "pgtrickle.change_buffer('a')::text, pgtrickle.change_buffer('b')::text]) x"), db.queryString(probe),
+                "an update is two rows; the buffers with changes, as the differential statement's $2 names them");
+        db.exec("SELECT pgtrickle.refresh_stream_table('ab')");
+        assertEquals("0|-|-", db.queryString(probe));
+    }
+
     /** How many joins a plan has. */
     private static int joins(Statement s, String explain) throws SQLException {
         int n = 0;

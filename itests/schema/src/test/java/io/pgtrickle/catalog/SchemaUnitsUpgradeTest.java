@@ -58,8 +58,8 @@ class SchemaUnitsUpgradeTest {
      * one deliberate change: get_refresh_history gained a last column, fallback_reason (0.34.0). The
      * new ones are the two trigger functions through which units meet, the two the refresh unit
      * calls before a differential statement (change statistics, AUTO's cost rule), the FULL refresh
-     * with its work_mem (full_refresh), and the create-time judge's view of inlined subqueries
-     * (inline_blocker, inlined_queries).
+     * with its work_mem (full_refresh), the create-time judge's view of inlined subqueries
+     * (inline_blocker, inlined_queries), and a refresh's one-statement probe (pending_changes).
      */
     @Test
     void theSqlSurfaceIsTheReleasedOnePlusItsDeliberateChanges() throws SQLException {
@@ -86,6 +86,7 @@ class SchemaUnitsUpgradeTest {
                             history + ", fallback_reason text)",
                             "pgtrickle.inline_blocker(text) -> text",
                             "pgtrickle.inlined_queries(text) -> TABLE(via text, own text)",
+                            "pgtrickle.pending_changes(bigint,pg_snapshot) -> record",
                             "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb) -> jsonb"),
                     added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
             assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(4).substring(added.get(4).indexOf(" volatility")),

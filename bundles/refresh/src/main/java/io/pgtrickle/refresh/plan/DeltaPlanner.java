@@ -66,9 +66,21 @@ public final class DeltaPlanner {
      * the caller must create); for RUNNING_TOTALS also the state table's DDL and the query that fills
      * it from scratch (a FULL refresh runs it), else null.
      */
-    public record Plan(Strategy strategy, String deltaSql, List<String> keyColumns, String stateDdl, String stateSql) {
+    public record Plan(Strategy strategy, String deltaSql, List<String> keyColumns, String stateDdl, String stateSql,
+            Map<String, List<String>> columnsRead) {
+        Plan(Strategy strategy, String deltaSql, List<String> keyColumns, String stateDdl, String stateSql) {
+            this(strategy, deltaSql, keyColumns, stateDdl, stateSql, Map.of());
+        }
+
         Plan(Strategy strategy, String deltaSql, List<String> keyColumns) {
             this(strategy, deltaSql, keyColumns, null, null);
+        }
+
+        /** The same plan, saying which columns of each source (by {@link Source#name()}) its statement reads. */
+        Plan reading(Map<String, Source> sources) {
+            Map<String, List<String>> read = new LinkedHashMap<>();
+            sources.values().forEach(s -> read.put(s.name(), s.columns()));
+            return new Plan(strategy, deltaSql, keyColumns, stateDdl, stateSql, java.util.Collections.unmodifiableMap(read));
         }
     }
 
@@ -185,16 +197,16 @@ public final class DeltaPlanner {
         if (parsed.branches.size() == 1 && (parsed.branches.get(0).grouped() || parsed.branches.get(0).aggregates)) {
             Plan totals = RunningTotals.plan(query, to, sources, consolidate, parsed.branches.get(0), apply);
             if (totals != null) {
-                return totals;
+                return totals.reading(found);
             }
             if (!parsed.branches.get(0).grouped()) {
                 // one group of everything: recomputing it is recomputing the query
                 throw new PlanRefusedException("the query aggregates without GROUP BY, and not only with count, sum and avg"
                         + " of exact numbers (integers, numeric of a known scale), which are kept as running totals");
             }
-            return groups(query, target, columns, sources, parsed.branches.get(0), consolidate, apply);
+            return groups(query, target, columns, sources, parsed.branches.get(0), consolidate, apply).reading(found);
         }
-        return rows(query, target, columns, !to.identical().contains(false), sources, parsed, consolidate, apply);
+        return rows(query, target, columns, !to.identical().contains(false), sources, parsed, consolidate, apply).reading(found);
     }
 
     // ---------------------------------------------------------------- ROWS

@@ -8,6 +8,7 @@ import java.sql.Savepoint;
 import java.sql.Statement;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -65,6 +66,7 @@ public final class RefreshPlanner {
         String reason = null;
         String stateTable = "pgtrickle_changes." + quote("state_" + pgtId);
         String stateSql = null;
+        Map<String, List<String>> read = Map.of();
         Columns stored = columns(c, relid);
         DeltaPlanner.Target to = new DeltaPlanner.Target(target, stored.names(), stored.types(), stateTable, stored.identical());
         String misread = misreading(c, query);
@@ -87,6 +89,7 @@ public final class RefreshPlanner {
                 explain(c, plan.deltaSql());
                 sql = plan.deltaSql();
                 stateSql = plan.stateSql();
+                read = plan.columnsRead();
                 reason = null;
                 break;
             } catch (PlanRefusedException e) {
@@ -126,6 +129,9 @@ public final class RefreshPlanner {
             ps.setString(6, stateSql);
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();
+                if (rs.getBoolean(1)) {
+                    columnsUsed(c, pgtId, sql == null ? Map.of() : read);
+                }
             }
         }
         if (reason != null) {
@@ -233,6 +239,27 @@ public final class RefreshPlanner {
     }
 
     /** A relation named in the normalised query, which names it as PostgreSQL resolved it. */
+    /**
+     * Records in pgt_dependencies.columns_used the columns of each source the differential statement
+     * reads (NULL for a source it does not read, and for all when there is none): the columns of its
+     * change buffer worth statistics (pgtrickle.refresh_change_statistics).
+     */
+    private static void columnsUsed(Connection c, long pgtId, Map<String, List<String>> read) throws SQLException {
+        try (PreparedStatement clear = c.prepareStatement("UPDATE pgtrickle.pgt_dependencies SET columns_used = NULL WHERE pgt_id = ?");
+                PreparedStatement set = c.prepareStatement("UPDATE pgtrickle.pgt_dependencies d SET columns_used = ARRAY("
+                        + "SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = d.source_relid AND a.attnum > 0 AND NOT a.attisdropped"
+                        + " AND quote_ident(a.attname) = ANY (?::text[]) ORDER BY a.attnum) WHERE d.pgt_id = ? AND d.source_relid = ?::regclass")) {
+            clear.setLong(1, pgtId);
+            clear.executeUpdate();
+            for (Map.Entry<String, List<String>> e : read.entrySet()) {
+                set.setArray(1, c.createArrayOf("text", e.getValue().toArray()));
+                set.setLong(2, pgtId);
+                set.setString(3, e.getKey());
+                set.executeUpdate();
+            }
+        }
+    }
+
     private static Source source(Connection c, String name) throws PlanRefusedException {
         try (PreparedStatement ps = c.prepareStatement(
                 "SELECT format('%I.%I', n.nspname, r.relname), pgtrickle.change_buffer(r.oid)::text, r.oid,"
