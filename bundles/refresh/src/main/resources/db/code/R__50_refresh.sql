@@ -326,7 +326,12 @@ $fn$;
 -- its type). An empty stream table (its first fill, a shadow build, after a TRUNCATE of it) gets
 -- a plain INSERT of the query instead. Measured on 1M rows: docs/benchmarks/full-refresh.md, and
 -- the candidates tried (hashes, a hash join, EXCEPT ALL) in docs/benchmarks/full-refresh-candidates.md.
-CREATE OR REPLACE FUNCTION pgtrickle.full_refresh_sql(st pgtrickle.pgt_stream_tables) RETURNS text
+--
+-- read_only: the same difference as a query that writes nothing and returns what to delete (ctids)
+-- and to insert (rows of the table's type), as text, and its snapshot. PostgreSQL runs no part of a
+-- statement that writes in parallel, and recomputing a query over large sources is where parallel
+-- workers pay (REFRESH MATERIALIZED VIEW uses them); see pgtrickle.full_refresh.
+CREATE OR REPLACE FUNCTION pgtrickle.full_refresh_sql(st pgtrickle.pgt_stream_tables, read_only boolean) RETURNS text
     LANGUAGE plpgsql STABLE
 AS $fn$
 DECLARE
@@ -337,6 +342,8 @@ DECLARE
     old_row text;   -- old_ids without the names, for ROW(...)
     keys    text;   -- __pgt_k1, __pgt_k2, ...
     rebuilt text;   -- a stored row's values from its identity
+    diff    text;   -- the rows by which the query and the stored rows differ
+    victims text;   -- the stored rows to delete
 BEGIN
     SELECT string_agg(format('%I', c.attname), ', ' ORDER BY c.attnum),
            string_agg(format('%s AS __pgt_k%s', replace(c.ident, '$', 'q.' || format('%I', c.attname)), c.n), ', ' ORDER BY c.attnum),
@@ -357,28 +364,41 @@ BEGIN
                                                        'text'::regtype, 'varchar'::regtype)
                                         OR (a.atttypid = 'numeric'::regtype AND a.atttypmod >= 0) AS by_value) v
              WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped) c;
-    RETURN format($sql$
-        WITH __pgt_state AS (SELECT EXISTS (SELECT FROM %3$s) AS __pgt_filled),
+    diff := format($sql$
              diff AS (
-                 SELECT %4$s, count(*) - 2 * count(__pgt_ctid) AS __pgt_d, count(__pgt_ctid) AS __pgt_stored,
+                 SELECT %3$s, count(*) - 2 * count(__pgt_ctid) AS __pgt_d, count(__pgt_ctid) AS __pgt_stored,
                         min(__pgt_ctid) AS __pgt_victim
-                   FROM (SELECT %5$s, NULL::tid AS __pgt_ctid FROM (%1$s) q(%2$s)
-                          WHERE (SELECT __pgt_filled FROM __pgt_state)
+                   FROM (SELECT %4$s, NULL::tid AS __pgt_ctid FROM (%1$s) q(%2$s)
+                          WHERE %7$s
                          UNION ALL
-                         SELECT %6$s, s.ctid FROM %3$s s) u
-                  GROUP BY %4$s
-                 HAVING count(*) <> 2 * count(__pgt_ctid)),
-             deleted AS (
-                 DELETE FROM %3$s t WHERE t.ctid = ANY (ARRAY(
+                         SELECT %5$s, s.ctid FROM %6$s s) u
+                  GROUP BY %3$s
+                 HAVING count(*) <> 2 * count(__pgt_ctid))$sql$,
+        st.defining_query, cols, keys, new_ids, old_ids, target,
+        CASE WHEN read_only THEN 'true' ELSE '(SELECT __pgt_filled FROM __pgt_state)' END);
+    victims := format($sql$
                      SELECT diff.__pgt_victim FROM diff WHERE diff.__pgt_d < 0 AND diff.__pgt_stored = 1
                      UNION ALL
                      SELECT c.__pgt_ctid FROM (
                          SELECT s.__pgt_ctid, m.__pgt_d, row_number() OVER (PARTITION BY m.__pgt_id) AS __pgt_copy
-                           FROM (SELECT s.ctid AS __pgt_ctid, ROW(%9$s) AS __pgt_id FROM %3$s s) s
-                           JOIN (SELECT ROW(%4$s) AS __pgt_id, diff.__pgt_d FROM diff
+                           FROM (SELECT s.ctid AS __pgt_ctid, ROW(%3$s) AS __pgt_id FROM %2$s s) s
+                           JOIN (SELECT ROW(%1$s) AS __pgt_id, diff.__pgt_d FROM diff
                                   WHERE diff.__pgt_d < 0 AND diff.__pgt_stored > 1) m ON m.__pgt_id = s.__pgt_id
                           WHERE EXISTS (SELECT FROM diff WHERE diff.__pgt_d < 0 AND diff.__pgt_stored > 1)) c
-                      WHERE c.__pgt_copy <= -c.__pgt_d))
+                      WHERE c.__pgt_copy <= -c.__pgt_d$sql$, keys, target, old_row);
+    IF read_only THEN
+        -- what to delete (ctids) and insert (rows of the table's type) as text, and the snapshot
+        RETURN format($sql$
+        WITH %1$s
+        SELECT ARRAY(%2$s)::text, ARRAY(SELECT ROW(%3$s)::%4$s FROM diff CROSS JOIN LATERAL generate_series(1, diff.__pgt_d)
+                                  WHERE diff.__pgt_d > 0)::text,
+               pg_current_snapshot()::text
+        $sql$, diff, victims, rebuilt, target);
+    END IF;
+    RETURN format($sql$
+        WITH __pgt_state AS (SELECT EXISTS (SELECT FROM %3$s) AS __pgt_filled),%4$s,
+             deleted AS (
+                 DELETE FROM %3$s t WHERE t.ctid = ANY (ARRAY(%5$s))
                  RETURNING 1),
              inserted AS (
                  INSERT INTO %3$s (%2$s)
@@ -392,17 +412,21 @@ BEGIN
         -- unique index on the stream table rejects the new copy (initplans run in this order)
         SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM inserted) + (SELECT count(*) FROM filled),
                pg_current_snapshot()::text
-        $sql$, st.defining_query, cols, target, keys, new_ids, old_ids, rebuilt,
+        $sql$, st.defining_query, cols, target, diff, victims, NULL, rebuilt,
         -- running totals are refilled from scratch in the same statement (and snapshot); the fill
         -- waits for the clear (its one-time filter reads the clear's rows first), or a group's old
         -- row would still hold the key its new row needs
         CASE WHEN st.state_table IS NOT NULL THEN format(',
              __pgt_state_clear AS (DELETE FROM %1$s RETURNING 1),
              __pgt_state_fill AS (INSERT INTO %1$s SELECT * FROM (%2$s) __pgt_q
-                                  WHERE (SELECT count(*) FROM __pgt_state_clear) >= 0)', st.state_table, st.state_sql) ELSE '' END,
-        old_row);
+                                  WHERE (SELECT count(*) FROM __pgt_state_clear) >= 0)', st.state_table, st.state_sql) ELSE '' END);
 END
 $fn$;
+
+-- The statement of a FULL refresh: recompute the query, apply the difference to the stored rows.
+CREATE OR REPLACE FUNCTION pgtrickle.full_refresh_sql(st pgtrickle.pgt_stream_tables) RETURNS text
+    LANGUAGE sql STABLE
+    RETURN pgtrickle.full_refresh_sql(st, false);
 
 -- Runs a FULL refresh as the stream table's owner and returns {deleted, inserted, snapshot}.
 --
@@ -436,6 +460,7 @@ DECLARE
     wanted   bigint;
     res      text[];
     old_rows text[];
+    applied  text[];
 BEGIN
     IF ratio > 0 AND pending > 0 AND size >= 8 * 1024 * 1024
        AND has_table_privilege(st.pgt_relid, 'TRUNCATE')
@@ -456,6 +481,32 @@ BEGIN
                      ELSE '' END), NULL);
             RETURN ARRAY[old_rows[1], res[1], res[2]];
         END IF;
+    END IF;
+    -- A small result of large sources (an aggregate, a selective filter): the difference computed
+    -- by a query that writes nothing, which PostgreSQL may run in parallel as REFRESH MATERIALIZED
+    -- VIEW does, then applied by a second statement. Same snapshot as far as the stream table goes:
+    -- only refreshes write it, and this one holds its catalog row. Kept to results of at most 1 MB,
+    -- since the difference travels as text; sources below min_parallel_table_scan_size get no
+    -- workers, so the one statement is cheaper for them.
+    IF st.state_table IS NULL AND size <= 1024 * 1024 AND current_setting('max_parallel_workers_per_gather')::int > 0
+       AND (SELECT sum(c.relpages) FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid
+             WHERE d.pgt_id = st.pgt_id) * current_setting('block_size')::bigint
+           >= pg_size_bytes(current_setting('min_parallel_table_scan_size')) THEN
+        res := pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st, true), NULL);
+        IF res[1] = '{}' AND res[2] = '{}' THEN
+            RETURN ARRAY['0', '0', res[3]];
+        END IF;
+        applied := pgtrickle.execute_as_owner(st, format($sql$
+            WITH deleted AS (DELETE FROM %1$s t WHERE t.ctid = ANY (%2$L::tid[]) RETURNING 1),
+                 inserted AS (INSERT INTO %1$s (%4$s) SELECT %5$s FROM unnest(%3$L::%1$s[]) r
+                               WHERE (SELECT count(*) FROM deleted) >= 0 RETURNING 1)
+            SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM inserted)
+            $sql$, st.pgt_relid::regclass, res[1], res[2],
+            (SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
+              WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped),
+            (SELECT string_agg(format('r.%I', a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
+              WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped)), NULL);
+        RETURN ARRAY[applied[1], applied[2], res[3]];
     END IF;
     wanted := least(cap, 2 * size / 1024);
     IF wanted <= pg_size_bytes(before) / 1024 THEN
@@ -775,7 +826,7 @@ BEGIN
     -- loops off until the statement has run.
     IF readable AND snapshot IS NOT NULL AND pending > 0 AND NOT fallback AND NOT full_next
        AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) THEN
-        restore := restore || pgtrickle.refresh_change_statistics((st.frontier ->> 'snapshot')::pg_snapshot, counts);
+        restore := restore || pgtrickle.refresh_change_statistics((st.frontier ->> 'snapshot')::pg_snapshot, counts, st.pgt_id);
         IF st.requested_refresh_mode = 'AUTO' THEN
             SELECT r.why, r.verdict INTO why, cost
               FROM pgtrickle.differential_cost_fallback(st, (st.frontier ->> 'snapshot')::pg_snapshot, pending, st.frontier -> 'cost') r;

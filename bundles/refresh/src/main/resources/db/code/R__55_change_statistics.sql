@@ -27,7 +27,8 @@
 -- ('{}' when none changed).
 --
 -- pg_trickle.analyze_change_buffers = off turns this off (then nothing is asked).
-CREATE OR REPLACE FUNCTION pgtrickle.refresh_change_statistics(frontier pg_snapshot, counts jsonb)
+DROP FUNCTION IF EXISTS pgtrickle.refresh_change_statistics(pg_snapshot, jsonb);
+CREATE OR REPLACE FUNCTION pgtrickle.refresh_change_statistics(frontier pg_snapshot, counts jsonb, reader bigint DEFAULT NULL)
     RETURNS jsonb
     LANGUAGE plpgsql
 AS $fn$
@@ -55,15 +56,17 @@ BEGIN
         IF (SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c WHERE c.oid = src.buffer) THEN
             BEGIN
                 EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE NOWAIT', src.buffer);
-                -- the window (xid, action) and what the differential statements of the source's stream tables
-                -- read of it (columns_used, as their plans recorded it), not every column: a buffer
+                -- the window (xid, action) and what the differential statement of the stream table
+                -- about to read it reads (columns_used, as its plan recorded it; with no reader
+                -- named, of every stream table reading the source), not every column: a buffer
                 -- mirrors the whole row, and analysing all of TPC-H's lineitem took 20 ms where its
-                -- xid alone took under one, for a window of 2,300 rows
+                -- xid alone took under one, for a window of 2,300 rows. Other readers' columns keep
+                -- the statistics of an earlier window, which the window's size does not depend on.
                 EXECUTE format('ANALYZE %s (%s)', src.buffer,
                                (SELECT string_agg(quote_ident(c), ', ') FROM (
                                     SELECT 'xid' AS c UNION SELECT 'action'
                                      UNION SELECT unnest(d.columns_used) FROM pgtrickle.pgt_dependencies d
-                                            WHERE d.source_relid = src.source) u));
+                                            WHERE d.source_relid = src.source AND (reader IS NULL OR d.pgt_id = reader)) u));
                 CONTINUE;
             EXCEPTION WHEN lock_not_available THEN
                 NULL;

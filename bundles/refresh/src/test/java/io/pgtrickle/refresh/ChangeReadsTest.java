@@ -71,8 +71,13 @@ class ChangeReadsTest {
         String buffer = db.queryString("SELECT pgtrickle.change_buffer('t')::text");
         db.exec("UPDATE t SET v = v WHERE k = 1", "ANALYZE " + buffer + " (xid)", "SELECT pgtrickle.refresh_stream_table('few')",
                 "UPDATE t SET pad = pad || 'z', v = v + 1 WHERE k <= 300", "SELECT pgtrickle.refresh_stream_table('few')");
-        assertEquals("action,g,k,v,xid", db.queryString("SELECT string_agg(attname::text, ',' ORDER BY attname) FROM pg_stats"
-                + " WHERE schemaname || '.' || tablename = ?", buffer), "the window and the columns the stream tables read");
+        String analysed = "SELECT string_agg(attname::text, ',' ORDER BY attname) FROM pg_stats WHERE schemaname || '.' || tablename = ?";
+        assertEquals("action,k,v,xid", db.queryString(analysed, buffer), "the window and the columns the refreshing stream table reads");
+        // asked for no stream table in particular: the columns of all that read the source
+        db.exec("UPDATE t SET g = g + 1 WHERE k <= 300");
+        db.queryString("SELECT pgtrickle.refresh_change_statistics((frontier ->> 'snapshot')::pg_snapshot, jsonb_build_object('t'::regclass::oid, 600))::text"
+                + " FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'few'");
+        assertEquals("action,g,k,v,xid", db.queryString(analysed, buffer));
         db.assertEqualsItsQuery("few", "after the refresh");
     }
 

@@ -82,6 +82,25 @@ class FullRefreshTest {
      */
     @Test
     void randomChangesAreCountedExactly() throws Exception {
+        randomChanges();
+    }
+
+    /**
+     * The same through the difference computed by a statement that writes nothing and applied by a
+     * second one (pgtrickle.full_refresh: a small result of sources at least
+     * min_parallel_table_scan_size, here 0 so that these small tables qualify).
+     */
+    @Test
+    void randomChangesAreCountedExactlyWhenTheDifferenceIsComputedApart() throws Exception {
+        differenceApart();
+        randomChanges();
+    }
+
+    private void differenceApart() throws Exception {
+        db.exec("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET min_parallel_table_scan_size = 0', current_database()); END $$");
+    }
+
+    private void randomChanges() throws Exception {
         long seed = Long.getLong("pgtrickle.test.seed", new Random().nextLong());
         Random rnd = new Random(seed);
         String ci = caseInsensitive();
@@ -164,6 +183,47 @@ class FullRefreshTest {
      */
     @Test
     void aUniqueIndexHoldsWhileRowsAreReplaced() throws Exception {
+        uniqueIndex();
+    }
+
+    @Test
+    void aUniqueIndexHoldsWhileRowsAreReplacedWhenTheDifferenceIsComputedApart() throws Exception {
+        differenceApart();
+        uniqueIndex();
+    }
+
+    /**
+     * A small result of a large source: the difference is computed by a statement that writes
+     * nothing, which PostgreSQL runs in parallel (here with parallel plans made free), as it runs
+     * REFRESH MATERIALIZED VIEW.
+     */
+    @Test
+    void theDifferenceOfASmallResultIsComputedInParallel() throws Exception {
+        db.exec("CREATE TABLE sales (id int, region int, amount numeric)",
+                "INSERT INTO sales SELECT g, g % 5, g % 100 FROM generate_series(1, 50000) g", "ANALYZE sales",
+                "SELECT pgtrickle.create_stream_table('per_region', 'SELECT region, sum(amount) AS total, max(id) AS top FROM sales GROUP BY region',"
+                        + " 'calculated', refresh_mode => 'FULL')",
+                "UPDATE sales SET amount = amount + 1 WHERE id % 1000 < 5"); // every region
+        try (java.sql.Connection c = db.connect(); java.sql.Statement s = c.createStatement()) {
+            for (String set : List.of("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0", "SET auto_explain.log_nested_statements = on",
+                    "SET auto_explain.log_level = notice", "SET parallel_setup_cost = 0", "SET parallel_tuple_cost = 0",
+                    "SET min_parallel_table_scan_size = 0", "SET max_parallel_workers_per_gather = 2")) {
+                s.execute(set);
+            }
+            s.execute("SELECT pgtrickle.run_refresh(" + db.pgtId("per_region") + ", 'MANUAL')");
+            boolean parallel = false;
+            for (java.sql.SQLWarning w = s.getWarnings(); w != null; w = w.getNextWarning()) {
+                parallel |= w.getMessage().contains("pg_current_snapshot()::text") && w.getMessage().contains("Gather")
+                        && !w.getMessage().contains("DELETE");
+            }
+            assertTrue(parallel, "the statement computing the difference has a Gather");
+        }
+        assertEquals(0, db.textDifference("per_region"));
+        assertEquals(5, last("per_region").inserted());
+        assertEquals(5, last("per_region").deleted());
+    }
+
+    private void uniqueIndex() throws Exception {
         db.exec("CREATE TABLE items (id int PRIMARY KEY, amount numeric, note text)",
                 "INSERT INTO items SELECT g, g % 7, 'n' || g FROM generate_series(1, 500) g",
                 "SELECT pgtrickle.create_stream_table('items_full', 'SELECT id, amount, note FROM items', 'calculated', refresh_mode => 'FULL')",

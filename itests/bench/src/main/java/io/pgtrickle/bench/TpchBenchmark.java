@@ -163,6 +163,21 @@ public final class TpchBenchmark {
                                         rs.getString(3), rs.getString(4));
                             }
                         }
+                        // planning, which the function times include: the statement as the refresh plans it, with the
+                        // buffers a round changes (orders, lineitem, customer) as its live sources
+                        c.setAutoCommit(false);
+                        s.execute("SELECT set_config('pgtrickle.live_buffers', (SELECT array_agg(pgtrickle.change_buffer(t::regclass)::text)"
+                                + " FROM unnest(ARRAY['orders', 'lineitem', 'customer']) t)::text, true)");
+                        try (java.sql.ResultSet rs = s.executeQuery("SELECT pgtrickle.execute_as_owner(st, 'EXPLAIN (SUMMARY, FORMAT JSON) '"
+                                + " || st.delta_sql, (st.frontier ->> 'snapshot')::pg_snapshot)::text"
+                                + " FROM pgtrickle.pgt_stream_tables st WHERE st.pgt_name = 'tpch_q" + q + "' AND st.delta_sql IS NOT NULL")) {
+                            if (rs.next()) {
+                                java.util.regex.Matcher m = java.util.regex.Pattern.compile("Planning Time\\\\?\"?: ([0-9.]+)").matcher(rs.getString(1));
+                                log("Q%d profile: planning the differential statement %s ms", q, m.find() ? m.group(1) : "?");
+                            }
+                        }
+                        c.rollback();
+                        c.setAutoCommit(true);
                     }
                     if (explain) {
                         // before the next statement, which clears them

@@ -58,7 +58,7 @@ class SchemaUnitsUpgradeTest {
      * one deliberate change: get_refresh_history gained a last column, fallback_reason (0.34.0). The
      * new ones are the two trigger functions through which units meet, the two the refresh unit
      * calls before a differential statement (change statistics, AUTO's cost rule), the FULL refresh
-     * with its work_mem (full_refresh), the create-time judge's view of inlined subqueries
+     * with its work_mem (full_refresh) and its statement that writes nothing (full_refresh_sql with read_only), the create-time judge's view of inlined subqueries
      * (inline_blocker, inlined_queries), and a refresh's one-statement probe (pending_changes).
      */
     @Test
@@ -83,13 +83,14 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables,pg_snapshot,bigint,jsonb) -> record",
                             "pgtrickle.drop_orphaned_shadow() -> trigger",
                             "pgtrickle.full_refresh(pgtrickle.pgt_stream_tables,bigint) -> text[]",
+                            "pgtrickle.full_refresh_sql(pgtrickle.pgt_stream_tables,boolean) -> text",
                             history + ", fallback_reason text)",
                             "pgtrickle.inline_blocker(text) -> text",
                             "pgtrickle.inlined_queries(text) -> TABLE(via text, own text)",
                             "pgtrickle.pending_changes(bigint,pg_snapshot) -> record",
-                            "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb) -> jsonb"),
+                            "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb,bigint) -> jsonb"),
                     added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
-            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(4).substring(added.get(4).indexOf(" volatility")),
+            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(5).substring(added.get(5).indexOf(" volatility")),
                     "get_refresh_history keeps its volatility, security, settings and privileges");
         }
     }
