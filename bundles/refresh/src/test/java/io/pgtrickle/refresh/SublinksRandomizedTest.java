@@ -61,6 +61,12 @@ class SublinksRandomizedTest {
         {"sl_exists_grouped", "SELECT id, v FROM o WHERE EXISTS (SELECT l.k FROM l WHERE l.k = o.k GROUP BY l.k HAVING count(*) > 1)"},
         {"sl_exists_other_group", "SELECT id FROM o WHERE NOT EXISTS (SELECT l.m FROM l WHERE l.k = o.k GROUP BY l.m HAVING count(*) > 1)"},
         {"sl_groups_keyed", "SELECT g, max(v) AS top, count(*) AS n FROM o WHERE NOT EXISTS (SELECT FROM l WHERE l.k = o.k AND l.flag) GROUP BY g"},
+        // a scalar aggregate of the key's rows (TPC-H Q17's shape): a key without rows has the
+        // aggregate over none (count 0, sum NULL)
+        {"sl_scalar_count", "SELECT id, v FROM o WHERE v < (SELECT count(*) FROM l WHERE l.k = o.k AND l.flag)"},
+        {"sl_scalar_totals", "SELECT count(*) AS n, sum(v) AS s FROM o WHERE v < (SELECT 2 * avg(l.m) FROM l WHERE l.k = o.k)"},
+        {"sl_scalar_groups", "SELECT g, max(v) AS top FROM o WHERE v >= (SELECT max(l.m) FROM l WHERE l.k = o.k) GROUP BY g"},
+        {"sl_scalar_null", "SELECT id FROM o WHERE coalesce((SELECT sum(l.m) FROM l WHERE l.k = o.k), -1) < v"},
         {"sl_union", "SELECT id FROM o WHERE k IN (SELECT k FROM l) UNION ALL SELECT m FROM p WHERE EXISTS (SELECT FROM l WHERE l.m = p.m)"},
     };
 
