@@ -38,9 +38,14 @@ DECLARE
     estimated double precision;
     plan      json;
     blind     boolean := false;
+    switch    text;
 BEGIN
-    IF lower(btrim(coalesce(current_setting('pg_trickle.analyze_change_buffers', true), ''))) IN ('off', 'false', '0', 'no') THEN
+    switch := lower(btrim(coalesce(current_setting('pg_trickle.analyze_change_buffers', true), '')));
+    IF switch IN ('off', 'false', '0', 'no') THEN
         RETURN '{}';
+    ELSIF switch NOT IN ('', 'on', 'true', '1', 'yes') THEN
+        PERFORM pgtrickle.warn_invalid_setting('pg_trickle.analyze_change_buffers', current_setting('pg_trickle.analyze_change_buffers', true),
+                                               'on or off', 'on');
     END IF;
     -- the planner never estimates fewer than one row, so a window of up to 4 rows is never
     -- underestimated beyond the tolerance below: the common one-row change asks nothing

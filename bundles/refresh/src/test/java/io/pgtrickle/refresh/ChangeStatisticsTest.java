@@ -67,6 +67,16 @@ class ChangeStatisticsTest {
         assertTrue(estimate() < 50, "off: " + estimate());
         exec("ROLLBACK");
 
+        // a value that is neither on nor off: on, with a warning naming it
+        exec("BEGIN", "SET LOCAL pg_trickle.analyze_change_buffers = 'of'");
+        try (Statement s = c.createStatement()) {
+            s.execute("SELECT pgtrickle.refresh_change_statistics(" + frontier() + ", " + counts() + ")");
+            assertEquals("pgtrickle: ignoring pg_trickle.analyze_change_buffers = 'of': not on or off; using the default on",
+                    s.getWarnings() == null ? null : s.getWarnings().getMessage());
+        }
+        assertTrue(estimate() >= 400, "on: " + estimate());
+        exec("ROLLBACK");
+
         exec("BEGIN");
         assertEquals("{}", one("SELECT pgtrickle.refresh_change_statistics(" + frontier() + ", " + counts() + ")::text"), "analysed, so no setting to restore");
         double analysed = estimate();
