@@ -60,6 +60,9 @@ class SublinksRandomizedTest {
         // verdicts per changed key, set-based (grouped by the key), and per row (grouped by something else)
         {"sl_exists_grouped", "SELECT id, v FROM o WHERE EXISTS (SELECT l.k FROM l WHERE l.k = o.k GROUP BY l.k HAVING count(*) > 1)"},
         {"sl_exists_other_group", "SELECT id FROM o WHERE NOT EXISTS (SELECT l.m FROM l WHERE l.k = o.k GROUP BY l.m HAVING count(*) > 1)"},
+        // keyed verdicts under a selective condition of the outer table, in WHERE and in an inner join's ON
+        {"sl_exists_filtered", "SELECT id, v FROM o WHERE v > 5 AND EXISTS (SELECT FROM l WHERE l.k = o.k AND l.flag)"},
+        {"sl_in_join_filtered", "SELECT o.id, p.w FROM o JOIN p ON p.m = o.g AND o.v < 7 WHERE o.k IN (SELECT l.m FROM l WHERE l.k > 1)"},
         {"sl_groups_keyed", "SELECT g, max(v) AS top, count(*) AS n FROM o WHERE NOT EXISTS (SELECT FROM l WHERE l.k = o.k AND l.flag) GROUP BY g"},
         // a scalar aggregate of the key's rows (TPC-H Q17's shape): a key without rows has the
         // aggregate over none (count 0, sum NULL)
