@@ -402,17 +402,17 @@ BEGIN
                  RETURNING 1),
              inserted AS (
                  INSERT INTO %3$s (%2$s)
-                 SELECT %7$s FROM diff CROSS JOIN LATERAL generate_series(1, diff.__pgt_d) WHERE diff.__pgt_d > 0
+                 SELECT %6$s FROM diff CROSS JOIN LATERAL generate_series(1, diff.__pgt_d) WHERE diff.__pgt_d > 0
                  RETURNING 1),
              filled AS (
                  INSERT INTO %3$s (%2$s)
                  SELECT * FROM (%1$s) q WHERE NOT (SELECT __pgt_filled FROM __pgt_state)
-                 RETURNING 1)%8$s
+                 RETURNING 1)%7$s
         -- deleted first: the old copy of a row must be gone before its new copy is inserted, or a
         -- unique index on the stream table rejects the new copy (initplans run in this order)
         SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM inserted) + (SELECT count(*) FROM filled),
                pg_current_snapshot()::text
-        $sql$, st.defining_query, cols, target, diff, victims, NULL, rebuilt,
+        $sql$, st.defining_query, cols, target, diff, victims, rebuilt,
         -- running totals are refilled from scratch in the same statement (and snapshot); the fill
         -- waits for the clear (its one-time filter reads the clear's rows first), or a group's old
         -- row would still hold the key its new row needs
@@ -496,16 +496,13 @@ BEGIN
         IF res[1] = '{}' AND res[2] = '{}' THEN
             RETURN ARRAY['0', '0', res[3]];
         END IF;
+        -- rows of the table's own type: unnest's columns are the table's, in order
         applied := pgtrickle.execute_as_owner(st, format($sql$
             WITH deleted AS (DELETE FROM %1$s t WHERE t.ctid = ANY (%2$L::tid[]) RETURNING 1),
-                 inserted AS (INSERT INTO %1$s (%4$s) SELECT %5$s FROM unnest(%3$L::%1$s[]) r
+                 inserted AS (INSERT INTO %1$s SELECT * FROM unnest(%3$L::%1$s[])
                                WHERE (SELECT count(*) FROM deleted) >= 0 RETURNING 1)
             SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM inserted)
-            $sql$, st.pgt_relid::regclass, res[1], res[2],
-            (SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
-              WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped),
-            (SELECT string_agg(format('r.%I', a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
-              WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped)), NULL);
+            $sql$, st.pgt_relid::regclass, res[1], res[2]), NULL);
         RETURN ARRAY[applied[1], applied[2], res[3]];
     END IF;
     wanted := least(cap, 2 * size / 1024);

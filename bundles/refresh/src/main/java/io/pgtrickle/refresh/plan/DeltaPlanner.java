@@ -165,17 +165,6 @@ public final class DeltaPlanner {
         query = QueryInliner.inline(query); // subqueries in FROM and WITH queries, where PostgreSQL would pull them up
         String target = to.name();
         List<String> columns = to.columns();
-        // every term re-parses the query (the tree is edited per term), so look each name up once
-        Map<String, Source> found = new LinkedHashMap<>();
-        Source.Lookup lookup = sources;
-        sources = name -> {
-            Source s = found.get(name);
-            if (s == null) {
-                s = lookup.find(name);
-                found.put(name, s);
-            }
-            return s;
-        };
         // ORDER BY ... LIMIT k: the strategies below maintain the query without them, TopK the first k rows
         TopK top = TopK.of(query);
         Apply apply = top == null ? REPLACE : top;
@@ -183,11 +172,20 @@ public final class DeltaPlanner {
         if (ChangeReads.wholeRows(query)) {
             throw new PlanRefusedException("the query reads a table's whole row (t.* or t used as a value)");
         }
-        Parsed parsed = parse(query, sources);
-        // from here on each source is read as narrow as the query allows
+        // every term re-parses the query (the tree is edited per term), so look each name up once,
+        // and read each source as narrow as the query allows
         String read = query;
-        found.replaceAll((name, s) -> ChangeReads.narrowed(s, read));
-        parsed = parse(query, sources);
+        Map<String, Source> found = new LinkedHashMap<>();
+        Source.Lookup lookup = sources;
+        sources = name -> {
+            Source s = found.get(name);
+            if (s == null) {
+                s = ChangeReads.narrowed(lookup.find(name), read);
+                found.put(name, s);
+            }
+            return s;
+        };
+        Parsed parsed = parse(query, sources);
         for (Branch b : parsed.branches) {
             if (b.select.getSelectItems().size() != columns.size()) {
                 throw new PlanRefusedException("the query has " + b.select.getSelectItems().size()

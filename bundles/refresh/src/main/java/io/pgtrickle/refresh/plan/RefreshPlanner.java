@@ -238,7 +238,6 @@ public final class RefreshPlanner {
         return new Columns(names, types, storedTypes, identical);
     }
 
-    /** A relation named in the normalised query, which names it as PostgreSQL resolved it. */
     /**
      * Records in pgt_dependencies.columns_used the columns of each source the differential statement
      * reads (NULL for a source it does not read, and for all when there is none): the columns of its
@@ -260,6 +259,7 @@ public final class RefreshPlanner {
         }
     }
 
+    /** A relation named in the normalised query, which names it as PostgreSQL resolved it. */
     private static Source source(Connection c, String name) throws PlanRefusedException {
         try (PreparedStatement ps = c.prepareStatement(
                 "SELECT format('%I.%I', n.nspname, r.relname), pgtrickle.change_buffer(r.oid)::text, r.oid,"
