@@ -5,7 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.sql.Connection;
 import java.sql.SQLException;
+import java.sql.Statement;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -79,14 +81,21 @@ class EvolutionRunnerTest {
 
     @Test
     void stoppedInTheMiddleOfABuildItLeavesNothingHalfDoneAndTheNextRunnerFinishes() throws Exception {
-        ordersAndAStreamTable(600_000);
+        ordersAndAStreamTable(10_000);
         db.exec("SELECT pgtrickle.alter_query('big_orders', '" + NEW + "', shadow_build => true)");
-        runner = new EvolutionRunner(db.dataSource(), 50);
-        runner.start();
-        await("the build's statement", () -> db.queryLong("SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
-                + " AND query LIKE 'SELECT pgtrickle.evolution_step%'") == 1);
-        runner.close(); // the container stops: the build is cancelled and rolls back
-        runner = null;
+        // Another session holds customers, so the build is surely still running when the container stops;
+        // a large table alone raced a fast machine, whose build committed before close() came.
+        try (Connection holder = db.dataSource().getConnection(); Statement hold = holder.createStatement()) {
+            holder.setAutoCommit(false);
+            hold.execute("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE");
+            runner = new EvolutionRunner(db.dataSource(), 50);
+            runner.start();
+            await("the build waiting for customers", () -> db.queryLong("SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                    + " AND wait_event_type = 'Lock' AND query LIKE 'SELECT pgtrickle.evolution_step%'") == 1);
+            runner.close(); // the container stops: the build is cancelled and rolls back
+            runner = null;
+            holder.rollback();
+        }
         assertEquals("in_progress|BUILDING|0", db.status("status || '|' || phase || '|' || shadow_rows", "big_orders"));
         assertFalse(db.queryString("SELECT string_agg(relname, ',') FROM pg_class WHERE relname LIKE '\\_\\_pgt\\_%' AND relkind = 'i'") != null,
                 "no index was left behind");
