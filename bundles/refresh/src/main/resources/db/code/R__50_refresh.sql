@@ -268,7 +268,13 @@ BEGIN
        > (CASE WHEN substring(tree FROM '.*:limitCount (.)') = '{' THEN 1 ELSE 0 END) THEN
         RETURN 'a subquery uses LIMIT';
     END IF;
-    IF tree ~ ':jointype [1-9]' THEN RETURN 'the query uses an outer join'; END IF;
+    -- Outer joins are rewritten into matched and padded branches (OuterJoins), which the ROWS
+    -- strategy maintains; not yet under the top-level query's aggregates, GROUP BY or DISTINCT
+    -- (its hasAggs is the first in the tree, its clauses the last).
+    IF tree ~ ':jointype [1-9]' AND (substring(tree FROM ':hasAggs (\w+)') = 'true'
+            OR substring(tree FROM '.*:groupClause (.)') = '(' OR substring(tree FROM '.*:distinctClause (.)') = '(') THEN
+        RETURN 'the query aggregates or uses DISTINCT over an outer join';
+    END IF;
     IF tree ~ ':isNatural true' THEN RETURN 'the query uses NATURAL JOIN'; END IF;
     -- (kind 6 is a reference to a WITH query, inlined)
     IF tree ~ ':rtekind [34578]' THEN RETURN 'the query reads a function, VALUES or another non-table FROM item'; END IF;

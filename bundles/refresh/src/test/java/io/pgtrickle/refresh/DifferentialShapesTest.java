@@ -68,8 +68,15 @@ class DifferentialShapesTest {
         // a source column without equality: its changes cannot be netted out first, the plan still works
         CORPUS.put("SELECT aj.id, b.name FROM aj JOIN b ON b.k = aj.id", null);
 
-        CORPUS.put("SELECT a.id, b.name FROM a LEFT JOIN b ON a.k = b.k", "outer join");
-        CORPUS.put("SELECT a.id, b.name FROM a FULL JOIN b ON a.k = b.k", "outer join");
+        // outer joins: matched and padded branches
+        CORPUS.put("SELECT a.id, b.name FROM a LEFT JOIN b ON a.k = b.k", null);
+        CORPUS.put("SELECT a.id, b.name FROM a FULL JOIN b ON a.k = b.k", null);
+        CORPUS.put("SELECT a.id, b.name FROM a RIGHT JOIN b ON a.k = b.k AND a.v > 2", null);
+        CORPUS.put("SELECT a.id, b.name, c.label FROM a LEFT JOIN b ON a.k = b.k LEFT JOIN c ON c.m = b.m WHERE c.label IS NULL", null);
+        CORPUS.put("SELECT a.id, coalesce(b.name, 'none') AS name FROM a LEFT JOIN b ON a.k = b.k ORDER BY a.id LIMIT 4", null);
+        CORPUS.put("SELECT a.g, count(b.name) AS n FROM a LEFT JOIN b ON a.k = b.k GROUP BY a.g", "over an outer join");
+        CORPUS.put("SELECT a.id, b.name FROM a JOIN c ON c.m = a.k RIGHT JOIN b ON a.k = b.k", PLANNER + "RIGHT or FULL join after other joins");
+        CORPUS.put("SELECT a.id, b.name FROM a LEFT JOIN b USING (k)", PLANNER + "outer join with USING");
         CORPUS.put("SELECT k, id, name FROM a NATURAL JOIN b", "NATURAL JOIN");
         CORPUS.put("SELECT id FROM a WHERE k IN (SELECT k FROM b)", null);
         CORPUS.put("SELECT id FROM a WHERE EXISTS (SELECT FROM b WHERE b.k = a.k)", null);

@@ -169,6 +169,7 @@ public final class DeltaPlanner {
         TopK top = TopK.of(query);
         Apply apply = top == null ? REPLACE : top;
         query = top == null ? query : top.inner();
+        query = OuterJoins.rewrite(query, sources);
         if (ChangeReads.wholeRows(query)) {
             throw new PlanRefusedException("the query reads a table's whole row (t.* or t used as a value)");
         }
@@ -992,6 +993,7 @@ public final class DeltaPlanner {
 
     static void join(Join j, Branch b, Source.Lookup sources) throws PlanRefusedException {
         if (j.isOuter() || j.isLeft() || j.isRight() || j.isFull()) {
+            // OuterJoins rewrote the outer joins it can; these it refused with its reason
             throw new PlanRefusedException("the query uses an outer join");
         }
         if (j.isNatural() || j.isApply() || j.isSemi() || j.isStraight()) {

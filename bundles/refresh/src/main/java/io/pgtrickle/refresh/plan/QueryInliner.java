@@ -323,7 +323,7 @@ final class QueryInliner {
     // ---------------------------------------------------------------- expressions
 
     /** Every expression of a SELECT's own clauses, its FROM's ON conditions included. */
-    private static void clauses(PlainSelect s, Consumer<Expression> to) {
+    static void clauses(PlainSelect s, Consumer<Expression> to) {
         for (SelectItem<?> i : s.getSelectItems()) {
             to.accept(i.getExpression());
         }
@@ -433,7 +433,7 @@ final class QueryInliner {
      * The references of an enclosing query to one FROM item: {@code alias.col} in its own clauses and
      * in the subqueries nested in its expressions (unless one of them defines the name again).
      */
-    private static final class References extends ExpressionVisitorAdapter<Void> {
+    static final class References extends ExpressionVisitorAdapter<Void> {
         final String alias;
         final boolean bareToo;
         final List<Column> found = new ArrayList<>();
