@@ -269,11 +269,11 @@ BEGIN
         RETURN 'a subquery uses LIMIT';
     END IF;
     -- Outer joins are rewritten into matched and padded branches (OuterJoins), which the ROWS
-    -- strategy maintains; not yet under the top-level query's aggregates, GROUP BY or DISTINCT
-    -- (its hasAggs is the first in the tree, its clauses the last).
-    IF tree ~ ':jointype [1-9]' AND (substring(tree FROM ':hasAggs (\w+)') = 'true'
-            OR substring(tree FROM '.*:groupClause (.)') = '(' OR substring(tree FROM '.*:distinctClause (.)') = '(') THEN
-        RETURN 'the query aggregates or uses DISTINCT over an outer join';
+    -- strategy maintains, and GROUPS under GROUP BY or DISTINCT; an aggregate of the whole query
+    -- (its hasAggs is the first in the tree, its GROUP BY the last) is one group: recomputed.
+    IF tree ~ ':jointype [1-9]' AND substring(tree FROM ':hasAggs (\w+)') = 'true'
+            AND substring(tree FROM '.*:groupClause (.)') <> '(' THEN
+        RETURN 'the query aggregates over an outer join without GROUP BY';
     END IF;
     IF tree ~ ':isNatural true' THEN RETURN 'the query uses NATURAL JOIN'; END IF;
     -- (kind 6 is a reference to a WITH query, inlined)

@@ -95,8 +95,8 @@ class AlterStreamTableTest extends MigratedDatabaseTest {
         assertAlterFails("'totals', query => 'SELEC 1'", "invalid query for stream table totals", "42601");
         assertAlterFails("'totals', query => 'SELECT * FROM no_such_table'", "no_such_table", "42P01");
         assertAlterFails("'totals', query => '  '", "non-empty query", "22023");
-        assertAlterFails("'totals', query => 'SELECT o.customer, sum(r.amount) AS total FROM orders o LEFT JOIN refunds r ON r.order_id = o.id GROUP BY o.customer',"
-                + " refresh_mode => 'DIFFERENTIAL'", "cannot maintain this query: the query aggregates or uses DISTINCT over an outer join", "0A000");
+        assertAlterFails("'totals', query => 'SELECT sum(r.amount) AS total FROM orders o LEFT JOIN refunds r ON r.order_id = o.id',"
+                + " refresh_mode => 'DIFFERENTIAL'", "cannot maintain this query: the query aggregates over an outer join without GROUP BY", "0A000");
         assertAlterFails("'totals', refresh_mode => 'DIFFERENTIAL', schedule => 'often'", "invalid schedule", "22023");
         assertEquals(before, state());
 

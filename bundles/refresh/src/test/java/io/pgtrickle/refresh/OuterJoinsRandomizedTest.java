@@ -18,8 +18,9 @@ import org.junit.jupiter.api.Test;
  * arrives, and never be duplicated or left behind (phantoms), with duplicate rows on both sides,
  * NULL join keys, conditions in ON that read one side only, a WHERE that tests the padded side,
  * chains (a LEFT JOIN whose condition reads a padded table), RIGHT and FULL joins, a self-join,
- * a non-equality condition, TopK and UNION ALL over outer joins, and a numeric whose equal values
- * print differently. Every stream table refreshes DIFFERENTIAL whenever a source changed (FULL
+ * a non-equality condition, TopK and UNION ALL over outer joins, groups over outer joins (keys from
+ * either side, min and max through a chain, DISTINCT, HAVING), and a numeric whose equal values print
+ * differently. Every stream table refreshes DIFFERENTIAL whenever a source changed (FULL
  * after a TRUNCATE) and equals its query by value and by text form after every round.
  *
  * <p>Reproduce a failure with {@code -Dpgtrickle.test.seed=<seed>} (see {@link RandomizedRefreshTest}).
@@ -51,6 +52,17 @@ class OuterJoinsRandomizedTest {
                 + " LEFT JOIN p ON p.m = l.k"},
         {"oj_with_exists", "SELECT o.id, l.m FROM o LEFT JOIN l ON l.k = o.k WHERE EXISTS (SELECT FROM p WHERE p.m = o.g)"},
         {"oj_topk", "SELECT o.id, l.m FROM o LEFT JOIN l ON l.k = o.k ORDER BY o.id, l.m LIMIT 6"},
+        // groups over outer joins: keys from the preserved side, from the padded side (the NULL group),
+        // (floor: the min of 1.0 and 1.00 prints as either, by the order PostgreSQL reads them)
+        // min and max through a chain (a group's extreme leaves when a match goes), DISTINCT, HAVING
+        {"oj_grouped", "SELECT o.g, count(*) AS n, count(l.m) AS nm, sum(l.m) AS s FROM o LEFT JOIN l ON l.k = o.k GROUP BY o.g"},
+        {"oj_grouped_padded_key", "SELECT l.m, count(*) AS n FROM o LEFT JOIN l ON l.k = o.k GROUP BY l.m"},
+        {"oj_grouped_chain_minmax", "SELECT o.g, min(floor(p.w)) AS lo, max(l.m) AS hi FROM o LEFT JOIN l ON l.k = o.k LEFT JOIN p ON p.m = l.m"
+                + " GROUP BY o.g"},
+        {"oj_distinct", "SELECT DISTINCT o.g, l.flag FROM o LEFT JOIN l ON l.k = o.k"},
+        {"oj_full_grouped", "SELECT l.k, count(o.id) AS n FROM o FULL JOIN l ON l.k = o.k GROUP BY l.k HAVING count(*) > 1"},
+        // TPC-H Q13's inner query: orders per customer, customers without orders counted 0
+        {"oj_count_per_key", "SELECT o.id, count(l.m) AS c FROM o LEFT JOIN l ON l.k = o.k AND l.flag GROUP BY o.id"},
         {"oj_union", "SELECT o.id FROM o LEFT JOIN l ON l.k = o.k WHERE l.m IS NULL UNION ALL SELECT p.m FROM p LEFT JOIN l ON l.m = p.m"},
     };
 

@@ -171,8 +171,8 @@ class StreamTableApiTest extends MigratedDatabaseTest {
         assertCreateFails("'bad', 'SELECT * FROM orders LIMIT 2'", "LIMIT or OFFSET without ORDER BY", "0A000");
         assertCreateFails("'bad', 'SELECT * FROM orders OFFSET 1'", "LIMIT or OFFSET without ORDER BY", "0A000");
         assertCreateFails("'bad', 'SELECT id, random() AS r FROM orders', refresh_mode => 'DIFFERENTIAL'", "volatile functions (random())", "0A000");
-        assertCreateFails("'bad', 'SELECT o.id, count(p.id) AS n FROM orders o LEFT JOIN orders p ON p.id = o.id GROUP BY o.id', refresh_mode => 'DIFFERENTIAL'",
-                "DIFFERENTIAL refresh cannot maintain this query: the query aggregates or uses DISTINCT over an outer join", "0A000");
+        assertCreateFails("'bad', 'SELECT count(p.id) AS n FROM orders o LEFT JOIN orders p ON p.id = o.id', refresh_mode => 'DIFFERENTIAL'",
+                "DIFFERENTIAL refresh cannot maintain this query: the query aggregates over an outer join without GROUP BY", "0A000");
         assertCreateFails("'bad', 'SELECT id FROM orders', refresh_mode => 'SOMETIMES'", "invalid refresh_mode 'SOMETIMES'", "22023");
         assertCreateFails("'bad', 'SELECT id FROM orders', schedule => 'often'", "invalid schedule 'often'", "22023");
         assertCreateFails("'bad', 'SELECT id FROM orders', schedule => '50ms'", "shorter than the minimum of 100ms", "22023");

@@ -169,7 +169,10 @@ public final class DeltaPlanner {
         TopK top = TopK.of(query);
         Apply apply = top == null ? REPLACE : top;
         query = top == null ? query : top.inner();
-        query = OuterJoins.rewrite(query, sources);
+        // a grouped query over outer joins keeps its text (its groups are recomputed from it), the rest
+        // is rewritten into matched and padded branches
+        String groupKeys = OuterJoins.groupKeys(query, sources);
+        query = groupKeys == null ? OuterJoins.rewrite(query, sources) : query;
         if (ChangeReads.wholeRows(query)) {
             throw new PlanRefusedException("the query reads a table's whole row (t.* or t used as a value)");
         }
@@ -186,6 +189,10 @@ public final class DeltaPlanner {
             }
             return s;
         };
+        if (groupKeys != null) {
+            return groups(query, groupKeys, target, columns, sources, new Branch(OuterJoins.plainSelect(query)), consolidate, apply)
+                    .reading(found);
+        }
         Parsed parsed = parse(query, sources);
         for (Branch b : parsed.branches) {
             if (b.select.getSelectItems().size() != columns.size()) {
@@ -288,6 +295,16 @@ public final class DeltaPlanner {
 
     private static Plan groups(String query, String target, List<String> columns, Source.Lookup sources, Branch shape,
             boolean consolidate, Apply apply) throws PlanRefusedException {
+        return groups(query, null, target, columns, sources, shape, consolidate, apply);
+    }
+
+    /**
+     * @param keysQuery null, or (for a query PostgreSQL computes but the terms cannot read as it is,
+     *                  such as one with outer joins) a UNION ALL of plain SELECTs whose rows are the
+     *                  group keys of the query's rows, one per row, in the order of GROUP BY
+     */
+    private static Plan groups(String query, String keysQuery, String target, List<String> columns, Source.Lookup sources,
+            Branch shape, boolean consolidate, Apply apply) throws PlanRefusedException {
         List<Expression> keys = shape.groupKeys();
         List<String> keyColumns = new ArrayList<>();
         List<String> outputs = shape.select.getSelectItems().stream().map(i -> i.getExpression().toString()).toList();
@@ -302,21 +319,28 @@ public final class DeltaPlanner {
                 + "), 0)";
 
         // the group keys the changes touch, from the telescoping terms of the FROM and WHERE clauses
-        Deltas deltas = new Deltas(new Parsed(List.of(shape)), consolidate);
+        String termsQuery = keysQuery == null ? query : keysQuery;
+        Parsed termShape = keysQuery == null ? new Parsed(List.of(shape)) : parse(keysQuery, sources);
+        Deltas deltas = new Deltas(termShape, consolidate);
         List<String> terms = new ArrayList<>();
-        for (Term t : shape.changeTerms()) {
-            Branch k = parse(query, sources).branches.get(0);
-            selectKeyHash(k, keyHash);
-            terms.add(leg(k.render(t, deltas), List.of("h"), k.pending(t, deltas, null)));
-        }
-        if (!shape.sublinks.isEmpty()) {
-            // the groups of rows whose subquery verdict can have changed
-            Sublinks.define(query, sources, deltas, 0);
-            for (Term t : shape.oldTerms()) {
-                Branch k = parse(query, sources).branches.get(0);
-                Sublinks.flip(k, 0, deltas);
-                selectKeyHash(k, keyHash);
-                terms.add(leg(k.render(t, deltas), List.of("h"), k.pending(t, deltas, Sublinks.pending(k, deltas))));
+        for (int bi = 0; bi < termShape.branches.size(); bi++) {
+            Branch kb = termShape.branches.get(bi);
+            String hash = keysQuery == null ? keyHash : "hash_record_extended(ROW(" + kb.select.getSelectItems().stream()
+                    .map(i -> i.getExpression().toString()).collect(Collectors.joining(", ")) + "), 0)";
+            for (Term t : kb.changeTerms()) {
+                Branch k = parse(termsQuery, sources).branches.get(bi);
+                selectKeyHash(k, hash);
+                terms.add(leg(k.render(t, deltas), List.of("h"), k.pending(t, deltas, null)));
+            }
+            if (!kb.sublinks.isEmpty()) {
+                // the groups of rows whose subquery verdict can have changed
+                Sublinks.define(termsQuery, sources, deltas, bi);
+                for (Term t : kb.oldTerms()) {
+                    Branch k = parse(termsQuery, sources).branches.get(bi);
+                    Sublinks.flip(k, bi, deltas);
+                    selectKeyHash(k, hash);
+                    terms.add(leg(k.render(t, deltas), List.of("h"), k.pending(t, deltas, Sublinks.pending(k, deltas))));
+                }
             }
         }
         if (!shape.havingSublinks.isEmpty()) {
@@ -328,10 +352,10 @@ public final class DeltaPlanner {
         }
 
         // those groups recomputed from the sources
-        Branch r = parse(query, sources).branches.get(0);
+        PlainSelect r = keysQuery == null ? parse(query, sources).branches.get(0).select : OuterJoins.plainSelect(query);
         String only = keyHash + " IN (SELECT __pgt_keys.h FROM __pgt_keys)";
-        r.select.setWhere(parseExpression(r.select.getWhere() == null ? only : "(" + r.select.getWhere() + ") AND " + only));
-        String recompute = r.select.toString();
+        r.setWhere(parseExpression(r.getWhere() == null ? only : "(" + r.getWhere() + ") AND " + only));
+        String recompute = r.toString();
 
         return new Plan(Strategy.GROUPS, """
                 WITH %5$s,
@@ -342,7 +366,7 @@ public final class DeltaPlanner {
                     SELECT ROW(q.*)::text AS __pgt_key, q.*
                       FROM (%3$s) q(%4$s)
                      WHERE EXISTS (SELECT FROM __pgt_keys)),
-                %6$s""".formatted(String.join("\n UNION ALL ", terms), truncated(new Parsed(List.of(shape))), recompute,
+                %6$s""".formatted(String.join("\n UNION ALL ", terms), truncated(termShape), recompute,
                 String.join(", ", columns), deltas.definitions(), apply.groups(target, columns, keyColumns, "__pgt_keys")),
                 keyColumns);
     }

@@ -7,6 +7,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.stream.Collectors;
 import net.sf.jsqlparser.JSQLParserException;
+import net.sf.jsqlparser.expression.Expression;
 import net.sf.jsqlparser.parser.CCJSqlParserUtil;
 import net.sf.jsqlparser.schema.Column;
 import net.sf.jsqlparser.schema.Table;
@@ -17,6 +18,7 @@ import net.sf.jsqlparser.statement.select.ParenthesedFromItem;
 import net.sf.jsqlparser.statement.select.ParenthesedSelect;
 import net.sf.jsqlparser.statement.select.PlainSelect;
 import net.sf.jsqlparser.statement.select.Select;
+import net.sf.jsqlparser.statement.select.SelectItem;
 import net.sf.jsqlparser.statement.select.SetOperation;
 import net.sf.jsqlparser.statement.select.SetOperationList;
 import net.sf.jsqlparser.statement.select.UnionOp;
@@ -111,6 +113,49 @@ final class OuterJoins {
             }
         }
         return any ? String.join(" UNION ALL ", branches) : query;
+    }
+
+    /**
+     * For a query that groups (GROUP BY, or DISTINCT) over outer joins: a UNION ALL of SELECTs whose
+     * rows are the group keys of the query's rows, its outer joins rewritten (see {@link #rewrite}),
+     * from which the GROUPS strategy finds the groups a change touches; PostgreSQL recomputes those
+     * groups from the query as it is. Null when the query has no outer join or does not group.
+     */
+    static String groupKeys(String query, Source.Lookup sources) throws PlanRefusedException {
+        Select select = parse(query);
+        if (!(select instanceof PlainSelect ps) || select.getWithItemsList() != null && !select.getWithItemsList().isEmpty()
+                || outerJoins(ps) == null) {
+            return null;
+        }
+        boolean aggregates = ps.getSelectItems().stream().anyMatch(i -> DeltaPlanner.aggregates(i.getExpression()))
+                || ps.getHaving() != null;
+        if (ps.getGroupBy() == null && ps.getDistinct() == null) {
+            if (aggregates) {
+                // one group of everything: recomputing it is recomputing the query
+                throw new PlanRefusedException("the query aggregates over an outer join without GROUP BY");
+            }
+            return null;
+        }
+        if (ps.getDistinct() != null && ps.getDistinct().getOnSelectItems() != null
+                || ps.getGroupBy() != null && ps.getGroupBy().getGroupingSets() != null && !ps.getGroupBy().getGroupingSets().isEmpty()) {
+            return null; // the planner says why not
+        }
+        if (ps.getHaving() != null && Sublinks.hasSubquery(ps.getHaving())) {
+            throw new PlanRefusedException("the query has a subquery in HAVING over an outer join");
+        }
+        List<Expression> keys = new DeltaPlanner.Branch(ps).groupKeys();
+        List<SelectItem<?>> items = new ArrayList<>();
+        keys.forEach(k -> items.add(SelectItem.from(k)));
+        ps.setSelectItems(items);
+        ps.setGroupByElement(null);
+        ps.setHaving(null);
+        ps.setDistinct(null);
+        return rewrite(ps.toString(), sources);
+    }
+
+    /** The query as a plain SELECT, as JSqlParser reads it (the caller knows it is one). */
+    static PlainSelect plainSelect(String query) {
+        return (PlainSelect) parse(query);
     }
 
     /** The outer joins of a SELECT's FROM in order (refusing the forms not rewritten), or null when there are none. */
