@@ -61,6 +61,7 @@ class DifferentialShapesTest {
         CORPUS.put("SELECT t.id FROM (SELECT s.id FROM (SELECT id, v FROM a) s WHERE s.v > 3) t", null);
         CORPUS.put("SELECT s.g, count(*) AS n, sum(s.v) AS sv FROM (SELECT a.g, a.v, b.name FROM a JOIN b ON a.k = b.k) s GROUP BY s.g", null);
         CORPUS.put("SELECT s.id FROM (SELECT id FROM a WHERE v > 4) s UNION ALL SELECT k FROM b", null);
+        CORPUS.put("SELECT s.g, count(*) AS n FROM (SELECT g FROM a WHERE NOT EXISTS (SELECT FROM b WHERE b.k = a.k)) s GROUP BY s.g", null);
         CORPUS.put("WITH x AS MATERIALIZED (SELECT id FROM a) SELECT id FROM x", null);
         CORPUS.put("WITH x AS (SELECT id FROM a) SELECT b.k FROM b", null);
         CORPUS.put("WITH x AS (SELECT id, k FROM a WHERE v > 2) SELECT x1.id, x2.k FROM x x1 JOIN x x2 ON x1.k = x2.id", null);
@@ -74,7 +75,9 @@ class DifferentialShapesTest {
         CORPUS.put("SELECT a.id, b.name FROM a RIGHT JOIN b ON a.k = b.k AND a.v > 2", null);
         CORPUS.put("SELECT a.id, b.name, c.label FROM a LEFT JOIN b ON a.k = b.k LEFT JOIN c ON c.m = b.m WHERE c.label IS NULL", null);
         CORPUS.put("SELECT a.id, coalesce(b.name, 'none') AS name FROM a LEFT JOIN b ON a.k = b.k ORDER BY a.id LIMIT 4", null);
-        CORPUS.put("SELECT a.g, count(b.name) AS n FROM a LEFT JOIN b ON a.k = b.k GROUP BY a.g", "over an outer join");
+        CORPUS.put("SELECT a.g, count(b.name) AS n FROM a LEFT JOIN b ON a.k = b.k GROUP BY a.g", null);
+        CORPUS.put("SELECT DISTINCT b.name FROM a RIGHT JOIN b ON a.k = b.k", null);
+        CORPUS.put("SELECT count(b.name) AS n FROM a LEFT JOIN b ON a.k = b.k", "over an outer join without GROUP BY");
         CORPUS.put("SELECT a.id, b.name FROM a JOIN c ON c.m = a.k RIGHT JOIN b ON a.k = b.k", PLANNER + "RIGHT or FULL join after other joins");
         CORPUS.put("SELECT a.id, b.name FROM a LEFT JOIN b USING (k)", PLANNER + "outer join with USING");
         CORPUS.put("SELECT k, id, name FROM a NATURAL JOIN b", "NATURAL JOIN");

@@ -59,6 +59,12 @@ class InlineRandomizedTest {
                 + " WHERE r.name = t.reg"},
         {"st_cte_chain", "WITH x AS (SELECT o.id, o.status, o.cust FROM orders o WHERE o.qty > 1),"
                 + " y AS (SELECT x.status, c.region FROM x, customers c WHERE c.id = x.cust) SELECT DISTINCT y.status, y.region FROM y"},
+        // subqueries in the inlined WHERE (TPC-H Q22's shape): NOT EXISTS and an uncorrelated scalar over the same table
+        {"st_sub_sublinks", "SELECT s.t, count(*) AS n, sum(s.q) AS total FROM (SELECT c.tier AS t, o.qty AS q FROM orders o, customers c"
+                + " WHERE c.id = o.cust AND NOT EXISTS (SELECT FROM regions r WHERE r.name = c.region)"
+                + " AND o.qty > (SELECT avg(o2.qty) FROM orders o2 WHERE o2.qty > 1)) s GROUP BY s.t"},
+        {"st_cte_sublink", "WITH x AS (SELECT id, cust FROM orders WHERE cust IN (SELECT id FROM customers WHERE tier = 2))"
+                + " SELECT x.id, c.region FROM x JOIN customers c ON c.id = x.cust"},
         {"st_union", "SELECT s.id, s.cust FROM (SELECT id, cust FROM orders WHERE amount > 5) s"
                 + " UNION ALL SELECT c.id, c.tier FROM (SELECT id, tier FROM customers) c(id, tier) WHERE c.tier = 1"},
     };

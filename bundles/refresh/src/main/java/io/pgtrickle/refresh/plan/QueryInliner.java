@@ -681,10 +681,29 @@ final class QueryInliner {
             if (!layout(of(s), innerSlots, innerNames)) {
                 return false;
             }
+            // subqueries AND-ed in its WHERE move with it into the enclosing WHERE, as PostgreSQL pulls
+            // such a subquery up too (TPC-H Q22); anywhere else one keeps it where it is
+            Expression ownWhere = s.getWhere();
+            List<Expression> sublinked = new ArrayList<>();
+            List<Expression> plain = new ArrayList<>();
+            for (Expression c : Sublinks.conjuncts(ownWhere)) {
+                (Sublinks.hasSubquery(c) ? sublinked : plain).add(c);
+            }
             Scan scan = new Scan();
+            s.setWhere(null);
             clauses(s, scan::scan);
+            s.setWhere(ownWhere);
+            plain.forEach(scan::scan);
             if (scan.blocked) {
                 return false;
+            }
+            if (!sublinked.isEmpty()) {
+                // where it lands, an unqualified column could name another item's column
+                References unqualified = new References("", false);
+                sublinked.forEach(unqualified::scan);
+                if (unqualified.unresolved) {
+                    return false;
+                }
             }
             List<Column> bare = new ArrayList<>();
             for (Column c : scan.columns) {
@@ -738,6 +757,9 @@ final class QueryInliner {
                 if (taken.contains(n)) {
                     renames.put(n, fresh(n));
                 }
+            }
+            if (!renames.isEmpty() && !sublinked.isEmpty()) {
+                return false; // the scan does not see the columns of the subqueries, which would keep the old name
             }
             if (!renames.isEmpty()) {
                 // every reference to a renamed item must be a column the scan found, or one stays behind
@@ -817,8 +839,8 @@ final class QueryInliner {
                 }
             }
             Join j = slot.theJoin();
-            if (j != null && innerOn(j) && s.getWhere() != null && j.getOnExpressions().size() != 1) {
-                return false;
+            if (j != null && innerOn(j) && s.getWhere() != null && (j.getOnExpressions().size() != 1 || !sublinked.isEmpty())) {
+                return false; // (subqueries in an ON are not maintained)
             }
 
             // nothing was refused: from here on the tree changes

@@ -231,6 +231,32 @@ class QueryInlinerTest {
     }
 
     @Test
+    void subqueriesInTheInlinedWhereMoveWithIt() throws Exception {
+        // TPC-H Q22's shape: NOT EXISTS correlated to the subquery's table, and an uncorrelated scalar
+        // subquery reading the same table again
+        String out = inlined("SELECT s.g, count(*) AS n, sum(s.v) AS total FROM (SELECT substr(g, 1, 1) AS g, v FROM a"
+                + " WHERE NOT EXISTS (SELECT FROM b WHERE b.m = a.k) AND v > (SELECT avg(v) FROM a WHERE v > 0)) s GROUP BY s.g");
+        assertEquals(3, selects(out), out);
+        assertFalse(out.contains(") s"), out);
+        // beside another item, and under a join of the enclosing query
+        out = inlined("SELECT s.id, c.label FROM (SELECT id, k FROM a WHERE k IN (SELECT m FROM b WHERE b.name <> 'two')) s, c"
+                + " WHERE c.m = s.k");
+        assertEquals(2, selects(out), out);
+    }
+
+    @Test
+    void subqueriesInAnInlinedWhereThatWouldLandInAnOnOrNeedARenameStay() throws Exception {
+        // its WHERE would become the join's ON, where subqueries are not maintained
+        String q = normalised("SELECT c.label, s.id FROM c JOIN (SELECT id, k FROM a WHERE EXISTS (SELECT FROM b WHERE b.k = a.k)) s"
+                + " ON s.k = c.m");
+        assertSame(q, QueryInliner.inline(q), q);
+        // its table's name is taken outside (PostgreSQL's normalised text never does that: it names
+        // the inner one a_1), and the subquery's references would keep the old name
+        q = "SELECT a.g, s.id FROM a, (SELECT a.id FROM a WHERE EXISTS (SELECT 1 FROM b WHERE b.k = a.k)) s WHERE s.id = a.id";
+        assertSame(q, QueryInliner.inline(q), q);
+    }
+
+    @Test
     void theInlinedQueryStillPlansDifferentially() throws Exception {
         // what DeltaPlanner.parse reads: one branch, tables only
         String out = inlined("WITH x AS (SELECT id, k, v FROM a WHERE v IS NOT NULL)"
