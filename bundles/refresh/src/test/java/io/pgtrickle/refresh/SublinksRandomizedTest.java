@@ -70,6 +70,12 @@ class SublinksRandomizedTest {
         {"sl_scalar_totals", "SELECT count(*) AS n, sum(v) AS s FROM o WHERE v < (SELECT 2 * avg(l.m) FROM l WHERE l.k = o.k)"},
         {"sl_scalar_groups", "SELECT g, max(v) AS top FROM o WHERE v >= (SELECT max(l.m) FROM l WHERE l.k = o.k) GROUP BY g"},
         {"sl_scalar_null", "SELECT id FROM o WHERE coalesce((SELECT sum(l.m) FROM l WHERE l.k = o.k), -1) < v"},
+        // an uncorrelated subquery beside a keyed one (TPC-H Q22's shape): when its result changes, the
+        // rows whose own verdict of it changed, and the keys' rows
+        {"sl_scalar_and_keyed", "SELECT id, v FROM o WHERE NOT EXISTS (SELECT FROM l WHERE l.k = o.k) AND v > (SELECT avg(p.w) FROM p)"},
+        {"sl_scalar_and_keyed_totals", "SELECT g, count(*) AS n, sum(v) AS s FROM o WHERE v + 3 >= (SELECT avg(p.w) FROM p)"
+                + " AND NOT EXISTS (SELECT FROM l WHERE l.k = o.k AND l.flag) GROUP BY g"},
+        {"sl_in_and_keyed", "SELECT id FROM o WHERE g IN (SELECT p.m FROM p WHERE p.w > 4) AND EXISTS (SELECT FROM l WHERE l.k = o.k)"},
         {"sl_union", "SELECT id FROM o WHERE k IN (SELECT k FROM l) UNION ALL SELECT m FROM p WHERE EXISTS (SELECT FROM l WHERE l.m = p.m)"},
     };
 
