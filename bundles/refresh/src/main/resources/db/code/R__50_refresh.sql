@@ -281,14 +281,14 @@ BEGIN
     IF tree ~ ':lateral true' THEN RETURN 'the query uses LATERAL'; END IF;
     IF tree ~ ':varattno -' THEN RETURN 'the query reads system columns'; END IF;
     IF pgtrickle.strip_nodes(tree, 'AGGREF') ~ ':resjunk true' THEN RETURN 'an ORDER BY or GROUP BY expression is not in the select list'; END IF;
-    IF tree ~ '\{SETOPERATIONSTMT :op [2-9]' OR tree ~ '\{SETOPERATIONSTMT :op \d+ :all false' THEN
-        RETURN 'the query uses UNION without ALL, INTERSECT or EXCEPT';
-    END IF;
-    -- UNION ALL branches are subqueries; other subqueries in FROM were judged by inline_blocker.
+    -- Set operations' branches are subqueries; other subqueries in FROM were judged by inline_blocker.
+    -- UNION ALL is maintained by rows, UNION, INTERSECT and EXCEPT by the rows they touch (SetOperations).
     SELECT count(*) + 1 INTO branches FROM regexp_matches(tree, '\{SETOPERATIONSTMT', 'g');
     IF branches > 1 THEN
         IF tree ~ ':hasAggs true' OR tree ~ ':groupClause \(' OR tree ~ ':distinctClause \(' THEN
-            RETURN 'a UNION ALL branch aggregates or uses DISTINCT';
+            RETURN CASE WHEN tree ~ '\{SETOPERATIONSTMT :op [2-9]' OR tree ~ '\{SETOPERATIONSTMT :op \d+ :all false'
+                        THEN 'a branch of UNION, INTERSECT or EXCEPT aggregates, uses DISTINCT or LIMIT'
+                        ELSE 'a UNION ALL branch aggregates or uses DISTINCT' END;
         END IF;
     END IF;
     -- An aggregate without GROUP BY is one group: the engine keeps it as running totals when it

@@ -112,8 +112,13 @@ class DifferentialShapesTest {
         CORPUS.put("SELECT g, count(*) AS n FROM a GROUP BY g, k", "not in the select list");
         CORPUS.put("SELECT id, row_number() OVER (ORDER BY id) AS r FROM a", "window functions");
         CORPUS.put("SELECT DISTINCT ON (g) g, id FROM a ORDER BY g, id", "DISTINCT ON");
-        CORPUS.put("SELECT id FROM a UNION SELECT k FROM b", "without ALL");
-        CORPUS.put("SELECT id FROM a INTERSECT ALL SELECT k FROM b", "INTERSECT");
+        // set operations: the rows the changes touch, recomputed
+        CORPUS.put("SELECT id FROM a UNION SELECT k FROM b", null);
+        CORPUS.put("SELECT id FROM a INTERSECT ALL SELECT k FROM b", null);
+        CORPUS.put("SELECT k, g FROM a EXCEPT SELECT b.k, b.name FROM b WHERE b.m > 1", null);
+        CORPUS.put("(SELECT k FROM a UNION ALL SELECT m FROM c) EXCEPT ALL SELECT k FROM b", null);
+        CORPUS.put("SELECT id FROM a UNION SELECT k FROM b ORDER BY 1 LIMIT 3", PLANNER + "ORDER BY ... LIMIT over UNION");
+        CORPUS.put("SELECT k FROM a UNION SELECT k FROM b GROUP BY k", "branch of UNION, INTERSECT or EXCEPT aggregates");
         CORPUS.put("SELECT id FROM a UNION ALL SELECT k FROM b GROUP BY k", "UNION ALL branch");
         CORPUS.put("SELECT g, count(*) AS n FROM a GROUP BY ROLLUP (g)", "GROUPING SETS");
         // ORDER BY ... LIMIT: the first k rows (TopK), over each strategy; ORDER BY ends in a key, so

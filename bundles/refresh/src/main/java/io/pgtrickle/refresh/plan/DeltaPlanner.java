@@ -169,10 +169,14 @@ public final class DeltaPlanner {
         TopK top = TopK.of(query);
         Apply apply = top == null ? REPLACE : top;
         query = top == null ? query : top.inner();
+        SetOperations setOps = SetOperations.of(query, to.types());
+        if (setOps != null && top != null) {
+            throw new PlanRefusedException("the query uses ORDER BY ... LIMIT over UNION, INTERSECT or EXCEPT");
+        }
         // a grouped query over outer joins keeps its text (its groups are recomputed from it), the rest
         // is rewritten into matched and padded branches
-        String groupKeys = OuterJoins.groupKeys(query, sources);
-        query = groupKeys == null ? OuterJoins.rewrite(query, sources) : query;
+        String groupKeys = setOps == null ? OuterJoins.groupKeys(query, sources) : null;
+        query = groupKeys == null && setOps == null ? OuterJoins.rewrite(query, sources) : query;
         if (ChangeReads.wholeRows(query)) {
             throw new PlanRefusedException("the query reads a table's whole row (t.* or t used as a value)");
         }
@@ -189,6 +193,9 @@ public final class DeltaPlanner {
             }
             return s;
         };
+        if (setOps != null) {
+            return setOperation(setOps, target, columns, sources, consolidate).reading(found);
+        }
         if (groupKeys != null) {
             return groups(query, groupKeys, target, columns, sources, new Branch(OuterJoins.plainSelect(query)), consolidate, apply)
                     .reading(found);
@@ -319,30 +326,9 @@ public final class DeltaPlanner {
                 + "), 0)";
 
         // the group keys the changes touch, from the telescoping terms of the FROM and WHERE clauses
-        String termsQuery = keysQuery == null ? query : keysQuery;
         Parsed termShape = keysQuery == null ? new Parsed(List.of(shape)) : parse(keysQuery, sources);
         Deltas deltas = new Deltas(termShape, consolidate);
-        List<String> terms = new ArrayList<>();
-        for (int bi = 0; bi < termShape.branches.size(); bi++) {
-            Branch kb = termShape.branches.get(bi);
-            String hash = keysQuery == null ? keyHash : "hash_record_extended(ROW(" + kb.select.getSelectItems().stream()
-                    .map(i -> i.getExpression().toString()).collect(Collectors.joining(", ")) + "), 0)";
-            for (Term t : kb.changeTerms()) {
-                Branch k = parse(termsQuery, sources).branches.get(bi);
-                selectKeyHash(k, hash);
-                terms.add(leg(k.render(t, deltas), List.of("h"), k.pending(t, deltas, null)));
-            }
-            if (!kb.sublinks.isEmpty()) {
-                // the groups of rows whose subquery verdict can have changed
-                Sublinks.define(termsQuery, sources, deltas, bi);
-                for (Term t : kb.oldTerms()) {
-                    Branch k = parse(termsQuery, sources).branches.get(bi);
-                    Sublinks.flip(k, bi, deltas);
-                    selectKeyHash(k, hash);
-                    terms.add(leg(k.render(t, deltas), List.of("h"), k.pending(t, deltas, Sublinks.pending(k, deltas))));
-                }
-            }
-        }
+        List<String> terms = keyTerms(keysQuery == null ? query : keysQuery, termShape, keysQuery == null ? keyHash : null, sources, deltas);
         if (!shape.havingSublinks.isEmpty()) {
             // a threshold that moved: every group, as it is now (groups that are gone were touched by their rows)
             String moved = Sublinks.defineHaving(query, sources, deltas);
@@ -369,6 +355,97 @@ public final class DeltaPlanner {
                 %6$s""".formatted(String.join("\n UNION ALL ", terms), truncated(termShape), recompute,
                 String.join(", ", columns), deltas.definitions(), apply.groups(target, columns, keyColumns, "__pgt_keys")),
                 keyColumns);
+    }
+
+    /**
+     * The terms yielding (as column h) the key hashes of the rows the changes touch: per branch of
+     * {@code termsQuery}, its change terms and the flip terms of its subqueries. {@code keyHash} is
+     * the key's hash over the branch's expressions, or null for the hash of each branch's select list.
+     */
+    private static List<String> keyTerms(String termsQuery, Parsed termShape, String keyHash, Source.Lookup sources, Deltas deltas)
+            throws PlanRefusedException {
+        List<String> terms = new ArrayList<>();
+        for (int bi = 0; bi < termShape.branches.size(); bi++) {
+            Branch kb = termShape.branches.get(bi);
+            String hash = keyHash != null ? keyHash : "hash_record_extended(ROW(" + kb.select.getSelectItems().stream()
+                    .map(i -> i.getExpression().toString()).collect(Collectors.joining(", ")) + "), 0)";
+            for (Term t : kb.changeTerms()) {
+                Branch k = parse(termsQuery, sources).branches.get(bi);
+                selectKeyHash(k, hash);
+                terms.add(leg(k.render(t, deltas), List.of("h"), k.pending(t, deltas, null)));
+            }
+            if (!kb.sublinks.isEmpty()) {
+                // the keys of rows whose subquery verdict can have changed
+                Sublinks.define(termsQuery, sources, deltas, bi);
+                for (Term t : kb.oldTerms()) {
+                    Branch k = parse(termsQuery, sources).branches.get(bi);
+                    Sublinks.flip(k, bi, deltas);
+                    selectKeyHash(k, hash);
+                    terms.add(leg(k.render(t, deltas), List.of("h"), k.pending(t, deltas, Sublinks.pending(k, deltas))));
+                }
+            }
+        }
+        return terms;
+    }
+
+    // ---------------------------------------------------------------- set operations
+
+    /**
+     * UNION, INTERSECT and EXCEPT (with or without ALL): how many copies of a row the result has
+     * depends only on how many its branches have, so the rows the changes touch (their hashes, from
+     * the branches' terms, as {@link SetOperations#keysQuery} writes them) are recomputed from the
+     * query, each branch restricted to those rows, and replaced copy by copy.
+     */
+    private static Plan setOperation(SetOperations ops, String target, List<String> columns, Source.Lookup sources,
+            boolean consolidate) throws PlanRefusedException {
+        String keysQuery = ops.keysQuery();
+        Parsed termShape = parse(keysQuery, sources);
+        Deltas deltas = new Deltas(termShape, consolidate);
+        List<String> terms = keyTerms(keysQuery, termShape, null, sources, deltas);
+        return new Plan(Strategy.GROUPS, """
+                WITH %5$s,
+                __pgt_keys AS MATERIALIZED (
+                    SELECT DISTINCT k.h FROM (%1$s) k),
+                __pgt_trunc AS MATERIALIZED (SELECT %2$s AS t),
+                __pgt_new AS MATERIALIZED (
+                    SELECT ROW(q.*)::text AS __pgt_key, q.*
+                      FROM (%3$s) q(%4$s)
+                     WHERE EXISTS (SELECT FROM __pgt_keys)),
+                %6$s""".formatted(String.join("\n UNION ALL ", terms), truncated(termShape),
+                ops.restricted("__pgt_keys"), String.join(", ", columns), deltas.definitions(),
+                replaceCopies(target, columns, "__pgt_keys")),
+                columns);
+    }
+
+    /**
+     * Like {@link #replaceGroups} for a result with duplicate rows: the stored copies of the touched
+     * rows and their new copies are numbered per row (its text), and only the copies beyond the
+     * other side's count are deleted or inserted.
+     */
+    static String replaceCopies(String target, List<String> columns, String touched) {
+        return """
+                __pgt_old AS MATERIALIZED (
+                    SELECT s.ctid AS __pgt_ctid, ROW(%2$s)::text AS __pgt_key,
+                           row_number() OVER (PARTITION BY ROW(%2$s)::text) AS __pgt_n
+                      FROM %3$s s
+                     WHERE hash_record_extended(ROW(%2$s), 0) IN (SELECT %5$s.h FROM %5$s)),
+                __pgt_copies AS MATERIALIZED (
+                    SELECT n.*, row_number() OVER (PARTITION BY n.__pgt_key) AS __pgt_n FROM __pgt_new n),
+                __pgt_deleted AS (
+                    DELETE FROM %3$s s USING __pgt_old o
+                     WHERE s.ctid = o.__pgt_ctid AND NOT (SELECT t FROM __pgt_trunc)
+                       AND NOT EXISTS (SELECT FROM __pgt_copies n WHERE n.__pgt_key = o.__pgt_key AND n.__pgt_n = o.__pgt_n)
+                    RETURNING 1),
+                __pgt_inserted AS (
+                    INSERT INTO %3$s (%1$s)
+                    SELECT %4$s FROM __pgt_copies n
+                     WHERE NOT (SELECT t FROM __pgt_trunc)
+                       AND NOT EXISTS (SELECT FROM __pgt_old o WHERE o.__pgt_key = n.__pgt_key AND o.__pgt_n = n.__pgt_n)
+                    RETURNING 1)
+                -- deleted first: an old copy must be gone before a new one meets a unique index
+                SELECT (SELECT count(*) FROM __pgt_deleted), (SELECT count(*) FROM __pgt_inserted),
+                       pg_current_snapshot()::text, (SELECT t FROM __pgt_trunc), 0::bigint
+                """.formatted(String.join(", ", columns), prefixed("s.", columns), target, prefixed("n.", columns), touched);
     }
 
     private static List<String> withWeight(List<String> columns) {
