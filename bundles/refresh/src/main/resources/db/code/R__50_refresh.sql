@@ -247,7 +247,17 @@ BEGIN
         RETURN 'a source has generated columns (' || found || ')';
     END IF;
 
-    IF tree ~ ':hasWindowFuncs true' THEN RETURN 'the query uses window functions'; END IF;
+    -- Window functions are maintained by the partitions the changes touch (Windows): each window
+    -- needs a PARTITION BY, and the query no GROUP BY, DISTINCT or aggregate of its own.
+    IF tree ~ ':hasWindowFuncs true' THEN
+        IF tree ~ ':partitionClause <>' THEN
+            RETURN 'the query uses a window function without PARTITION BY';
+        END IF;
+        IF substring(tree FROM ':hasAggs (\w+)') = 'true' OR substring(tree FROM '.*:groupClause (.)') = '('
+                OR substring(tree FROM '.*:distinctClause (.)') = '(' THEN
+            RETURN 'the query uses window functions over GROUP BY, DISTINCT, aggregates or a named WINDOW';
+        END IF;
+    END IF;
     IF tree ~ ':hasTargetSRFs true' THEN RETURN 'the query calls set-returning functions in its select list'; END IF;
     -- Subqueries: the engine maintains those AND-ed in WHERE, and says why not otherwise.
     IF tree ~ ':hasDistinctOn true' THEN RETURN 'the query uses DISTINCT ON'; END IF;
@@ -280,7 +290,10 @@ BEGIN
     IF tree ~ ':rtekind [34578]' THEN RETURN 'the query reads a function, VALUES or another non-table FROM item'; END IF;
     IF tree ~ ':lateral true' THEN RETURN 'the query uses LATERAL'; END IF;
     IF tree ~ ':varattno -' THEN RETURN 'the query reads system columns'; END IF;
-    IF pgtrickle.strip_nodes(tree, 'AGGREF') ~ ':resjunk true' THEN RETURN 'an ORDER BY or GROUP BY expression is not in the select list'; END IF;
+    -- (a window's PARTITION BY and ORDER BY make resjunk entries too: Windows checks its keys itself)
+    IF tree !~ ':hasWindowFuncs true' AND pgtrickle.strip_nodes(tree, 'AGGREF') ~ ':resjunk true' THEN
+        RETURN 'an ORDER BY or GROUP BY expression is not in the select list';
+    END IF;
     -- Set operations' branches are subqueries; other subqueries in FROM were judged by inline_blocker.
     -- UNION ALL is maintained by rows, UNION, INTERSECT and EXCEPT by the rows they touch (SetOperations).
     SELECT count(*) + 1 INTO branches FROM regexp_matches(tree, '\{SETOPERATIONSTMT', 'g');

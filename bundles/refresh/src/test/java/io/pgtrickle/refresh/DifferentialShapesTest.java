@@ -110,7 +110,14 @@ class DifferentialShapesTest {
         CORPUS.put("SELECT sum(v) AS s FROM a", "without GROUP BY");
         CORPUS.put("SELECT max(k) AS top FROM a", "without GROUP BY");
         CORPUS.put("SELECT g, count(*) AS n FROM a GROUP BY g, k", "not in the select list");
-        CORPUS.put("SELECT id, row_number() OVER (ORDER BY id) AS r FROM a", "window functions");
+        CORPUS.put("SELECT id, row_number() OVER (ORDER BY id) AS r FROM a", "without PARTITION BY");
+        // window functions: the partitions the changes touch, recomputed
+        CORPUS.put("SELECT id, g, row_number() OVER (PARTITION BY g ORDER BY id) AS r FROM a", null);
+        CORPUS.put("SELECT a.id, b.name, sum(a.k) OVER (PARTITION BY b.name ORDER BY a.id) AS s FROM a JOIN b ON a.k = b.k", null);
+        CORPUS.put("SELECT g, id, count(*) OVER (PARTITION BY g) AS n, rank() OVER (PARTITION BY g, k ORDER BY v) AS r FROM a", null);
+        CORPUS.put("SELECT id, sum(v) OVER (PARTITION BY k) AS s FROM a", PLANNER + "is not in the select list");
+        CORPUS.put("SELECT g, count(*) AS n, rank() OVER (PARTITION BY g ORDER BY count(*)) AS r FROM a GROUP BY g",
+                "window functions over GROUP BY");
         CORPUS.put("SELECT DISTINCT ON (g) g, id FROM a ORDER BY g, id", "DISTINCT ON");
         // set operations: the rows the changes touch, recomputed
         CORPUS.put("SELECT id FROM a UNION SELECT k FROM b", null);

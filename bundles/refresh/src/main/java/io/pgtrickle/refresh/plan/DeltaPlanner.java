@@ -173,10 +173,14 @@ public final class DeltaPlanner {
         if (setOps != null && top != null) {
             throw new PlanRefusedException("the query uses ORDER BY ... LIMIT over UNION, INTERSECT or EXCEPT");
         }
+        Windows windows = setOps == null ? Windows.of(query) : null;
+        if (windows != null && top != null) {
+            throw new PlanRefusedException("the query uses ORDER BY ... LIMIT over window functions");
+        }
         // a grouped query over outer joins keeps its text (its groups are recomputed from it), the rest
         // is rewritten into matched and padded branches
-        String groupKeys = setOps == null ? OuterJoins.groupKeys(query, sources) : null;
-        query = groupKeys == null && setOps == null ? OuterJoins.rewrite(query, sources) : query;
+        String groupKeys = setOps == null && windows == null ? OuterJoins.groupKeys(query, sources) : null;
+        query = groupKeys == null && setOps == null && windows == null ? OuterJoins.rewrite(query, sources) : query;
         if (ChangeReads.wholeRows(query)) {
             throw new PlanRefusedException("the query reads a table's whole row (t.* or t used as a value)");
         }
@@ -194,7 +198,13 @@ public final class DeltaPlanner {
             return s;
         };
         if (setOps != null) {
-            return setOperation(setOps, target, columns, sources, consolidate).reading(found);
+            return touched(setOps.keysQuery(), setOps.restricted("__pgt_keys"), columns, target, columns, sources, consolidate)
+                    .reading(found);
+        }
+        if (windows != null) {
+            // the partition keys through the outer-join rewrite, if any; the partitions recomputed from the query as written
+            return touched(OuterJoins.rewrite(windows.keysQuery(), sources), windows.restricted("__pgt_keys"),
+                    windows.keyColumns(columns), target, columns, sources, consolidate).reading(found);
         }
         if (groupKeys != null) {
             return groups(query, groupKeys, target, columns, sources, new Branch(OuterJoins.plainSelect(query)), consolidate, apply)
@@ -388,17 +398,19 @@ public final class DeltaPlanner {
         return terms;
     }
 
-    // ---------------------------------------------------------------- set operations
+    // ---------------------------------------------------------------- touched keys recomputed
 
     /**
-     * UNION, INTERSECT and EXCEPT (with or without ALL): how many copies of a row the result has
-     * depends only on how many its branches have, so the rows the changes touch (their hashes, from
-     * the branches' terms, as {@link SetOperations#keysQuery} writes them) are recomputed from the
-     * query, each branch restricted to those rows, and replaced copy by copy.
+     * For results whose rows are a function of the source rows with the same key: UNION,
+     * INTERSECT and EXCEPT (the key is the whole row: its copies in the result depend only on its
+     * copies in each branch, see {@link SetOperations}) and window functions (the key is the
+     * partition, see {@link Windows}). The keys the changes touch come from the terms of
+     * {@code keysQuery} (its rows: the keys of the query's rows), {@code restricted} (the query
+     * limited to the keys in CTE __pgt_keys) recomputes them, and their stored rows are replaced
+     * copy by copy.
      */
-    private static Plan setOperation(SetOperations ops, String target, List<String> columns, Source.Lookup sources,
-            boolean consolidate) throws PlanRefusedException {
-        String keysQuery = ops.keysQuery();
+    private static Plan touched(String keysQuery, String restricted, List<String> keyColumns, String target, List<String> columns,
+            Source.Lookup sources, boolean consolidate) throws PlanRefusedException {
         Parsed termShape = parse(keysQuery, sources);
         Deltas deltas = new Deltas(termShape, consolidate);
         List<String> terms = keyTerms(keysQuery, termShape, null, sources, deltas);
@@ -411,10 +423,9 @@ public final class DeltaPlanner {
                     SELECT ROW(q.*)::text AS __pgt_key, q.*
                       FROM (%3$s) q(%4$s)
                      WHERE EXISTS (SELECT FROM __pgt_keys)),
-                %6$s""".formatted(String.join("\n UNION ALL ", terms), truncated(termShape),
-                ops.restricted("__pgt_keys"), String.join(", ", columns), deltas.definitions(),
-                replaceCopies(target, columns, "__pgt_keys")),
-                columns);
+                %6$s""".formatted(String.join("\n UNION ALL ", terms), truncated(termShape), restricted, String.join(", ", columns),
+                deltas.definitions(), replaceCopies(target, columns, keyColumns, "__pgt_keys")),
+                keyColumns);
     }
 
     /**
@@ -422,13 +433,13 @@ public final class DeltaPlanner {
      * rows and their new copies are numbered per row (its text), and only the copies beyond the
      * other side's count are deleted or inserted.
      */
-    static String replaceCopies(String target, List<String> columns, String touched) {
+    static String replaceCopies(String target, List<String> columns, List<String> keyColumns, String touched) {
         return """
                 __pgt_old AS MATERIALIZED (
                     SELECT s.ctid AS __pgt_ctid, ROW(%2$s)::text AS __pgt_key,
                            row_number() OVER (PARTITION BY ROW(%2$s)::text) AS __pgt_n
                       FROM %3$s s
-                     WHERE hash_record_extended(ROW(%2$s), 0) IN (SELECT %5$s.h FROM %5$s)),
+                     WHERE hash_record_extended(ROW(%6$s), 0) IN (SELECT %5$s.h FROM %5$s)),
                 __pgt_copies AS MATERIALIZED (
                     SELECT n.*, row_number() OVER (PARTITION BY n.__pgt_key) AS __pgt_n FROM __pgt_new n),
                 __pgt_deleted AS (
@@ -445,7 +456,8 @@ public final class DeltaPlanner {
                 -- deleted first: an old copy must be gone before a new one meets a unique index
                 SELECT (SELECT count(*) FROM __pgt_deleted), (SELECT count(*) FROM __pgt_inserted),
                        pg_current_snapshot()::text, (SELECT t FROM __pgt_trunc), 0::bigint
-                """.formatted(String.join(", ", columns), prefixed("s.", columns), target, prefixed("n.", columns), touched);
+                """.formatted(String.join(", ", columns), prefixed("s.", columns), target, prefixed("n.", columns), touched,
+                prefixed("s.", keyColumns));
     }
 
     private static List<String> withWeight(List<String> columns) {

@@ -478,6 +478,29 @@ final class QueryInliner {
             return null;
         }
 
+        /**
+         * A window's PARTITION BY and ORDER BY read columns too (JSqlParser's adapter visits only
+         * its arguments); its frame offsets are constants.
+         */
+        @Override
+        public <S> Void visit(AnalyticExpression a, S context) {
+            scan(a.getExpression());
+            scan(a.getOffset());
+            scan(a.getDefaultValue());
+            scan(a.getFilterExpression());
+            if (a.getPartitionExpressionList() != null) {
+                for (Object e : a.getPartitionExpressionList()) {
+                    scan((Expression) e);
+                }
+            }
+            if (a.getOrderByElements() != null) {
+                for (OrderByElement o : a.getOrderByElements()) {
+                    scan(o.getExpression());
+                }
+            }
+            return null;
+        }
+
         @Override
         public <S> Void visit(ParenthesedSelect select, S context) {
             nested(select);
