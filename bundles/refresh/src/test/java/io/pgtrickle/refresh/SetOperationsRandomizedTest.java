@@ -1,15 +1,8 @@
 package io.pgtrickle.refresh;
 
-import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertNotNull;
-
-import java.sql.Connection;
-import java.sql.Statement;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -25,13 +18,12 @@ import org.junit.jupiter.api.Test;
  */
 class SetOperationsRandomizedTest {
 
-    private static final int ROUNDS = 30;
-
     private static final String[] SCHEMA = {
         "CREATE TABLE x (a int, b int)",
         "CREATE TABLE y (a int, b int)",
         "CREATE TABLE z (a numeric, b int)",
     };
+
 
     static final String[][] STREAM_TABLES = {
         {"so_union", "SELECT a, b FROM x UNION SELECT a, b FROM y"},
@@ -48,56 +40,19 @@ class SetOperationsRandomizedTest {
         {"so_types_all", "SELECT a, b FROM z EXCEPT ALL SELECT b, a FROM x"},
     };
 
-    private RefreshDatabase db;
-    private Connection c;
-
-    @BeforeEach
-    void setUp() throws Exception {
-        db = new RefreshDatabase("set_operations");
-        c = db.connect();
-    }
-
-    @AfterEach
-    void tearDown() throws Exception {
-        c.close();
-        db.close();
-    }
-
     @Test
     void everyRoundEqualsTheQueryByValueAndByText() throws Exception {
-        long seed = RandomizedRefreshTest.seed("SetOperationsRandomizedTest");
-        Random rnd = new Random(seed);
-        try (Statement s = c.createStatement()) {
-            for (String ddl : SCHEMA) {
-                s.execute(ddl);
-            }
+        new RandomizedRounds("SetOperationsRandomizedTest", SCHEMA, rnd -> {
+            List<String> rows = new ArrayList<>();
             for (int i = 0; i < 25; i++) {
-                s.execute(insert(rnd, "x"));
-                s.execute(insert(rnd, "y"));
+                rows.add(insert(rnd, "x"));
+                rows.add(insert(rnd, "y"));
             }
             for (int i = 0; i < 8; i++) {
-                s.execute(insert(rnd, "z"));
+                rows.add(insert(rnd, "z"));
             }
-        }
-        for (String[] st : STREAM_TABLES) {
-            db.createDifferential(st[0], st[1]);
-        }
-        compareAll("seed=" + seed + " initial", false);
-
-        for (int round = 1; round <= ROUNDS; round++) {
-            List<String> log = new ArrayList<>();
-            boolean truncated = false;
-            try (Statement s = c.createStatement()) {
-                int statements = 1 + rnd.nextInt(5);
-                for (int k = 0; k < statements; k++) {
-                    String sql = randomStatement(rnd);
-                    truncated |= sql.startsWith("TRUNCATE");
-                    log.add(sql);
-                    s.execute(sql);
-                }
-            }
-            compareAll("seed=" + seed + " round=" + round + " statements=" + log, truncated);
-        }
+            return rows;
+        }, STREAM_TABLES, SetOperationsRandomizedTest::randomStatement, "z").run();
     }
 
     /** Few distinct values: the same row several times in each table. */
@@ -122,20 +77,5 @@ class SetOperationsRandomizedTest {
             case 5 -> "INSERT INTO " + table + " SELECT a, b FROM " + table + " WHERE b = " + rnd.nextInt(4);
             default -> rnd.nextInt(10) == 0 ? "TRUNCATE z" : "UPDATE " + table + " SET a = " + value(rnd) + " WHERE b = " + rnd.nextInt(4);
         };
-    }
-
-    private void compareAll(String ctx, boolean truncated) throws Exception {
-        for (String[] st : STREAM_TABLES) {
-            db.exec("SELECT pgtrickle.refresh_stream_table('" + st[0] + "')");
-            RefreshDatabase.History done = db.lastRefresh(st[0]);
-            assertNotNull(done, ctx + " " + st[0]);
-            assertEquals("COMPLETED", done.status(), ctx + " " + st[0]);
-            if (!ctx.endsWith("initial") && !done.action().equals("NO_DATA")) {
-                // only z is ever truncated
-                boolean readsTruncated = truncated && st[1].matches("(?s).*\\bz\\b.*");
-                assertEquals(readsTruncated ? "FULL" : "DIFFERENTIAL", done.action(), ctx + " " + st[0]);
-            }
-            db.assertEqualsItsQuery(st[0], ctx);
-        }
     }
 }

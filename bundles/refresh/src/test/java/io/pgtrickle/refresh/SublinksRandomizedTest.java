@@ -1,16 +1,8 @@
 package io.pgtrickle.refresh;
 
-import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertNotNull;
-
-import java.sql.Connection;
-import java.sql.SQLException;
-import java.sql.Statement;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -26,13 +18,12 @@ import org.junit.jupiter.api.Test;
  */
 class SublinksRandomizedTest {
 
-    private static final int ROUNDS = 30;
-
     private static final String[] SCHEMA = {
         "CREATE TABLE o (id int, k int, g int, v int)",
         "CREATE TABLE l (k int, m int, flag boolean)",
         "CREATE TABLE p (m int, w int)",
     };
+
 
     static final String[][] STREAM_TABLES = {
         {"sl_exists", "SELECT id, v FROM o WHERE EXISTS (SELECT FROM l WHERE l.k = o.k AND l.flag)"},
@@ -79,56 +70,19 @@ class SublinksRandomizedTest {
         {"sl_union", "SELECT id FROM o WHERE k IN (SELECT k FROM l) UNION ALL SELECT m FROM p WHERE EXISTS (SELECT FROM l WHERE l.m = p.m)"},
     };
 
-    private RefreshDatabase db;
-    private Connection c;
-
-    @BeforeEach
-    void setUp() throws Exception {
-        db = new RefreshDatabase("sublinks");
-        c = db.connect();
-    }
-
-    @AfterEach
-    void tearDown() throws Exception {
-        c.close();
-        db.close();
-    }
-
     @Test
     void everyRoundEqualsTheQueryByValueAndByText() throws Exception {
-        long seed = RandomizedRefreshTest.seed("SublinksRandomizedTest");
-        Random rnd = new Random(seed);
-        try (Statement s = c.createStatement()) {
-            for (String ddl : SCHEMA) {
-                s.execute(ddl);
-            }
+        new RandomizedRounds("SublinksRandomizedTest", SCHEMA, rnd -> {
+            List<String> rows = new ArrayList<>();
             for (int i = 0; i < 25; i++) {
-                s.execute(insertO(rnd, i));
-                s.execute(insertL(rnd));
+                rows.add(insertO(rnd, i));
+                rows.add(insertL(rnd));
             }
             for (int i = 0; i < 6; i++) {
-                s.execute("INSERT INTO p VALUES (" + nullable(rnd, 5) + ", " + rnd.nextInt(10) + ")");
+                rows.add("INSERT INTO p VALUES (" + nullable(rnd, 5) + ", " + rnd.nextInt(10) + ")");
             }
-        }
-        for (String[] st : STREAM_TABLES) {
-            db.createDifferential(st[0], st[1]);
-        }
-        compareAll("seed=" + seed + " initial", false);
-
-        for (int round = 1; round <= ROUNDS; round++) {
-            List<String> log = new ArrayList<>();
-            boolean truncated = false;
-            try (Statement s = c.createStatement()) {
-                int statements = 1 + rnd.nextInt(5);
-                for (int k = 0; k < statements; k++) {
-                    String sql = randomStatement(rnd);
-                    truncated |= sql.startsWith("TRUNCATE");
-                    log.add(sql);
-                    s.execute(sql);
-                }
-            }
-            compareAll("seed=" + seed + " round=" + round + " statements=" + log, truncated);
-        }
+            return rows;
+        }, STREAM_TABLES, SublinksRandomizedTest::randomStatement, "p").run();
     }
 
     private static String nullable(Random rnd, int bound) {
@@ -159,20 +113,5 @@ class SublinksRandomizedTest {
             case 12 -> "INSERT INTO p VALUES (" + nullable(rnd, 5) + ", " + rnd.nextInt(10) + ")";
             default -> rnd.nextInt(8) == 0 ? "TRUNCATE p" : "DELETE FROM p WHERE w % 4 = " + rnd.nextInt(4);
         };
-    }
-
-    private void compareAll(String ctx, boolean truncated) throws SQLException {
-        for (String[] st : STREAM_TABLES) {
-            db.exec("SELECT pgtrickle.refresh_stream_table('" + st[0] + "')");
-            RefreshDatabase.History done = db.lastRefresh(st[0]);
-            assertNotNull(done, ctx + " " + st[0]);
-            assertEquals("COMPLETED", done.status(), ctx + " " + st[0]);
-            if (!ctx.endsWith("initial") && !done.action().equals("NO_DATA")) {
-                // only p is ever truncated
-                boolean readsTruncated = truncated && st[1].matches("(?s).*\\bp\\b.*");
-                assertEquals(readsTruncated ? "FULL" : "DIFFERENTIAL", done.action(), ctx + " " + st[0]);
-            }
-            db.assertEqualsItsQuery(st[0], ctx);
-        }
     }
 }
