@@ -20,6 +20,9 @@ import org.junit.jupiter.api.Test;
  */
 class OuterJoinsRandomizedTest {
 
+    // o and l are SublinksRandomizedTest's tables, filled by its helpers
+
+
     private static final String[] SCHEMA = {
         "CREATE TABLE o (id int, k int, g int, v int)",
         "CREATE TABLE l (k int, m int, flag boolean)",
@@ -63,8 +66,8 @@ class OuterJoinsRandomizedTest {
         new RandomizedRounds("OuterJoinsRandomizedTest", SCHEMA, rnd -> {
             List<String> rows = new ArrayList<>();
             for (int i = 0; i < 20; i++) {
-                rows.add(insertO(rnd, i));
-                rows.add(insertL(rnd));
+                rows.add(SublinksRandomizedTest.insertO(rnd, i));
+                rows.add(SublinksRandomizedTest.insertL(rnd));
             }
             for (int i = 0; i < 6; i++) {
                 rows.add(insertP(rnd));
@@ -73,35 +76,23 @@ class OuterJoinsRandomizedTest {
         }, STREAM_TABLES, OuterJoinsRandomizedTest::randomStatement, "p").run();
     }
 
-    private static String nullable(Random rnd, int bound) {
-        return rnd.nextInt(6) == 0 ? "NULL" : String.valueOf(rnd.nextInt(bound));
-    }
-
-    private static String insertO(Random rnd, int id) {
-        return "INSERT INTO o VALUES (" + id + ", " + nullable(rnd, 6) + ", " + nullable(rnd, 5) + ", " + nullable(rnd, 6) + ")";
-    }
-
-    private static String insertL(Random rnd) {
-        return "INSERT INTO l VALUES (" + nullable(rnd, 6) + ", " + nullable(rnd, 6) + ", " + (rnd.nextBoolean() ? "true" : "false") + ")";
-    }
-
     /** w prints as 3.0 or 3.00: equal values that print differently must both reach the stream table. */
     private static String insertP(Random rnd) {
-        return "INSERT INTO p VALUES (" + nullable(rnd, 6) + ", " + rnd.nextInt(4) + (rnd.nextBoolean() ? ".0" : ".00") + ")";
+        return "INSERT INTO p VALUES (" + SublinksRandomizedTest.nullable(rnd, 6) + ", " + rnd.nextInt(4) + (rnd.nextBoolean() ? ".0" : ".00") + ")";
     }
 
     private static String randomStatement(Random rnd) {
         return switch (rnd.nextInt(14)) {
-            case 0, 1 -> insertO(rnd, rnd.nextInt(30)); // ids repeat: duplicate rows on the preserved side
-            case 2, 3 -> insertL(rnd);
+            case 0, 1 -> SublinksRandomizedTest.insertO(rnd, rnd.nextInt(30)); // ids repeat: duplicate rows on the preserved side
+            case 2, 3 -> SublinksRandomizedTest.insertL(rnd);
             // a key's last match goes, or its only match moves away: padded rows appear
             case 4 -> "DELETE FROM l WHERE k = " + rnd.nextInt(6);
-            case 5 -> "UPDATE l SET k = " + nullable(rnd, 6) + " WHERE m IS NOT DISTINCT FROM " + nullable(rnd, 6);
-            case 6 -> "UPDATE l SET m = " + nullable(rnd, 6) + ", flag = NOT flag WHERE k = " + rnd.nextInt(6);
-            case 7 -> "UPDATE o SET k = " + nullable(rnd, 6) + " WHERE id % 5 = " + rnd.nextInt(5);
-            case 8 -> "UPDATE o SET v = " + nullable(rnd, 6) + ", g = " + nullable(rnd, 5) + " WHERE id % 4 = " + rnd.nextInt(4);
+            case 5 -> "UPDATE l SET k = " + SublinksRandomizedTest.nullable(rnd, 6) + " WHERE m IS NOT DISTINCT FROM " + SublinksRandomizedTest.nullable(rnd, 6);
+            case 6 -> "UPDATE l SET m = " + SublinksRandomizedTest.nullable(rnd, 6) + ", flag = NOT flag WHERE k = " + rnd.nextInt(6);
+            case 7 -> "UPDATE o SET k = " + SublinksRandomizedTest.nullable(rnd, 6) + " WHERE id % 5 = " + rnd.nextInt(5);
+            case 8 -> "UPDATE o SET v = " + SublinksRandomizedTest.nullable(rnd, 6) + ", g = " + SublinksRandomizedTest.nullable(rnd, 5) + " WHERE id % 4 = " + rnd.nextInt(4);
             case 9 -> "DELETE FROM o WHERE id % 6 = " + rnd.nextInt(6);
-            case 10 -> rnd.nextInt(4) == 0 ? "DELETE FROM l" : "UPDATE p SET m = " + nullable(rnd, 6) + " WHERE m = " + rnd.nextInt(6);
+            case 10 -> rnd.nextInt(4) == 0 ? "DELETE FROM l" : "UPDATE p SET m = " + SublinksRandomizedTest.nullable(rnd, 6) + " WHERE m = " + rnd.nextInt(6);
             case 11 -> insertP(rnd);
             case 12 -> "UPDATE p SET w = w * 1.0 WHERE m = " + rnd.nextInt(6);
             default -> rnd.nextInt(8) == 0 ? "TRUNCATE p" : "DELETE FROM p WHERE m = " + rnd.nextInt(6);

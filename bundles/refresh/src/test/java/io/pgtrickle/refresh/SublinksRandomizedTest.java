@@ -85,15 +85,15 @@ class SublinksRandomizedTest {
         }, STREAM_TABLES, SublinksRandomizedTest::randomStatement, "p").run();
     }
 
-    private static String nullable(Random rnd, int bound) {
+    static String nullable(Random rnd, int bound) {
         return rnd.nextInt(6) == 0 ? "NULL" : String.valueOf(rnd.nextInt(bound));
     }
 
-    private static String insertO(Random rnd, int id) {
+    static String insertO(Random rnd, int id) {
         return "INSERT INTO o VALUES (" + id + ", " + nullable(rnd, 6) + ", " + nullable(rnd, 5) + ", " + nullable(rnd, 6) + ")";
     }
 
-    private static String insertL(Random rnd) {
+    static String insertL(Random rnd) {
         return "INSERT INTO l VALUES (" + nullable(rnd, 6) + ", " + nullable(rnd, 6) + ", " + (rnd.nextBoolean() ? "true" : "false") + ")";
     }
 

@@ -353,7 +353,17 @@ public final class DeltaPlanner {
         r.setWhere(parseExpression(r.getWhere() == null ? only : "(" + r.getWhere() + ") AND " + only));
         String recompute = r.toString();
 
-        return new Plan(Strategy.GROUPS, """
+        return new Plan(Strategy.GROUPS, recomputeKeys(terms, termShape, recompute, columns, deltas,
+                apply.groups(target, columns, keyColumns, "__pgt_keys")), keyColumns);
+    }
+
+    /**
+     * A statement that recomputes the keys the {@code terms} touch (CTE __pgt_keys, column h):
+     * their new rows, from {@code recompute}, in CTE __pgt_new, written by {@code apply}.
+     */
+    private static String recomputeKeys(List<String> terms, Parsed termShape, String recompute, List<String> columns, Deltas deltas,
+            String apply) {
+        return """
                 WITH %5$s,
                 __pgt_keys AS MATERIALIZED (
                     SELECT DISTINCT k.h FROM (%1$s) k),
@@ -363,8 +373,7 @@ public final class DeltaPlanner {
                       FROM (%3$s) q(%4$s)
                      WHERE EXISTS (SELECT FROM __pgt_keys)),
                 %6$s""".formatted(String.join("\n UNION ALL ", terms), truncated(termShape), recompute,
-                String.join(", ", columns), deltas.definitions(), apply.groups(target, columns, keyColumns, "__pgt_keys")),
-                keyColumns);
+                String.join(", ", columns), deltas.definitions(), apply);
     }
 
     /**
@@ -414,18 +423,8 @@ public final class DeltaPlanner {
         Parsed termShape = parse(keysQuery, sources);
         Deltas deltas = new Deltas(termShape, consolidate);
         List<String> terms = keyTerms(keysQuery, termShape, null, sources, deltas);
-        return new Plan(Strategy.GROUPS, """
-                WITH %5$s,
-                __pgt_keys AS MATERIALIZED (
-                    SELECT DISTINCT k.h FROM (%1$s) k),
-                __pgt_trunc AS MATERIALIZED (SELECT %2$s AS t),
-                __pgt_new AS MATERIALIZED (
-                    SELECT ROW(q.*)::text AS __pgt_key, q.*
-                      FROM (%3$s) q(%4$s)
-                     WHERE EXISTS (SELECT FROM __pgt_keys)),
-                %6$s""".formatted(String.join("\n UNION ALL ", terms), truncated(termShape), restricted, String.join(", ", columns),
-                deltas.definitions(), replaceCopies(target, columns, keyColumns, "__pgt_keys")),
-                keyColumns);
+        return new Plan(Strategy.GROUPS, recomputeKeys(terms, termShape, restricted, columns, deltas,
+                replaceCopies(target, columns, keyColumns, "__pgt_keys")), keyColumns);
     }
 
     /**
@@ -994,6 +993,15 @@ public final class DeltaPlanner {
             return CCJSqlParserUtil.parse(readable(query)).toString();
         } catch (JSQLParserException e) {
             throw new PlanRefusedException("the engine's SQL parser cannot read the query: " + firstLine(e));
+        }
+    }
+
+    /** The query as JSqlParser reads it, or null when it cannot or it is not a SELECT (the planner says why). */
+    static Select select(String query) {
+        try {
+            return CCJSqlParserUtil.parse(readable(query)) instanceof Select select ? select : null;
+        } catch (JSQLParserException e) {
+            return null;
         }
     }
 

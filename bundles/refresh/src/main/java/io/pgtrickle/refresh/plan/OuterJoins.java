@@ -6,12 +6,9 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Collectors;
-import net.sf.jsqlparser.JSQLParserException;
 import net.sf.jsqlparser.expression.Expression;
-import net.sf.jsqlparser.parser.CCJSqlParserUtil;
 import net.sf.jsqlparser.schema.Column;
 import net.sf.jsqlparser.schema.Table;
-import net.sf.jsqlparser.statement.Statement;
 import net.sf.jsqlparser.statement.select.FromItem;
 import net.sf.jsqlparser.statement.select.Join;
 import net.sf.jsqlparser.statement.select.ParenthesedFromItem;
@@ -338,11 +335,6 @@ final class OuterJoins {
     }
 
     private static Select parse(String query) {
-        try {
-            Statement s = CCJSqlParserUtil.parse(DeltaPlanner.readable(query));
-            return s instanceof Select select ? select : null;
-        } catch (JSQLParserException e) {
-            return null; // the planner says so with its own reason
-        }
+        return DeltaPlanner.select(query);
     }
 }

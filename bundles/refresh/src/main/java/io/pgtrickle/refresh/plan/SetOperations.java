@@ -4,10 +4,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Collectors;
 import java.util.stream.IntStream;
-import net.sf.jsqlparser.JSQLParserException;
 import net.sf.jsqlparser.expression.Expression;
-import net.sf.jsqlparser.parser.CCJSqlParserUtil;
-import net.sf.jsqlparser.statement.Statement;
 import net.sf.jsqlparser.statement.select.ParenthesedSelect;
 import net.sf.jsqlparser.statement.select.PlainSelect;
 import net.sf.jsqlparser.statement.select.Select;
@@ -119,11 +116,6 @@ final class SetOperations {
     }
 
     private static Select parse(String query) {
-        try {
-            Statement s = CCJSqlParserUtil.parse(DeltaPlanner.readable(query));
-            return s instanceof Select select ? select : null;
-        } catch (JSQLParserException e) {
-            return null; // the planner says so with its own reason
-        }
+        return DeltaPlanner.select(query);
     }
 }

@@ -11,7 +11,6 @@ import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
 import net.sf.jsqlparser.expression.operators.relational.ParenthesedExpressionList;
 import net.sf.jsqlparser.parser.CCJSqlParserUtil;
 import net.sf.jsqlparser.schema.Column;
-import net.sf.jsqlparser.statement.Statement;
 import net.sf.jsqlparser.statement.select.PlainSelect;
 import net.sf.jsqlparser.statement.select.SelectItem;
 
@@ -178,11 +177,6 @@ final class Windows {
     }
 
     private static PlainSelect parse(String query) {
-        try {
-            Statement s = CCJSqlParserUtil.parse(DeltaPlanner.readable(query));
-            return s instanceof PlainSelect ps ? ps : null;
-        } catch (JSQLParserException e) {
-            return null; // the planner says so with its own reason
-        }
+        return DeltaPlanner.select(query) instanceof PlainSelect ps ? ps : null;
     }
 }
