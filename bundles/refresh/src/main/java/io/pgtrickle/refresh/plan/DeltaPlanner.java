@@ -435,28 +435,39 @@ public final class DeltaPlanner {
     static String replaceCopies(String target, List<String> columns, List<String> keyColumns, String touched) {
         return """
                 __pgt_old AS MATERIALIZED (
-                    SELECT s.ctid AS __pgt_ctid, ROW(%2$s)::text AS __pgt_key,
-                           row_number() OVER (PARTITION BY ROW(%2$s)::text) AS __pgt_n
-                      FROM %3$s s
-                     WHERE hash_record_extended(ROW(%6$s), 0) IN (SELECT %5$s.h FROM %5$s)),
+                    SELECT s.ctid AS __pgt_ctid, ROW(%1$s)::text AS __pgt_key,
+                           row_number() OVER (PARTITION BY ROW(%1$s)::text) AS __pgt_n
+                      FROM %2$s s
+                     WHERE hash_record_extended(ROW(%5$s), 0) IN (SELECT %3$s.h FROM %3$s)),
                 __pgt_copies AS MATERIALIZED (
                     SELECT n.*, row_number() OVER (PARTITION BY n.__pgt_key) AS __pgt_n FROM __pgt_new n),
+                %4$s""".formatted(prefixed("s.", columns), target, touched, copiesWritten(target, columns, "__pgt_old", "__pgt_copies"),
+                prefixed("s.", keyColumns));
+    }
+
+    /**
+     * The end of a statement that writes numbered copies: CTE {@code stored} (the stored rows'
+     * __pgt_ctid, their text __pgt_key and copy number __pgt_n) against CTE {@code fresh} (the new
+     * rows' columns, __pgt_key and __pgt_n); only the copies beyond the other side's count are
+     * deleted or inserted. Needs CTE __pgt_trunc before it.
+     */
+    static String copiesWritten(String target, List<String> columns, String stored, String fresh) {
+        return """
                 __pgt_deleted AS (
-                    DELETE FROM %3$s s USING __pgt_old o
+                    DELETE FROM %1$s s USING %3$s o
                      WHERE s.ctid = o.__pgt_ctid AND NOT (SELECT t FROM __pgt_trunc)
-                       AND NOT EXISTS (SELECT FROM __pgt_copies n WHERE n.__pgt_key = o.__pgt_key AND n.__pgt_n = o.__pgt_n)
+                       AND NOT EXISTS (SELECT FROM %4$s n WHERE n.__pgt_key = o.__pgt_key AND n.__pgt_n = o.__pgt_n)
                     RETURNING 1),
                 __pgt_inserted AS (
-                    INSERT INTO %3$s (%1$s)
-                    SELECT %4$s FROM __pgt_copies n
+                    INSERT INTO %1$s (%2$s)
+                    SELECT %5$s FROM %4$s n
                      WHERE NOT (SELECT t FROM __pgt_trunc)
-                       AND NOT EXISTS (SELECT FROM __pgt_old o WHERE o.__pgt_key = n.__pgt_key AND o.__pgt_n = n.__pgt_n)
+                       AND NOT EXISTS (SELECT FROM %3$s o WHERE o.__pgt_key = n.__pgt_key AND o.__pgt_n = n.__pgt_n)
                     RETURNING 1)
                 -- deleted first: an old copy must be gone before a new one meets a unique index
                 SELECT (SELECT count(*) FROM __pgt_deleted), (SELECT count(*) FROM __pgt_inserted),
                        pg_current_snapshot()::text, (SELECT t FROM __pgt_trunc), 0::bigint
-                """.formatted(String.join(", ", columns), prefixed("s.", columns), target, prefixed("n.", columns), touched,
-                prefixed("s.", keyColumns));
+                """.formatted(target, String.join(", ", columns), stored, fresh, prefixed("n.", columns));
     }
 
     private static List<String> withWeight(List<String> columns) {

@@ -605,6 +605,14 @@ final class Sublinks {
 
     /** "The row's verdict can have changed", for the sublinks of branch {@code b} at {@code path}. */
     private static String affected(Branch b, List<Integer> path) {
+        return "(" + String.join(" OR ", affected(b, path, null, null)) + ")";
+    }
+
+    /**
+     * The same as alternatives; given each sublink's condition now and before ({@code nows},
+     * {@code befores}), an uncorrelated one reaches only the rows whose own verdict of it changed.
+     */
+    private static List<String> affected(Branch b, List<Integer> path, List<String> nows, List<String> befores) {
         List<String> affected = new ArrayList<>();
         for (int i = 0; i < b.sublinks.size(); i++) {
             Sublink s = b.sublinks.get(i);
@@ -613,10 +621,12 @@ final class Sublinks {
                         + keysName(child(path, i)) + ")");
             }
             if (s.global()) {
-                affected.add("(SELECT t FROM " + changedName(child(path, i)) + ")");
+                String changed = "(SELECT t FROM " + changedName(child(path, i)) + ")";
+                affected.add(nows == null || s.correlated ? changed : "(" + changed + " AND (CASE WHEN " + nows.get(i)
+                        + " THEN 1 ELSE 0 END) <> (CASE WHEN " + befores.get(i) + " THEN 1 ELSE 0 END))");
             }
         }
-        return "(" + String.join(" OR ", affected) + ")";
+        return affected;
     }
 
     /**
@@ -663,19 +673,7 @@ final class Sublinks {
         // it (two values computed once, compared) changes for few: for TPC-H Q22's c_acctbal > (SELECT
         // avg(...)), those between the old and the new average. The other subqueries' old verdicts
         // (a NOT EXISTS over the old rows, per row) are then skipped for the rest.
-        List<String> reached = new ArrayList<>();
-        for (int i = 0; i < b.sublinks.size(); i++) {
-            Sublink s = b.sublinks.get(i);
-            if (!s.innerKeys.isEmpty()) {
-                reached.add("(" + s.outerKeys.stream().map(Object::toString).collect(Collectors.joining(", ")) + ") IN (SELECT * FROM "
-                        + keysName(child(List.of(bi), i)) + ")");
-            }
-            if (s.global()) {
-                reached.add(s.correlated ? "(SELECT t FROM " + changedName(child(List.of(bi), i)) + ")"
-                        : "((SELECT t FROM " + changedName(child(List.of(bi), i)) + ") AND (CASE WHEN " + nows.get(i)
-                                + " THEN 1 ELSE 0 END) <> (CASE WHEN " + befores.get(i) + " THEN 1 ELSE 0 END))");
-            }
-        }
+        List<String> reached = affected(b, List.of(bi), nows, befores);
         return "(CASE WHEN " + String.join(" OR ", reached) + " THEN (CASE WHEN " + String.join(" AND ", nows)
                 + " THEN 1 ELSE 0 END) - (CASE WHEN " + String.join(" AND ", befores) + " THEN 1 ELSE 0 END) ELSE 0 END)";
     }

@@ -3,13 +3,10 @@ package io.pgtrickle.refresh.plan;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Collectors;
-import net.sf.jsqlparser.JSQLParserException;
 import net.sf.jsqlparser.expression.Expression;
 import net.sf.jsqlparser.expression.LongValue;
 import net.sf.jsqlparser.expression.operators.relational.ParenthesedExpressionList;
-import net.sf.jsqlparser.parser.CCJSqlParserUtil;
 import net.sf.jsqlparser.schema.Column;
-import net.sf.jsqlparser.statement.Statement;
 import net.sf.jsqlparser.statement.select.OrderByElement;
 import net.sf.jsqlparser.statement.select.ParenthesedSelect;
 import net.sf.jsqlparser.statement.select.PlainSelect;
@@ -62,14 +59,8 @@ final class TopK implements DeltaPlanner.Apply {
      * FETCH, a LIMIT that is not an integer literal, and ORDER BY items that are not result columns.
      */
     static TopK of(String query) throws PlanRefusedException {
-        Statement statement;
-        try {
-            statement = CCJSqlParserUtil.parse(DeltaPlanner.readable(query));
-        } catch (JSQLParserException e) {
-            // the planner says so with its own reason
-            return null;
-        }
-        if (!(statement instanceof Select select)) {
+        Select select = DeltaPlanner.select(query); // null: the planner says why with its own reason
+        if (select == null) {
             return null;
         }
         if (select.getOffset() != null || select.getLimit() != null && select.getLimit().getOffset() != null) {
@@ -257,22 +248,9 @@ final class TopK implements DeltaPlanner.Apply {
                 __pgt_fresh AS MATERIALIZED (
                     SELECT ROW(%11$s)::text AS __pgt_key, row_number() OVER (PARTITION BY ROW(%11$s)::text) AS __pgt_n, %11$s
                       FROM __pgt_result r),
-                __pgt_deleted AS (
-                    DELETE FROM %2$s s USING __pgt_stored o
-                     WHERE s.ctid = o.__pgt_ctid AND NOT (SELECT t FROM __pgt_trunc)
-                       AND NOT EXISTS (SELECT FROM __pgt_fresh n WHERE n.__pgt_key = o.__pgt_key AND n.__pgt_n = o.__pgt_n)
-                    RETURNING 1),
-                __pgt_inserted AS (
-                    INSERT INTO %2$s (%10$s)
-                    SELECT %12$s FROM __pgt_fresh n
-                     WHERE NOT (SELECT t FROM __pgt_trunc)
-                       AND NOT EXISTS (SELECT FROM __pgt_stored o WHERE o.__pgt_key = n.__pgt_key AND o.__pgt_n = n.__pgt_n)
-                    RETURNING 1)
-                -- deleted first: an old row must be gone before its new copy meets a unique index
-                SELECT (SELECT count(*) FROM __pgt_deleted), (SELECT count(*) FROM __pgt_inserted),
-                       pg_current_snapshot()::text, (SELECT t FROM __pgt_trunc), 0::bigint
-                """.formatted(s, target, candidates, DeltaPlanner.prefixed("c.", columns), orderBy("c.", columns), k, ok,
-                DeltaPlanner.prefixed("q.", columns), query, cols, r, DeltaPlanner.prefixed("n.", columns));
+                %12$s""".formatted(s, target, candidates, DeltaPlanner.prefixed("c.", columns), orderBy("c.", columns), k, ok,
+                DeltaPlanner.prefixed("q.", columns), query, cols, r,
+                DeltaPlanner.copiesWritten(target, columns, "__pgt_stored", "__pgt_fresh"));
     }
 
     @Override
