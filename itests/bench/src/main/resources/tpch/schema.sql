@@ -91,7 +91,9 @@ $fn$;
 
 -- One refresh round's changes, in one transaction: RF1 (new orders with their lines), RF2 (the oldest
 -- orders and their lines deleted), each `fraction` of the orders, plus updates of as many orders'
--- lines (discounts) and customers (balances).
+-- lines (discounts) and customers (balances), and of `fraction` of the part suppliers (supply cost
+-- and available quantity) and of the suppliers (balance, at least one): so that every query but
+-- those over part, nation and region alone has changes to maintain.
 CREATE FUNCTION pg_temp.round(fraction float8) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     n int := greatest(1, round((SELECT count(*) FROM orders) * fraction)::int);
@@ -104,5 +106,10 @@ BEGIN
      WHERE l_orderkey IN (SELECT o_orderkey FROM orders TABLESAMPLE BERNOULLI (100 * fraction));
     UPDATE customer SET c_acctbal = round((random() * 10998.99 - 999.99)::numeric, 2)
      WHERE c_custkey IN (SELECT c_custkey FROM customer TABLESAMPLE BERNOULLI (100 * fraction));
+    UPDATE partsupp SET ps_supplycost = round((1 + random() * 999)::numeric, 2), ps_availqty = 1 + floor(random() * 9999)::int
+     WHERE (ps_partkey, ps_suppkey) IN (SELECT ps_partkey, ps_suppkey FROM partsupp TABLESAMPLE BERNOULLI (100 * fraction));
+    UPDATE supplier SET s_acctbal = round((random() * 10998.99 - 999.99)::numeric, 2)
+     WHERE s_suppkey IN (SELECT s_suppkey FROM supplier TABLESAMPLE BERNOULLI (100 * fraction)
+                         UNION SELECT 1 + floor(random() * (SELECT count(*) FROM supplier))::int);
 END
 $fn$;

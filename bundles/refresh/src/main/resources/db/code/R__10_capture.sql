@@ -138,6 +138,14 @@ BEGIN
 END
 $fn$;
 
+-- The oldest snapshot a stream table's frontier holds: that of its first derived table when its plan
+-- has derived tables maintained from their own frontiers (R__52_derived_tables.sql: taken before the
+-- stream table's own, in the same refresh), else its snapshot. Every buffered row not visible in it
+-- is still needed by some part of the stream table, and none visible in it is.
+CREATE OR REPLACE FUNCTION pgtrickle.oldest_frontier(frontier jsonb) RETURNS pg_snapshot
+    LANGUAGE sql IMMUTABLE
+    RETURN coalesce(frontier -> 'derived' ->> 0, frontier ->> 'snapshot')::pg_snapshot;
+
 -- Deletes buffered rows every consumer has passed: rows whose writer is older than the oldest
 -- frontier's xmin (committed before every frontier, or aborted). Consumers that have never
 -- refreshed do not hold rows back: their first refresh is a full one. Returns rows deleted.
@@ -153,7 +161,7 @@ BEGIN
     IF buffer IS NULL THEN
         RETURN 0;
     END IF;
-    SELECT min(pg_snapshot_xmin((st.frontier ->> 'snapshot')::pg_snapshot))
+    SELECT min(pg_snapshot_xmin(pgtrickle.oldest_frontier(st.frontier)))
       INTO horizon
       FROM pgtrickle.pgt_change_tracking t
       JOIN pgtrickle.pgt_stream_tables st ON st.pgt_id = ANY (t.tracked_by_pgt_ids)

@@ -153,11 +153,12 @@ AS $fn$
 $fn$;
 
 -- The queries of a query tree that the engine's planner inlines into the query reading them (as
--- PostgreSQL's pull_up_subqueries does): subqueries in FROM other than UNION ALL branches, and WITH
--- queries; each with how it is reached ('subquery' or 'ctequery') and its own fields, the nodes
--- nested in it elided (so a flag or clause in it is its own, not a nested query's). The tree is cut
--- at every brace that is not escaped; a piece belongs to the node it opens, or, after a closing
--- brace, to the node open again (the last one opened at that depth).
+-- PostgreSQL's pull_up_subqueries does) or keeps as derived tables: subqueries in FROM other than
+-- UNION ALL branches, and WITH queries; each with how it is reached ('subquery' or 'ctequery' for
+-- those of the query itself, 'nested subquery' or 'nested ctequery' for those of its subqueries)
+-- and its own fields, the nodes nested in it elided (so a flag or clause in it is its own, not a
+-- nested query's). The tree is cut at every brace that is not escaped; a piece belongs to the node
+-- it opens, or, after a closing brace, to the node open again (the last one opened at that depth).
 CREATE OR REPLACE FUNCTION pgtrickle.inlined_queries(tree text)
     RETURNS TABLE (via text, own text)
     LANGUAGE sql IMMUTABLE STRICT
@@ -179,7 +180,8 @@ AS $fn$
         -- a node's parent owns the piece before its opening brace, which ends with the field's name
         SELECT o.n AS id, prev.owner AS parent, substring(prev.piece FROM ':(\w+) *$') AS field
           FROM owned o JOIN owned prev ON prev.n = o.n - 1 WHERE o.step = 1)
-    SELECT qp.field, q.own
+    SELECT CASE WHEN holder.id = (SELECT min(t.id) FROM nodes t WHERE t.kind = 'QUERY') THEN qp.field
+                ELSE 'nested ' || qp.field END, q.own
       FROM nodes q
       JOIN parents qp ON qp.id = q.id
       JOIN parents rp ON rp.id = qp.parent           -- the range table entry or the WITH entry
@@ -188,26 +190,31 @@ AS $fn$
        AND (qp.field = 'ctequery' OR (qp.field = 'subquery' AND holder.own ~ ':setOperations <>'))
 $fn$;
 
--- Why the planner cannot inline a subquery in FROM or a WITH query of a query tree, or NULL: it
--- inlines plain SELECTs over tables (window functions, set-returning functions, DISTINCT ON and
--- subqueries in expressions are refused for the whole tree before this is asked).
+-- Why the planner can neither inline a subquery in FROM or a WITH query of a query tree nor keep it
+-- as a derived table, or NULL. It inlines plain SELECTs over tables; one of the query itself that
+-- aggregates, groups or uses DISTINCT it keeps as a derived table (R__52_derived_tables.sql), but
+-- not one nested in another subquery. (Window functions, set-returning functions, DISTINCT ON and
+-- subqueries in expressions are judged for the whole tree before this is asked.)
 CREATE OR REPLACE FUNCTION pgtrickle.inline_blocker(tree text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT
 AS $fn$
-    SELECT CASE WHEN i.via = 'ctequery' THEN 'the query uses WITH, and a WITH query ' ELSE 'the query has a subquery in FROM that ' END
-           || CASE WHEN i.own ~ ':hasAggs true' THEN 'aggregates'
-                   WHEN i.own !~ ':groupClause <>' OR i.own !~ ':groupingSets <>' THEN 'uses GROUP BY'
-                   WHEN i.own !~ ':havingQual <>' THEN 'uses HAVING'
-                   WHEN i.own !~ ':distinctClause <>' THEN 'uses DISTINCT'
+    SELECT CASE WHEN i.via LIKE 'nested %' THEN 'a subquery of the query ' ELSE 'the query ' END
+           || CASE WHEN i.via LIKE '%ctequery' THEN 'uses WITH, and a WITH query ' ELSE 'has a subquery in FROM that ' END
+           || CASE WHEN i.own !~ ':groupingSets <>' THEN 'uses GROUP BY'
                    WHEN i.own !~ ':limitOffset <>' OR i.own !~ ':limitCount <>' THEN 'uses LIMIT or OFFSET'
                    WHEN i.own !~ ':sortClause <>' THEN 'uses ORDER BY'
                    WHEN i.own !~ ':setOperations <>' THEN 'uses UNION, INTERSECT or EXCEPT'
-                   ELSE 'reads no table' END
+                   WHEN i.own ~ ':rtable <>' THEN 'reads no table'
+                   WHEN i.own ~ ':hasAggs true' THEN 'aggregates'
+                   WHEN i.own !~ ':groupClause <>' THEN 'uses GROUP BY'
+                   WHEN i.own !~ ':havingQual <>' THEN 'uses HAVING'
+                   ELSE 'uses DISTINCT' END
       FROM pgtrickle.inlined_queries(tree) i
-     WHERE i.own ~ ':hasAggs true' OR i.own !~ ':groupClause <>' OR i.own !~ ':groupingSets <>'
-        OR i.own !~ ':havingQual <>' OR i.own !~ ':distinctClause <>' OR i.own !~ ':sortClause <>'
+     WHERE i.own !~ ':groupingSets <>' OR i.own !~ ':sortClause <>'
         OR i.own !~ ':limitOffset <>' OR i.own !~ ':limitCount <>' OR i.own !~ ':setOperations <>'
         OR i.own ~ ':rtable <>'
+        OR (i.via LIKE 'nested %' AND (i.own ~ ':hasAggs true' OR i.own !~ ':groupClause <>' OR i.own !~ ':havingQual <>'
+                                      OR i.own !~ ':distinctClause <>'))
      LIMIT 1
 $fn$;
 
@@ -432,13 +439,8 @@ BEGIN
         SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM inserted) + (SELECT count(*) FROM filled),
                pg_current_snapshot()::text
         $sql$, st.defining_query, cols, target, diff, victims, rebuilt,
-        -- running totals are refilled from scratch in the same statement (and snapshot); the fill
-        -- waits for the clear (its one-time filter reads the clear's rows first), or a group's old
-        -- row would still hold the key its new row needs
-        CASE WHEN st.state_table IS NOT NULL THEN format(',
-             __pgt_state_clear AS (DELETE FROM %1$s RETURNING 1),
-             __pgt_state_fill AS (INSERT INTO %1$s SELECT * FROM (%2$s) __pgt_q
-                                  WHERE (SELECT count(*) FROM __pgt_state_clear) >= 0)', st.state_table, st.state_sql) ELSE '' END);
+        -- running totals and derived tables are refilled from scratch in the same statement (and snapshot)
+        pgtrickle.refill_ctes(st.state_table, st.state_sql, st.derived));
 END
 $fn$;
 
@@ -481,6 +483,7 @@ DECLARE
     old_rows text[];
     applied  text[];
 BEGIN
+    PERFORM pgtrickle.grant_plan_tables(st);
     IF ratio > 0 AND pending > 0 AND size >= 8 * 1024 * 1024
        AND has_table_privilege(st.pgt_relid, 'TRUNCATE')
        AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.confrelid = st.pgt_relid) THEN
@@ -493,11 +496,7 @@ BEGIN
                 WITH filled AS (INSERT INTO %1$s SELECT * FROM (%2$s) q RETURNING 1)%3$s
                 SELECT count(*), pg_current_snapshot()::text FROM filled
                 $sql$, st.pgt_relid::regclass, st.defining_query,
-                CASE WHEN st.state_table IS NOT NULL THEN format(',
-                     __pgt_state_clear AS (DELETE FROM %1$s RETURNING 1),
-                     __pgt_state_fill AS (INSERT INTO %1$s SELECT * FROM (%2$s) __pgt_q
-                                          WHERE (SELECT count(*) FROM __pgt_state_clear) >= 0)', st.state_table, st.state_sql)
-                     ELSE '' END), NULL);
+                pgtrickle.refill_ctes(st.state_table, st.state_sql, st.derived)), NULL);
             RETURN ARRAY[old_rows[1], res[1], res[2]];
         END IF;
     END IF;
@@ -507,7 +506,7 @@ BEGIN
     -- only refreshes write it, and this one holds its catalog row. Kept to results of at most 1 MB,
     -- since the difference travels as text; sources below min_parallel_table_scan_size get no
     -- workers, so the one statement is cheaper for them.
-    IF st.state_table IS NULL AND size <= 1024 * 1024 AND current_setting('max_parallel_workers_per_gather')::int > 0
+    IF st.state_table IS NULL AND st.derived IS NULL AND size <= 1024 * 1024 AND current_setting('max_parallel_workers_per_gather')::int > 0
        AND (SELECT sum(c.relpages) FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid
              WHERE d.pgt_id = st.pgt_id) * current_setting('block_size')::bigint
            >= pg_size_bytes(current_setting('min_parallel_table_scan_size')) THEN
@@ -539,8 +538,10 @@ $fn$;
 -- NULL and the reason it cannot have one (the stream table then runs FULL), and for plans that keep
 -- running totals their table and refill query: the next refresh is then FULL, which fills it. A plan
 -- made for a query the stream table no longer has is ignored. Returns whether the plan was stored.
+DROP FUNCTION IF EXISTS pgtrickle.set_refresh_plan(bigint, text, text, text, text, text);
 CREATE OR REPLACE FUNCTION pgtrickle.set_refresh_plan(pgt_id bigint, planned_query text, delta_sql text, reason text,
-                                           state_table text DEFAULT NULL, state_sql text DEFAULT NULL)
+                                           state_table text DEFAULT NULL, state_sql text DEFAULT NULL,
+                                           derived jsonb DEFAULT NULL)
     RETURNS boolean
     LANGUAGE plpgsql
 AS $fn$
@@ -549,23 +550,26 @@ DECLARE
     filled boolean := false;
 BEGIN
     SELECT * INTO st FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = set_refresh_plan.pgt_id FOR UPDATE;
-    -- Running totals must match the stored rows, i.e. the sources at the frontier. With no change
-    -- since the frontier the sources now are the sources then: fill them now, in one statement
-    -- with the check. Otherwise the next refresh runs FULL, which fills them.
-    IF set_refresh_plan.state_sql IS NOT NULL AND st.frontier ? 'snapshot' AND st.defining_query = planned_query THEN
+    -- Running totals and derived tables must match the stored rows, i.e. the sources at the
+    -- frontier. With no change since the frontier the sources now are the sources then: fill them
+    -- now, in one statement with the check. Otherwise the next refresh runs FULL, which fills them.
+    IF (set_refresh_plan.state_sql IS NOT NULL OR set_refresh_plan.derived IS NOT NULL) AND st.frontier ? 'snapshot'
+       AND st.defining_query = planned_query THEN
         EXECUTE format('WITH pending AS (SELECT coalesce(sum(pgtrickle.pending_change_count(d.source_relid::regclass, $1)), 0) AS n'
-                       '                   FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = $2),'
-                       '     filled AS (INSERT INTO %s SELECT * FROM (%s) q WHERE (SELECT n FROM pending) = 0 RETURNING 1)'
-                       ' SELECT (SELECT n FROM pending) = 0 AND (SELECT count(*) FROM filled) >= 0',
-                       set_refresh_plan.state_table, set_refresh_plan.state_sql)
+                       '                   FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = $2)%s'
+                       ' SELECT (SELECT n FROM pending) = 0',
+                       pgtrickle.refill_ctes(set_refresh_plan.state_table, set_refresh_plan.state_sql, set_refresh_plan.derived,
+                                             '(SELECT n FROM pending) = 0'))
            INTO filled USING (st.frontier ->> 'snapshot')::pg_snapshot, st.pgt_id;
     END IF;
     UPDATE pgtrickle.pgt_stream_tables s
        SET delta_sql = set_refresh_plan.delta_sql,
            state_table = set_refresh_plan.state_table,
            state_sql = set_refresh_plan.state_sql,
-           frontier = CASE WHEN set_refresh_plan.state_sql IS NOT NULL AND NOT filled AND s.frontier IS NOT NULL
-                           THEN s.frontier || '{"full_next": true}' ELSE s.frontier END,
+           derived = CASE WHEN set_refresh_plan.delta_sql IS NOT NULL THEN set_refresh_plan.derived END,
+           frontier = CASE WHEN (set_refresh_plan.state_sql IS NOT NULL OR set_refresh_plan.derived IS NOT NULL)
+                                AND NOT filled AND s.frontier IS NOT NULL
+                           THEN s.frontier || '{"full_next": true}' ELSE s.frontier END - 'derived',
            refresh_mode = CASE WHEN set_refresh_plan.delta_sql IS NULL THEN 'FULL' ELSE s.refresh_mode END,
            refresh_mode_reason = CASE WHEN set_refresh_plan.delta_sql IS NULL THEN set_refresh_plan.reason ELSE s.refresh_mode_reason END,
            effective_refresh_mode = CASE WHEN set_refresh_plan.delta_sql IS NULL THEN 'FULL' ELSE s.effective_refresh_mode END,
@@ -703,9 +707,7 @@ BEGIN
             PERFORM pgtrickle.grant_to_owner(owner, 'SELECT', src.buffer);
         END IF;
     END LOOP;
-    IF st.state_table IS NOT NULL AND NOT has_table_privilege(owner, st.state_table, 'SELECT, INSERT, UPDATE, DELETE') THEN
-        PERFORM pgtrickle.grant_to_owner(owner, 'SELECT, INSERT, UPDATE, DELETE', st.state_table::regclass);
-    END IF;
+    PERFORM pgtrickle.grant_plan_tables(st);
     RETURN true;
 END
 $fn$;
@@ -755,6 +757,7 @@ DECLARE
     counts    jsonb;
     live      text[];
     cost      jsonb;
+    derived_at text[];
 BEGIN
     -- A transaction that wrote before it refreshes has an id already; the lock below gives one to
     -- every other, which writes nothing this refresh must read back (see written_by below).
@@ -791,7 +794,7 @@ BEGIN
     IF st.is_populated AND NOT st.needs_reinit AND st.frontier ? 'snapshot' AND coalesce(captured, false)
        AND st.recompute_reason IS NULL THEN
         SELECT p.total, p.counts, p.buffers, pg_current_snapshot()::text INTO pending, counts, live, snapshot
-          FROM pgtrickle.pending_changes(st.pgt_id, (st.frontier ->> 'snapshot')::pg_snapshot) p;
+          FROM pgtrickle.pending_changes(st.pgt_id, pgtrickle.oldest_frontier(st.frontier)) p;
     END IF;
 
     -- A transaction that wrote to a source before refreshing: its rows are consumed now and, as it
@@ -856,16 +859,25 @@ BEGIN
     ELSIF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL AND snapshot IS NOT NULL AND NOT fallback AND readable
           AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) AND NOT full_next THEN
         act := 'DIFFERENTIAL';
-        res := pgtrickle.execute_as_owner(st, st.delta_sql, (st.frontier ->> 'snapshot')::pg_snapshot);
+        -- the plan's derived tables first: the statement below reads them and their changes
+        IF st.derived IS NOT NULL THEN
+            derived_at := pgtrickle.maintain_derived(st);
+        END IF;
+        IF st.derived IS NOT NULL AND derived_at IS NULL THEN
+            res := ARRAY['0', '0', NULL, 'true', '0'];
+        ELSE
+            res := pgtrickle.execute_as_owner(st, st.delta_sql, (st.frontier ->> 'snapshot')::pg_snapshot);
+        END IF;
         -- Nothing written: a TRUNCATE, or a source without changes at the probe has some now (a
         -- writer committed in between), whose terms were left out. Once more with all terms.
-        IF res[4]::boolean AND current_setting('pgtrickle.live_buffers', true) <> '' THEN
+        IF res[4]::boolean AND current_setting('pgtrickle.live_buffers', true) <> '' AND res[3] IS NOT NULL THEN
             PERFORM set_config('pgtrickle.live_buffers', '', true);
             res := pgtrickle.execute_as_owner(st, st.delta_sql, (st.frontier ->> 'snapshot')::pg_snapshot);
         END IF;
         del := res[1]; ins := res[2]; snapshot := res[3]; truncated := res[4]; missing := res[5];
-        -- A TRUNCATE in the window: the delta statement wrote nothing and said so.
+        -- A TRUNCATE in the window: the delta statement (or a derived table's) wrote nothing and said so.
         IF truncated THEN
+            derived_at := NULL;
             act := 'FULL';
             res := pgtrickle.full_refresh(st, pending);
             del := res[1]; ins := res[2]; snapshot := res[3];
@@ -875,12 +887,13 @@ BEGIN
             RAISE WARNING 'pgtrickle: stream table %.% lacked % row(s) its delta deletes; recomputing it in full',
                 st.pgt_schema, st.pgt_name, missing;
             act := 'FULL';
+            derived_at := NULL;
             res := pgtrickle.full_refresh(st, pending);
             del2 := res[1]; ins2 := res[2]; snapshot := res[3];
             del := del + del2;
             ins := ins + ins2;
         END IF;
-    ELSIF NOT st.is_populated AND st.state_table IS NULL AND NOT pgtrickle.has_rows(st.pgt_relid::regclass) THEN
+    ELSIF NOT st.is_populated AND st.state_table IS NULL AND st.derived IS NULL AND NOT pgtrickle.has_rows(st.pgt_relid::regclass) THEN
         -- The first fill of an empty table (create, a shadow build): nothing to compare with, so
         -- a plain INSERT, with the snapshot taken by the same statement.
         act := 'FULL';
@@ -909,6 +922,11 @@ BEGIN
                          FROM (SELECT pg_snapshot_xip(q.s) AS x UNION SELECT own) u))
           INTO snapshot
           FROM (SELECT snapshot::pg_snapshot AS s) q;
+        derived_at := ARRAY(SELECT format('%s:%s:%s', least(pg_snapshot_xmin(q.s), own), pg_snapshot_xmax(q.s),
+                                       (SELECT string_agg(u.x::text, ',' ORDER BY u.x)
+                                          FROM (SELECT pg_snapshot_xip(q.s) AS x UNION SELECT own) u))
+                           FROM unnest(derived_at) WITH ORDINALITY AS f(t, n), LATERAL (SELECT f.t::pg_snapshot AS s) q
+                          ORDER BY f.n);
     END IF;
 
     -- The history row is the refresh's event: triggers on pgt_refresh_history (the notify unit's
@@ -928,7 +946,12 @@ BEGIN
                       || CASE WHEN full_next OR (act <> 'FULL' AND coalesce((st.frontier ->> 'full_next')::boolean, false))
                               THEN '{"full_next": true}' ELSE '{}' END::jsonb
                       -- the cost rule's last verdict (pgtrickle.differential_cost_fallback)
-                      || jsonb_strip_nulls(jsonb_build_object('cost', coalesce(cost, st.frontier -> 'cost'))),
+                      || jsonb_strip_nulls(jsonb_build_object('cost', coalesce(cost, st.frontier -> 'cost')))
+                      -- the derived tables' own frontiers (pgtrickle.maintain_derived): those of
+                      -- their statements in a DIFFERENTIAL refresh, the stream table's otherwise
+                      || CASE WHEN act = 'DIFFERENTIAL' AND derived_at IS NOT NULL THEN jsonb_build_object('derived', to_jsonb(derived_at))
+                              WHEN act = 'NO_DATA' AND st.frontier ? 'derived' THEN jsonb_build_object('derived', st.frontier -> 'derived')
+                              ELSE '{}' END::jsonb,
            data_timestamp = now(), last_refresh_at = now(), is_populated = true, needs_reinit = false,
            consecutive_errors = 0, status = CASE WHEN s.status = 'INITIALIZING' THEN 'ACTIVE' ELSE s.status END,
            updated_at = now()

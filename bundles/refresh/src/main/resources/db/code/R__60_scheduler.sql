@@ -58,7 +58,7 @@ BEGIN
                                AND (d.source_type NOT IN ('TABLE', 'STREAM_TABLE')
                                     OR (d.source_relid = ANY (busy)
                                         AND pgtrickle.has_pending_changes(d.source_relid::regclass,
-                                                                          (s.frontier ->> 'snapshot')::pg_snapshot))))))
+                                                                          pgtrickle.oldest_frontier(s.frontier)))))))
      ORDER BY (NOT s.is_populated OR s.needs_reinit) DESC, 3 DESC, s.pgt_id;
 END
 $fn$;

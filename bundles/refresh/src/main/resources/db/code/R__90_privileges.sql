@@ -15,7 +15,7 @@ DECLARE
 BEGIN
     FOR f IN SELECT p.oid FROM pg_proc p
               WHERE p.pronamespace IN ('pgtrickle'::regnamespace, 'pgtrickle_changes'::regnamespace)
-                AND (p.prosecdef OR p.oid IN ('pgtrickle.set_refresh_plan(bigint, text, text, text, text, text)'::regprocedure,
+                AND (p.prosecdef OR p.oid IN ('pgtrickle.set_refresh_plan(bigint, text, text, text, text, text, jsonb)'::regprocedure,
                                                'pgtrickle.record_refresh_failure(bigint, text, integer, text)'::regprocedure)) LOOP
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;

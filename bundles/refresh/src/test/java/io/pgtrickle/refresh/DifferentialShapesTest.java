@@ -92,11 +92,23 @@ class DifferentialShapesTest {
         CORPUS.put("SELECT g, sum(k) AS s FROM a GROUP BY g HAVING sum(k) > (SELECT count(*) FROM b)", null);
         CORPUS.put("SELECT g, sum(k) AS s FROM a GROUP BY g HAVING sum(k) > (SELECT count(*) FROM b WHERE b.k = sum(a.k))", "HAVING");
         CORPUS.put("SELECT id, (SELECT max(m) FROM b) AS top FROM a", "subqueries");
-        CORPUS.put("SELECT s.g FROM (SELECT g, count(*) AS n FROM a GROUP BY g) s", "subquery in FROM that aggregates");
-        CORPUS.put("SELECT s.g FROM (SELECT DISTINCT g FROM a) s", "subquery in FROM that uses DISTINCT");
+        // aggregating subqueries in FROM and WITH queries of the query itself: derived tables
+        CORPUS.put("SELECT s.g FROM (SELECT g, count(*) AS n FROM a GROUP BY g) s", null);
+        CORPUS.put("SELECT s.g FROM (SELECT DISTINCT g FROM a) s", null);
+        CORPUS.put("SELECT a.id, s.n FROM a LEFT JOIN (SELECT k, count(*) AS n FROM b GROUP BY k HAVING count(*) > 1) s ON s.k = a.k", null);
+        CORPUS.put("SELECT t.x, t.y FROM (SELECT g, sum(v) FROM a GROUP BY g) t(x, y) WHERE t.y > 3", null);
+        CORPUS.put("SELECT t.g FROM (SELECT s.g FROM (SELECT g, count(*) AS n FROM a GROUP BY g) s WHERE s.n > 1) t",
+                "a subquery of the query has a subquery in FROM that aggregates");
+        CORPUS.put("SELECT id FROM a WHERE k IN (SELECT s.k FROM (SELECT k, count(*) AS n FROM b GROUP BY k) s)",
+                "a subquery of the query has a subquery in FROM that aggregates");
+        CORPUS.put("WITH x AS (SELECT g, count(*) AS n FROM a GROUP BY g), y AS (SELECT n, count(*) AS m FROM x GROUP BY n)"
+                + " SELECT y.n, y.m FROM y", PLANNER + "a WITH query that aggregates reads another that aggregates");
+        CORPUS.put("SELECT s.n FROM (SELECT max(v) AS n FROM a) s", PLANNER + "kept as a derived table");
         CORPUS.put("SELECT s.id FROM (SELECT id FROM a ORDER BY id LIMIT 3) s", "subquery in FROM that uses LIMIT");
         CORPUS.put("SELECT s.id FROM (SELECT id FROM a UNION ALL SELECT k FROM b) s", "subquery in FROM that uses UNION");
-        CORPUS.put("WITH x AS (SELECT g, count(*) AS n FROM a GROUP BY g) SELECT x.g, x.n FROM x", "WITH query aggregates");
+        CORPUS.put("WITH x AS (SELECT g, count(*) AS n FROM a GROUP BY g) SELECT x.g, x.n FROM x", null);
+        CORPUS.put("WITH x AS (SELECT g, sum(v) AS s FROM a GROUP BY g) SELECT b.name, x.s FROM b, x"
+                + " WHERE x.g = b.name AND x.s = (SELECT max(s) FROM x)", null);
         CORPUS.put("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT a.id FROM a, r WHERE r.n = a.id",
                 "WITH RECURSIVE");
         CORPUS.put("SELECT a.id, l.x FROM a, LATERAL (SELECT a.id + b.k AS x FROM b) l", "LATERAL");

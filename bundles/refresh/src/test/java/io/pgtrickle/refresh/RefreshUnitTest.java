@@ -26,7 +26,7 @@ class RefreshUnitTest extends MigratedDatabaseTest {
         assertEquals(List.of("io.pgtrickle.catalog|READY", "io.pgtrickle.refresh|READY"),
                 strings("SELECT unit || '|' || state FROM pgtrickle.pgt_schema_unit ORDER BY unit"));
         assertEquals(List.of("R__10_capture.sql", "R__20_stream_tables.sql", "R__30_alter.sql", "R__40_guards.sql",
-                        "R__50_refresh.sql", "R__55_change_statistics.sql", "R__60_scheduler.sql", "R__90_privileges.sql"),
+                        "R__50_refresh.sql", "R__52_derived_tables.sql", "R__55_change_statistics.sql", "R__60_scheduler.sql", "R__90_privileges.sql"),
                 strings("SELECT script FROM pgtrickle.pgt_schema_script WHERE unit = 'io.pgtrickle.refresh' AND kind = 'R' ORDER BY script"));
         // no function of this unit names another unit's SQL
         assertEquals(List.of(), strings("SELECT p.proname FROM pgtrickle.pgt_schema_script s, pg_proc p"

@@ -44,7 +44,7 @@ class SchemaUnitsUpgradeTest {
             assertEquals(List.of("io.pgtrickle.catalog", "io.pgtrickle.refresh", "io.pgtrickle.evolution", "io.pgtrickle.notify"),
                     r.units().stream().map(UnitMigrator.Result::unit).toList());
             assertEquals(List.of("io.pgtrickle.catalog|READY|0.33.0.2", "io.pgtrickle.evolution|READY|", "io.pgtrickle.notify|READY|0.33.0.2",
-                            "io.pgtrickle.refresh|READY|0.34.0"),
+                            "io.pgtrickle.refresh|READY|0.35.0"),
                     strings(c, "SELECT concat_ws('|', unit, state, coalesce(schema_version, '')) FROM pgtrickle.pgt_schema_unit ORDER BY unit"));
             CatalogMigrator.Result again = new CatalogMigrator().migrate(c);
             assertEquals(List.of(), again.applied());
@@ -59,7 +59,10 @@ class SchemaUnitsUpgradeTest {
      * new ones are the two trigger functions through which units meet, the two the refresh unit
      * calls before a differential statement (change statistics, AUTO's cost rule), the FULL refresh
      * with its work_mem (full_refresh) and its statement that writes nothing (full_refresh_sql with read_only), the create-time judge's view of inlined subqueries
-     * (inline_blocker, inlined_queries), and a refresh's one-statement probe (pending_changes).
+     * (inline_blocker, inlined_queries), a refresh's one-statement probe (pending_changes), and
+     * derived tables (0.35.0): set_refresh_plan takes them as a last argument, five functions
+     * capture, maintain, refill, grant and drop them, and oldest_frontier tells how far back their
+     * own frontiers reach.
      */
     @Test
     void theSqlSurfaceIsTheReleasedOnePlusItsDeliberateChanges() throws SQLException {
@@ -77,21 +80,30 @@ class SchemaUnitsUpgradeTest {
             String history = "pgtrickle.get_refresh_history(text,integer) -> TABLE(refresh_id bigint, data_timestamp timestamp with time zone,"
                     + " start_time timestamp with time zone, end_time timestamp with time zone, action text, status text, rows_inserted bigint,"
                     + " rows_deleted bigint, duration_ms double precision, error_message text";
-            assertEquals(List.of(history + ")"), lost.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList(),
-                    "released functions changed");
+            assertEquals(List.of(history + ")", "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text) -> boolean"),
+                    lost.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList(), "released functions changed");
             assertEquals(List.of("pgtrickle.announce_refresh_event() -> trigger",
+                            "pgtrickle.capture_derived_changes() -> trigger",
                             "pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables,pg_snapshot,bigint,jsonb) -> record",
+                            "pgtrickle.drop_derived_tables() -> trigger",
                             "pgtrickle.drop_orphaned_shadow() -> trigger",
                             "pgtrickle.full_refresh(pgtrickle.pgt_stream_tables,bigint) -> text[]",
                             "pgtrickle.full_refresh_sql(pgtrickle.pgt_stream_tables,boolean) -> text",
                             history + ", fallback_reason text)",
+                            "pgtrickle.grant_plan_tables(pgtrickle.pgt_stream_tables) -> void",
                             "pgtrickle.inline_blocker(text) -> text",
                             "pgtrickle.inlined_queries(text) -> TABLE(via text, own text)",
+                            "pgtrickle.maintain_derived(pgtrickle.pgt_stream_tables) -> text[]",
+                            "pgtrickle.oldest_frontier(jsonb) -> pg_snapshot",
                             "pgtrickle.pending_changes(bigint,pg_snapshot) -> record",
-                            "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb,bigint) -> jsonb"),
+                            "pgtrickle.refill_ctes(text,text,jsonb,text) -> text",
+                            "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb,bigint) -> jsonb",
+                            "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text,jsonb) -> boolean"),
                     added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
-            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(5).substring(added.get(5).indexOf(" volatility")),
+            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(7).substring(added.get(7).indexOf(" volatility")),
                     "get_refresh_history keeps its volatility, security, settings and privileges");
+            assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), added.get(16).substring(added.get(16).indexOf(" volatility")),
+                    "set_refresh_plan keeps its volatility, security, settings and privileges");
         }
     }
 

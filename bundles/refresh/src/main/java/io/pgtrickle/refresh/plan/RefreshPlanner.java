@@ -7,9 +7,13 @@ import java.sql.SQLException;
 import java.sql.Savepoint;
 import java.sql.Statement;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -67,6 +71,7 @@ public final class RefreshPlanner {
         String stateTable = "pgtrickle_changes." + quote("state_" + pgtId);
         String stateSql = null;
         Map<String, List<String>> read = Map.of();
+        List<Derived> derived = List.of();
         Columns stored = columns(c, relid);
         DeltaPlanner.Target to = new DeltaPlanner.Target(target, stored.names(), stored.types(), stateTable, stored.identical());
         String misread = misreading(c, query);
@@ -77,8 +82,21 @@ public final class RefreshPlanner {
         for (boolean consolidate : misread != null ? new boolean[0] : new boolean[] {true, false}) {
             Savepoint before = c.setSavepoint();
             try {
-                DeltaPlanner.Plan plan = DeltaPlanner.plan(query, to, name -> source(c, name), consolidate);
-                createRowIndex(c, pgtId, schema, target, plan.keyColumns());
+                DerivedTables.Extraction extraction = DerivedTables.extract(query, n -> "pgtrickle_changes.derived_" + pgtId + "_" + n);
+                List<Derived> made = new ArrayList<>();
+                for (DerivedTables.Derived d : extraction.derived()) {
+                    made.add(derive(c, d, consolidate));
+                }
+                Source.Lookup lookup = name -> {
+                    for (Derived d : made) {
+                        if (d.table().equals(name.replace("\"", "").toLowerCase(java.util.Locale.ROOT))) {
+                            return d.source();
+                        }
+                    }
+                    return source(c, name);
+                };
+                DeltaPlanner.Plan plan = DeltaPlanner.plan(extraction.query(), to, lookup, consolidate);
+                createRowIndex(c, schema, "pgt_" + pgtId + "_row_hash", target, plan.keyColumns());
                 try (Statement s = c.createStatement()) {
                     s.execute("DROP TABLE IF EXISTS " + stateTable);
                     if (plan.stateDdl() != null) {
@@ -88,11 +106,21 @@ public final class RefreshPlanner {
                 }
                 explain(c, plan.deltaSql());
                 sql = plan.deltaSql();
-                stateSql = plan.stateSql();
-                read = plan.columnsRead();
+                // a FULL refresh refills the running totals in the statement that refills the
+                // derived tables, so from the sources, not from the derived tables
+                stateSql = plan.stateSql() == null ? null : Derived.fromSources(plan.stateSql(), made);
+                Map<String, List<String>> reads = new LinkedHashMap<>(plan.columnsRead());
+                for (Derived d : made) {
+                    reads.remove(d.table());
+                    d.read().forEach((k, v) -> reads.merge(k, v, (x, y) -> Stream.concat(x.stream(), y.stream()).distinct().toList()));
+                }
+                read = reads;
+                derived = made;
                 reason = null;
                 break;
             } catch (PlanRefusedException e) {
+                // nothing of a refused plan stays (its derived tables)
+                c.rollback(before);
                 reason = e.getMessage();
                 break;
             } catch (SQLException e) {
@@ -120,13 +148,24 @@ public final class RefreshPlanner {
                 s.execute("DROP TABLE IF EXISTS " + stateTable);
             }
         }
-        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.set_refresh_plan(?, ?, ?, ?, ?, ?)")) {
+        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.set_refresh_plan(?, ?, ?, ?, ?, ?,"
+                + " (SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object('table', u.t, 'buffer', u.b, 'query', u.q,"
+                + "         'delta_sql', u.d, 'state_table', u.st, 'state_sql', u.ss)) ORDER BY u.n)"
+                + "    FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) WITH ORDINALITY"
+                + "         AS u(t, b, q, d, st, ss, n)))")) {
             ps.setLong(1, pgtId);
             ps.setString(2, query);
             ps.setString(3, sql);
             ps.setString(4, reason);
             ps.setString(5, stateSql == null ? null : stateTable);
             ps.setString(6, stateSql);
+            List<Derived> ds = sql == null ? List.of() : derived;
+            ps.setArray(7, c.createArrayOf("text", ds.stream().map(Derived::table).toArray()));
+            ps.setArray(8, c.createArrayOf("text", ds.stream().map(Derived::buffer).toArray()));
+            ps.setArray(9, c.createArrayOf("text", ds.stream().map(Derived::fill).toArray()));
+            ps.setArray(10, c.createArrayOf("text", ds.stream().map(Derived::deltaSql).toArray()));
+            ps.setArray(11, c.createArrayOf("text", ds.stream().map(Derived::stateTable).toArray()));
+            ps.setArray(12, c.createArrayOf("text", ds.stream().map(Derived::stateSql).toArray()));
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();
                 if (rs.getBoolean(1)) {
@@ -140,6 +179,79 @@ public final class RefreshPlanner {
             LOG.debug("stream table {} refreshes DIFFERENTIAL", target);
         }
         return true;
+    }
+
+    /**
+     * A derived table as planned (see {@link DerivedTables}): where it and its changes are, the query
+     * that fills it, its statement, its running totals if any, and how the query's plan reads it.
+     */
+    private record Derived(String table, String buffer, String fill, String deltaSql, String stateTable, String stateSql,
+            Source source, Map<String, List<String>> read) {
+
+        /** SQL over derived tables, reading their queries instead: the same rows, from the sources. */
+        static String fromSources(String sql, List<Derived> derived) {
+            for (Derived d : derived) {
+                sql = sql.replaceAll(Pattern.quote(d.table()) + "(?![A-Za-z0-9_$])", Matcher.quoteReplacement("(" + d.fill() + ")"));
+            }
+            return sql;
+        }
+    }
+
+    /**
+     * Creates a derived table, its buffer and the triggers that fill the buffer, and plans its
+     * statement: that statement empties the buffer, then maintains the table, whose writes the
+     * triggers record (R__52_derived_tables.sql).
+     */
+    private static Derived derive(Connection c, DerivedTables.Derived d, boolean consolidate) throws SQLException, PlanRefusedException {
+        String table = d.table();
+        String buffer = table + "_changes";
+        String stateTable = table + "_state";
+        long relid;
+        try (Statement s = c.createStatement()) {
+            s.execute("DROP TABLE IF EXISTS " + table + ", " + buffer + ", " + stateTable);
+            s.execute("CREATE TABLE " + table + (d.columns() == null ? "" : " (" + String.join(", ", d.columns()) + ")")
+                    + " AS SELECT * FROM (" + d.query() + ") __pgt_q WITH NO DATA");
+            s.execute("CREATE TABLE " + buffer + " (xid xid8 NOT NULL DEFAULT pg_current_xact_id(), action \"char\" NOT NULL, LIKE "
+                    + table + ")");
+            for (String[] event : new String[][] {{"insert", "INSERT", "NEW TABLE AS pgt_new"}, {"delete", "DELETE", "OLD TABLE AS pgt_old"},
+                    {"update", "UPDATE", "OLD TABLE AS pgt_old NEW TABLE AS pgt_new"}}) {
+                s.execute("CREATE TRIGGER pgt_capture_" + event[0] + " AFTER " + event[1] + " ON " + table + " REFERENCING " + event[2]
+                        + " FOR EACH STATEMENT WHEN (current_setting('pgtrickle.derived_capture', true) = 'on')"
+                        + " EXECUTE FUNCTION pgtrickle.capture_derived_changes('" + buffer + "')");
+            }
+            try (ResultSet rs = s.executeQuery("SELECT '" + table + "'::regclass::oid")) {
+                rs.next();
+                relid = rs.getLong(1);
+            }
+        }
+        Columns columns = columns(c, relid);
+        DeltaPlanner.Plan plan;
+        try {
+            plan = DeltaPlanner.plan(d.query(), new DeltaPlanner.Target(table, columns.names(), columns.types(), stateTable,
+                    columns.identical()), name -> source(c, name), consolidate);
+        } catch (PlanRefusedException e) {
+            throw new PlanRefusedException("an aggregating subquery or WITH query (kept as a derived table): " + e.getMessage());
+        }
+        String unqualified = table.substring(table.indexOf('.') + 1);
+        createRowIndex(c, "pgtrickle_changes", unqualified + "_row_hash", table, plan.keyColumns());
+        try (Statement s = c.createStatement()) {
+            if (plan.strategy() != DeltaPlanner.Strategy.ROWS && !plan.keyColumns().isEmpty()) {
+                // the query joins a derived table on its group key more often than not
+                s.execute("CREATE INDEX " + unqualified + "_key ON " + table + " (" + String.join(", ", plan.keyColumns()) + ")");
+            }
+            if (plan.stateDdl() != null) {
+                s.execute(plan.stateDdl());
+                explain(c, "INSERT INTO " + stateTable + " " + plan.stateSql());
+            }
+        }
+        if (!plan.deltaSql().startsWith("WITH ")) {
+            throw new PlanRefusedException("the engine cannot maintain a derived table with a " + plan.strategy() + " statement");
+        }
+        String deltaSql = "WITH __pgt_clear AS (DELETE FROM " + buffer + "),\n" + plan.deltaSql().substring("WITH ".length());
+        explain(c, deltaSql);
+        return new Derived(table, buffer, "SELECT * FROM (" + d.query() + ") __pgt_q(" + String.join(", ", columns.names()) + ")",
+                deltaSql, plan.stateDdl() == null ? null : stateTable, plan.stateSql(),
+                new Source(table, buffer, columns.names(), columns.storedTypes(), columns.identical()), plan.columnsRead());
     }
 
     private static final AtomicLong READ_BACKS = new AtomicLong();
@@ -294,9 +406,8 @@ public final class RefreshPlanner {
      * exclusive lock on the stream table, against its readers, for as long as the build takes. An
      * evolution's swap hands over the shadow's index under this name for that reason.
      */
-    private static void createRowIndex(Connection c, long pgtId, String schema, String target, List<String> keyColumns)
+    private static void createRowIndex(Connection c, String schema, String index, String target, List<String> keyColumns)
             throws SQLException {
-        String index = "pgt_" + pgtId + "_row_hash";
         String keys = String.join(", ", keyColumns);
         try (PreparedStatement ps = c.prepareStatement("SELECT obj_description(i.indexrelid, 'pg_class') = ?"
                 + " FROM pg_index i WHERE i.indexrelid = to_regclass(?) AND i.indrelid = to_regclass(?)")) {
