@@ -267,7 +267,22 @@ BEGIN
     END IF;
     IF tree ~ ':hasTargetSRFs true' THEN RETURN 'the query calls set-returning functions in its select list'; END IF;
     -- Subqueries: the engine maintains those AND-ed in WHERE, and says why not otherwise.
-    IF tree ~ ':hasDistinctOn true' THEN RETURN 'the query uses DISTINCT ON'; END IF;
+    -- DISTINCT ON of the query itself is maintained by the keys the changes touch (DistinctOn), without
+    -- GROUP BY, aggregates, window functions or LIMIT; in a subquery it is not. (The first
+    -- hasDistinctOn of the tree is the query's own: its flags are printed before its range table.)
+    IF tree ~ ':hasDistinctOn true' THEN
+        IF substring(tree FROM ':hasDistinctOn (\w+)') <> 'true'
+           OR (SELECT count(*) FROM regexp_matches(tree, ':hasDistinctOn true', 'g')) > 1 THEN
+            RETURN 'a subquery uses DISTINCT ON';
+        END IF;
+        IF substring(tree FROM ':hasAggs (\w+)') = 'true' OR tree ~ ':hasWindowFuncs true'
+           OR substring(tree FROM '.*:groupClause (.)') = '(' THEN
+            RETURN 'the query uses DISTINCT ON over GROUP BY, aggregates or window functions';
+        END IF;
+        IF substring(tree FROM '.*:limitCount (.)') = '{' OR substring(tree FROM '.*:limitOffset (.)') = '{' THEN
+            RETURN 'the query uses ORDER BY ... LIMIT over DISTINCT ON';
+        END IF;
+    END IF;
     IF tree ~ ':hasRecursive true' THEN RETURN 'the query uses WITH RECURSIVE'; END IF;
     -- subqueries in FROM and WITH queries are inlined by the planner when they are plain SELECTs;
     -- the checks below then see their nodes too, which then have no aggregate, grouping or limit
@@ -297,8 +312,10 @@ BEGIN
     IF tree ~ ':rtekind [34578]' THEN RETURN 'the query reads a function, VALUES or another non-table FROM item'; END IF;
     IF tree ~ ':lateral true' THEN RETURN 'the query uses LATERAL'; END IF;
     IF tree ~ ':varattno -' THEN RETURN 'the query reads system columns'; END IF;
-    -- (a window's PARTITION BY and ORDER BY make resjunk entries too: Windows checks its keys itself)
-    IF tree !~ ':hasWindowFuncs true' AND pgtrickle.strip_nodes(tree, 'AGGREF') ~ ':resjunk true' THEN
+    -- (a window's PARTITION BY and ORDER BY make resjunk entries too, and DISTINCT ON's ORDER BY:
+    -- Windows and DistinctOn check their keys themselves)
+    IF tree !~ ':hasWindowFuncs true' AND substring(tree FROM ':hasDistinctOn (\w+)') <> 'true'
+       AND pgtrickle.strip_nodes(tree, 'AGGREF') ~ ':resjunk true' THEN
         RETURN 'an ORDER BY or GROUP BY expression is not in the select list';
     END IF;
     -- Set operations' branches are subqueries; other subqueries in FROM were judged by inline_blocker.

@@ -130,7 +130,13 @@ class DifferentialShapesTest {
         CORPUS.put("SELECT id, sum(v) OVER (PARTITION BY k) AS s FROM a", PLANNER + "is not in the select list");
         CORPUS.put("SELECT g, count(*) AS n, rank() OVER (PARTITION BY g ORDER BY count(*)) AS r FROM a GROUP BY g",
                 "window functions over GROUP BY");
-        CORPUS.put("SELECT DISTINCT ON (g) g, id FROM a ORDER BY g, id", "DISTINCT ON");
+        // DISTINCT ON: the keys the changes touch, recomputed
+        CORPUS.put("SELECT DISTINCT ON (g) g, id FROM a ORDER BY g, id", null);
+        CORPUS.put("SELECT DISTINCT ON (a.g) a.g, b.name FROM a JOIN b ON a.k = b.k ORDER BY a.g, a.v DESC, a.id, b.name", null);
+        CORPUS.put("SELECT DISTINCT ON (g) g, id FROM a ORDER BY g, id LIMIT 2", "ORDER BY ... LIMIT over DISTINCT ON");
+        CORPUS.put("SELECT DISTINCT ON (g) g, count(*) AS n FROM a GROUP BY g, k ORDER BY g, k", "DISTINCT ON over GROUP BY");
+        CORPUS.put("SELECT s.g FROM (SELECT DISTINCT ON (g) g, id FROM a ORDER BY g, id) s", "a subquery uses DISTINCT ON");
+        CORPUS.put("SELECT DISTINCT ON (k) id FROM a ORDER BY k, id", PLANNER + "DISTINCT ON expression");
         // set operations: the rows the changes touch, recomputed
         CORPUS.put("SELECT id FROM a UNION SELECT k FROM b", null);
         CORPUS.put("SELECT id FROM a INTERSECT ALL SELECT k FROM b", null);

@@ -19,7 +19,7 @@ import org.junit.jupiter.api.Test;
  */
 class WindowsRandomizedTest {
 
-    private static final String[] SCHEMA = {
+    static final String[] SCHEMA = {
         "CREATE TABLE e (id int PRIMARY KEY, dept int, grade int, pay numeric(8,2))",
         "CREATE TABLE d (dept int, region text)",
     };
@@ -45,8 +45,16 @@ class WindowsRandomizedTest {
 
     @Test
     void everyRoundEqualsTheQueryByValueAndByText() throws Exception {
+        rounds("WindowsRandomizedTest", STREAM_TABLES).run();
+    }
+
+    /**
+     * The suite's rounds over other stream tables of e and d (DistinctOnRandomizedTest): 40 rows of
+     * e and 5 of d, then inserts, deletes and updates that move rows between partitions (keys).
+     */
+    static RandomizedRounds rounds(String name, String[][] streamTables) {
         int[] next = {40}; // e's next id: its primary key
-        new RandomizedRounds("WindowsRandomizedTest", SCHEMA, rnd -> {
+        return new RandomizedRounds(name, SCHEMA, rnd -> {
             List<String> rows = new ArrayList<>();
             for (int i = 0; i < next[0]; i++) {
                 rows.add(insertE(rnd, i));
@@ -55,7 +63,7 @@ class WindowsRandomizedTest {
                 rows.add(insertD(rnd));
             }
             return rows;
-        }, STREAM_TABLES, rnd -> switch (rnd.nextInt(9)) {
+        }, streamTables, rnd -> switch (rnd.nextInt(9)) {
             case 0, 1 -> insertE(rnd, next[0]++);
             case 2 -> "DELETE FROM e WHERE id % 7 = " + rnd.nextInt(7);
             // rows move between partitions
@@ -65,7 +73,7 @@ class WindowsRandomizedTest {
             case 6 -> insertD(rnd);
             case 7 -> "UPDATE d SET region = " + region(rnd) + " WHERE dept = " + rnd.nextInt(5);
             default -> rnd.nextInt(6) == 0 ? "TRUNCATE d" : "DELETE FROM d WHERE dept = " + rnd.nextInt(5);
-        }, "d").run();
+        }, "d");
     }
 
     private static String nullable(Random rnd, int bound) {

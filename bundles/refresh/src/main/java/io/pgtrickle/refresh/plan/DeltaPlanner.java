@@ -165,22 +165,25 @@ public final class DeltaPlanner {
         query = QueryInliner.inline(query); // subqueries in FROM and WITH queries, where PostgreSQL would pull them up
         String target = to.name();
         List<String> columns = to.columns();
+        // DISTINCT ON keeps its ORDER BY (it picks the rows), so it is read before TopK takes ORDER BY away
+        DistinctOn distinctOn = DistinctOn.of(query);
         // ORDER BY ... LIMIT k: the strategies below maintain the query without them, TopK the first k rows
-        TopK top = TopK.of(query);
+        TopK top = distinctOn == null ? TopK.of(query) : null;
         Apply apply = top == null ? REPLACE : top;
         query = top == null ? query : top.inner();
         SetOperations setOps = SetOperations.of(query, to.types());
         if (setOps != null && top != null) {
             throw new PlanRefusedException("the query uses ORDER BY ... LIMIT over UNION, INTERSECT or EXCEPT");
         }
-        Windows windows = setOps == null ? Windows.of(query) : null;
+        Windows windows = setOps == null && distinctOn == null ? Windows.of(query) : null;
         if (windows != null && top != null) {
             throw new PlanRefusedException("the query uses ORDER BY ... LIMIT over window functions");
         }
         // a grouped query over outer joins keeps its text (its groups are recomputed from it), the rest
         // is rewritten into matched and padded branches
-        String groupKeys = setOps == null && windows == null ? OuterJoins.groupKeys(query, sources) : null;
-        query = groupKeys == null && setOps == null && windows == null ? OuterJoins.rewrite(query, sources) : query;
+        boolean scoped = setOps != null || windows != null || distinctOn != null;
+        String groupKeys = scoped ? null : OuterJoins.groupKeys(query, sources);
+        query = groupKeys == null && !scoped ? OuterJoins.rewrite(query, sources) : query;
         if (ChangeReads.wholeRows(query)) {
             throw new PlanRefusedException("the query reads a table's whole row (t.* or t used as a value)");
         }
@@ -205,6 +208,11 @@ public final class DeltaPlanner {
             // the partition keys through the outer-join rewrite, if any; the partitions recomputed from the query as written
             return touched(OuterJoins.rewrite(windows.keysQuery(), sources), windows.restricted("__pgt_keys"),
                     windows.keyColumns(columns), target, columns, sources, consolidate).reading(found);
+        }
+        if (distinctOn != null) {
+            // the keys through the outer-join rewrite, if any; their rows recomputed from the query as written
+            return touched(OuterJoins.rewrite(distinctOn.keysQuery(), sources), distinctOn.restricted("__pgt_keys"),
+                    distinctOn.keyColumns(columns), target, columns, sources, consolidate).reading(found);
         }
         if (groupKeys != null) {
             return groups(query, groupKeys, target, columns, sources, new Branch(OuterJoins.plainSelect(query)), consolidate, apply)

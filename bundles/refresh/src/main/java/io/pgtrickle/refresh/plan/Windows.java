@@ -126,7 +126,7 @@ final class Windows {
      * after a subquery is inlined, its columns in the select list are qualified and those inside
      * OVER may not be (a bare name there is unambiguous, or PostgreSQL would have refused it).
      */
-    private static int sameColumn(String key, PlainSelect ps) {
+    static int sameColumn(String key, PlainSelect ps) {
         Expression k;
         try {
             k = CCJSqlParserUtil.parseExpression(key);
@@ -149,7 +149,7 @@ final class Windows {
         return found;
     }
 
-    private static Expression unwrapped(Expression e) {
+    static Expression unwrapped(Expression e) {
         while (e instanceof ParenthesedExpressionList<?> p && p.size() == 1) {
             e = (Expression) p.get(0);
         }
