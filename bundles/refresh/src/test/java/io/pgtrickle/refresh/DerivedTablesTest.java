@@ -107,10 +107,15 @@ class DerivedTablesTest {
 
     @Test
     void theDerivedTablesGoWithThePlanAndWithTheStreamTable() throws Exception {
-        // its table, its buffer, its running totals
+        // its table, its buffer, its running totals, as the catalog lists them
         assertEquals(3, derivedTables());
+        long id = db.pgtId("totals");
+        assertEquals("pgtrickle_changes.derived_" + id + "_1|pgtrickle_changes.derived_" + id + "_1_changes|pgtrickle_changes.derived_"
+                + id + "_1_state|1", db.queryString("SELECT concat_ws('|', derived -> 0 ->> 'table', derived -> 0 ->> 'buffer',"
+                        + " derived -> 0 ->> 'state_table', jsonb_array_length(derived)) FROM pgtrickle.pgt_stream_tables WHERE pgt_id = ?", id));
         db.exec("SELECT pgtrickle.alter_stream_table('totals', query => 'SELECT c.id, c.grp FROM c')");
         assertEquals(0, derivedTables(), "a new query's plan has none");
+        assertEquals(0, db.queryLong("SELECT count(derived) FROM pgtrickle.pgt_stream_tables WHERE pgt_id = ?", id));
         db.exec("SELECT pgtrickle.alter_stream_table('totals', query => $q$" + QUERY + "$q$)");
         db.plan("totals");
         assertEquals(3, derivedTables());

@@ -492,26 +492,40 @@ final class Sublinks {
 
     /**
      * The change of the verdict per changed key ({@code __pgt_sv...}: the keys k0.. and f, +1 where
-     * the condition became true, -1 where it became false), from two set queries, the subquery's
-     * keys among the changed ones now and at the frontier, instead of evaluating the subquery
-     * twice per outer row: as it was, a subquery reads its table as the table and the window's
-     * changes, and PostgreSQL scans the changes per evaluation, which made a flip term quadratic in
-     * the size of the change (TPC-H Q18: 3 s for 0.1% of the orders). The old rows are the table's
-     * rows of the changed keys (by index) less the window's inserts plus its deletes of them.
+     * the condition became true, -1 where it became false), from set queries over the changed keys
+     * instead of evaluating the subquery twice per outer row: as it was, a subquery reads its table
+     * as the table and the window's changes, and PostgreSQL scans the changes per evaluation, which
+     * made a flip term quadratic in the size of the change (TPC-H Q18: 3 s for 0.1% of the orders).
+     * Per key, the subquery's rows now are counted (its table, by index where there is one), and
+     * the window's changes of that key are summed by weight: the rows it had at the frontier are
+     * the count less that sum. One read of the table, not a second one of its old state, which had
+     * to net the table's rows of those keys against the changes (a hash of every such row).
      */
     private static void defineVerdicts(String query, Source.Lookup sources, Deltas deltas, List<Integer> path)
             throws PlanRefusedException {
         String keys = keysName(path);
         Sublink shape = locate(query, sources, path);
         List<String> k = IntStream.range(0, shape.innerKeys.size()).mapToObj(i -> "k" + i).toList();
-        String now = keySet(locate(query, sources, path), keys, null);
-        String before = keySet(locate(query, sources, path), keys, deltas);
         String on = k.stream().map(c -> "kk." + c).collect(Collectors.joining(", "));
+        if (shape.inner.select.getGroupBy() != null || shape.inner.select.getHaving() != null) {
+            // a verdict of groups (x IN (SELECT g ... GROUP BY g HAVING ...)), not of rows: the
+            // subquery's keys now and over the old rows of the changed keys
+            String now = keySet(locate(query, sources, path), keys, null);
+            String before = keySet(locate(query, sources, path), keys, deltas);
+            deltas.define(verdictsName(path), "SELECT kk.*, " + (shape.negated ? "-1" : "1")
+                    + " * ((CASE WHEN n.k0 IS NULL THEN 0 ELSE 1 END) - (CASE WHEN o.k0 IS NULL THEN 0 ELSE 1 END)) AS f FROM " + keys
+                    + " kk LEFT JOIN (" + now + ") n(" + String.join(", ", k) + ") ON (" + k.stream().map(c -> "n." + c)
+                            .collect(Collectors.joining(", ")) + ") = (" + on + ") LEFT JOIN (" + before + ") o(" + String.join(", ", k)
+                    + ") ON (" + k.stream().map(c -> "o." + c).collect(Collectors.joining(", ")) + ") = (" + on + ")");
+            return;
+        }
+        String now = keyCounts(locate(query, sources, path), keys, null);
+        String changed = keyCounts(locate(query, sources, path), keys, deltas);
         deltas.define(verdictsName(path), "SELECT kk.*, " + (shape.negated ? "-1" : "1")
-                + " * ((CASE WHEN n.k0 IS NULL THEN 0 ELSE 1 END) - (CASE WHEN o.k0 IS NULL THEN 0 ELSE 1 END)) AS f FROM " + keys
-                + " kk LEFT JOIN (" + now + ") n(" + String.join(", ", k) + ") ON (" + k.stream().map(c -> "n." + c)
-                        .collect(Collectors.joining(", ")) + ") = (" + on + ") LEFT JOIN (" + before + ") o(" + String.join(", ", k)
-                + ") ON (" + k.stream().map(c -> "o." + c).collect(Collectors.joining(", ")) + ") = (" + on + ")");
+                + " * ((CASE WHEN coalesce(n.c, 0) > 0 THEN 1 ELSE 0 END) - (CASE WHEN coalesce(n.c, 0) - coalesce(d.c, 0) > 0 THEN 1 ELSE 0 END))"
+                + " AS f FROM " + keys + " kk LEFT JOIN (" + now + ") n(" + String.join(", ", k) + ", c) ON ("
+                + k.stream().map(c -> "n." + c).collect(Collectors.joining(", ")) + ") = (" + on + ") LEFT JOIN (" + changed + ") d("
+                + String.join(", ", k) + ", c) ON (" + k.stream().map(c -> "d." + c).collect(Collectors.joining(", ")) + ") = (" + on + ")");
     }
 
     /**
@@ -539,6 +553,35 @@ final class Sublinks {
                 + ") IN (SELECT * FROM " + keys + ")"));
         ps.setWhere(DeltaPlanner.parseExpression(where.stream().map(c -> "(" + c + ")").collect(Collectors.joining(" AND "))));
         ps.setOrderByElements(null);
+        return ps.toString();
+    }
+
+    /**
+     * Per inner key among those of CTE {@code keys}, the subquery's rows: counted in its table as it
+     * is now ({@code deltas} null), or summed by weight among the window's changes.
+     */
+    private static String keyCounts(Sublink s, String keys, Deltas deltas) throws PlanRefusedException {
+        PlainSelect ps = s.inner.select;
+        Occurrence o = s.inner.occurrences.get(0);
+        if (deltas != null) {
+            o.table.setSchemaName(null);
+            o.table.setName(deltas.changes(o.source));
+        }
+        List<SelectItem<?>> items = new ArrayList<>();
+        for (Expression key : s.innerKeys) {
+            items.add(SelectItem.from(key));
+        }
+        // one table in the subquery: its weight column is the only one of that name
+        items.add(SelectItem.from(DeltaPlanner.parseExpression(deltas == null ? "count(*)" : "sum(__pgt_w)")));
+        ps.setSelectItems(items);
+        ps.setDistinct(null);
+        List<Expression> where = new ArrayList<>(s.own);
+        where.add(DeltaPlanner.parseExpression("(" + s.innerKeys.stream().map(Object::toString).collect(Collectors.joining(", "))
+                + ") IN (SELECT * FROM " + keys + ")"));
+        ps.setWhere(DeltaPlanner.parseExpression(where.stream().map(c -> "(" + c + ")").collect(Collectors.joining(" AND "))));
+        ps.setOrderByElements(null);
+        ps.setGroupByElement(new net.sf.jsqlparser.statement.select.GroupByElement()
+                .withGroupByExpressions(new net.sf.jsqlparser.expression.operators.relational.ExpressionList<>(s.innerKeys)));
         return ps.toString();
     }
 
