@@ -2,7 +2,6 @@ package io.pgtrickle.refresh.plan;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.stream.Collectors;
 import net.sf.jsqlparser.expression.AnalyticExpression;
 import net.sf.jsqlparser.expression.AnalyticType;
 import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
@@ -19,16 +18,15 @@ import net.sf.jsqlparser.statement.select.SelectItem;
  * is first is the ORDER BY's to decide: when it leaves a tie, PostgreSQL picks one, and so may the
  * stream table, another one.
  */
-final class DistinctOn {
+final class DistinctOn extends KeyedRecompute {
 
-    private final String query;
-    private final List<String> keys;
-    private final List<Integer> keyPositions;
+    private DistinctOn(String query, PlainSelect ps, List<String> keys) throws PlanRefusedException {
+        super(query, ps, keys, "the DISTINCT ON expression");
+    }
 
-    private DistinctOn(String query, List<String> keys, List<Integer> keyPositions) {
-        this.query = query;
-        this.keys = keys;
-        this.keyPositions = keyPositions;
+    @Override
+    boolean keepsOrder() {
+        return true;
     }
 
     /** The DISTINCT ON of a plain SELECT, or null when it has none. */
@@ -53,53 +51,10 @@ final class DistinctOn {
         if (ps.getLimit() != null || ps.getOffset() != null || ps.getFetch() != null) {
             throw new PlanRefusedException("the query uses ORDER BY ... LIMIT over DISTINCT ON");
         }
-        List<String> outputs = ps.getSelectItems().stream().map(i -> Windows.unwrapped(i.getExpression()).toString()).toList();
-        List<Integer> positions = new ArrayList<>();
         List<String> keys = new ArrayList<>();
         for (SelectItem<?> on : ps.getDistinct().getOnSelectItems()) {
-            String key = Windows.unwrapped(on.getExpression()).toString();
-            int at = outputs.indexOf(key);
-            if (at < 0) {
-                at = Windows.sameColumn(key, ps);
-            }
-            if (at < 0) {
-                throw new PlanRefusedException("the DISTINCT ON expression " + key + " is not in the select list");
-            }
-            if (!positions.contains(at)) {
-                positions.add(at);
-                keys.add(outputs.get(at));
-            }
+            keys.add(unwrapped(on.getExpression()).toString());
         }
-        return new DistinctOn(query, keys, positions);
-    }
-
-    /** The query's rows' keys, one per row: its FROM and WHERE, without DISTINCT ON and ORDER BY. */
-    String keysQuery() throws PlanRefusedException {
-        PlainSelect ps = parse(query);
-        List<SelectItem<?>> items = new ArrayList<>();
-        for (String k : keys) {
-            items.add(SelectItem.from(DeltaPlanner.parseExpression(k)));
-        }
-        ps.setSelectItems(items);
-        ps.setDistinct(null);
-        ps.setOrderByElements(null);
-        return ps.toString();
-    }
-
-    /** The query restricted to the keys whose hash is in CTE {@code touched} (column h); its ORDER BY picks the rows. */
-    String restricted(String touched) throws PlanRefusedException {
-        PlainSelect ps = parse(query);
-        String only = "hash_record_extended(ROW(" + String.join(", ", keys) + "), 0) IN (SELECT " + touched + ".h FROM " + touched + ")";
-        ps.setWhere(DeltaPlanner.parseExpression(ps.getWhere() == null ? only : "(" + ps.getWhere() + ") AND " + only));
-        return ps.toString();
-    }
-
-    /** The stream table's columns that hold the key. */
-    List<String> keyColumns(List<String> columns) {
-        return keyPositions.stream().map(columns::get).collect(Collectors.toList());
-    }
-
-    private static PlainSelect parse(String query) {
-        return DeltaPlanner.select(query) instanceof PlainSelect ps ? ps : null;
+        return new DistinctOn(query, ps, keys);
     }
 }

@@ -2,37 +2,27 @@ package io.pgtrickle.refresh.plan;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.stream.Collectors;
-import net.sf.jsqlparser.JSQLParserException;
 import net.sf.jsqlparser.expression.AnalyticExpression;
 import net.sf.jsqlparser.expression.AnalyticType;
 import net.sf.jsqlparser.expression.Expression;
 import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
-import net.sf.jsqlparser.expression.operators.relational.ParenthesedExpressionList;
-import net.sf.jsqlparser.parser.CCJSqlParserUtil;
-import net.sf.jsqlparser.schema.Column;
 import net.sf.jsqlparser.statement.select.PlainSelect;
-import net.sf.jsqlparser.statement.select.SelectItem;
 
 /**
  * Window functions with PARTITION BY: a window function reads only its row's partition, so a
- * change touches only the partitions of the rows it changes. The partition keys the changes
- * touch (the query's FROM and WHERE with the keys as its select list, through the usual terms)
- * are recomputed: the query with its WHERE restricted to those partitions (a WHERE runs before
- * the windows, and whole partitions pass it or not, so their rows come out as in the whole
- * query), and their stored rows replaced copy by copy. With several windows the key is the
- * PARTITION BY expressions they all share; each must be a result column, to find the stored rows.
+ * change touches only the partitions of the rows it changes, which are recomputed (see
+ * {@link KeyedRecompute}). With several windows the key is the PARTITION BY expressions they all
+ * share.
  */
-final class Windows {
+final class Windows extends KeyedRecompute {
 
-    private final String query;
-    private final List<String> keys;
-    private final List<Integer> keyPositions;
+    private Windows(String query, PlainSelect ps, List<String> keys) throws PlanRefusedException {
+        super(query, ps, keys, "the PARTITION BY expression");
+    }
 
-    private Windows(String query, List<String> keys, List<Integer> keyPositions) {
-        this.query = query;
-        this.keys = keys;
-        this.keyPositions = keyPositions;
+    @Override
+    boolean keepsOrder() {
+        return false;
     }
 
     /** The windows of a plain SELECT, or null when it calls no window function. */
@@ -77,83 +67,7 @@ final class Windows {
         if (common.isEmpty()) {
             throw new PlanRefusedException("the query's window functions share no PARTITION BY expression");
         }
-        // PostgreSQL prints PARTITION BY (dept % 2) where the select list has dept % 2
-        List<String> outputs = ps.getSelectItems().stream().map(i -> unwrapped(i.getExpression()).toString()).toList();
-        List<Integer> positions = new ArrayList<>();
-        List<String> keys = new ArrayList<>();
-        for (String key : common) {
-            int at = outputs.indexOf(key);
-            if (at < 0) {
-                at = sameColumn(key, ps);
-            }
-            if (at < 0) {
-                throw new PlanRefusedException("the PARTITION BY expression " + key + " is not in the select list");
-            }
-            positions.add(at);
-            keys.add(outputs.get(at));
-        }
-        return new Windows(query, keys, positions);
-    }
-
-    /** The query's rows' partition keys, one per row: its FROM and WHERE, without the windows. */
-    String keysQuery() throws PlanRefusedException {
-        PlainSelect ps = parse(query);
-        List<SelectItem<?>> items = new ArrayList<>();
-        for (String k : keys) {
-            items.add(SelectItem.from(DeltaPlanner.parseExpression(k)));
-        }
-        ps.setSelectItems(items);
-        ps.setOrderByElements(null);
-        return ps.toString();
-    }
-
-    /** The query restricted to the partitions whose key hash is in CTE {@code touched} (column h). */
-    String restricted(String touched) throws PlanRefusedException {
-        PlainSelect ps = parse(query);
-        String only = "hash_record_extended(ROW(" + String.join(", ", keys) + "), 0) IN (SELECT " + touched + ".h FROM " + touched + ")";
-        ps.setWhere(DeltaPlanner.parseExpression(ps.getWhere() == null ? only : "(" + ps.getWhere() + ") AND " + only));
-        ps.setOrderByElements(null);
-        return ps.toString();
-    }
-
-    /** The stream table's columns that hold the partition key. */
-    List<String> keyColumns(List<String> columns) {
-        return keyPositions.stream().map(columns::get).collect(Collectors.toList());
-    }
-
-    /**
-     * The position of the one select item that is the column a bare PARTITION BY column names:
-     * after a subquery is inlined, its columns in the select list are qualified and those inside
-     * OVER may not be (a bare name there is unambiguous, or PostgreSQL would have refused it).
-     */
-    static int sameColumn(String key, PlainSelect ps) {
-        Expression k;
-        try {
-            k = CCJSqlParserUtil.parseExpression(key);
-        } catch (JSQLParserException e) {
-            return -1;
-        }
-        if (!(k instanceof Column bare) || bare.getTable() != null && bare.getTable().getName() != null) {
-            return -1;
-        }
-        int found = -1;
-        for (int i = 0; i < ps.getSelectItems().size(); i++) {
-            if (ps.getSelectItems().get(i).getExpression() instanceof Column c
-                    && QueryInliner.norm(c.getColumnName()).equals(QueryInliner.norm(bare.getColumnName()))) {
-                if (found >= 0) {
-                    return -1;
-                }
-                found = i;
-            }
-        }
-        return found;
-    }
-
-    static Expression unwrapped(Expression e) {
-        while (e instanceof ParenthesedExpressionList<?> p && p.size() == 1) {
-            e = (Expression) p.get(0);
-        }
-        return e;
+        return new Windows(query, ps, common);
     }
 
     /** An aggregate call that is not itself a window function (count(*) OVER (...) is one). */
@@ -174,9 +88,5 @@ final class Windows {
             }
         }, null);
         return found[0];
-    }
-
-    private static PlainSelect parse(String query) {
-        return DeltaPlanner.select(query) instanceof PlainSelect ps ? ps : null;
     }
 }
