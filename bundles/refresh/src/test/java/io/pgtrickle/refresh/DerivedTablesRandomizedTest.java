@@ -11,7 +11,8 @@ import org.junit.jupiter.api.Test;
  * Q13's shape), the rows holding the largest of the sums (Q15's: the derived table is read twice,
  * once under a scalar subquery), an aggregate joined back to its table, on the padded side of a
  * LEFT JOIN, DISTINCT, HAVING with min/max, two derived tables in one query, a one-row aggregate,
- * a WITH query that aggregates another WITH query, and renamed columns. Groups appear, change and
+ * a WITH query that aggregates another WITH query, renamed columns, and WITH queries that aggregate
+ * other aggregating ones (derived tables reading derived tables). Groups appear, change and
  * vanish; the source of a derived table is truncated now and then (FULL, which refills it). Every
  * stream table refreshes DIFFERENTIAL whenever a source changed and equals its query by value and
  * by text form after every round.
@@ -43,6 +44,12 @@ class DerivedTablesRandomizedTest {
         {"dt_with_chain", "WITH big AS (SELECT id, cust, amount FROM o WHERE amount > 11), per AS (SELECT cust, count(*) AS n FROM big"
                 + " GROUP BY cust) SELECT c.grp, sum(per.n) AS n FROM c JOIN per ON per.cust = c.id GROUP BY c.grp"},
         {"dt_renamed", "SELECT t.k, t.v FROM (SELECT grp, count(*) FROM c GROUP BY grp) t(k, v)"},
+        // WITH queries that aggregate another: customers (and their total) per order count; the most orders per group
+        {"dt_histogram", "WITH per AS (SELECT cust, count(*) AS n, sum(amount) AS total FROM o GROUP BY cust),"
+                + " hist AS (SELECT n, count(*) AS customers, sum(total) AS total FROM per GROUP BY n)"
+                + " SELECT hist.n, hist.customers, hist.total FROM hist"},
+        {"dt_chain_joined", "WITH per AS (SELECT cust, count(*) AS n FROM o GROUP BY cust), big AS (SELECT c.grp, max(per.n) AS most"
+                + " FROM c JOIN per ON per.cust = c.id GROUP BY c.grp) SELECT big.grp, big.most FROM big WHERE big.most > 1"},
     };
 
     @Test

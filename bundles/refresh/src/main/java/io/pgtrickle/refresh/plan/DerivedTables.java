@@ -28,8 +28,9 @@ import net.sf.jsqlparser.util.TablesNamesFinder;
  * per supplier, then the suppliers with the largest) are such queries.
  *
  * <p>Only the query's own: a subquery in FROM nested in another subquery or in a sublink may be
- * correlated to the levels around it, and a derived table reading another would need one frontier
- * per level. The catalog's {@code inline_blocker} draws the same line.
+ * correlated to the levels around it (the catalog's {@code inline_blocker} draws the same line). A
+ * WITH query that aggregates may read one before it: its derived table is maintained after that
+ * one's, reading its table and its changes as a source.
  */
 final class DerivedTables {
 
@@ -100,10 +101,11 @@ final class DerivedTables {
             return new Extraction(query, List.of());
         }
         top.setWithItemsList(kept.isEmpty() ? null : kept);
-        for (Derived d : derived) {
-            for (Derived other : derived) {
-                if (mentions(d.query(), other.table())) {
-                    throw new PlanRefusedException("a WITH query that aggregates reads another that aggregates");
+        // a derived table may read those before it (a WITH query that aggregates another), never one after
+        for (int i = 0; i < derived.size(); i++) {
+            for (int j = i; j < derived.size(); j++) {
+                if (mentions(derived.get(i).query(), derived.get(j).table())) {
+                    throw new PlanRefusedException("a subquery that aggregates reads itself or a later one");
                 }
             }
         }

@@ -84,9 +84,7 @@ public final class RefreshPlanner {
             try {
                 DerivedTables.Extraction extraction = DerivedTables.extract(query, n -> "pgtrickle_changes.derived_" + pgtId + "_" + n);
                 List<Derived> made = new ArrayList<>();
-                for (DerivedTables.Derived d : extraction.derived()) {
-                    made.add(derive(c, d, consolidate));
-                }
+                // a derived table's own plan may read the ones made before it
                 Source.Lookup lookup = name -> {
                     for (Derived d : made) {
                         if (d.table().equals(name.replace("\"", "").toLowerCase(java.util.Locale.ROOT))) {
@@ -95,6 +93,9 @@ public final class RefreshPlanner {
                     }
                     return source(c, name);
                 };
+                for (DerivedTables.Derived d : extraction.derived()) {
+                    made.add(derive(c, d, consolidate, lookup, made));
+                }
                 DeltaPlanner.Plan plan = DeltaPlanner.plan(extraction.query(), to, lookup, consolidate);
                 createRowIndex(c, schema, "pgt_" + pgtId + "_row_hash", target, plan.keyColumns());
                 try (Statement s = c.createStatement()) {
@@ -202,7 +203,8 @@ public final class RefreshPlanner {
      * statement: that statement empties the buffer, then maintains the table, whose writes the
      * triggers record (R__52_derived_tables.sql).
      */
-    private static Derived derive(Connection c, DerivedTables.Derived d, boolean consolidate) throws SQLException, PlanRefusedException {
+    private static Derived derive(Connection c, DerivedTables.Derived d, boolean consolidate, Source.Lookup lookup, List<Derived> before)
+            throws SQLException, PlanRefusedException {
         String table = d.table();
         String buffer = table + "_changes";
         String stateTable = table + "_state";
@@ -228,7 +230,7 @@ public final class RefreshPlanner {
         DeltaPlanner.Plan plan;
         try {
             plan = DeltaPlanner.plan(d.query(), new DeltaPlanner.Target(table, columns.names(), columns.types(), stateTable,
-                    columns.identical()), name -> source(c, name), consolidate);
+                    columns.identical()), lookup, consolidate);
         } catch (PlanRefusedException e) {
             throw new PlanRefusedException("an aggregating subquery or WITH query (kept as a derived table): " + e.getMessage());
         }
@@ -249,8 +251,10 @@ public final class RefreshPlanner {
         }
         String deltaSql = "WITH __pgt_clear AS (DELETE FROM " + buffer + "),\n" + plan.deltaSql().substring("WITH ".length());
         explain(c, deltaSql);
-        return new Derived(table, buffer, "SELECT * FROM (" + d.query() + ") __pgt_q(" + String.join(", ", columns.names()) + ")",
-                deltaSql, plan.stateDdl() == null ? null : stateTable, plan.stateSql(),
+        // refilled in one statement with those before it, so from the sources, as fromSources says
+        return new Derived(table, buffer, Derived.fromSources("SELECT * FROM (" + d.query() + ") __pgt_q(" + String.join(", ", columns.names())
+                + ")", before), deltaSql, plan.stateDdl() == null ? null : stateTable,
+                plan.stateSql() == null ? null : Derived.fromSources(plan.stateSql(), before),
                 new Source(table, buffer, columns.names(), columns.storedTypes(), columns.identical()), plan.columnsRead());
     }
 
