@@ -939,11 +939,15 @@ BEGIN
                          FROM (SELECT pg_snapshot_xip(q.s) AS x UNION SELECT own) u))
           INTO snapshot
           FROM (SELECT snapshot::pg_snapshot AS s) q;
-        derived_at := ARRAY(SELECT format('%s:%s:%s', least(pg_snapshot_xmin(q.s), own), pg_snapshot_xmax(q.s),
-                                       (SELECT string_agg(u.x::text, ',' ORDER BY u.x)
-                                          FROM (SELECT pg_snapshot_xip(q.s) AS x UNION SELECT own) u))
+        -- and in the derived tables' frontiers where they count it as committed: one taken before
+        -- any other transaction completed after this one began has it at its xmax, in progress
+        derived_at := CASE WHEN derived_at IS NOT NULL THEN ARRAY(SELECT CASE WHEN pg_visible_in_snapshot(own, q.s)
+                                        THEN format('%s:%s:%s', least(pg_snapshot_xmin(q.s), own), pg_snapshot_xmax(q.s),
+                                                    (SELECT string_agg(u.x::text, ',' ORDER BY u.x)
+                                                       FROM (SELECT pg_snapshot_xip(q.s) AS x UNION SELECT own) u))
+                                        ELSE f.t END
                            FROM unnest(derived_at) WITH ORDINALITY AS f(t, n), LATERAL (SELECT f.t::pg_snapshot AS s) q
-                          ORDER BY f.n);
+                          ORDER BY f.n) END;
     END IF;
 
     -- The history row is the refresh's event: triggers on pgt_refresh_history (the notify unit's
