@@ -146,6 +146,18 @@ CREATE OR REPLACE FUNCTION pgtrickle.oldest_frontier(frontier jsonb) RETURNS pg_
     LANGUAGE sql IMMUTABLE
     RETURN coalesce(frontier -> 'derived' ->> 0, frontier ->> 'snapshot')::pg_snapshot;
 
+-- A frontier that counts transaction `own` as in progress: a refresh run in a transaction records
+-- it so, where its snapshot counted it as committed (pg_current_snapshot() leaves the calling
+-- transaction out of its in-progress list), so that what the transaction writes after the refresh
+-- is still pending for the next one. A snapshot that already has it at or past its xmax is kept.
+CREATE OR REPLACE FUNCTION pgtrickle.in_progress_too(frontier pg_snapshot, own xid8) RETURNS pg_snapshot
+    LANGUAGE sql IMMUTABLE
+    RETURN CASE WHEN coalesce(pg_visible_in_snapshot(own, frontier), false)
+                THEN format('%s:%s:%s', least(pg_snapshot_xmin(frontier), own), pg_snapshot_xmax(frontier),
+                            (SELECT string_agg(u.x::text, ',' ORDER BY u.x)
+                               FROM (SELECT pg_snapshot_xip(frontier) AS x UNION SELECT own) u))::pg_snapshot
+                ELSE frontier END;
+
 -- Deletes buffered rows every consumer has passed: rows whose writer is older than the oldest
 -- frontier's xmin (committed before every frontier, or aborted). Consumers that have never
 -- refreshed do not hold rows back: their first refresh is a full one. Returns rows deleted.

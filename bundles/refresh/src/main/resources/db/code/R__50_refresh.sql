@@ -933,21 +933,13 @@ BEGIN
     -- transaction as consumed, and its later writes to a source would never be pending. Record it
     -- as in progress: once it commits, the next refresh picks up everything it wrote.
     own := pg_current_xact_id_if_assigned();
-    IF own IS NOT NULL AND pg_visible_in_snapshot(own, snapshot::pg_snapshot) THEN
-        SELECT format('%s:%s:%s', least(pg_snapshot_xmin(q.s), own), pg_snapshot_xmax(q.s),
-                      (SELECT string_agg(u.x::text, ',' ORDER BY u.x)
-                         FROM (SELECT pg_snapshot_xip(q.s) AS x UNION SELECT own) u))
-          INTO snapshot
-          FROM (SELECT snapshot::pg_snapshot AS s) q;
-        -- and in the derived tables' frontiers where they count it as committed: one taken before
-        -- any other transaction completed after this one began has it at its xmax, in progress
-        derived_at := CASE WHEN derived_at IS NOT NULL THEN ARRAY(SELECT CASE WHEN pg_visible_in_snapshot(own, q.s)
-                                        THEN format('%s:%s:%s', least(pg_snapshot_xmin(q.s), own), pg_snapshot_xmax(q.s),
-                                                    (SELECT string_agg(u.x::text, ',' ORDER BY u.x)
-                                                       FROM (SELECT pg_snapshot_xip(q.s) AS x UNION SELECT own) u))
-                                        ELSE f.t END
-                           FROM unnest(derived_at) WITH ORDINALITY AS f(t, n), LATERAL (SELECT f.t::pg_snapshot AS s) q
-                          ORDER BY f.n) END;
+    IF own IS NOT NULL THEN
+        snapshot := pgtrickle.in_progress_too(snapshot::pg_snapshot, own)::text;
+        -- and the derived tables' frontiers, each by itself: one taken before any other transaction
+        -- completed after this one began has it at its xmax, in progress already
+        derived_at := CASE WHEN derived_at IS NOT NULL
+                           THEN ARRAY(SELECT pgtrickle.in_progress_too(f.t::pg_snapshot, own)::text
+                                        FROM unnest(derived_at) WITH ORDINALITY AS f(t, n) ORDER BY f.n) END;
     END IF;
 
     -- The history row is the refresh's event: triggers on pgt_refresh_history (the notify unit's

@@ -54,7 +54,8 @@ BEGIN
 END
 $fn$;
 
-CREATE OR REPLACE TRIGGER pgt_drop_derived_tables BEFORE UPDATE OR DELETE ON pgtrickle.pgt_stream_tables
+-- Only when a statement sets the plan: a refresh's own update of the frontier does not fire it.
+CREATE OR REPLACE TRIGGER pgt_drop_derived_tables BEFORE UPDATE OF delta_sql, derived OR DELETE ON pgtrickle.pgt_stream_tables
     FOR EACH ROW EXECUTE FUNCTION pgtrickle.drop_derived_tables();
 
 -- The CTEs (each starting with a comma) that refill a plan's tables from the sources in the

@@ -61,8 +61,8 @@ class SchemaUnitsUpgradeTest {
      * with its work_mem (full_refresh) and its statement that writes nothing (full_refresh_sql with read_only), the create-time judge's view of inlined subqueries
      * (inline_blocker, inlined_queries), a refresh's one-statement probe (pending_changes), and
      * derived tables (0.35.0): set_refresh_plan takes them as a last argument, five functions
-     * capture, maintain, refill, grant and drop them, and oldest_frontier tells how far back their
-     * own frontiers reach.
+     * capture, maintain, refill, grant and drop them, oldest_frontier tells how far back their
+     * own frontiers reach, and in_progress_too records a refresh's own transaction in a frontier.
      */
     @Test
     void theSqlSurfaceIsTheReleasedOnePlusItsDeliberateChanges() throws SQLException {
@@ -91,6 +91,7 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.full_refresh_sql(pgtrickle.pgt_stream_tables,boolean) -> text",
                             history + ", fallback_reason text)",
                             "pgtrickle.grant_plan_tables(pgtrickle.pgt_stream_tables) -> void",
+                            "pgtrickle.in_progress_too(pg_snapshot,xid8) -> pg_snapshot",
                             "pgtrickle.inline_blocker(text) -> text",
                             "pgtrickle.inlined_queries(text) -> TABLE(via text, own text)",
                             "pgtrickle.maintain_derived(pgtrickle.pgt_stream_tables) -> text[]",
@@ -102,7 +103,7 @@ class SchemaUnitsUpgradeTest {
                     added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
             assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(7).substring(added.get(7).indexOf(" volatility")),
                     "get_refresh_history keeps its volatility, security, settings and privileges");
-            assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), added.get(16).substring(added.get(16).indexOf(" volatility")),
+            assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), added.get(17).substring(added.get(17).indexOf(" volatility")),
                     "set_refresh_plan keeps its volatility, security, settings and privileges");
         }
     }
