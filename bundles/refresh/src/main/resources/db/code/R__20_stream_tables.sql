@@ -198,7 +198,7 @@ END
 $fn$;
 
 CREATE OR REPLACE FUNCTION pgtrickle.create_stream_table(
-        name text, query text, schedule text DEFAULT '1s', refresh_mode text DEFAULT 'AUTO', initialize boolean DEFAULT true)
+        name text, query text, schedule text DEFAULT 'calculated', refresh_mode text DEFAULT 'AUTO', initialize boolean DEFAULT true)
     RETURNS void
     LANGUAGE plpgsql
 AS $fn$

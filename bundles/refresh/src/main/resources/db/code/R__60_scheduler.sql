@@ -3,7 +3,8 @@
 
 -- Stream tables the scheduler should refresh now, most urgent first: unpopulated or to be rebuilt
 -- ones, those past their schedule, 'calculated' ones with pending source changes, and 'calculated'
--- ones whose result moves with the time or the session once a second.
+-- ones whose result moves with the time or the session, or that read a source without captured
+-- changes, once a second.
 --
 -- overdue: how long it has been due. Past a schedule: since the schedule ran out
 -- (last_refresh_at + schedule); 'calculated': since its last refresh (its changes may be that old);
@@ -55,7 +56,10 @@ BEGIN
             OR (p.every IS NULL
                 AND EXISTS (SELECT FROM pgtrickle.pgt_dependencies d
                              WHERE d.pgt_id = s.pgt_id
-                               AND (d.source_type NOT IN ('TABLE', 'STREAM_TABLE')
+                               -- a source without captured changes: refreshed once a second, as the
+                               -- time-dependent ones (ticks woken by commits come far more often)
+                               AND ((d.source_type NOT IN ('TABLE', 'STREAM_TABLE')
+                                     AND (s.last_refresh_at IS NULL OR s.last_refresh_at + interval '1 second' <= now()))
                                     OR (d.source_relid = ANY (busy)
                                         AND pgtrickle.has_pending_changes(d.source_relid::regclass,
                                                                           pgtrickle.oldest_frontier(s.frontier)))))))

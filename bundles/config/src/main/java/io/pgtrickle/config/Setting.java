@@ -20,6 +20,7 @@ public enum Setting {
     MAX_CONSECUTIVE_ERRORS("pg_trickle.max_consecutive_errors", Pids.REFRESH, "maxConsecutiveErrors", false),
     MAX_CONCURRENT_REFRESHES("pg_trickle.max_concurrent_refreshes", Pids.REFRESH, "workers", false),
     NOTIFY_COALESCE_MS("pg_trickle.notify_coalesce_ms", Pids.REFRESH, "notifyCoalesceMs", false),
+    WAKE_INTERVAL_MS("pg_trickle.wake_interval_ms", Pids.REFRESH, "wakeIntervalMs", false),
     /** Read by the launcher only: where the embedded PostgreSQL listens when no URL is configured. */
     EMBEDDED_PORT("pgtrickle.embedded.port", null, null, false),
     /** Read by the launcher only: the embedded PostgreSQL's data directory. */

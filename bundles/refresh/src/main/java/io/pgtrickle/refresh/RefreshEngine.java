@@ -105,6 +105,8 @@ final class RefreshEngine implements AutoCloseable {
      * not skipped, and only for a while, since a session that dies takes its lock with it.
      */
     static final long HELD_ELSEWHERE_DEFER_NANOS = TimeUnit.SECONDS.toNanos(1);
+    /** A tick woken by a commit waits at least this many times the last tick's duration after it. */
+    static final int WAKE_DUTY_FACTOR = 4;
     private static final long ABORT_WAIT_MILLIS = TimeUnit.SECONDS.toMillis(5);
     private static final CompletableFuture<Void> DONE = CompletableFuture.completedFuture(null);
 
@@ -134,6 +136,12 @@ final class RefreshEngine implements AutoCloseable {
     private volatile String lastTickError;
     /** When the refresh history is next pruned; 0 = at the first tick. Ticker thread only. */
     private long historyPruneDueNanos;
+    /** pg_current_snapshot() as the last tick read it before probing; null before the first. */
+    private volatile String tickSnapshot;
+    /** System.nanoTime() at which the next tick is due by the interval. Ticker thread only. */
+    private long nextTickNanos;
+    /** System.nanoTime() before which no commit starts a tick. Ticker thread only. */
+    private long wakeNotBeforeNanos;
 
     RefreshEngine(DataSource dataSource, EngineSettings settings, Listeners listeners) {
         this(dataSource, settings, listeners, System::nanoTime, DEFAULT_STOP_GRACE_MILLIS);
@@ -169,35 +177,83 @@ final class RefreshEngine implements AutoCloseable {
         };
     }
 
-    /** Starts ticking: the first tick runs at once, the next one interval after each tick ends. */
+    /**
+     * Starts ticking: the first tick runs at once, the next one interval after each tick ends, and
+     * in between, every wake interval, one look at the database's snapshot: if a transaction has
+     * completed since the last tick began, the next tick runs at once (see {@link #loop}).
+     */
     synchronized void start() {
         if (closed) {
             throw new IllegalStateException("the refresh engine is closed");
         }
         if (!started) {
             started = true;
-            ticker.execute(this::tickAndReschedule);
-            LOG.info("pgtrickle refresh scheduler started: {} workers, interval {} ms, suspend after {} errors"
-                    + " (the database's {}, {} and {} win when set)", settings.workers(), settings.schedulerIntervalMs(),
-                    settings.maxConsecutiveErrors(), EngineSettings.MAX_CONCURRENT_REFRESHES_GUC,
-                    EngineSettings.SCHEDULER_INTERVAL_GUC, EngineSettings.MAX_CONSECUTIVE_ERRORS_GUC);
+            nextTickNanos = System.nanoTime();
+            ticker.execute(this::loop);
+            LOG.info("pgtrickle refresh scheduler started: {} workers, interval {} ms, wake interval {} ms, suspend after {} errors"
+                    + " (the database's {}, {}, {} and {} win when set)", settings.workers(), settings.schedulerIntervalMs(),
+                    settings.wakeIntervalMs(), settings.maxConsecutiveErrors(), EngineSettings.MAX_CONCURRENT_REFRESHES_GUC,
+                    EngineSettings.SCHEDULER_INTERVAL_GUC, EngineSettings.WAKE_INTERVAL_GUC, EngineSettings.MAX_CONSECUTIVE_ERRORS_GUC);
         }
     }
 
-    private void tickAndReschedule() {
+    /**
+     * The ticker's loop. A tick every scheduler interval finds what is due by the clock; between
+     * ticks, a commit is found by the snapshot moving: a transaction that wrote to a source has an
+     * id, and once it completes, pg_current_snapshot() differs from the one the last tick read
+     * before it probed (a later xmax, or one id fewer in progress). Then the next tick runs at
+     * once, and a 'calculated' stream table is refreshed a few milliseconds after the commit that
+     * changed its source, without writers doing anything (a NOTIFY from every writer takes a global
+     * lock at commit). While nothing commits this costs one small query per wake interval; while
+     * transactions complete all the time (any table's), ticks run back to back, so they are spaced
+     * at least {@link #WAKE_DUTY_FACTOR} times their own duration apart: with many stream tables a
+     * tick costs more and the scheduler falls back towards its interval rather than a core.
+     */
+    private void loop() {
+        long delayNanos = TimeUnit.MILLISECONDS.toNanos(effective.schedulerIntervalMs());
         try {
-            tick();
+            long now = System.nanoTime();
+            long wake = TimeUnit.MILLISECONDS.toNanos(effective.wakeIntervalMs());
+            boolean due = now - nextTickNanos >= 0
+                    || (wake > 0 && now - wakeNotBeforeNanos >= 0 && snapshotMoved());
+            if (due) {
+                tick();
+                long end = System.nanoTime();
+                nextTickNanos = end + TimeUnit.MILLISECONDS.toNanos(effective.schedulerIntervalMs());
+                wakeNotBeforeNanos = end + WAKE_DUTY_FACTOR * (end - now);
+                now = end;
+            }
+            wake = TimeUnit.MILLISECONDS.toNanos(effective.wakeIntervalMs());
+            delayNanos = Math.max(0, nextTickNanos - now);
+            if (wake > 0) {
+                delayNanos = Math.min(delayNanos, Math.max(wake, wakeNotBeforeNanos - now));
+            }
         } catch (RuntimeException e) {
             // a bug here must not end scheduling for good
             LOG.error("pgtrickle refresh tick failed", e);
         } finally {
             if (!closed) {
                 try {
-                    ticker.schedule(this::tickAndReschedule, effective.schedulerIntervalMs(), TimeUnit.MILLISECONDS);
+                    ticker.schedule(this::loop, delayNanos, TimeUnit.NANOSECONDS);
                 } catch (RejectedExecutionException e) {
                     // close() shut the ticker down between the check and the schedule
                 }
             }
+        }
+    }
+
+    /** Whether the database's snapshot differs from the one the last tick read before it probed. */
+    private boolean snapshotMoved() {
+        if (tickSnapshot == null) {
+            return false;
+        }
+        try (Connection c = dataSource.getConnection(); Statement s = c.createStatement();
+             ResultSet rs = s.executeQuery("SELECT pg_current_snapshot()::text")) {
+            rs.next();
+            return !rs.getString(1).equals(tickSnapshot);
+        } catch (SQLException e) {
+            // the next tick by the interval reports what is wrong with the database
+            return false;
         }
     }
 
@@ -215,6 +271,11 @@ final class RefreshEngine implements AutoCloseable {
         Graph graph;
         try (Connection c = dataSource.getConnection()) {
             now = settings.effective(c, invalidValues);
+            // before the probe: a transaction that completes after this is in no probe yet, and moves the snapshot
+            try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT pg_current_snapshot()::text")) {
+                rs.next();
+                tickSnapshot = rs.getString(1);
+            }
             planNew(c);
             pruneHistory(c);
             try (Statement s = c.createStatement();

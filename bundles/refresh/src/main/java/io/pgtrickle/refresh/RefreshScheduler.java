@@ -35,7 +35,7 @@ public class RefreshScheduler implements RefreshService {
 
     @ObjectClassDefinition(name = "pgtrickle refresh scheduler",
             description = "Refreshes due stream tables, most overdue first. The PostgreSQL settings "
-                    + "pg_trickle.scheduler_interval_ms, pg_trickle.max_concurrent_refreshes and "
+                    + "pg_trickle.scheduler_interval_ms, pg_trickle.wake_interval_ms, pg_trickle.max_concurrent_refreshes and "
                     + "pg_trickle.max_consecutive_errors, when set in the database, win over these defaults.")
     public @interface Config {
         @AttributeDefinition(min = "10", description = "Milliseconds between two looks for due stream tables, "
@@ -55,6 +55,12 @@ public class RefreshScheduler implements RefreshService {
                 + "per this many milliseconds (0: every refresh notifies), unless the stream table or the database "
                 + "sets pg_trickle.notify_coalesce_ms")
         int notifyCoalesceMs() default 250;
+
+        @AttributeDefinition(min = "0", description = "Between ticks, milliseconds between two looks at whether a "
+                + "transaction has committed in the database; one has: tick at once, so a 'calculated' stream table "
+                + "follows a commit within about this long (0: only tick every schedulerIntervalMs). Unless the "
+                + "database sets pg_trickle.wake_interval_ms")
+        long wakeIntervalMs() default EngineSettings.DEFAULT_WAKE_INTERVAL_MS;
     }
 
     // bound before activate and kept across engines: the whiteboard outlives a configuration change
@@ -99,7 +105,7 @@ public class RefreshScheduler implements RefreshService {
     void activate(Config config) {
         engine = new RefreshEngine(catalog.dataSource(),
                 new EngineSettings(config.schedulerIntervalMs(), config.workers(), config.maxConsecutiveErrors(),
-                        config.notifyCoalesceMs()), listeners);
+                        config.notifyCoalesceMs(), config.wakeIntervalMs()), listeners);
         engine.start();
     }
 

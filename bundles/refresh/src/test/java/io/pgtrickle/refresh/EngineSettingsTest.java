@@ -9,7 +9,7 @@ class EngineSettingsTest {
 
     @Test
     void defaultsArePgTricklesDefaults() {
-        assertEquals(new EngineSettings(1000, 4, 3), EngineSettings.DEFAULTS);
+        assertEquals(new EngineSettings(1000, 4, 3, 250, 10), EngineSettings.DEFAULTS);
     }
 
     @Test
@@ -20,5 +20,7 @@ class EngineSettingsTest {
                 assertThrows(IllegalArgumentException.class, () -> new EngineSettings(1000, 0, 3)).getMessage());
         assertEquals("maxConsecutiveErrors must be at least 1, not 0",
                 assertThrows(IllegalArgumentException.class, () -> new EngineSettings(1000, 4, 0)).getMessage());
+        assertEquals("wakeIntervalMs must be at least 0, not -1",
+                assertThrows(IllegalArgumentException.class, () -> new EngineSettings(1000, 4, 3, 250, -1)).getMessage());
     }
 }

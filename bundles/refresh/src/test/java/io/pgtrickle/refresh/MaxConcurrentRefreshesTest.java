@@ -107,6 +107,6 @@ class MaxConcurrentRefreshesTest {
         db.exec("ALTER DATABASE " + db.name() + " RESET pg_trickle.max_concurrent_refreshes");
         allDue();
         assertEquals(List.of(Outcome.REFRESHED), tick(1, "reset: the container's one worker again"));
-        assertEquals(new EngineSettings.Effective(100_000, 3, 1), engine.effectiveSettings());
+        assertEquals(new EngineSettings.Effective(100_000, 3, 1, 0), engine.effectiveSettings());
     }
 }

@@ -156,7 +156,7 @@ class RefreshFailureTest {
         db.exec("ALTER DATABASE " + db.name() + " SET pg_trickle.scheduler_interval_ms = 'often'",
                 "ALTER DATABASE " + db.name() + " SET pg_trickle.max_consecutive_errors = 0");
         tick();
-        assertEquals(new EngineSettings.Effective(1000, 3, 2), engine.effectiveSettings(), "invalid values fall back to the component's");
+        assertEquals(new EngineSettings.Effective(1000, 3, 2, 0), engine.effectiveSettings(), "invalid values fall back to the component's");
 
         db.exec("ALTER DATABASE " + db.name() + " RESET pg_trickle.scheduler_interval_ms");
         tick();

@@ -1,0 +1,81 @@
+package io.pgtrickle.refresh;
+
+import static io.pgtrickle.refresh.RefreshDatabase.await;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A commit wakes the scheduler between its ticks (pg_trickle.wake_interval_ms), and 'calculated' is
+ * the default schedule: a default stream table follows its source within moments of a commit. The
+ * scheduler interval here is ten minutes, so only the wake can explain a refresh after the first tick.
+ */
+class WakeTest {
+
+    private static final long TEN_MINUTES_MS = 600_000;
+
+    private RefreshDatabase db;
+    private RefreshEngine engine;
+
+    @BeforeEach
+    void setUp() throws Exception {
+        db = new RefreshDatabase("refresh_wake");
+        db.exec("CREATE TABLE src (id int PRIMARY KEY, v int NOT NULL)",
+                "INSERT INTO src SELECT g, g FROM generate_series(1, 10) g",
+                "SELECT pgtrickle.create_stream_table('st', 'SELECT id, v FROM src WHERE v > 5')");
+    }
+
+    @AfterEach
+    void tearDown() {
+        if (engine != null) {
+            engine.close();
+        }
+        db.close();
+    }
+
+    private void startAndAwaitPlan(long wakeIntervalMs) throws Exception {
+        engine = new RefreshEngine(db.dataSource(), new EngineSettings(TEN_MINUTES_MS, 2, 3, 0, wakeIntervalMs), new Listeners());
+        engine.start();
+        // the first tick, at once, plans the stream table
+        await("the first tick plans st", () -> db.queryLong("SELECT count(*) FROM pgtrickle.pgt_stream_tables WHERE delta_sql IS NOT NULL") == 1);
+    }
+
+    @Test
+    void aCommitWakesTheSchedulerAndTheDefaultScheduleFollowsIt() throws Exception {
+        assertEquals("calculated", db.queryString("SELECT schedule FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'st'"));
+        startAndAwaitPlan(EngineSettings.DEFAULT_WAKE_INTERVAL_MS);
+        for (int i = 0; i < 3; i++) {
+            db.exec("INSERT INTO src VALUES (" + (100 + i) + ", 50)");
+            int expected = 6 + i;
+            await("st has the row inserted " + i, () -> db.queryLong("SELECT count(*) FROM st") == expected);
+        }
+        assertEquals(0, db.difference("st"));
+        assertEquals(3, db.queryLong("SELECT count(*) FROM pgtrickle.pgt_refresh_history WHERE action = 'DIFFERENTIAL'"
+                + " AND initiated_by = 'SCHEDULER' AND rows_inserted = 1"), "one differential refresh per commit, by the scheduler");
+    }
+
+    @Test
+    void theDatabasesZeroTurnsWakingOffAndOnlyTheIntervalTicks() throws Exception {
+        db.exec("ALTER DATABASE " + db.name() + " SET pg_trickle.wake_interval_ms = 0");
+        startAndAwaitPlan(EngineSettings.DEFAULT_WAKE_INTERVAL_MS);
+        assertEquals(0, engine.effectiveSettings().wakeIntervalMs(), "the database's value wins over the container's 10");
+        db.exec("INSERT INTO src VALUES (100, 50)");
+        Thread.sleep(1500);
+        assertEquals(5, db.queryLong("SELECT count(*) FROM st"), "no tick for ten minutes: the commit is not applied");
+        assertEquals(1, db.queryLong("SELECT count(*) FROM pgtrickle.due_stream_tables()"), "although st is due");
+    }
+
+    @Test
+    void aCalculatedStreamTableOverASourceWithoutCaptureIsDueOnceASecond() throws Exception {
+        db.exec("CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM src",
+                "SELECT pgtrickle.create_stream_table('over_mv', 'SELECT count(*) AS n FROM mv')");
+        // one statement, so that a slow machine cannot let the second pass between the two looks
+        assertEquals(0, db.queryLong("SELECT count(*) FROM pgtrickle.due_stream_tables() d JOIN pgtrickle.pgt_stream_tables s"
+                + " ON s.pgt_id = d.pgt_id WHERE s.pgt_name = 'over_mv' AND now() - s.last_refresh_at < interval '1 second'"),
+                "refreshed (created) less than a second ago: not due, however often the scheduler ticks");
+        await("due again once a second has passed",
+                () -> db.queryLong("SELECT count(*) FROM pgtrickle.due_stream_tables() WHERE name = 'public.over_mv'") == 1);
+    }
+}
