@@ -20,6 +20,10 @@ import org.junit.jupiter.api.Test;
 class RefreshSchedulerTest {
 
     private static RefreshScheduler.Config config(long intervalMs, int workers, int maxErrors) {
+        return config(intervalMs, workers, maxErrors, EngineSettings.DEFAULT_WAKE_INTERVAL_MS);
+    }
+
+    private static RefreshScheduler.Config config(long intervalMs, int workers, int maxErrors, long wakeMs) {
         return (RefreshScheduler.Config) Proxy.newProxyInstance(RefreshSchedulerTest.class.getClassLoader(),
                 new Class<?>[] {RefreshScheduler.Config.class}, (proxy, method, args) -> {
                     switch (method.getName()) {
@@ -27,6 +31,7 @@ class RefreshSchedulerTest {
                         case "workers": return workers;
                         case "maxConsecutiveErrors": return maxErrors;
                         case "notifyCoalesceMs": return EngineSettings.DEFAULT_NOTIFY_COALESCE_MS;
+                        case "wakeIntervalMs": return wakeMs;
                         default: throw new UnsupportedOperationException(method.getName());
                     }
                 });
@@ -89,5 +94,7 @@ class RefreshSchedulerTest {
         component.catalog = catalog(null);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> component.activate(config(1000, 0, 3)));
         assertEquals("workers must be at least 1, not 0", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> component.activate(config(1000, 1, 3, -1)));
+        assertEquals("wakeIntervalMs must be at least 0, not -1", e.getMessage());
     }
 }

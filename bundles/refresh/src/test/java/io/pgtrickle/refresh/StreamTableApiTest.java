@@ -33,7 +33,7 @@ class StreamTableApiTest extends MigratedDatabaseTest {
     void createdStreamTableHoldsTheQueryResultAndIsRecorded() throws SQLException {
         exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
         assertMatchesQuery("order_totals", TOTALS);
-        assertEquals(List.of("public|order_totals|ACTIVE|t|1s|DIFFERENTIAL|AUTO"),
+        assertEquals(List.of("public|order_totals|ACTIVE|t|calculated|DIFFERENTIAL|AUTO"),
                 strings("SELECT concat_ws('|', pgt_schema, pgt_name, status, is_populated, schedule, refresh_mode, requested_refresh_mode) FROM pgtrickle.pgt_stream_tables"));
         assertEquals(List.of("INITIAL|FULL|COMPLETED|3|0"),
                 strings("SELECT concat_ws('|', initiated_by, action, status, rows_inserted, rows_deleted) FROM pgtrickle.pgt_refresh_history"));

@@ -135,14 +135,20 @@ public final class SubscriptionBenchmark implements SqlStatements {
             for (String s : new String[] {"server_version", "fsync", "synchronous_commit", "shared_buffers"}) {
                 settings.put(s, string("SHOW " + s));
             }
+            // a default installation: the scheduler's 1 s tick, its commit wake (before, and with it), the
+            // default coalescing window; writes sparser than the window, as an application's usually are
+            latency(DEFAULTS_RATE, DEFAULT_COALESCE_MS, 0, DEFAULT_TICK_MS, 0, DEFAULTS_SECONDS_FACTOR);
+            latency(DEFAULTS_RATE, DEFAULT_COALESCE_MS, 0, DEFAULT_TICK_MS, DEFAULT_WAKE_MS, DEFAULTS_SECONDS_FACTOR);
             for (int rate : new int[] {100, 1000}) {
-                latency(rate, 0, intervalMs, 0);
-                latency(rate, 250, intervalMs, 0);
-                latency(rate, 0, 0, 0);
-                latency(rate, 0, 0, engineTickMs);
+                latency(rate, 0, intervalMs, 0, 0, 1);
+                latency(rate, 250, intervalMs, 0, 0, 1);
+                latency(rate, 0, 0, 0, 0, 1);
+                latency(rate, 0, 0, engineTickMs, 0, 1);
+                latency(rate, 0, 0, DEFAULT_TICK_MS, DEFAULT_WAKE_MS, 1);
             }
             throughput();
             schedulerIdleCost();
+            afterBurst();
             webhooks();
         } finally {
             try {
@@ -159,8 +165,16 @@ public final class SubscriptionBenchmark implements SqlStatements {
     // ---------------------------------------------------------------- 1. latency
 
     private record LatencyCell(int rate, int coalesceMs, String driver, double achievedRate, int refreshes, int notifications,
-                               List<Double> latencies, int unmatched, List<Double> perWrite, int uncovered) {
+                               List<Double> latencies, int unmatched, List<Double> perWrite, int uncovered, boolean targeted) {
     }
+
+    /** The container's defaults (RefreshScheduler.Config, the catalog's notify_coalesce_ms). */
+    private static final int DEFAULT_TICK_MS = 1000;
+    private static final int DEFAULT_WAKE_MS = 10;
+    private static final int DEFAULT_COALESCE_MS = 250;
+    /** Two writers, one commit each per second: 500 ms apart, beyond the default coalescing window. */
+    private static final int DEFAULTS_RATE = 2;
+    private static final int DEFAULTS_SECONDS_FACTOR = 3;
 
     /** A source {@code (id, w)} and a DIFFERENTIAL stream table {@code SELECT id, w FROM src} with an index on (w, id). */
     private String sourceAndStreamTable(String prefix) throws SQLException {
@@ -186,9 +200,13 @@ public final class SubscriptionBenchmark implements SqlStatements {
      * with the stream table on schedule {@code 'calculated'}, which refreshes when its probe of the
      * change buffers, every {@code engineTickMs}, finds changes.
      */
-    private void latency(int rate, int coalesceMs, int interval, int engineTickMs) throws Exception {
+    private void latency(int rate, int coalesceMs, int interval, int engineTickMs, int wakeMs, int secondsFactor) throws Exception {
         String st = sourceAndStreamTable("lat");
-        String driver = engineTickMs > 0 ? "scheduler, `calculated`, tick " + engineTickMs + " ms" : intervalName(interval);
+        String driver = engineTickMs == 0 ? intervalName(interval)
+                : wakeMs > 0 ? String.format(Locale.ROOT, "scheduler, `calculated`, tick %,d ms, **wake %d ms**", engineTickMs, wakeMs)
+                : String.format(Locale.ROOT, "scheduler, `calculated`, tick %,d ms, no wake", engineTickMs);
+        // the target is for announcements that coalescing does not hold back by design
+        boolean targeted = coalesceMs == 0 || 1000L * 2 / rate > coalesceMs;
         if (engineTickMs > 0) {
             exec("SELECT pgtrickle.alter_stream_table('" + st + "', schedule => 'calculated')");
         }
@@ -197,7 +215,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
         exec("SELECT pgtrickle.alter_stream_table('" + st + "', notify_coalesce_ms => " + coalesceMs + ")");
         long pgtId = Long.parseLong(string("SELECT (pgtrickle.find_stream_table('" + st + "')).pgt_id"));
         int writers = 2;
-        int perWriter = rate * cellSeconds / writers;
+        int perWriter = rate * cellSeconds * secondsFactor / writers;
         long[][] ack = new long[writers][perWriter];
         Map<Long, long[]> consumed = new ConcurrentHashMap<>(); // refresh_id -> max id per writer (index in ack)
         List<long[]> received = new CopyOnWriteArrayList<>(); // {refresh_id, receive nanos}
@@ -207,7 +225,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
         List<Throwable> errors = new CopyOnWriteArrayList<>();
 
         try (Connection listen = db.connect(); Connection refresher = db.connect();
-             AutoCloseable engine = engineTickMs > 0 ? engine(engineTickMs, newestIds(st, pgtId, consumed, refreshes), new AtomicLong())
+             AutoCloseable engine = engineTickMs > 0 ? engine(engineTickMs, wakeMs, newestIds(st, pgtId, consumed, refreshes), new AtomicLong())
                      : () -> { }) {
             try (Statement s = listen.createStatement()) {
                 s.execute("LISTEN " + channel);
@@ -322,7 +340,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
                     + "after the last refresh; %d notifications for %d refreshes", st, rate, coalesceMs, driver,
                     rows, received.size(), refreshes.get()));
             LatencyCell cell = new LatencyCell(rate, coalesceMs, driver, achieved, (int) refreshes.get(), received.size(), lat,
-                    unmatched, perWrite, uncovered);
+                    unmatched, perWrite, uncovered, targeted);
             if (uncovered > 0 || unmatched > 0) {
                 checks.add(st + ": " + uncovered + " writes never announced, " + unmatched + " notifications without a known refresh");
             }
@@ -364,11 +382,11 @@ public final class SubscriptionBenchmark implements SqlStatements {
      * {@code listener} in its refresh transactions; {@code borrowed} counts the connections it takes
      * from the pool (one per tick, plus one per refresh).
      */
-    private AutoCloseable engine(int tickMs, RefreshListener listener, AtomicLong borrowed) throws Exception {
+    private AutoCloseable engine(int tickMs, int wakeMs, RefreshListener listener, AtomicLong borrowed) throws Exception {
         Class<?> settingsClass = Class.forName("io.pgtrickle.refresh.EngineSettings");
-        Constructor<?> sc = settingsClass.getDeclaredConstructor(long.class, int.class, int.class, int.class);
+        Constructor<?> sc = settingsClass.getDeclaredConstructor(long.class, int.class, int.class, int.class, long.class);
         sc.setAccessible(true);
-        Object settings = sc.newInstance((long) tickMs, 2, 3, 250);
+        Object settings = sc.newInstance((long) tickMs, 2, 3, 250, (long) wakeMs);
         Class<?> listenersClass = Class.forName("io.pgtrickle.refresh.Listeners");
         Constructor<?> lc = listenersClass.getDeclaredConstructor();
         lc.setAccessible(true);
@@ -545,9 +563,81 @@ public final class SubscriptionBenchmark implements SqlStatements {
         }
     }
 
+    // ---------------------------------------------------------------- 5. after a burst
+
+    private record BurstProbe(String what, double dirtyMs, double vacuumedMs) {
+    }
+
+    private final List<BurstProbe> burstProbes = new ArrayList<>();
+    private String burstNote;
+
+    /**
+     * A burst of changes consumed and pruned leaves its buffer full of deleted rows until vacuum. What
+     * the scheduler's probe and a no-op refresh cost then, against the probe it replaced ("does the
+     * buffer hold any row at all?"), before and after VACUUM. Autovacuum is off on the buffer, so
+     * that the deleted rows stay for the measurement as they would under a busy autovacuum.
+     */
+    private void afterBurst() throws Exception {
+        int rows = Integer.getInteger("bench.subs.burst.rows", 1_000_000);
+        int reps = 20;
+        exec("CREATE TABLE burst_src (id bigint PRIMARY KEY, w int NOT NULL)");
+        exec("SELECT pgtrickle.create_stream_table('burst_st', 'SELECT w, count(*) AS n FROM burst_src GROUP BY w')");
+        plan("burst_st");
+        String buffer = string("SELECT pgtrickle.change_buffer('burst_src')::text");
+        exec("ALTER TABLE " + buffer + " SET (autovacuum_enabled = off)");
+        long t = System.nanoTime();
+        exec("INSERT INTO burst_src SELECT g, g % 10 FROM generate_series(1, " + rows + ") g");
+        double insertMs = (System.nanoTime() - t) / 1e6;
+        t = System.nanoTime();
+        exec("SELECT pgtrickle.refresh_stream_table('burst_st')");
+        double consumeMs = (System.nanoTime() - t) / 1e6;
+        String size = string("SELECT pg_size_pretty(pg_total_relation_size('" + buffer + "'))");
+        long left = Long.parseLong(string("SELECT count(*) FROM " + buffer));
+        String[][] probes = {
+            {"the scheduler's probe, `due_stream_tables()` (one source; from the readers' oldest frontier on, by the xid index)",
+                "SELECT count(*) FROM pgtrickle.due_stream_tables()"},
+            {"the probe it replaced: does the buffer hold any row at all (`has_pending_changes(source, NULL)`)",
+                "SELECT pgtrickle.has_pending_changes('burst_src', NULL)"},
+            {"a no-op refresh (`refresh_stream_table`, NO_DATA)", "SELECT pgtrickle.refresh_stream_table('burst_st')"},
+        };
+        double[] dirty = new double[probes.length];
+        for (int i = 0; i < probes.length; i++) {
+            dirty[i] = medianMs(probes[i][1], reps);
+        }
+        exec("VACUUM " + buffer);
+        for (int i = 0; i < probes.length; i++) {
+            burstProbes.add(new BurstProbe(probes[i][0], dirty[i], medianMs(probes[i][1], reps)));
+            log("after a burst of %,d rows: %s: %.2f ms, vacuumed %.2f ms", rows, probes[i][0], dirty[i],
+                    burstProbes.get(i).vacuumedMs());
+        }
+        burstNote = String.format(Locale.ROOT, "%,d rows inserted in one statement (%.0f ms with capture), consumed by one refresh "
+                + "(%.0f ms), which pruned them: the buffer then held %d live rows in %s", rows, insertMs, consumeMs, left, size);
+        if (!string("SELECT count(*) FROM pgtrickle.due_stream_tables()").equals("0")) {
+            throw new IllegalStateException("burst_st is due with nothing changed");
+        }
+        // the newest 2 * reps refreshes are the no-op ones
+        String actions = string("SELECT string_agg(DISTINCT action, ',') FROM pgtrickle.get_refresh_history('burst_st', " + 2 * reps + ")");
+        if (!actions.equals("NO_DATA")) {
+            throw new IllegalStateException("the refreshes after the burst were " + actions + ", not NO_DATA only");
+        }
+        checks.add("after the burst: nothing due, and each of the " + 2 * reps + " refreshes timed was NO_DATA");
+        exec("SELECT pgtrickle.drop_stream_table('burst_st')");
+        exec("DROP TABLE burst_src");
+    }
+
+    private double medianMs(String sql, int reps) throws SQLException {
+        List<Double> times = new ArrayList<>();
+        for (int i = 0; i < reps; i++) {
+            long t = System.nanoTime();
+            string(sql);
+            times.add((System.nanoTime() - t) / 1e6);
+        }
+        return median(times);
+    }
+
     // ---------------------------------------------------------------- 4. the scheduler's cost when nothing changes
 
-    private record IdleCost(int tickMs, double ticksPerSecond, double jvmCpuPercent, double postgresCpuPercent) {
+    private record IdleCost(int tickMs, int wakeMs, double ticksPerSecond, double jvmCpuPercent, double postgresCpuPercent) {
     }
 
     private final List<IdleCost> idleCosts = new ArrayList<>();
@@ -567,11 +657,13 @@ public final class SubscriptionBenchmark implements SqlStatements {
                     + "', schedule => 'calculated')");
             plan("idle_" + i);
         }
-        for (int tick : new int[] {1000, 100, 10}) {
+        for (int[] tw : new int[][] {{1000, 0}, {100, 0}, {10, 0}, {DEFAULT_TICK_MS, DEFAULT_WAKE_MS}}) {
+            int tick = tw[0];
+            int wake = tw[1];
             AtomicLong borrowed = new AtomicLong();
             AtomicLong refreshed = new AtomicLong();
             List<Long> before = backends();
-            try (AutoCloseable engine = engine(tick, (event, connection) -> refreshed.incrementAndGet(), borrowed)) {
+            try (AutoCloseable engine = engine(tick, wake, (event, connection) -> refreshed.incrementAndGet(), borrowed)) {
                 Thread.sleep(1000);
                 List<Long> sessions = new ArrayList<>(backends());
                 sessions.removeAll(before);
@@ -581,10 +673,10 @@ public final class SubscriptionBenchmark implements SqlStatements {
                 long t0 = System.nanoTime();
                 Thread.sleep(IDLE_SECONDS * 1000L);
                 double seconds = (System.nanoTime() - t0) / 1e9;
-                IdleCost cost = new IdleCost(tick, (borrowed.get() - b0) / seconds, (jvmCpuSeconds() - jvm0) * 100 / seconds,
+                IdleCost cost = new IdleCost(tick, wake, (borrowed.get() - b0) / seconds, (jvmCpuSeconds() - jvm0) * 100 / seconds,
                         (cpuSeconds(sessions) - pg0) * 100 / seconds);
                 idleCosts.add(cost);
-                log("scheduler idle, tick %d ms: %.0f ticks/s, JVM %.1f%% of a CPU, PostgreSQL %.1f%%", tick, cost.ticksPerSecond(),
+                log("scheduler idle, tick %d ms, wake %d ms: %.0f looks/s, JVM %.1f%% of a CPU, PostgreSQL %.1f%%", tick, wake, cost.ticksPerSecond(),
                         cost.jvmCpuPercent(), cost.postgresCpuPercent());
             }
             if (refreshed.get() != 0) {
@@ -1104,11 +1196,15 @@ public final class SubscriptionBenchmark implements SqlStatements {
                 + "table and the refresh's `refresh_id`, then `flush_notifications()` (what the notify bundle's timer does, for the "
                 + "trailing coalesced notification), commit (which sends the NOTIFY). (b) The container's scheduler itself "
                 + "(`RefreshEngine` on a HikariCP pool, built by reflection as its tests build it), the stream table on schedule "
-                + "`calculated` and the scheduler ticking every " + engineTickMs + " ms (`pg_trickle.scheduler_interval_ms`): each "
-                + "tick probes the change buffers (`due_stream_tables()`) and refreshes what has changes; a `RefreshListener` "
-                + "records the newest id of each writer inside each refresh transaction. This is the \"faster change detection\" "
-                + "of the target: a stream table on `calculated` is refreshed as soon as a tick sees a change, without writers ever "
-                + "notifying. A pgjdbc connection `LISTEN`s and waits in "
+                + "`calculated` (the default schedule) and the scheduler ticking every " + engineTickMs + " ms or 1,000 ms "
+                + "(`pg_trickle.scheduler_interval_ms`, default 1,000), and with the **wake** (`pg_trickle.wake_interval_ms`, "
+                + "default 10) looking between ticks whether a transaction has committed since the last tick, ticking at once if "
+                + "so: each tick probes the change buffers (`due_stream_tables()`) and refreshes what has changes; a `RefreshListener` "
+                + "records the newest id of each writer inside each refresh transaction. Writers never notify. The first two rows "
+                + "are a default installation, before the wake (tick 1 s, no wake) and with it, at the default coalescing window "
+                + "(250 ms) and " + DEFAULTS_RATE + " commits a second (one per writer per second, sparser than the window, as an "
+                + "application's writes usually are; " + DEFAULTS_SECONDS_FACTOR + " times as long as the other cells). A pgjdbc "
+                + "connection `LISTEN`s and waits in "
                 + "`getNotifications(50)`; it stamps each notification on arrival. **Latency = arrival − the client-side commit "
                 + "acknowledgement time of the newest write the notification covers**: the notification's `refresh_id` → the newest "
                 + "id per writer that refresh had made visible (each writer commits its ids in order, so it covers all of that "
@@ -1118,17 +1214,17 @@ public final class SubscriptionBenchmark implements SqlStatements {
         b.append("Two views of the same cells: **newest write** (the definition above: one sample per notification) and **every "
                 + "write** (per write: arrival of the first notification covering it − its acknowledgement; one sample per write "
                 + "after the warm-up). The first excludes the wait for the next refresh tick, the second includes it.\n\n");
-        b.append("| target rate | achieved commits/s | coalesce ms | refreshed by | refreshes done | notifications | newest write: p50 ms | p99 ms | max ms | target (off: p50 < 20, p99 < 100) | every write: n | p50 ms | p99 ms | target |\n");
+        b.append("| target rate | achieved commits/s | coalesce ms | refreshed by | refreshes done | notifications | newest write: p50 ms | p99 ms | max ms | target (p50 < 20, p99 < 100; coalescing off or writes sparser than its window) | every write: n | p50 ms | p99 ms | target |\n");
         b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (LatencyCell cell : cells) {
             double p50 = pct(cell.latencies, 50);
             double p99 = pct(cell.latencies, 99);
-            String target = cell.coalesceMs == 0
+            String target = cell.targeted
                     ? (p50 < 20 && p99 < 100 ? "**met**" : "**missed**" + (p50 < 20 ? " (p99)" : p99 < 100 ? " (p50)" : " (both)"))
                     : "– (by design ≤ window)";
             double w50 = pct(cell.perWrite, 50);
             double w99 = pct(cell.perWrite, 99);
-            String wTarget = cell.coalesceMs == 0
+            String wTarget = cell.targeted
                     ? (w50 < 20 && w99 < 100 ? "**met**" : "**missed**" + (w50 < 20 ? " (p99)" : w99 < 100 ? " (p50)" : " (both)"))
                     : "–";
             b.append(String.format(Locale.ROOT, "| %,d/s | %,.0f | %d | %s | %d | %d | %s | %s | %s | %s | %,d | %s | %s | %s |\n",
@@ -1188,14 +1284,24 @@ public final class SubscriptionBenchmark implements SqlStatements {
         b.append(String.format(Locale.ROOT, "| one call per claim of 50 (a lane's grouped completion at its best) | %,.0f | %.1f |\n",
                 dbGrouped.rate(), dbGrouped.claimMs()));
         b.append(String.format(Locale.ROOT, "\n## 4. The scheduler's own cost when nothing changes\n\n%d stream tables on schedule "
-                + "`calculated` over one source, no writes; the container's scheduler (as in section 1 (b)) at three ticks, each "
-                + "for %d s after one to settle. Ticks counted as the connections the scheduler borrowed (one per tick; no refresh "
+                + "`calculated` over one source, no writes; the container's scheduler (as in section 1 (b)) at three ticks without "
+                + "waking, and at its defaults (1 s tick, a look at the snapshot every 10 ms), each "
+                + "for %d s after one to settle. Looks counted as the connections the scheduler borrowed (one per tick or wake look; no refresh "
                 + "ran). CPU in percent of one CPU: this JVM's (the scheduler is all it runs then), and the scheduler's own database "
                 + "sessions' (the backends its pool opened, from `/proc`).\n\n", IDLE_STREAM_TABLES, IDLE_SECONDS));
-        b.append("| tick | ticks/s | JVM, % of a CPU | its database sessions, % of a CPU |\n|---|---|---|---|\n");
+        b.append("| tick | wake | looks/s | JVM, % of a CPU | its database sessions, % of a CPU |\n|---|---|---|---|---|\n");
         for (IdleCost cost : idleCosts) {
-            b.append(String.format(Locale.ROOT, "| %,d ms | %.0f | %.1f | %.1f |\n", cost.tickMs(), cost.ticksPerSecond(),
+            b.append(String.format(Locale.ROOT, "| %,d ms | %s | %.0f | %.1f | %.1f |\n", cost.tickMs(),
+                    cost.wakeMs() > 0 ? cost.wakeMs() + " ms" : "off", cost.ticksPerSecond(),
                     cost.jvmCpuPercent(), cost.postgresCpuPercent()));
+        }
+        b.append("\n## 5. The probe and a no-op refresh right after a burst\n\n");
+        b.append(burstNote).append(". Autovacuum off on the buffer, so its deleted rows stay until the `VACUUM` between the two "
+                + "columns (as they do while autovacuum is busy elsewhere). Median of 20 calls each, ms, client wall time. "
+                + "Target of a no-op refresh after a burst: at most 2 ms.\n\n");
+        b.append("| | buffer full of deleted rows | after VACUUM |\n|---|---|---|\n");
+        for (BurstProbe p : burstProbes) {
+            b.append(String.format(Locale.ROOT, "| %s | %s | %s |\n", p.what(), ms(p.dirtyMs()), ms(p.vacuumedMs())));
         }
         b.append("\n## Checks\n\n");
         for (String ch : checks) {
