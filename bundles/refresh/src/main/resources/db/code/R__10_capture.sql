@@ -101,13 +101,22 @@ CREATE OR REPLACE FUNCTION pgtrickle.pending_changes(pgt_id bigint, since pg_sna
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    probe text;
+    probe     text;
+    uncaptured regclass;
 BEGIN
-    SELECT string_agg(format('SELECT %s::oid AS relid, %L AS buffer, count(*) AS n %s', d.source_relid,
-                             pgtrickle.change_buffer(d.source_relid::regclass), pgtrickle.pending_rows(d.source_relid::regclass, since)),
-                      ' UNION ALL ')
-      INTO probe
-      FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = pending_changes.pgt_id;
+    -- pending_rows' text, written out: this runs before every refresh, and a function call per
+    -- source twice over cost more than the probe's own planning
+    SELECT string_agg(format('SELECT %s::oid AS relid, %L AS buffer, count(*) AS n FROM %s%s', d.source_relid, b.buffer,
+                             b.buffer, CASE WHEN since IS NOT NULL
+                                            THEN ' WHERE xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(xid, $1)' END),
+                      ' UNION ALL '),
+           (array_agg(d.source_relid::regclass) FILTER (WHERE b.buffer IS NULL))[1]
+      INTO probe, uncaptured
+      FROM pgtrickle.pgt_dependencies d CROSS JOIN LATERAL (SELECT pgtrickle.change_buffer(d.source_relid::regclass) AS buffer) b
+     WHERE d.pgt_id = pending_changes.pgt_id;
+    IF uncaptured IS NOT NULL THEN
+        RAISE EXCEPTION 'pgtrickle: changes of % are not captured', uncaptured USING ERRCODE = 'undefined_object';
+    END IF;
     IF probe IS NULL THEN
         total := 0;
         RETURN;

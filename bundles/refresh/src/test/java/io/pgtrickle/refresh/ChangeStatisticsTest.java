@@ -93,6 +93,35 @@ class ChangeStatisticsTest {
     }
 
     @Test
+    void theWindowIsAnalysedAndOfTheColumnsReadOnlyThoseWithoutStatistics() throws SQLException {
+        staleBatch();
+        String prio = columnStatistics("o_prio");
+        assertTrue(prio != null, "the precondition: o_prio has statistics, from the buffer's earlier batch");
+        exec("BEGIN");
+        one("SELECT pgtrickle.refresh_change_statistics(" + frontier() + ", " + counts() + ")::text");
+        assertTrue(estimate() >= 400, "the window was analysed: " + estimate());
+        assertEquals(prio, columnStatistics("o_prio"), "o_prio's statistics are kept, though 400 orders changed it since");
+        exec("ROLLBACK");
+
+        // a buffer whose columns have no statistics (never analysed): the columns the statement reads are analysed too
+        exec("DELETE FROM pg_statistic WHERE starelid = '" + buffer("orders") + "'::regclass");
+        exec("BEGIN");
+        one("SELECT pgtrickle.refresh_change_statistics(" + frontier() + ", " + counts() + ")::text");
+        assertTrue(estimate() >= 400, "the window: " + estimate());
+        assertTrue(columnStatistics("o_prio") != null, "o_prio, which the statement reads, has statistics now");
+        exec("ROLLBACK");
+    }
+
+    /** A column's statistics in the orders buffer (most common values and distinct count), on this test's connection. */
+    private String columnStatistics(String column) throws SQLException {
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT coalesce(ps.most_common_vals::text, '') || '|' || ps.n_distinct"
+                + " FROM pg_stats ps JOIN pg_class b ON b.relname = ps.tablename WHERE ps.schemaname = 'pgtrickle_changes'"
+                + " AND b.oid = '" + buffer("orders") + "'::regclass AND ps.attname = '" + column + "'")) {
+            return rs.next() ? rs.getString(1) : null;
+        }
+    }
+
+    @Test
     void aBufferAnotherSessionAnalysesIsNotWaitedForTheStatementRunsWithoutNestedLoops() throws Exception {
         staleBatch();
         try (Connection other = db.connect(); Statement o = other.createStatement()) {
