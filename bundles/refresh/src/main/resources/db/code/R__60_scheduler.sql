@@ -21,47 +21,60 @@
 -- (stream table, source) pair with a count took about 0.1 ms each: 2 ms a tick for 20 idle stream
 -- tables, a third of a CPU at a 10 ms tick (docs/benchmarks/subscriptions.md). The order costs a
 -- sort of the due rows only.
-CREATE OR REPLACE FUNCTION pgtrickle.due_stream_tables() RETURNS TABLE (pgt_id bigint, name text, overdue interval)
+DROP FUNCTION IF EXISTS pgtrickle.due_stream_tables();
+CREATE OR REPLACE FUNCTION pgtrickle.due_stream_tables(probe boolean DEFAULT true)
+    RETURNS TABLE (pgt_id bigint, name text, overdue interval)
     LANGUAGE plpgsql STABLE
 AS $fn$
 DECLARE
     source  oid;
-    horizon xid8;
-    buffer  regclass;
-    found   boolean;
     busy    oid[] := '{}';
+    probes  text;
+    odd     oid[];
 BEGIN
-    -- a loop, not a WHERE on the aggregate: the planner would push that condition below it and
-    -- probe once per stream table again. Per source, only rows from the oldest of its readers'
-    -- frontiers on can be pending for any of them: the probe reads the xid index from there. A
-    -- buffer that has just been pruned after a burst holds the burst's deleted rows until vacuum
-    -- (hundreds of MB after millions of changes), all below that point, and "any row at all" read
-    -- them all, every tick.
-    FOR source, horizon IN SELECT d.source_relid, min(pg_snapshot_xmin(pgtrickle.oldest_frontier(s.frontier)))
-                             FROM pgtrickle.pgt_stream_tables s JOIN pgtrickle.pgt_dependencies d ON d.pgt_id = s.pgt_id
-                            WHERE s.status = 'ACTIVE' AND s.shadow_of IS NULL AND s.is_populated AND NOT s.needs_reinit
-                              AND pgtrickle.parse_schedule(s.schedule) IS NULL
-                              AND d.source_type IN ('TABLE', 'STREAM_TABLE')
-                            GROUP BY d.source_relid LOOP
-        buffer := pgtrickle.change_buffer(source::regclass);
-        IF buffer IS NULL OR horizon IS NULL THEN
-            found := pgtrickle.has_pending_changes(source::regclass, NULL);
-        ELSE
-            -- ORDER BY ... LIMIT 1: the index, whatever the buffer's (stale) statistics say
-            EXECUTE format('SELECT EXISTS (SELECT FROM (SELECT b.xid FROM %s b WHERE b.xid >= $1 ORDER BY b.xid LIMIT 1) x)', buffer)
-               INTO found USING horizon;
+    -- Per source, only rows from the oldest of its readers' frontiers on can be pending for any of
+    -- them: the probe reads the xid index from there (ORDER BY ... LIMIT 1 in a subquery of its
+    -- own: the index, whatever the buffer's stale statistics say). A buffer that has just been
+    -- pruned after a burst holds the burst's deleted rows until vacuum (hundreds of MB after
+    -- millions of changes), all below that point, and "any row at all" read them all, every tick.
+    -- One statement for all sources, the buffers named from the change tracking's record: a
+    -- function call and an EXECUTE per source cost 0.1 to 0.2 ms each, which a thousand idle
+    -- stream tables paid every tick. probe = false: the caller knows that no transaction has
+    -- completed since its last probe found nothing (RefreshEngine), so nothing can be pending.
+    IF probe THEN
+        SELECT string_agg(format('SELECT %s::oid WHERE EXISTS (SELECT FROM (SELECT b.xid FROM %s b WHERE b.xid >= %L::xid8'
+                                 ' ORDER BY b.xid LIMIT 1) x)', c.source_relid, c.buffer, c.horizon), ' UNION ALL ')
+                   FILTER (WHERE c.buffer IS NOT NULL AND c.horizon IS NOT NULL),
+               array_agg(c.source_relid) FILTER (WHERE c.buffer IS NULL OR c.horizon IS NULL)
+          INTO probes, odd
+          FROM (SELECT d.source_relid, min(pg_snapshot_xmin(pgtrickle.oldest_frontier(s.frontier))) AS horizon,
+                       to_regclass('pgtrickle_changes.' || quote_ident('changes_' || min(t.source_stable_name))) AS buffer
+                  FROM pgtrickle.pgt_stream_tables s
+                  JOIN pgtrickle.pgt_dependencies d ON d.pgt_id = s.pgt_id
+                  LEFT JOIN pgtrickle.pgt_change_tracking t ON t.source_relid = d.source_relid
+                 WHERE s.status = 'ACTIVE' AND s.shadow_of IS NULL AND s.is_populated AND NOT s.needs_reinit
+                   AND (s.schedule IS NULL OR s.schedule = 'calculated')
+                   AND d.source_type IN ('TABLE', 'STREAM_TABLE')
+                 GROUP BY d.source_relid) c;
+        IF probes IS NOT NULL THEN
+            EXECUTE 'SELECT coalesce(array_agg(p), ''{}'') FROM (' || probes || ') p(p)' INTO busy;
         END IF;
-        IF found THEN
-            busy := busy || source;
-        END IF;
-    END LOOP;
+        -- a buffer renamed in this very transaction, or a reader without a frontier: the long way
+        FOREACH source IN ARRAY coalesce(odd, '{}') LOOP
+            IF pgtrickle.has_pending_changes(source::regclass, NULL) THEN
+                busy := busy || source;
+            END IF;
+        END LOOP;
+    END IF;
     RETURN QUERY
     SELECT s.pgt_id, format('%I.%I', s.pgt_schema, s.pgt_name),
            now() - CASE WHEN NOT s.is_populated OR s.needs_reinit OR s.last_refresh_at IS NULL
                         THEN coalesce(s.last_refresh_at, s.created_at)
                         ELSE s.last_refresh_at + coalesce(p.every, interval '0') END
       FROM pgtrickle.pgt_stream_tables s
-     CROSS JOIN LATERAL (SELECT pgtrickle.parse_schedule(s.schedule) AS every) p
+     -- stored schedules are normalised: 'calculated' needs no parsing (a function call per stream table per tick)
+     CROSS JOIN LATERAL (SELECT CASE WHEN s.schedule IS NULL OR s.schedule = 'calculated' THEN NULL
+                                     ELSE pgtrickle.parse_schedule(s.schedule) END AS every) p
      WHERE s.status = 'ACTIVE' AND s.shadow_of IS NULL -- shadows are refreshed by their evolution
        AND (NOT s.is_populated OR s.needs_reinit
             OR (p.every IS NOT NULL AND (s.last_refresh_at IS NULL OR s.last_refresh_at + p.every <= now()))

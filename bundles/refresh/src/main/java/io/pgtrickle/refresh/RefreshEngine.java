@@ -90,7 +90,7 @@ final class RefreshEngine implements AutoCloseable {
     }
 
     /** Counters since start, for operators and tests. */
-    record Stats(long refreshed, long lockedElsewhere, long failed, long abandoned) {
+    record Stats(long refreshed, long lockedElsewhere, long failed, long abandoned, long ticks, long probingTicks) {
     }
 
     private record Due(long pgtId, String name) {
@@ -129,6 +129,8 @@ final class RefreshEngine implements AutoCloseable {
     private final AtomicLong lockedElsewhere = new AtomicLong();
     private final AtomicLong failed = new AtomicLong();
     private final AtomicLong abandoned = new AtomicLong();
+    private final AtomicLong ticks = new AtomicLong();
+    private final AtomicLong probingTicks = new AtomicLong();
 
     private volatile EngineSettings.Effective effective;
     private volatile boolean started;
@@ -138,6 +140,8 @@ final class RefreshEngine implements AutoCloseable {
     private long historyPruneDueNanos;
     /** pg_current_snapshot() as the last tick read it before probing; null before the first. */
     private volatile String tickSnapshot;
+    /** Whether the last tick's due_stream_tables() returned nothing (false when it failed). */
+    private volatile boolean nothingDueLastTick;
     /** System.nanoTime() at which the next tick is due by the interval. Ticker thread only. */
     private long nextTickNanos;
     /** System.nanoTime() before which no commit starts a tick. Ticker thread only. */
@@ -272,17 +276,33 @@ final class RefreshEngine implements AutoCloseable {
         try (Connection c = dataSource.getConnection()) {
             now = settings.effective(c, invalidValues);
             // before the probe: a transaction that completes after this is in no probe yet, and moves the snapshot
+            String snapshot;
             try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT pg_current_snapshot()::text")) {
                 rs.next();
-                tickSnapshot = rs.getString(1);
+                snapshot = rs.getString(1);
             }
+            // Changes become pending only by commits. When the last tick found nothing due and no
+            // transaction has completed since it read the snapshot, none can be pending now: the
+            // change buffers are not probed, and an idle tick costs the same for a thousand stream
+            // tables as for one. What is due by the clock (schedules, time-dependent queries) is
+            // still found.
+            boolean probe = !(nothingDueLastTick && snapshot.equals(tickSnapshot));
+            tickSnapshot = snapshot;
+            nothingDueLastTick = false;
             planNew(c);
             pruneHistory(c);
-            try (Statement s = c.createStatement();
-                 ResultSet rs = s.executeQuery("SELECT pgt_id, name FROM pgtrickle.due_stream_tables()")) {
-                while (rs.next()) {
-                    due.add(new Due(rs.getLong(1), rs.getString(2)));
+            try (PreparedStatement s = c.prepareStatement("SELECT pgt_id, name FROM pgtrickle.due_stream_tables(?)")) {
+                s.setBoolean(1, probe);
+                try (ResultSet rs = s.executeQuery()) {
+                    while (rs.next()) {
+                        due.add(new Due(rs.getLong(1), rs.getString(2)));
+                    }
                 }
+            }
+            nothingDueLastTick = due.isEmpty();
+            ticks.incrementAndGet();
+            if (probe) {
+                probingTicks.incrementAndGet();
             }
             graph = due.isEmpty() ? Graph.EMPTY : readGraph(c);
         } catch (SQLException e) {
@@ -700,7 +720,7 @@ final class RefreshEngine implements AutoCloseable {
     }
 
     Stats stats() {
-        return new Stats(refreshed.get(), lockedElsewhere.get(), failed.get(), abandoned.get());
+        return new Stats(refreshed.get(), lockedElsewhere.get(), failed.get(), abandoned.get(), ticks.get(), probingTicks.get());
     }
 
     /** Whether a stream table is waiting out a backoff (or failed and was not retried yet). */

@@ -2,6 +2,7 @@ package io.pgtrickle.refresh;
 
 import static io.pgtrickle.refresh.RefreshDatabase.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -65,6 +66,33 @@ class WakeTest {
         Thread.sleep(1500);
         assertEquals(5, db.queryLong("SELECT count(*) FROM st"), "no tick for ten minutes: the commit is not applied");
         assertEquals(1, db.queryLong("SELECT count(*) FROM pgtrickle.due_stream_tables()"), "although st is due");
+    }
+
+    @Test
+    void withoutProbingOnlyWhatIsDueByTheClockIsFound() throws Exception {
+        db.exec("SELECT pgtrickle.create_stream_table('by_clock', 'SELECT count(*) AS n FROM src', '100ms')");
+        db.exec("INSERT INTO src VALUES (100, 50)");
+        await("by_clock is due by its schedule", () -> db.queryLong("SELECT count(*) FROM pgtrickle.due_stream_tables(false)"
+                + " WHERE name = 'public.by_clock'") == 1);
+        assertEquals("public.by_clock", db.queryString("SELECT string_agg(name, ',') FROM pgtrickle.due_stream_tables(false)"),
+                "not probed: st's pending change is not looked for");
+        assertEquals("public.by_clock,public.st", db.queryString("SELECT string_agg(name, ',' ORDER BY name) FROM pgtrickle.due_stream_tables()"));
+    }
+
+    @Test
+    void ticksWithNothingDueAndNoCommitSinceDoNotProbeTheBuffers() throws Exception {
+        engine = new RefreshEngine(db.dataSource(), new EngineSettings(20, 2, 3, 0, 0), new Listeners());
+        engine.start();
+        await("a few ticks with nothing due", () -> engine.stats().ticks() >= 10 && db.queryLong("SELECT count(*) FROM pgtrickle.pgt_stream_tables"
+                + " WHERE delta_sql IS NOT NULL") == 1);
+        RefreshEngine.Stats idle = engine.stats();
+        await("ten more ticks", () -> engine.stats().ticks() >= idle.ticks() + 10);
+        RefreshEngine.Stats later = engine.stats();
+        assertEquals(idle.probingTicks(), later.probingTicks(), "nothing committed in between: no tick probed");
+
+        db.exec("INSERT INTO src VALUES (100, 50)");
+        await("the commit is probed for and applied", () -> db.queryLong("SELECT count(*) FROM st") == 6);
+        assertTrue(engine.stats().probingTicks() > later.probingTicks());
     }
 
     @Test

@@ -637,7 +637,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
 
     // ---------------------------------------------------------------- 4. the scheduler's cost when nothing changes
 
-    private record IdleCost(int tickMs, int wakeMs, double ticksPerSecond, double jvmCpuPercent, double postgresCpuPercent) {
+    private record IdleCost(int streamTables, int tickMs, int wakeMs, double ticksPerSecond, double jvmCpuPercent, double postgresCpuPercent) {
     }
 
     private final List<IdleCost> idleCosts = new ArrayList<>();
@@ -658,36 +658,57 @@ public final class SubscriptionBenchmark implements SqlStatements {
             plan("idle_" + i);
         }
         for (int[] tw : new int[][] {{1000, 0}, {100, 0}, {10, 0}, {DEFAULT_TICK_MS, DEFAULT_WAKE_MS}}) {
-            int tick = tw[0];
-            int wake = tw[1];
-            AtomicLong borrowed = new AtomicLong();
-            AtomicLong refreshed = new AtomicLong();
-            List<Long> before = backends();
-            try (AutoCloseable engine = engine(tick, wake, (event, connection) -> refreshed.incrementAndGet(), borrowed)) {
-                Thread.sleep(1000);
-                List<Long> sessions = new ArrayList<>(backends());
-                sessions.removeAll(before);
-                long b0 = borrowed.get();
-                double jvm0 = jvmCpuSeconds();
-                double pg0 = cpuSeconds(sessions);
-                long t0 = System.nanoTime();
-                Thread.sleep(IDLE_SECONDS * 1000L);
-                double seconds = (System.nanoTime() - t0) / 1e9;
-                IdleCost cost = new IdleCost(tick, wake, (borrowed.get() - b0) / seconds, (jvmCpuSeconds() - jvm0) * 100 / seconds,
-                        (cpuSeconds(sessions) - pg0) * 100 / seconds);
-                idleCosts.add(cost);
-                log("scheduler idle, tick %d ms, wake %d ms: %.0f looks/s, JVM %.1f%% of a CPU, PostgreSQL %.1f%%", tick, wake, cost.ticksPerSecond(),
-                        cost.jvmCpuPercent(), cost.postgresCpuPercent());
-            }
-            if (refreshed.get() != 0) {
-                throw new IllegalStateException("nothing changed, yet the scheduler refreshed " + refreshed.get() + " times");
-            }
+            idleCost(IDLE_STREAM_TABLES, tw[0], tw[1]);
         }
         for (int i = 0; i < IDLE_STREAM_TABLES; i++) {
             exec("SELECT pgtrickle.drop_stream_table('idle_" + i + "')");
         }
         exec("DROP TABLE idle_src");
         checks.add("scheduler idle: no refresh of the " + IDLE_STREAM_TABLES + " unchanged stream tables at any tick");
+
+        // many stream tables, each over a source of its own (a probe per source, the worst case)
+        int many = Integer.getInteger("bench.subs.idle.many", 1000);
+        long t = System.nanoTime();
+        for (int i = 0; i < many; i++) {
+            exec("CREATE TABLE many_" + i + " (id bigint PRIMARY KEY, w int NOT NULL)");
+            exec("INSERT INTO many_" + i + " VALUES (1, 1)");
+            exec("SELECT pgtrickle.create_stream_table('many_st_" + i + "', 'SELECT id, w FROM many_" + i + "')");
+            plan("many_st_" + i);
+        }
+        log("%d stream tables created and planned in %.0f s", many, (System.nanoTime() - t) / 1e9);
+        idleCost(many, DEFAULT_TICK_MS, 0);
+        idleCost(many, DEFAULT_TICK_MS, DEFAULT_WAKE_MS);
+        for (int i = 0; i < many; i++) {
+            exec("SELECT pgtrickle.drop_stream_table('many_st_" + i + "')");
+            exec("DROP TABLE many_" + i);
+        }
+        checks.add("scheduler idle: no refresh of the " + many + " unchanged stream tables");
+    }
+
+    /** The scheduler's CPU over {@value #IDLE_SECONDS} s (after a second to settle) while none of {@code tables} stream tables changes. */
+    private void idleCost(int tables, int tick, int wake) throws Exception {
+        AtomicLong borrowed = new AtomicLong();
+        AtomicLong refreshed = new AtomicLong();
+        List<Long> before = backends();
+        try (AutoCloseable engine = engine(tick, wake, (event, connection) -> refreshed.incrementAndGet(), borrowed)) {
+            Thread.sleep(1000);
+            List<Long> sessions = new ArrayList<>(backends());
+            sessions.removeAll(before);
+            long b0 = borrowed.get();
+            double jvm0 = jvmCpuSeconds();
+            double pg0 = cpuSeconds(sessions);
+            long t0 = System.nanoTime();
+            Thread.sleep(IDLE_SECONDS * 1000L);
+            double seconds = (System.nanoTime() - t0) / 1e9;
+            IdleCost cost = new IdleCost(tables, tick, wake, (borrowed.get() - b0) / seconds, (jvmCpuSeconds() - jvm0) * 100 / seconds,
+                    (cpuSeconds(sessions) - pg0) * 100 / seconds);
+            idleCosts.add(cost);
+            log("scheduler idle, %d stream tables, tick %d ms, wake %d ms: %.0f looks/s, JVM %.1f%% of a CPU, PostgreSQL %.1f%%", tables,
+                    tick, wake, cost.ticksPerSecond(), cost.jvmCpuPercent(), cost.postgresCpuPercent());
+        }
+        if (refreshed.get() != 0) {
+            throw new IllegalStateException("nothing changed, yet the scheduler refreshed " + refreshed.get() + " times");
+        }
     }
 
     // ---------------------------------------------------------------- 3. webhook deliveries
@@ -1284,16 +1305,19 @@ public final class SubscriptionBenchmark implements SqlStatements {
         b.append(String.format(Locale.ROOT, "| one call per claim of 50 (a lane's grouped completion at its best) | %,.0f | %.1f |\n",
                 dbGrouped.rate(), dbGrouped.claimMs()));
         b.append(String.format(Locale.ROOT, "\n## 4. The scheduler's own cost when nothing changes\n\n%d stream tables on schedule "
-                + "`calculated` over one source, no writes; the container's scheduler (as in section 1 (b)) at three ticks without "
+                + "`calculated` over one source, then " + Integer.getInteger("bench.subs.idle.many", 1000) + " over a source each (the default "
+                + "schedule), no writes; the container's scheduler (as in section 1 (b)) at three ticks without "
                 + "waking, and at its defaults (1 s tick, a look at the snapshot every 10 ms), each "
                 + "for %d s after one to settle. Looks counted as the connections the scheduler borrowed (one per tick or wake look; no refresh "
                 + "ran). CPU in percent of one CPU: this JVM's (the scheduler is all it runs then), and the scheduler's own database "
                 + "sessions' (the backends its pool opened, from `/proc`).\n\n", IDLE_STREAM_TABLES, IDLE_SECONDS));
-        b.append("| tick | wake | looks/s | JVM, % of a CPU | its database sessions, % of a CPU |\n|---|---|---|---|---|\n");
+        b.append("| stream tables | tick | wake | looks/s | JVM, % of a CPU | its database sessions, % of a CPU | target (1,000 stream tables: ≤ 2% together) |\n|---|---|---|---|---|---|---|\n");
         for (IdleCost cost : idleCosts) {
-            b.append(String.format(Locale.ROOT, "| %,d ms | %s | %.0f | %.1f | %.1f |\n", cost.tickMs(),
+            double total = cost.jvmCpuPercent() + cost.postgresCpuPercent();
+            String target = cost.streamTables() >= 1000 ? (total <= 2 ? "**met**" : "**missed**") + String.format(Locale.ROOT, " (%.1f%%)", total) : "–";
+            b.append(String.format(Locale.ROOT, "| %,d | %,d ms | %s | %.0f | %.1f | %.1f | %s |\n", cost.streamTables(), cost.tickMs(),
                     cost.wakeMs() > 0 ? cost.wakeMs() + " ms" : "off", cost.ticksPerSecond(),
-                    cost.jvmCpuPercent(), cost.postgresCpuPercent()));
+                    cost.jvmCpuPercent(), cost.postgresCpuPercent(), target));
         }
         b.append("\n## 5. The probe and a no-op refresh right after a burst\n\n");
         b.append(burstNote).append(". Autovacuum off on the buffer, so its deleted rows stay until the `VACUUM` between the two "
