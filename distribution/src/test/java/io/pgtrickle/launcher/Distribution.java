@@ -65,7 +65,8 @@ final class Distribution {
             "io.pgtrickle.notify",
             "io.pgtrickle.evolution",
             "io.pgtrickle.sink-webhook",
-            "io.pgtrickle.sink-log");
+            "io.pgtrickle.sink-log",
+            "io.pgtrickle.http-events");
 
     private Distribution() {
     }
