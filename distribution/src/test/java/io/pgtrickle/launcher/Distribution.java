@@ -66,7 +66,9 @@ final class Distribution {
             "io.pgtrickle.evolution",
             "io.pgtrickle.sink-webhook",
             "io.pgtrickle.sink-log",
-            "io.pgtrickle.http-events");
+            "io.pgtrickle.http-events",
+            "io.pgtrickle.health",
+            "com.fasterxml.jackson.core.jackson-core");
 
     private Distribution() {
     }
