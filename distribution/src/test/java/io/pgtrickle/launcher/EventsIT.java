@@ -238,6 +238,48 @@ class EventsIT {
     }
 
     @Test
+    @Order(35)
+    void oneStreamForTwoStreamTablesResumesEachWhereItWas() throws Exception {
+        sql.execute("CREATE TABLE src_st_a (id int PRIMARY KEY, grp text, amount int)");
+        sql.execute("CREATE TABLE src_st_b (id int PRIMARY KEY, grp text, amount int)");
+        for (String st : new String[] {"st_a", "st_b"}) {
+            sql.execute("SELECT pgtrickle.create_stream_table('" + st + "', 'SELECT grp, sum(amount) AS total FROM src_" + st + " GROUP BY grp')");
+            sql.execute("SELECT pgtrickle.alter_stream_table('" + st + "', notify_coalesce_ms => 0)");
+            sql.execute("SELECT pgtrickle.subscribe('" + st + "', 'pgtrickle_sse')");
+            sql.execute("GRANT SELECT ON " + st + " TO reader");
+        }
+        String lastId;
+        long seenA;
+        long seenB;
+        try (SseClient client = SseClient.open(url("stream_table=st_a&stream_table=st_b"), Map.of("Authorization", "Bearer tok-reader"))) {
+            assertEquals(200, client.status);
+            change("st_b", 1);
+            change("st_a", 1);
+            List<SseClient.Event> got = refreshes(client, 2);
+            assertEquals(List.of(history("st_b", 0).get(0), history("st_a", 0).get(0)), got.stream().map(SseClient.Event::data).toList());
+            // the id holds one position per stream table, in the order of the request
+            lastId = got.get(1).id();
+            assertTrue(lastId.matches("\\d+,\\d+"), lastId);
+            seenA = lastRefresh("st_a");
+            seenB = lastRefresh("st_b");
+        }
+        change("st_a", 2);
+        change("st_b", 2);
+        change("st_b", 3);
+        try (SseClient client = SseClient.open(url("stream_table=st_a&stream_table=st_b"),
+                Map.of("Authorization", "Bearer tok-reader", "Last-Event-ID", lastId))) {
+            List<String> got = refreshes(client, 3).stream().map(SseClient.Event::data).toList();
+            List<String> missed = new ArrayList<>(history("st_a", seenA));
+            missed.addAll(history("st_b", seenB));
+            assertEquals(3, missed.size(), missed.toString());
+            assertEquals(new java.util.TreeSet<>(missed), new java.util.TreeSet<>(got));
+            // in each stream table's own order
+            assertEquals(history("st_b", seenB), got.stream().filter(d -> d.contains("public.st_b")).toList());
+            assertEquals(null, client.next("refresh", Duration.ofSeconds(2)));
+        }
+    }
+
+    @Test
     @Order(4)
     void aRevokedGrantEndsTheStream() throws Exception {
         try (SseClient client = open("st_revoke", null)) {
