@@ -68,6 +68,7 @@ final class Distribution {
             "io.pgtrickle.sink-log",
             "io.pgtrickle.http-events",
             "io.pgtrickle.health",
+            "io.pgtrickle.metrics",
             "com.fasterxml.jackson.core.jackson-core");
 
     private Distribution() {

@@ -99,7 +99,7 @@ public class FeaturesIT {
                 editConfigurationFilePut("etc/org.apache.felix.http.cfg", "org.osgi.service.http.port", Integer.toString(httpPort)),
                 editConfigurationFilePut("etc/org.apache.felix.http.cfg", "org.apache.felix.http.host", "127.0.0.1"),
                 systemProperty(HTTP_PORT).value(Integer.toString(httpPort)),
-                features(pgtrickleFeatures, "pgtrickle", "pgtrickle-health", "pgtrickle-http-events"),
+                features(pgtrickleFeatures, "pgtrickle", "pgtrickle-health", "pgtrickle-http-events", "pgtrickle-metrics"),
                 javaModuleOptions()));
         if (db.password() != null) {
             options.add(editConfigurationFilePut(DATASOURCE_CFG, "password", db.password()));
@@ -168,7 +168,7 @@ public class FeaturesIT {
         List<String> problems = new ArrayList<>();
         for (String bsn : List.of("io.pgtrickle.api", "io.pgtrickle.config", "io.pgtrickle.datasource", "io.pgtrickle.catalog",
                 "io.pgtrickle.refresh", "io.pgtrickle.shell", "io.pgtrickle.notify", "io.pgtrickle.evolution",
-                "io.pgtrickle.sink-log", "io.pgtrickle.health", "io.pgtrickle.http-events", "org.apache.felix.http.jetty12",
+                "io.pgtrickle.sink-log", "io.pgtrickle.health", "io.pgtrickle.http-events", "io.pgtrickle.metrics", "org.apache.felix.http.jetty12",
                 "org.postgresql.jdbc", "com.zaxxer.HikariCP", "com.github.jsqlparser",
                 "org.apache.commons.commons-configuration2")) {
             Bundle bundle = null;
@@ -238,6 +238,10 @@ public class FeaturesIT {
         java.net.http.HttpResponse<String> events = http.send(java.net.http.HttpRequest.newBuilder(
                 java.net.URI.create(base + "/pgtrickle/events?stream_table=x")).build(), java.net.http.HttpResponse.BodyHandlers.ofString());
         assertEquals(401, events.statusCode());
+        java.net.http.HttpResponse<String> metrics = http.send(java.net.http.HttpRequest.newBuilder(
+                java.net.URI.create(base + "/metrics")).build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+        assertEquals(metrics.body(), 200, metrics.statusCode());
+        assertTrue(metrics.body(), metrics.body().contains("# TYPE pgtrickle_refreshes_total counter"));
     }
 
     /** Polls a one-value query (bounded) until it returns {@code expected}. */
