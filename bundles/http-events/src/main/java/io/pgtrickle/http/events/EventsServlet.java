@@ -78,6 +78,13 @@ public class EventsServlet extends HttpServlet {
     void activate(Config config) {
         tokens = Tokens.parse(config.tokens());
         retryMs = Math.max(0, config.retryMs());
+        if (tokens.size() == 0) {
+            // closed: every request is refused, so nothing is read, and no sink is registered that would
+            // keep events for nobody
+            hub = null;
+            LOG.info("pgtrickle server-sent events at {}: no tokens configured, every request is refused", PATH);
+            return;
+        }
         hub = new Hub(catalog.dataSource(), Math.max(1, config.retentionSeconds()) * 1000, Math.max(1, config.keepAliveSeconds()) * 1000);
         LOG.info("pgtrickle server-sent events at {}: {} token(s), retention {} s, keep-alive every {} s", PATH, tokens.size(),
                 Math.max(1, config.retentionSeconds()), Math.max(1, config.keepAliveSeconds()));
@@ -85,12 +92,14 @@ public class EventsServlet extends HttpServlet {
 
     @Deactivate
     void deactivate() {
-        hub.close();
+        if (hub != null) {
+            hub.close();
+        }
     }
 
     /** Connected clients, for the metrics to come and for tests. */
     int connected() {
-        return hub.connected();
+        return hub == null ? 0 : hub.connected();
     }
 
     @Override
