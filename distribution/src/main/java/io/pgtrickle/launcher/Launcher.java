@@ -62,6 +62,13 @@ final class Launcher {
     // too, so a Ctrl-C during startup waits for the step in progress and then stops what was started,
     // instead of leaving a PostgreSQL server running without its owner.
     private final Object lifecycle = new Object();
+
+    /**
+     * SPI Fly logs through java.util.logging, to stderr, a line for every provider it registers:
+     * noise in a service manager's log. Its warnings still show. Held here because java.util.logging
+     * keeps loggers only weakly, and a collected logger forgets its level.
+     */
+    private static final java.util.logging.Logger SPI_FLY_LOG = java.util.logging.Logger.getLogger("org.apache.aries.spifly");
     private boolean shutDown;            // guarded by lifecycle
     private EmbeddedDatabase embedded;   // guarded by lifecycle
     private Framework framework;         // guarded by lifecycle
@@ -84,6 +91,9 @@ final class Launcher {
         Settings settings = loadSettings(home);
         // read before anything is started, so a broken file fails fast and leaves nothing running
         Map<String, String> frameworkConfig = FrameworkConfig.load(home, this::warn);
+        HttpSettings http = HttpSettings.from(settings);
+        frameworkConfig.putAll(http.frameworkProperties());
+        StartLevels.frameworkProperties().forEach(frameworkConfig::putIfAbsent);
         int osgiLogThreshold = OsgiLogForwarder.threshold(System.getProperty(OsgiLogForwarder.LEVEL_PROPERTY, "warn"));
         createDirectories(home);
         boolean interactive = chooseConsole(home);
@@ -93,6 +103,7 @@ final class Launcher {
         try {
             connectDatabase(home, settings);
             startFramework(frameworkConfig, osgiLogThreshold, interactive);
+            out.println("pgtrickle: " + http.describe());
             if (interactive) {
                 openConsole(output);
             }
@@ -204,8 +215,11 @@ final class Launcher {
             try {
                 started.init();
                 OsgiLogForwarder.install(started.getBundleContext(), osgiLogThreshold);
+                Slf4jPairing.install(started.getBundleContext());
+                SPI_FLY_LOG.setLevel(java.util.logging.Level.WARNING);
                 // installs and marks for start every jar in bundle/ (felix.auto.deploy.*); failures are printed by Felix
                 AutoProcessor.process(config, started.getBundleContext());
+                StartLevels.apply(started.getBundleContext());
                 if (holdConsole) {
                     heldConsole = holdBackConsole(started);
                 }

@@ -44,6 +44,18 @@ final class Distribution {
             "org.apache.commons.text",
             "org.apache.commons.commons-io",
             "org.apache.commons.commons-logging",
+            "org.apache.felix.http.servlet-api",
+            "org.apache.felix.http.jetty12",
+            "org.apache.commons.commons-fileupload",
+            "org.apache.aries.spifly.dynamic.bundle",
+            "org.objectweb.asm",
+            "org.objectweb.asm.commons",
+            "org.objectweb.asm.tree",
+            "org.objectweb.asm.tree.analysis",
+            "org.objectweb.asm.util",
+            // Jetty 12 logs through slf4j 2, our bundles through 1.7: both are installed
+            "slf4j.api",
+            "slf4j.simple",
             "io.pgtrickle.api",
             "io.pgtrickle.config",
             "io.pgtrickle.datasource",
@@ -53,7 +65,11 @@ final class Distribution {
             "io.pgtrickle.notify",
             "io.pgtrickle.evolution",
             "io.pgtrickle.sink-webhook",
-            "io.pgtrickle.sink-log");
+            "io.pgtrickle.sink-log",
+            "io.pgtrickle.http-events",
+            "io.pgtrickle.health",
+            "io.pgtrickle.metrics",
+            "com.fasterxml.jackson.core.jackson-core");
 
     private Distribution() {
     }

@@ -97,6 +97,9 @@ final class PgTrickleProcess implements AutoCloseable {
         // the same JDK as the test, not whatever java is on the PATH
         builder.environment().put("JAVA_HOME", System.getProperty("java.home"));
         builder.environment().putAll(environment);
+        // HTTP's default port, 8181, is one port for every test and every other process on the machine: each
+        // run gets a free one unless the test chooses
+        builder.environment().putIfAbsent("PGTRICKLE_HTTP_PORT", Integer.toString(Distribution.freePort()));
         // not the home: the script must find its home by itself
         builder.directory(home.getParent().toFile());
         builder.redirectInput(input);

@@ -24,7 +24,13 @@ public enum Setting {
     /** Read by the launcher only: where the embedded PostgreSQL listens when no URL is configured. */
     EMBEDDED_PORT("pgtrickle.embedded.port", null, null, false),
     /** Read by the launcher only: the embedded PostgreSQL's data directory. */
-    EMBEDDED_DATA_DIR("pgtrickle.embedded.data_dir", null, null, false);
+    EMBEDDED_DATA_DIR("pgtrickle.embedded.data_dir", null, null, false),
+    /** Read by the launcher only: whether the container serves HTTP at all. */
+    HTTP_ENABLED("pgtrickle.http.enabled", null, null, false),
+    /** Read by the launcher only: the address the HTTP server binds. */
+    HTTP_HOST("pgtrickle.http.host", null, null, false),
+    /** Read by the launcher only: the HTTP port; 0 turns HTTP off. */
+    HTTP_PORT("pgtrickle.http.port", null, null, false);
 
     private final String key;
     private final String pid;

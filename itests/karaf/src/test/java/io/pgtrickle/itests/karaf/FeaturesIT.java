@@ -57,6 +57,7 @@ public class FeaturesIT {
     private static final String DATASOURCE_CFG = "etc/io.pgtrickle.datasource.cfg";
     private static final String EXPECTED_VERSION = "pgtrickle.it.expected.version";
     private static final String DB_URL = "pgtrickle.it.db.url";
+    private static final String HTTP_PORT = "pgtrickle.it.http.port";
     /** Database start, Karaf's feature install and the migration all happen after the container is up. */
     private static final long SERVICE_TIMEOUT_MILLIS = TimeUnit.SECONDS.toMillis(90);
 
@@ -66,6 +67,12 @@ public class FeaturesIT {
     @Configuration
     public Option[] configuration() {
         TestDatabase.Database db = TestDatabase.get().createDatabase("karaf");
+        int httpPort;
+        try (java.net.ServerSocket socket = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            httpPort = socket.getLocalPort();
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
         MavenArtifactUrlReference karaf = maven("org.apache.karaf", "apache-karaf").type("tar.gz").versionAsInProject();
         MavenArtifactUrlReference pgtrickleFeatures = maven("io.pgtrickle", "pgtrickle-features")
                 .classifier("features").type("xml").versionAsInProject();
@@ -88,7 +95,11 @@ public class FeaturesIT {
                 editConfigurationFilePut(DATASOURCE_CFG, "user", db.user()),
                 systemProperty(EXPECTED_VERSION).value(required("pgtrickle.version")),
                 systemProperty(DB_URL).value(db.url()),
-                features(pgtrickleFeatures, "pgtrickle"),
+                // HTTP on a port of its own; the feature writes its default only where no configuration exists
+                editConfigurationFilePut("etc/org.apache.felix.http.cfg", "org.osgi.service.http.port", Integer.toString(httpPort)),
+                editConfigurationFilePut("etc/org.apache.felix.http.cfg", "org.apache.felix.http.host", "127.0.0.1"),
+                systemProperty(HTTP_PORT).value(Integer.toString(httpPort)),
+                features(pgtrickleFeatures, "pgtrickle", "pgtrickle-health", "pgtrickle-http-events", "pgtrickle-metrics"),
                 javaModuleOptions()));
         if (db.password() != null) {
             options.add(editConfigurationFilePut(DATASOURCE_CFG, "password", db.password()));
@@ -157,7 +168,8 @@ public class FeaturesIT {
         List<String> problems = new ArrayList<>();
         for (String bsn : List.of("io.pgtrickle.api", "io.pgtrickle.config", "io.pgtrickle.datasource", "io.pgtrickle.catalog",
                 "io.pgtrickle.refresh", "io.pgtrickle.shell", "io.pgtrickle.notify", "io.pgtrickle.evolution",
-                "io.pgtrickle.sink-log", "org.postgresql.jdbc", "com.zaxxer.HikariCP", "com.github.jsqlparser",
+                "io.pgtrickle.sink-log", "io.pgtrickle.health", "io.pgtrickle.http-events", "io.pgtrickle.metrics", "org.apache.felix.http.jetty12",
+                "org.postgresql.jdbc", "com.zaxxer.HikariCP", "com.github.jsqlparser",
                 "org.apache.commons.commons-configuration2")) {
             Bundle bundle = null;
             for (Bundle b : context.getBundles()) {
@@ -192,6 +204,44 @@ public class FeaturesIT {
             awaitQuery(s, "SELECT string_agg(customer || '=' || total, ',' ORDER BY customer) FROM karaf_order_totals", "ann=10,bob=7");
             awaitQuery(s, "SELECT count(*) > 0 FROM pgtrickle.pgt_refresh_history WHERE initiated_by = 'SCHEDULER' AND rows_inserted > 0", "t");
         }
+    }
+
+    /**
+     * pgtrickle-health and pgtrickle-http-events on Karaf: Felix HTTP Jetty 12 (not Karaf's Pax Web, which
+     * is javax) serves /health, healthy once the engine runs, and /pgtrickle/events, closed to callers
+     * without a token.
+     */
+    @Test
+    public void healthAndEventsAnswerOverHttp() throws Exception {
+        await(Catalog.class, null);
+        String base = "http://127.0.0.1:" + System.getProperty(HTTP_PORT);
+        java.net.http.HttpClient http = java.net.http.HttpClient.newHttpClient();
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(SERVICE_TIMEOUT_MILLIS);
+        String last = "no answer";
+        while (System.nanoTime() < deadline) {
+            try {
+                java.net.http.HttpResponse<String> r = http.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(base + "/health"))
+                        .build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+                last = r.statusCode() + " " + r.body();
+                if (r.statusCode() == 200 && r.body().contains("\"overallResult\" : \"OK\"")) {
+                    break;
+                }
+            } catch (java.io.IOException e) {
+                last = e.toString();
+            }
+            Thread.sleep(250);
+        }
+        assertTrue("/health: " + last, last.startsWith("200 "));
+        for (String check : List.of("database", "catalog", "scheduler", "suspended", "outbox")) {
+            assertTrue(check + " in " + last, last.contains("\"name\" : \"" + check + "\""));
+        }
+        java.net.http.HttpResponse<String> events = http.send(java.net.http.HttpRequest.newBuilder(
+                java.net.URI.create(base + "/pgtrickle/events?stream_table=x")).build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+        assertEquals(401, events.statusCode());
+        java.net.http.HttpResponse<String> metrics = http.send(java.net.http.HttpRequest.newBuilder(
+                java.net.URI.create(base + "/metrics")).build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+        assertEquals(metrics.body(), 200, metrics.statusCode());
+        assertTrue(metrics.body(), metrics.body().contains("# TYPE pgtrickle_refreshes_total counter"));
     }
 
     /** Polls a one-value query (bounded) until it returns {@code expected}. */
