@@ -124,10 +124,11 @@ class HealthIT {
                     s.execute("SELECT pgtrickle.unregister_sink('nobody:here')");
                     await("outbox emptied", healthy(), pgtrickle);
 
-                    // scheduler: a stream table it cannot refresh (its catalog row held by another session) for 3 s
+                    // scheduler: a stream table with a change it cannot refresh (its catalog row held by another session) for 3 s
                     try (Connection holder = DriverManager.getConnection(url, "postgres", null); Statement hs = holder.createStatement()) {
                         holder.setAutoCommit(false);
                         hs.execute("SELECT 1 FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'word_count' FOR UPDATE");
+                        s.execute("INSERT INTO words VALUES (2, 'b')");
                         await("scheduler behind", critical("scheduler", "1 stream table(s) due for more than 3 s: public.word_count"),
                                 pgtrickle);
                         holder.rollback();

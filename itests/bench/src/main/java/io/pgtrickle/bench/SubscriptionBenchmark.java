@@ -706,7 +706,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
             IdleCost cost = new IdleCost(tables, tick, wake, (borrowed.get() - b0) / seconds, (jvmCpuSeconds() - jvm0) * 100 / seconds,
                     (cpuSeconds(sessions) - pg0) * 100 / seconds);
             idleCosts.add(cost);
-            log("scheduler idle, %d stream tables, tick %d ms, wake %d ms: %.0f looks/s, JVM %.1f%% of a CPU, PostgreSQL %.1f%%", tables,
+            log("scheduler idle, %d stream tables, tick %d ms, wake %d ms: %.0f ticks/s, JVM %.1f%% of a CPU, PostgreSQL %.1f%%", tables,
                     tick, wake, cost.ticksPerSecond(), cost.jvmCpuPercent(), cost.postgresCpuPercent());
         }
         if (refreshed.get() != 0) {
@@ -1311,10 +1311,10 @@ public final class SubscriptionBenchmark implements SqlStatements {
                 + "`calculated` over one source, then " + Integer.getInteger("bench.subs.idle.many", 1000) + " over a source each (the default "
                 + "schedule; the database vacuumed and analysed after their creation, so that autovacuum has nothing to do), no writes; the container's scheduler (as in section 1 (b)) at three ticks without "
                 + "waking, and at its defaults (1 s tick, a look at the snapshot every 10 ms), each "
-                + "for %d s after one to settle. Looks counted as the connections the scheduler borrowed (one per tick or wake look; no refresh "
+                + "for %d s after one to settle. Ticks counted as the connections the scheduler borrowed from its pool (one per tick; the wake looks on a connection it holds, counted in CPU but not here; no refresh "
                 + "ran). CPU in percent of one CPU: this JVM's (the scheduler is all it runs then), and the scheduler's own database "
                 + "sessions' (the backends its pool opened, from `/proc`).\n\n", IDLE_STREAM_TABLES, IDLE_SECONDS));
-        b.append("| stream tables | tick | wake | looks/s | JVM, % of a CPU | its database sessions, % of a CPU | target (1,000 stream tables: ≤ 2% together) |\n|---|---|---|---|---|---|---|\n");
+        b.append("| stream tables | tick | wake | ticks/s | JVM, % of a CPU | its database sessions, % of a CPU | target (1,000 stream tables: ≤ 2% together) |\n|---|---|---|---|---|---|---|\n");
         for (IdleCost cost : idleCosts) {
             double total = cost.jvmCpuPercent() + cost.postgresCpuPercent();
             String target = cost.streamTables() >= 1000 ? (total <= 2 ? "**met**" : "**missed**") + String.format(Locale.ROOT, " (%.1f%%)", total) : "–";
