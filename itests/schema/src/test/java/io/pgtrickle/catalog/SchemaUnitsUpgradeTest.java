@@ -55,7 +55,8 @@ class SchemaUnitsUpgradeTest {
     /**
      * Moving the functions into their bundles changed no SQL signature: every function the released
      * catalog had keeps its arguments, result, volatility, security, settings and privileges, but for
-     * one deliberate change: get_refresh_history gained a last column, fallback_reason (0.34.0). The
+     * two deliberate changes: get_refresh_history gained a last column, fallback_reason (0.34.0), and
+     * due_stream_tables an argument, probe (default true: the scheduler skips probing when nothing can be pending). The
      * new ones are the two trigger functions through which units meet, the two the refresh unit
      * calls before a differential statement (change statistics, AUTO's cost rule), the FULL refresh
      * with its work_mem (full_refresh) and its statement that writes nothing (full_refresh_sql with read_only), the create-time judge's view of inlined subqueries
@@ -80,13 +81,15 @@ class SchemaUnitsUpgradeTest {
             String history = "pgtrickle.get_refresh_history(text,integer) -> TABLE(refresh_id bigint, data_timestamp timestamp with time zone,"
                     + " start_time timestamp with time zone, end_time timestamp with time zone, action text, status text, rows_inserted bigint,"
                     + " rows_deleted bigint, duration_ms double precision, error_message text";
-            assertEquals(List.of(history + ")", "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text) -> boolean"),
+            String due = "pgtrickle.due_stream_tables(%s) -> TABLE(pgt_id bigint, name text, overdue interval)";
+            assertEquals(List.of(String.format(due, ""), history + ")", "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text) -> boolean"),
                     lost.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList(), "released functions changed");
             assertEquals(List.of("pgtrickle.announce_refresh_event() -> trigger",
                             "pgtrickle.capture_derived_changes() -> trigger",
                             "pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables,pg_snapshot,bigint,jsonb) -> record",
                             "pgtrickle.drop_derived_tables() -> trigger",
                             "pgtrickle.drop_orphaned_shadow() -> trigger",
+                            String.format(due, "boolean"),
                             "pgtrickle.full_refresh(pgtrickle.pgt_stream_tables,bigint) -> text[]",
                             "pgtrickle.full_refresh_sql(pgtrickle.pgt_stream_tables,boolean) -> text",
                             history + ", fallback_reason text)",
@@ -101,9 +104,11 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb,bigint) -> jsonb",
                             "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text,jsonb) -> boolean"),
                     added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
-            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(7).substring(added.get(7).indexOf(" volatility")),
+            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(5).substring(added.get(5).indexOf(" volatility")),
+                    "due_stream_tables keeps its volatility, security, settings and privileges");
+            assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), added.get(8).substring(added.get(8).indexOf(" volatility")),
                     "get_refresh_history keeps its volatility, security, settings and privileges");
-            assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), added.get(17).substring(added.get(17).indexOf(" volatility")),
+            assertEquals(lost.get(2).substring(lost.get(2).indexOf(" volatility")), added.get(18).substring(added.get(18).indexOf(" volatility")),
                     "set_refresh_plan keeps its volatility, security, settings and privileges");
         }
     }
