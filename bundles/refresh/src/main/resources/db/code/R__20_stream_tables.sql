@@ -304,13 +304,44 @@ BEGIN
 END
 $fn$;
 
+-- How far behind its sources the data of a stream table is: none while no captured change past its
+-- frontier is pending (a 'calculated' stream table nothing has written to is current, however long
+-- ago its last refresh was), else the time since the data it shows was computed. A stream table
+-- whose result moves without captured changes (a view, materialized view or foreign table among its
+-- sources, or a query reading the clock) is as old as its last refresh. NULL before the first one.
+-- Measured against its own sources: a stream table over a lagging stream table is only as current
+-- as that one (look at both).
+CREATE OR REPLACE FUNCTION pgtrickle.staleness(st pgtrickle.pgt_stream_tables) RETURNS interval
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    since pg_snapshot;
+BEGIN
+    IF NOT st.is_populated OR st.data_timestamp IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF st.needs_reinit OR st.recompute_reason IS NOT NULL OR NOT coalesce(st.frontier ? 'snapshot', false)
+       OR EXISTS (SELECT FROM pgtrickle.pgt_dependencies d
+                   WHERE d.pgt_id = st.pgt_id
+                     AND (d.source_type NOT IN ('TABLE', 'STREAM_TABLE') OR pgtrickle.change_buffer(d.source_relid::regclass) IS NULL)) THEN
+        RETURN now() - st.data_timestamp;
+    END IF;
+    since := pgtrickle.oldest_frontier(st.frontier);
+    IF EXISTS (SELECT FROM pgtrickle.pgt_dependencies d
+                WHERE d.pgt_id = st.pgt_id AND pgtrickle.has_pending_changes(d.source_relid::regclass, since)) THEN
+        RETURN now() - st.data_timestamp;
+    END IF;
+    RETURN interval '0';
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION pgtrickle.pgt_status()
     RETURNS TABLE (name text, status text, refresh_mode text, is_populated boolean, consecutive_errors integer,
                    schedule text, data_timestamp timestamptz, staleness interval, last_error_message text)
     LANGUAGE sql STABLE
 AS $fn$
     SELECT format('%I.%I', s.pgt_schema, s.pgt_name), s.status, s.refresh_mode, s.is_populated, s.consecutive_errors,
-           s.schedule, s.data_timestamp, now() - s.data_timestamp, s.last_error_message
+           s.schedule, s.data_timestamp, pgtrickle.staleness(s), s.last_error_message
       FROM pgtrickle.pgt_stream_tables s WHERE s.shadow_of IS NULL ORDER BY s.pgt_schema, s.pgt_name
 $fn$;
 

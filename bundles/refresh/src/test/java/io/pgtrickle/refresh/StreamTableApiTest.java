@@ -240,6 +240,27 @@ class StreamTableApiTest extends MigratedDatabaseTest {
     }
 
     @Test
+    void stalenessCountsOnlyWhileAChangeIsPending() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
+        exec("CREATE MATERIALIZED VIEW order_snapshot AS SELECT * FROM orders");
+        exec("SELECT pgtrickle.create_stream_table('from_matview', 'SELECT customer, amount FROM order_snapshot')");
+        String staleness = "SELECT name || '|' || round(extract(epoch FROM staleness) / 60) FROM pgtrickle.pgt_status() ORDER BY name";
+        // both last refreshed an hour ago
+        exec("UPDATE pgtrickle.pgt_stream_tables SET data_timestamp = now() - interval '1 hour'");
+        // nothing written since: the data is current, however old the refresh (the default,
+        // 'calculated', refreshes only when something changed). What a materialized view shows can
+        // change without capture: as old as its refresh.
+        assertEquals(List.of("public.from_matview|60", "public.order_totals|0"), strings(staleness));
+
+        exec("INSERT INTO orders VALUES (5, 'dee', 1)");
+        assertEquals(List.of("public.from_matview|60", "public.order_totals|60"), strings(staleness));
+
+        exec("SELECT pgtrickle.refresh_stream_table('order_totals')");
+        exec("UPDATE pgtrickle.pgt_stream_tables SET data_timestamp = now() - interval '1 hour'");
+        assertEquals(List.of("public.from_matview|60", "public.order_totals|0"), strings(staleness));
+    }
+
+    @Test
     void failuresSuspendAfterTheLimitAndResumeBringsItBack() throws SQLException {
         exec("SELECT pgtrickle.create_stream_table('order_totals', '" + TOTALS + "')");
         String id = string("SELECT pgt_id FROM pgtrickle.pgt_stream_tables");
