@@ -95,47 +95,44 @@ $fn$;
 -- (counts: source oid -> rows, for those with any; NULL when none has), their sum, and the buffers
 -- holding them. A refresh with nothing to do is this and little else, so it is written for that:
 -- the buffers are named from the change tracking's record (change_buffer() is three nested function
--- calls, 0.1 ms per source), and a single source is counted by the plainest statement, whose
--- planning is a third of that of the UNION ALL under jsonb and array aggregates that several
--- sources are counted by in one statement.
+-- calls, 0.1 ms per source), and the counts are one array of scalar subqueries, which plans in two
+-- thirds of the time a UNION ALL under jsonb and array aggregates took (five sources: 0.5 against
+-- 0.7 ms; one source: 0.3 against 0.45 ms with the function calls).
 CREATE OR REPLACE FUNCTION pgtrickle.pending_changes(pgt_id bigint, since pg_snapshot,
                                                      OUT total bigint, OUT counts jsonb, OUT buffers text[])
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    sources   oid[];
-    names     regclass[];
-    probe     text;
-    window_   text := CASE WHEN since IS NOT NULL THEN ' WHERE xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(xid, $1)' ELSE '' END;
+    sources oid[];
+    names   regclass[];
+    n       bigint[];
 BEGIN
     -- a stored name that resolves to nothing (a buffer renamed in this very transaction): the long way
-    SELECT array_agg(d.source_relid ORDER BY d.source_relid),
-           array_agg(coalesce(to_regclass('pgtrickle_changes.' || quote_ident('changes_' || t.source_stable_name)),
-                              pgtrickle.change_buffer(d.source_relid::regclass)) ORDER BY d.source_relid)
+    SELECT array_agg(d.source_relid ORDER BY b.name::text),
+           array_agg(b.name ORDER BY b.name::text)
       INTO sources, names
-      FROM pgtrickle.pgt_dependencies d LEFT JOIN pgtrickle.pgt_change_tracking t ON t.source_relid = d.source_relid
+      FROM pgtrickle.pgt_dependencies d
+      LEFT JOIN pgtrickle.pgt_change_tracking t ON t.source_relid = d.source_relid
+     CROSS JOIN LATERAL (SELECT coalesce(to_regclass('pgtrickle_changes.' || quote_ident('changes_' || t.source_stable_name)),
+                                         pgtrickle.change_buffer(d.source_relid::regclass)) AS name) b
      WHERE d.pgt_id = pending_changes.pgt_id;
     IF array_position(names, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'pgtrickle: changes of % are not captured', sources[array_position(names, NULL)]::regclass
             USING ERRCODE = 'undefined_object';
     END IF;
+    total := 0;
     IF sources IS NULL THEN
-        total := 0;
-    ELSIF cardinality(sources) = 1 THEN
-        EXECUTE 'SELECT count(*) FROM ' || names[1] || window_ INTO total USING since;
-        IF total > 0 THEN
-            counts := jsonb_build_object(sources[1]::text, total);
-            buffers := ARRAY[names[1]::text];
-        END IF;
-    ELSE
-        SELECT string_agg(format('SELECT %s::oid AS relid, %L AS buffer, count(*) AS n FROM %s%s', s.relid, s.buffer, s.buffer, window_),
-                          ' UNION ALL ')
-          INTO probe FROM unnest(sources, names) AS s(relid, buffer);
-        EXECUTE 'SELECT coalesce(sum(p.n), 0), jsonb_object_agg(p.relid, p.n) FILTER (WHERE p.n > 0),'
-                ' array_agg(p.buffer ORDER BY p.buffer) FILTER (WHERE p.n > 0) FROM (' || probe || ') p'
-           INTO total, counts, buffers USING since;
+        RETURN;
     END IF;
+    EXECUTE 'SELECT ARRAY[' || (SELECT string_agg(format('(SELECT count(*) FROM %s%s)', b,
+                                           CASE WHEN since IS NOT NULL THEN ' WHERE xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(xid, $1)' END),
+                                    ', ' ORDER BY i)
+                               FROM unnest(names) WITH ORDINALITY AS u(b, i)) || ']'
+       INTO n USING since;
+    SELECT sum(c.n), jsonb_object_agg(c.relid, c.n) FILTER (WHERE c.n > 0), array_agg(c.buffer::text ORDER BY c.i) FILTER (WHERE c.n > 0)
+      INTO total, counts, buffers
+      FROM unnest(sources, names, n) WITH ORDINALITY AS c(relid, buffer, n, i);
 END
 $fn$;
 
@@ -187,7 +184,10 @@ CREATE OR REPLACE FUNCTION pgtrickle.prune_change_buffer(source regclass) RETURN
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    buffer  regclass := pgtrickle.change_buffer(source);
+    -- the change tracking's record first: change_buffer() is three nested function calls
+    buffer  regclass := coalesce((SELECT to_regclass('pgtrickle_changes.' || quote_ident('changes_' || t.source_stable_name))
+                                    FROM pgtrickle.pgt_change_tracking t WHERE t.source_relid = source),
+                                 pgtrickle.change_buffer(source));
     horizon xid8;
     n       bigint;
 BEGIN

@@ -971,10 +971,16 @@ BEGIN
      WHERE s.pgt_id = st.pgt_id;
 
     -- A refresh that read no changes passes none: what it lets go of (rows its old frontier saw
-    -- as in progress) the next refresh that reads changes prunes.
+    -- as in progress) the next refresh that reads changes prunes. Likewise a source without changes
+    -- in this refresh's window (the probe's counts): of the rows its frontier passes there, those
+    -- no other reader needs are pruned by the next refresh that reads changes of that source (the
+    -- last reader to pass a row has it in its window). A pruning costs a statement planned per
+    -- source (0.3 ms); refreshes without a probe (no frontier yet, recomputed queries) prune all.
     IF act <> 'NO_DATA' THEN
         PERFORM pgtrickle.prune_change_buffer(d.source_relid::regclass)
-           FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE');
+           FROM pgtrickle.pgt_dependencies d
+          WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE')
+            AND (counts IS NULL OR counts ? d.source_relid::text);
     END IF;
     RETURN id;
 END

@@ -93,6 +93,11 @@ DECLARE
     owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = st.pgt_relid);
     t     text;
 BEGIN
+    -- no plan tables, or an owner who may do anything: nothing to grant (this runs before every
+    -- FULL refresh)
+    IF (st.state_table IS NULL AND st.derived IS NULL) OR (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = owner) THEN
+        RETURN;
+    END IF;
     FOR t IN SELECT st.state_table WHERE st.state_table IS NOT NULL
              UNION ALL
              SELECT u.tbl FROM jsonb_array_elements(coalesce(st.derived, '[]')) d(x)
