@@ -6,6 +6,8 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.function.Supplier;
 import org.junit.jupiter.api.Assumptions;
+import org.openqa.selenium.By;
+import org.openqa.selenium.StaleElementReferenceException;
 import org.openqa.selenium.WebDriver;
 import org.openqa.selenium.chrome.ChromeDriver;
 import org.openqa.selenium.chrome.ChromeDriverService;
@@ -54,17 +56,36 @@ final class Chromium {
         return new ChromeDriver(service, options);
     }
 
-    /** Polls {@code value} until it is true (bounded); the last value it saw goes into the failure. */
+    /**
+     * Polls {@code value} until it is true (bounded), and fails saying what the page showed. An element
+     * that went stale meanwhile (the page redraws its list every few seconds) counts as not yet.
+     */
     static void await(String what, Duration within, Supplier<Boolean> value, Supplier<String> shown) throws InterruptedException {
         long deadline = System.nanoTime() + within.toNanos();
-        while (System.nanoTime() < deadline) {
-            if (Boolean.TRUE.equals(value.get())) {
+        do {
+            if (holds(value)) {
                 return;
             }
             Thread.sleep(50);
-        }
-        if (!Boolean.TRUE.equals(value.get())) {
+        } while (System.nanoTime() < deadline);
+        if (!holds(value)) {
             throw new AssertionError(what + " did not happen within " + within.toSeconds() + " s; the page shows: " + shown.get());
         }
+    }
+
+    private static boolean holds(Supplier<Boolean> value) {
+        try {
+            return Boolean.TRUE.equals(value.get());
+        } catch (StaleElementReferenceException e) {
+            return false;
+        }
+    }
+
+    /** Clicks the element {@code css} selects, again if the page redrew it between finding and clicking. */
+    static void click(WebDriver browser, String css) throws InterruptedException {
+        await("a click on " + css, Duration.ofSeconds(30), () -> {
+            browser.findElement(By.cssSelector(css)).click();
+            return true;
+        }, () -> browser.findElement(By.tagName("body")).getText());
     }
 }

@@ -296,10 +296,11 @@ class LivePageIT {
                         () -> shown(browser));
                 assertFalse(browser.getCurrentUrl().contains("tok-reader"), "the token is taken off the address bar: " + browser.getCurrentUrl());
                 assertTrue(browser.findElements(By.cssSelector("tr[data-name='public.lp_hidden']")).isEmpty(), "not readable, not listed");
-                assertEquals("no events", browser.findElement(By.cssSelector("tr[data-name='public.lp_quiet'] td:last-child")).getText());
+                Chromium.await("lp_quiet without events", WAIT, () -> "no events".equals(
+                        browser.findElement(By.cssSelector("tr[data-name='public.lp_quiet'] td:last-child")).getText()), () -> shown(browser));
 
                 long before = newestRefreshId("lp_live");
-                browser.findElement(By.cssSelector("tr[data-name='public.lp_live'] button")).click();
+                Chromium.click(browser, "tr[data-name='public.lp_live'] button");
                 Chromium.await("following lp_live", WAIT, () -> "live".equals(state(browser)), () -> shown(browser));
                 assertEquals("public.lp_live", browser.findElement(By.id("live-name")).getText());
 
