@@ -67,6 +67,7 @@ final class Distribution {
             "io.pgtrickle.sink-webhook",
             "io.pgtrickle.sink-log",
             "io.pgtrickle.http-events",
+            "io.pgtrickle.live-page",
             "io.pgtrickle.health",
             "io.pgtrickle.metrics",
             "com.fasterxml.jackson.core.jackson-core");

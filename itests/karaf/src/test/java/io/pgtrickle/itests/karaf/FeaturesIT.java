@@ -99,7 +99,7 @@ public class FeaturesIT {
                 editConfigurationFilePut("etc/org.apache.felix.http.cfg", "org.osgi.service.http.port", Integer.toString(httpPort)),
                 editConfigurationFilePut("etc/org.apache.felix.http.cfg", "org.apache.felix.http.host", "127.0.0.1"),
                 systemProperty(HTTP_PORT).value(Integer.toString(httpPort)),
-                features(pgtrickleFeatures, "pgtrickle", "pgtrickle-health", "pgtrickle-http-events", "pgtrickle-metrics"),
+                features(pgtrickleFeatures, "pgtrickle", "pgtrickle-health", "pgtrickle-http-events", "pgtrickle-live-page", "pgtrickle-metrics"),
                 javaModuleOptions()));
         if (db.password() != null) {
             options.add(editConfigurationFilePut(DATASOURCE_CFG, "password", db.password()));
@@ -168,7 +168,8 @@ public class FeaturesIT {
         List<String> problems = new ArrayList<>();
         for (String bsn : List.of("io.pgtrickle.api", "io.pgtrickle.config", "io.pgtrickle.datasource", "io.pgtrickle.catalog",
                 "io.pgtrickle.refresh", "io.pgtrickle.shell", "io.pgtrickle.notify", "io.pgtrickle.evolution",
-                "io.pgtrickle.sink-log", "io.pgtrickle.health", "io.pgtrickle.http-events", "io.pgtrickle.metrics", "org.apache.felix.http.jetty12",
+                "io.pgtrickle.sink-log", "io.pgtrickle.health", "io.pgtrickle.http-events", "io.pgtrickle.live-page", "io.pgtrickle.metrics",
+                "org.apache.felix.http.jetty12",
                 "org.postgresql.jdbc", "com.zaxxer.HikariCP", "com.github.jsqlparser",
                 "org.apache.commons.commons-configuration2")) {
             Bundle bundle = null;
@@ -207,9 +208,9 @@ public class FeaturesIT {
     }
 
     /**
-     * pgtrickle-health and pgtrickle-http-events on Karaf: Felix HTTP Jetty 12 (not Karaf's Pax Web, which
-     * is javax) serves /health, healthy once the engine runs, and /pgtrickle/events, closed to callers
-     * without a token.
+     * pgtrickle-health, pgtrickle-http-events and pgtrickle-live-page on Karaf: Felix HTTP Jetty 12 (not
+     * Karaf's Pax Web, which is javax) serves /health, healthy once the engine runs, /pgtrickle/events and
+     * /pgtrickle/stream-tables, closed to callers without a token, and the live page at /pgtrickle/.
      */
     @Test
     public void healthAndEventsAnswerOverHttp() throws Exception {
@@ -238,6 +239,14 @@ public class FeaturesIT {
         java.net.http.HttpResponse<String> events = http.send(java.net.http.HttpRequest.newBuilder(
                 java.net.URI.create(base + "/pgtrickle/events?stream_table=x")).build(), java.net.http.HttpResponse.BodyHandlers.ofString());
         assertEquals(401, events.statusCode());
+        // pgtrickle-live-page: the page, and the list it reads, closed without a token as the events are
+        java.net.http.HttpResponse<String> page = http.send(java.net.http.HttpRequest.newBuilder(
+                java.net.URI.create(base + "/pgtrickle/")).build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+        assertEquals(page.body(), 200, page.statusCode());
+        assertTrue(page.body(), page.body().contains("<script src=\"live.js\"></script>"));
+        java.net.http.HttpResponse<String> list = http.send(java.net.http.HttpRequest.newBuilder(
+                java.net.URI.create(base + "/pgtrickle/stream-tables")).build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+        assertEquals(401, list.statusCode());
         java.net.http.HttpResponse<String> metrics = http.send(java.net.http.HttpRequest.newBuilder(
                 java.net.URI.create(base + "/metrics")).build(), java.net.http.HttpResponse.BodyHandlers.ofString());
         assertEquals(metrics.body(), 200, metrics.statusCode());
