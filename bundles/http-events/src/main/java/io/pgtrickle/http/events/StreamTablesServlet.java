@@ -49,7 +49,8 @@ public class StreamTablesServlet extends HttpServlet {
             + " 'is_populated', s.is_populated,"
             + " 'consecutive_errors', s.consecutive_errors,"
             + " 'data_timestamp', s.data_timestamp,"
-            + " 'staleness_seconds', round(extract(epoch FROM clock_timestamp() - s.data_timestamp), 3),"
+            // the refresh unit's measure: 0 while nothing is pending (an idle 'calculated' stream table is current)
+            + " 'staleness_seconds', round(extract(epoch FROM pgtrickle.staleness(s))::numeric, 3),"
             + " 'last_refresh', CASE WHEN h.refresh_id IS NOT NULL THEN json_build_object('refresh_id', h.refresh_id,"
             + "   'at', coalesce(h.end_time, h.start_time), 'action', h.action, 'status', h.status,"
             + "   'rows_inserted', h.rows_inserted, 'rows_deleted', h.rows_deleted) END,"
@@ -69,6 +70,10 @@ public class StreamTablesServlet extends HttpServlet {
     /** pgt_subscriptions is the notify bundle's. */
     @Reference(target = "(" + SchemaUnit.UNIT_PROPERTY + "=io.pgtrickle.notify)")
     SchemaUnit notifyUnit;
+
+    /** pgtrickle.staleness is the refresh bundle's SQL. */
+    @Reference(target = "(" + SchemaUnit.UNIT_PROPERTY + "=io.pgtrickle.refresh)")
+    SchemaUnit refreshUnit;
 
     private Tokens tokens;
 
