@@ -4,6 +4,7 @@ import io.pgtrickle.api.metrics.Histogram;
 import io.pgtrickle.api.metrics.MetricWriter;
 import java.util.Locale;
 import java.util.Map;
+import java.util.TreeMap;
 import java.util.regex.Pattern;
 
 /**
@@ -45,7 +46,7 @@ final class SourceWriter implements MetricWriter {
         expect(Type.COUNTER, Type.GAUGE);
         check(labels);
         if (!dropped) {
-            buffer.sample(family, labels, value);
+            buffer.sample(family, new TreeMap<>(labels), value);
         }
         return this;
     }
@@ -58,6 +59,7 @@ final class SourceWriter implements MetricWriter {
             throw new IllegalArgumentException("'le' is the histogram's own label");
         }
         if (!dropped) {
+            labels = new TreeMap<>(labels);
             double[] bounds = snapshot.upperBounds();
             for (int i = 0; i < bounds.length; i++) {
                 buffer.sample(family + "_bucket", TextFormat.with(labels, "le", TextFormat.le(bounds[i])), snapshot.cumulativeCounts()[i]);

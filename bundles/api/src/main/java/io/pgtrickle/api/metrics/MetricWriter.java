@@ -5,7 +5,8 @@ import org.osgi.annotation.versioning.ProviderType;
 
 /**
  * Where a {@link MetricSource} writes: a family, then its samples, then the next family. Labels are
- * name/value pairs in the order given (use the same names for every sample of a family).
+ * name/value pairs, written in the order of their names (use the same names for every sample of a
+ * family).
  */
 @ProviderType
 public interface MetricWriter {
