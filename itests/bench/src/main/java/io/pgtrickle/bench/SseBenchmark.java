@@ -242,8 +242,9 @@ public final class SseBenchmark {
                 if (measured && latest != Long.MIN_VALUE) {
                     last.add((latest - ack) / 1e6);
                 }
-                // a pause, so that each commit is refreshed and announced on its own
-                Thread.sleep(pauseMs);
+                // a pause, so that each commit is refreshed and announced on its own; with a random part, so
+                // that commits fall anywhere in the SSE reader's 100 ms poll (a fixed cycle would keep one phase)
+                Thread.sleep(pauseMs + java.util.concurrent.ThreadLocalRandom.current().nextInt(100));
                 total.set((long) n * (w + 1));
                 heard.clear();
                 clients.forEach(c -> c.arrivals.clear());
@@ -323,7 +324,8 @@ public final class SseBenchmark {
                 + "clients connect to `/pgtrickle/events?stream_table=sse_st` (JDK HttpClient, asynchronous, one HTTP/1.1 connection "
                 + "each, " + CONNECT_BATCH + " at a time), plus one pgjdbc connection `LISTEN`ing on `pgtrickle_sse` in "
                 + "`getNotifications(50)`. Then single-row INSERTs in autocommit, one at a time: after each, the program waits until "
-                + "every client and the LISTEN connection have the event (10 s at most), then pauses, so that each commit is "
+                + "every client and the LISTEN connection have the event (10 s at most), then pauses (`bench.sse.pause` plus a random "
+                + "0 to 100 ms, so that commits fall anywhere in the SSE reader's poll interval), so that each commit is "
                 + "refreshed and announced on its own. **Latency = arrival − the client-side acknowledgement of the commit**, on one "
                 + "clock (System.nanoTime) in one JVM; an SSE event arrives at the blank line that dispatches it. The first "
                 + "commits of each cell are warm-up. *SSE, every client*: one sample per client per commit; *last client*: per commit, "
