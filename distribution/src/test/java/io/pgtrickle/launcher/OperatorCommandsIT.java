@@ -97,6 +97,7 @@ class OperatorCommandsIT {
                 s.execute("SELECT pgtrickle.create_stream_table('quotients', 'SELECT id, 100 / d AS q FROM divisors')");
                 s.execute("INSERT INTO divisors VALUES (1, 0)");
                 String sick = until("pgtrickle:health", out -> out.contains("overall: CRITICAL"));
+                System.out.println("pgtrickle:health, unhealthy:\n" + sick);
                 assertTrue(Pattern.compile("(?m)^suspended +CRITICAL +\\d+ +1 stream table\\(s\\) suspended: public.quotients").matcher(sick).find(), sick);
                 assertTrue(Pattern.compile("(?m)^database +OK").matcher(sick).find(), sick);
                 assertTrue(sick.contains("pgtrickle is unhealthy: CRITICAL suspended"), "the command fails, naming the check:\n" + sick);
