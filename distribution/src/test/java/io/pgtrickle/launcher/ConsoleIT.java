@@ -24,8 +24,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The Gogo console as an operator meets it: the banner names every pgtrickle:* command the shell bundle
- * registers, and the banner and the first {@code g!} prompt come after the startup lines (data source,
+ * The Gogo console as an operator meets it: the banner names every pgtrickle:* command the bundles
+ * register (the shell's, pgtrickle:health, pgtrickle:metrics), and the banner and the first {@code g!} prompt come after the startup lines (data source,
  * catalog, scheduler), not in the middle of them. Then a command and {@code exit}, which stops pgtrickle
  * with status 0.
  */
@@ -77,23 +77,39 @@ class ConsoleIT {
         throw new AssertionError("no line matching /" + regex + "/" + pgtrickle.dump());
     }
 
-    /** The osgi.command.function values of the shell bundle's component, read from the jar the distribution ships. */
+    /**
+     * The osgi.command.function values of every pgtrickle bundle's components in scope pgtrickle (the
+     * shell's, and the health and metrics bundles' own), read from the jars the distribution ships.
+     */
     private static List<String> shellCommandFunctions(Path home) throws IOException {
-        Path jar;
-        try (Stream<Path> jars = Files.list(home.resolve("bundle"))) {
-            jar = jars.filter(p -> p.getFileName().toString().startsWith("pgtrickle-shell-")).findFirst().orElseThrow();
+        List<String> names = new ArrayList<>();
+        List<Path> jars;
+        try (Stream<Path> found = Files.list(home.resolve("bundle"))) {
+            jars = found.filter(p -> p.getFileName().toString().startsWith("pgtrickle-")).sorted().toList();
         }
-        try (JarFile file = new JarFile(jar.toFile())) {
-            ZipEntry component = file.getEntry("OSGI-INF/io.pgtrickle.shell.StreamTableCommands.xml");
-            String xml;
-            try (InputStream in = file.getInputStream(component)) {
-                xml = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        Pattern scope = Pattern.compile("<property name=\"osgi.command.scope\"[^>]*value=\"pgtrickle\"");
+        Pattern functions = Pattern.compile("<property name=\"osgi.command.function\"(?: type=\"String\")?(?: value=\"([^\"]*)\"/>|>([^<]*)</property>)");
+        for (Path jar : jars) {
+            try (JarFile file = new JarFile(jar.toFile())) {
+                for (ZipEntry entry : java.util.Collections.list(file.entries())) {
+                    if (!entry.getName().startsWith("OSGI-INF/") || !entry.getName().endsWith(".xml")) {
+                        continue;
+                    }
+                    String xml;
+                    try (InputStream in = file.getInputStream(entry)) {
+                        xml = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+                    }
+                    if (!scope.matcher(xml).find()) {
+                        continue;
+                    }
+                    Matcher m = functions.matcher(xml);
+                    assertTrue(m.find(), entry.getName() + ": " + xml);
+                    String value = m.group(1) != null ? m.group(1) : m.group(2);
+                    names.addAll(List.of(value.trim().split("\\s+")));
+                }
             }
-            Matcher functions = Pattern.compile("<property name=\"osgi.command.function\" type=\"String\">([^<]*)</property>").matcher(xml);
-            assertTrue(functions.find(), xml);
-            List<String> names = List.of(functions.group(1).trim().split("\\s+"));
-            assertTrue(names.contains("list"), names.toString());
-            return names;
         }
+        assertTrue(names.containsAll(List.of("list", "health", "metrics")), names.toString());
+        return names;
     }
 }

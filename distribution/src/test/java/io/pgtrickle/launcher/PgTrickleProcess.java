@@ -189,6 +189,11 @@ final class PgTrickleProcess implements AutoCloseable {
         return process.exitValue();
     }
 
+    /** The JVM's process id (bin/pgtrickle execs java, so the script's process is the JVM). */
+    long pid() {
+        return process.pid();
+    }
+
     synchronized List<String> stdout() {
         return List.copyOf(stdout);
     }

@@ -28,10 +28,13 @@ final class PrometheusText {
     }
 
     final Map<String, String> types = new LinkedHashMap<>();
+    /** The text parsed. */
+    String text;
     final List<Sample> samples = new java.util.ArrayList<>();
 
     static PrometheusText parse(String text) {
         PrometheusText p = new PrometheusText();
+        p.text = text;
         String family = null;
         Set<String> helped = new HashSet<>();
         int n = 0;

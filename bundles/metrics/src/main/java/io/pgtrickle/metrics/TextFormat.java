@@ -1,8 +1,10 @@
 package io.pgtrickle.metrics;
 
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * Prometheus' text exposition format 0.0.4, written by hand: a few dozen lines, where a metrics
@@ -12,9 +14,11 @@ import java.util.Map;
 final class TextFormat {
 
     private final StringBuilder out = new StringBuilder();
+    private final Set<String> families = new HashSet<>();
 
     /** Starts a metric family. */
     TextFormat family(String name, String type, String help) {
+        families.add(name);
         out.append("# HELP ").append(name).append(' ').append(help.replace("\\", "\\\\").replace("\n", "\\n")).append('\n');
         out.append("# TYPE ").append(name).append(' ').append(type).append('\n');
         return this;
@@ -69,6 +73,17 @@ final class TextFormat {
     }
 
     static final List<Double> DURATION_BUCKETS = List.of(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0);
+
+    /** Whether a family of this name has been written. */
+    boolean has(String family) {
+        return families.contains(family);
+    }
+
+    /** Appends what {@code other} holds. */
+    void append(TextFormat other) {
+        out.append(other.out);
+        families.addAll(other.families);
+    }
 
     @Override
     public String toString() {

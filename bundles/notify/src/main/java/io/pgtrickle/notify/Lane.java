@@ -59,6 +59,7 @@ final class Lane {
     private final Candidate candidate;
     private final DataSource dataSource;
     private final Backoff backoff;
+    private final SinkFigures figures;
     private final ExecutorService runner;
     private final ExecutorService deliveries;
     private final ExecutorService calls;
@@ -70,10 +71,11 @@ final class Lane {
     private volatile boolean releaseOnClose;
     private String lastProblem; // poll thread only
 
-    Lane(Candidate candidate, DataSource dataSource, Backoff backoff) {
+    Lane(Candidate candidate, DataSource dataSource, Backoff backoff, SinkFigures figures) {
         this.candidate = candidate;
         this.dataSource = dataSource;
         this.backoff = backoff;
+        this.figures = figures;
         String name = "pgtrickle-notify-" + candidate.spec().sinkId();
         this.runner = Executors.newSingleThreadExecutor(threads(name));
         this.deliveries = Executors.newFixedThreadPool(PARALLEL_DELIVERIES, threads(name + "-delivery"));
@@ -238,6 +240,7 @@ final class Lane {
         try {
             notification = row.toNotification(sinkId());
         } catch (RuntimeException e) {
+            figures.failed.increment();
             fail(row, "unreadable outbox row: " + e.getMessage());
             return Outcome.FAILED;
         }
@@ -255,19 +258,23 @@ final class Lane {
         } catch (ExecutionException e) {
             Throwable cause = e.getCause() == null ? e : e.getCause();
             if (cause instanceof SinkGoneException) {
+                figures.gone.increment();
                 gone(row, cause.getMessage() == null ? "gone" : cause.getMessage());
                 return Outcome.GONE;
             }
+            figures.failed.increment();
             fail(row, describe(cause));
             return Outcome.FAILED;
         } catch (TimeoutException e) {
             call.cancel(true);
+            figures.failed.increment();
             fail(row, "timed out after " + spec.timeoutMs() + " ms");
             return Outcome.FAILED;
         } catch (InterruptedException e) {
             call.cancel(true);
             throw e;
         }
+        figures.delivered(row.createdAt());
         completed(row);
         return Outcome.DELIVERED;
     }

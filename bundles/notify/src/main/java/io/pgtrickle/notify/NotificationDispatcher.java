@@ -43,6 +43,8 @@ final class NotificationDispatcher implements AutoCloseable {
     private final Map<Long, Lane.Candidate> candidates = new HashMap<>(); // guarded by this
     private final Set<Long> untyped = new HashSet<>(); // guarded by this: services already warned about
     private final Map<String, Lane> lanes = new ConcurrentHashMap<>();
+    /** Per sink id: its deliveries so far, kept while its services come and go. */
+    private final Map<String, SinkFigures> figures = new ConcurrentHashMap<>();
     private final ScheduledExecutorService poller;
     private volatile boolean closed;
     private boolean databaseDown; // poll thread only
@@ -119,7 +121,7 @@ final class NotificationDispatcher implements AutoCloseable {
                 LOG.warn("Notification sink {}: its timeoutMs ({}) is not well below the lease ({} ms): a slow delivery may "
                         + "be claimed and delivered again elsewhere", sinkId, winner.spec().timeoutMs(), settings.leaseMs());
             }
-            lanes.put(sinkId, new Lane(winner, dataSource, backoff));
+            lanes.put(sinkId, new Lane(winner, dataSource, backoff, figures.computeIfAbsent(sinkId, k -> new SinkFigures())));
         }
     }
 
@@ -135,6 +137,11 @@ final class NotificationDispatcher implements AutoCloseable {
         // OSGi: a service.ranking that is not an Integer counts as 0
         Object r = properties.get("service.ranking");
         return r instanceof Integer i ? i : 0;
+    }
+
+    /** Every sink's deliveries in this dispatcher's life, by sink id. */
+    Map<String, SinkFigures> figures() {
+        return new java.util.TreeMap<>(figures);
     }
 
     /** The sink ids with a lane, i.e. those this dispatcher delivers to. */

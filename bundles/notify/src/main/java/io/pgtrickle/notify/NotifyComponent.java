@@ -1,6 +1,9 @@
 package io.pgtrickle.notify;
 
 import io.pgtrickle.api.catalog.Catalog;
+import io.pgtrickle.api.metrics.MetricSource;
+import io.pgtrickle.api.metrics.MetricWriter;
+import io.pgtrickle.api.metrics.MetricWriter.Type;
 import io.pgtrickle.api.schema.SchemaUnit;
 import io.pgtrickle.api.notify.NotificationSink;
 import java.util.LinkedHashMap;
@@ -21,11 +24,12 @@ import org.osgi.service.metatype.annotations.ObjectClassDefinition;
  * The notify bundle as a DS component: while a migrated {@link Catalog} is available, runs a
  * {@link NotificationDispatcher} on its data source, and is the one owner of the
  * {@link NotificationSink} whiteboard. Sinks bound before activation (or across a configuration
- * change, which re-creates the dispatcher) are kept here and handed to each new dispatcher.
+ * change, which re-creates the dispatcher) are kept here and handed to each new dispatcher. Writes
+ * the deliveries per sink for {@code /metrics} (a {@link MetricSource}).
  */
-@Component(service = {}, configurationPid = NotifyComponent.PID, immediate = true)
+@Component(service = MetricSource.class, configurationPid = NotifyComponent.PID, immediate = true)
 @Designate(ocd = NotifyComponent.Config.class)
-public class NotifyComponent {
+public class NotifyComponent implements MetricSource {
 
     static final String PID = "io.pgtrickle.notify";
 
@@ -103,6 +107,23 @@ public class NotifyComponent {
         }
         dispatcher.start();
         trailing = new TrailingNotifications(catalog.dataSource(), Math.max(10, config.pollIntervalMs()));
+    }
+
+    @Override
+    public void collect(MetricWriter out) {
+        NotificationDispatcher d;
+        synchronized (this) {
+            d = dispatcher;
+        }
+        Map<String, SinkFigures> sinks = d == null ? Map.of() : d.figures();
+        out.family("pgtrickle_deliveries_total", Type.COUNTER,
+                "Calls to a sink in this container by outcome: delivered, failed (retried or dead-lettered), gone (sink disabled)");
+        sinks.forEach((sink, f) -> out.sample(Map.of("sink", sink, "outcome", "delivered"), f.delivered.sum())
+                .sample(Map.of("sink", sink, "outcome", "failed"), f.failed.sum())
+                .sample(Map.of("sink", sink, "outcome", "gone"), f.gone.sum()));
+        out.family("pgtrickle_delivery_latency_seconds", Type.HISTOGRAM,
+                "From a notification's creation (its refresh's transaction) to the sink accepting it, retries included");
+        sinks.forEach((sink, f) -> out.histogram(Map.of("sink", sink), f.latency.snapshot()));
     }
 
     @Deactivate

@@ -1,5 +1,6 @@
 package io.pgtrickle.refresh;
 
+import io.pgtrickle.api.metrics.Histogram;
 import io.pgtrickle.api.refresh.RefreshEvent;
 import io.pgtrickle.api.refresh.RefreshEvent.Initiator;
 import io.pgtrickle.refresh.plan.RefreshPlanner;
@@ -89,8 +90,11 @@ final class RefreshEngine implements AutoCloseable {
         NOT_DUE
     }
 
-    /** Counters since start, for operators and tests. */
-    record Stats(long refreshed, long lockedElsewhere, long failed, long abandoned, long ticks, long probingTicks) {
+    /**
+     * Counters since start, for operators ({@code /metrics}) and tests. {@code tickFailures}: ticks that
+     * could not read what is due (the database unreachable, say).
+     */
+    record Stats(long refreshed, long lockedElsewhere, long failed, long abandoned, long ticks, long probingTicks, long tickFailures) {
     }
 
     private record Due(long pgtId, String name) {
@@ -131,6 +135,9 @@ final class RefreshEngine implements AutoCloseable {
     private final AtomicLong abandoned = new AtomicLong();
     private final AtomicLong ticks = new AtomicLong();
     private final AtomicLong probingTicks = new AtomicLong();
+    private final AtomicLong tickFailures = new AtomicLong();
+    /** How long each tick took, from its first query to the last refresh handed out. */
+    private final Histogram tickSeconds = new Histogram(Histogram.SECONDS);
 
     private volatile EngineSettings.Effective effective;
     private volatile boolean started;
@@ -299,6 +306,7 @@ final class RefreshEngine implements AutoCloseable {
         if (closed) {
             return List.of();
         }
+        long began = System.nanoTime();
         EngineSettings.Effective now;
         List<Due> due = new ArrayList<>();
         Graph graph;
@@ -419,6 +427,7 @@ final class RefreshEngine implements AutoCloseable {
             done.put(id, outcome);
             outcomes.add(outcome);
         }
+        tickSeconds.observe((System.nanoTime() - began) / 1e9);
         return outcomes;
     }
 
@@ -634,6 +643,7 @@ final class RefreshEngine implements AutoCloseable {
     }
 
     private void tickFailed(SQLException e) {
+        tickFailures.incrementAndGet();
         String message = e.getMessage();
         // once per distinct problem: a database that is down for an hour must not write 3600 warnings
         if (!String.valueOf(message).equals(lastTickError)) {
@@ -749,7 +759,23 @@ final class RefreshEngine implements AutoCloseable {
     }
 
     Stats stats() {
-        return new Stats(refreshed.get(), lockedElsewhere.get(), failed.get(), abandoned.get(), ticks.get(), probingTicks.get());
+        return new Stats(refreshed.get(), lockedElsewhere.get(), failed.get(), abandoned.get(), ticks.get(), probingTicks.get(),
+                tickFailures.get());
+    }
+
+    /** The durations of the ticks so far. */
+    Histogram.Snapshot tickDurations() {
+        return tickSeconds.snapshot();
+    }
+
+    /** Workers running a refresh now (a refresh waiting for its upstreams holds none). */
+    int busyWorkers() {
+        return workers.getActiveCount();
+    }
+
+    /** Refreshes this container runs at once: the pool's size, as the last tick set it. */
+    int workerCount() {
+        return workers.getMaximumPoolSize();
     }
 
     /** Whether a stream table is waiting out a backoff (or failed and was not retried yet). */

@@ -1,10 +1,16 @@
 package io.pgtrickle.refresh;
 
 import io.pgtrickle.api.catalog.Catalog;
+import io.pgtrickle.api.metrics.MetricSource;
+import io.pgtrickle.api.metrics.MetricWriter;
+import io.pgtrickle.api.metrics.MetricWriter.Type;
 import io.pgtrickle.api.schema.SchemaUnit;
 import io.pgtrickle.api.refresh.RefreshListener;
 import io.pgtrickle.api.refresh.RefreshService;
+import java.sql.Connection;
+import java.sql.ResultSet;
 import java.sql.SQLException;
+import java.sql.Statement;
 import java.util.Map;
 import org.osgi.framework.Constants;
 import org.osgi.service.component.annotations.Activate;
@@ -17,19 +23,21 @@ import org.osgi.service.component.annotations.ReferencePolicyOption;
 import org.osgi.service.metatype.annotations.AttributeDefinition;
 import org.osgi.service.metatype.annotations.Designate;
 import org.osgi.service.metatype.annotations.ObjectClassDefinition;
+import org.slf4j.LoggerFactory;
 
 /**
  * The refresh scheduler as a DS component: runs a {@link RefreshEngine} while a migrated
  * {@link Catalog} is available, publishes it as the {@link RefreshService}, and is the one owner of
- * the {@link RefreshListener} whiteboard. Everything else lives in the engine.
+ * the {@link RefreshListener} whiteboard, and writes the scheduler's figures for {@code /metrics}
+ * (a {@link MetricSource}). Everything else lives in the engine.
  *
  * <p>A configuration change re-creates the component (no {@code @Modified}): the engine stops
  * cleanly and starts with the new values. The database's {@code pg_trickle.*} settings, which win
  * over these, are followed while the engine runs (it reads them every tick).
  */
-@Component(service = RefreshService.class, configurationPid = RefreshScheduler.PID, immediate = true)
+@Component(service = {RefreshService.class, MetricSource.class}, configurationPid = RefreshScheduler.PID, immediate = true)
 @Designate(ocd = RefreshScheduler.Config.class)
-public class RefreshScheduler implements RefreshService {
+public class RefreshScheduler implements RefreshService, MetricSource {
 
     static final String PID = "io.pgtrickle.refresh";
 
@@ -73,7 +81,7 @@ public class RefreshScheduler implements RefreshService {
     @Reference(target = "(" + SchemaUnit.UNIT_PROPERTY + "=io.pgtrickle.refresh)")
     SchemaUnit schemaUnit;
 
-    private RefreshEngine engine;
+    private volatile RefreshEngine engine;
 
     @Reference(service = RefreshListener.class, cardinality = ReferenceCardinality.MULTIPLE,
             policy = ReferencePolicy.DYNAMIC, policyOption = ReferencePolicyOption.GREEDY, unbind = "removeListener",
@@ -117,5 +125,56 @@ public class RefreshScheduler implements RefreshService {
     @Override
     public long refresh(String streamTableName) throws SQLException {
         return engine.refresh(streamTableName).refreshId();
+    }
+
+    /**
+     * Per captured source, the rows its furthest-behind reader (the one whose frontier's xmin is
+     * lowest; readers that never refreshed are left out, their first refresh is a full one) has not
+     * consumed: pending_change_count, which reads them by the xid index, so a scrape costs as much as
+     * the backlog is long, plus a function call per source.
+     */
+    static final String PENDING_CHANGES = "SELECT format('%I.%I', n.nspname, r.relname),"
+            + " pgtrickle.pending_change_count(t.source_relid::regclass, f.since)"
+            + " FROM pgtrickle.pgt_change_tracking t"
+            + " JOIN pg_catalog.pg_class r ON r.oid = t.source_relid JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace"
+            + " LEFT JOIN LATERAL (SELECT pgtrickle.oldest_frontier(st.frontier) AS since FROM pgtrickle.pgt_stream_tables st"
+            + "   WHERE st.pgt_id = ANY (t.tracked_by_pgt_ids) AND st.frontier ? 'snapshot'"
+            + "   ORDER BY pg_snapshot_xmin(pgtrickle.oldest_frontier(st.frontier)) LIMIT 1) f ON true"
+            + " WHERE pgtrickle.change_buffer(t.source_relid::regclass) IS NOT NULL ORDER BY 1";
+
+    @Override
+    public void collect(MetricWriter out) {
+        RefreshEngine e = engine;
+        RefreshEngine.Stats stats = e.stats();
+        out.family("pgtrickle_scheduler_ticks_total", Type.COUNTER, "Scheduler ticks in this container (a look for due stream tables)")
+                .sample(Map.of(), stats.ticks());
+        out.family("pgtrickle_scheduler_probing_ticks_total", Type.COUNTER,
+                "Ticks that probed the change buffers (a transaction had completed since the last tick)").sample(Map.of(), stats.probingTicks());
+        out.family("pgtrickle_scheduler_tick_failures_total", Type.COUNTER, "Ticks that could not read what is due (the database unreachable, say)")
+                .sample(Map.of(), stats.tickFailures());
+        out.family("pgtrickle_scheduler_tick_duration_seconds", Type.HISTOGRAM,
+                "Duration of a scheduler tick: settings, planning, the due stream tables, handing them to the workers")
+                .histogram(Map.of(), e.tickDurations());
+        out.family("pgtrickle_scheduler_refreshes_total", Type.COUNTER, "Scheduled refreshes in this container by outcome")
+                .sample(Map.of("outcome", "refreshed"), stats.refreshed())
+                .sample(Map.of("outcome", "failed"), stats.failed())
+                .sample(Map.of("outcome", "locked_elsewhere"), stats.lockedElsewhere())
+                .sample(Map.of("outcome", "abandoned"), stats.abandoned());
+        out.family("pgtrickle_refresh_workers", Type.GAUGE, "Refreshes this container runs at once (pg_trickle.max_concurrent_refreshes)")
+                .sample(Map.of(), e.workerCount());
+        out.family("pgtrickle_refresh_workers_busy", Type.GAUGE, "Workers running a refresh now").sample(Map.of(), e.busyWorkers());
+        out.family("pgtrickle_pending_changes", Type.GAUGE,
+                "Captured changes of a source its furthest-behind stream table has not applied yet");
+        try (Connection c = catalog.dataSource().getConnection(); Statement s = c.createStatement()) {
+            s.setQueryTimeout(5);
+            try (ResultSet rs = s.executeQuery(PENDING_CHANGES)) {
+                while (rs.next()) {
+                    out.sample(Map.of("source", rs.getString(1)), rs.getLong(2));
+                }
+            }
+        } catch (SQLException ex) {
+            // the scheduler's own figures above are worth having while the buffers cannot be read
+            LoggerFactory.getLogger(RefreshScheduler.class).warn("metrics: cannot count the pending changes: {}", ex.getMessage());
+        }
     }
 }

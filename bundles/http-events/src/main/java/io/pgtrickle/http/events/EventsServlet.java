@@ -1,6 +1,8 @@
 package io.pgtrickle.http.events;
 
 import io.pgtrickle.api.catalog.Catalog;
+import io.pgtrickle.api.metrics.MetricSource;
+import io.pgtrickle.api.metrics.MetricWriter;
 import io.pgtrickle.api.schema.SchemaUnit;
 import jakarta.servlet.AsyncContext;
 import jakarta.servlet.Servlet;
@@ -32,11 +34,11 @@ import org.slf4j.LoggerFactory;
  * {@code GET /pgtrickle/events?stream_table=NAME[&stream_table=...]}: the refreshes of stream tables
  * subscribed to channel {@value EventStore#CHANNEL}, as server-sent events (docs/live.md).
  */
-@Component(service = Servlet.class, configurationPid = EventsServlet.PID, immediate = true)
+@Component(service = {Servlet.class, MetricSource.class}, configurationPid = EventsServlet.PID, immediate = true)
 @Designate(ocd = EventsServlet.Config.class)
 @HttpWhiteboardServletPattern(EventsServlet.PATH)
 @HttpWhiteboardServletAsyncSupported
-public class EventsServlet extends HttpServlet {
+public class EventsServlet extends HttpServlet implements MetricSource {
 
     private static final long serialVersionUID = 1L;
     private static final Logger LOG = LoggerFactory.getLogger(EventsServlet.class);
@@ -97,9 +99,15 @@ public class EventsServlet extends HttpServlet {
         }
     }
 
-    /** Connected clients, for the metrics to come and for tests. */
+    /** Connected clients, for the metrics and for tests. */
     int connected() {
         return hub == null ? 0 : hub.connected();
+    }
+
+    @Override
+    public void collect(MetricWriter out) {
+        out.family("pgtrickle_sse_clients", MetricWriter.Type.GAUGE, "Server-sent event streams open on this container")
+                .sample(Map.of(), connected());
     }
 
     @Override
