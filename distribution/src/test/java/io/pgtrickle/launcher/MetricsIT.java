@@ -1,5 +1,18 @@
 package io.pgtrickle.launcher;
 
+import java.io.ByteArrayInputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.stream.Collectors;
+import org.hawkular.agent.prometheus.text.TextPrometheusMetricsProcessor;
+import org.hawkular.agent.prometheus.types.Counter;
+import org.hawkular.agent.prometheus.types.Gauge;
+import org.hawkular.agent.prometheus.types.Histogram;
+import org.hawkular.agent.prometheus.types.Metric;
+import org.hawkular.agent.prometheus.types.MetricFamily;
+import org.hawkular.agent.prometheus.walkers.CollectorPrometheusMetricsWalker;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -85,7 +98,41 @@ class MetricsIT {
                 HttpResponse.BodyHandlers.ofString());
         assertEquals(200, r.statusCode(), r.body());
         assertEquals("text/plain;version=0.0.4;charset=utf-8", r.headers().firstValue("Content-Type").orElse("").replace(" ", "").toLowerCase());
-        return PrometheusText.parse(r.body());
+        PrometheusText ours = PrometheusText.parse(r.body());
+        agreesWithAnIndependentParser(r.body(), ours);
+        return ours;
+    }
+
+    /**
+     * The same text read by a parser library (Hawkular's prometheus-scraper): every family with the type
+     * our strict reader found, every counter and gauge with the same value, every histogram with the
+     * same count, sum and buckets, so that the format is judged by a reader we did not write.
+     */
+    private static void agreesWithAnIndependentParser(String text, PrometheusText ours) throws Exception {
+        CollectorPrometheusMetricsWalker walker = new CollectorPrometheusMetricsWalker();
+        new TextPrometheusMetricsProcessor(new ByteArrayInputStream(text.getBytes(StandardCharsets.UTF_8)), walker).walk();
+        List<MetricFamily> families = walker.getAllMetricFamilies();
+        assertEquals(ours.types.keySet(), families.stream().map(MetricFamily::getName).collect(Collectors.toSet()), text);
+        for (MetricFamily f : families) {
+            assertEquals(ours.types.get(f.getName()), f.getType().name().toLowerCase(Locale.ROOT), f.getName());
+            for (Metric m : f.getMetrics()) {
+                if (m instanceof Counter c) {
+                    assertEquals(ours.value(f.getName(), m.getLabels()), c.getValue(), f.getName() + m.getLabels());
+                } else if (m instanceof Gauge g) {
+                    assertEquals(ours.value(f.getName(), m.getLabels()), g.getValue(), f.getName() + m.getLabels());
+                } else if (m instanceof Histogram h) {
+                    assertEquals(ours.value(f.getName() + "_count", m.getLabels()), h.getSampleCount(), f.getName() + m.getLabels());
+                    assertEquals(ours.value(f.getName() + "_sum", m.getLabels()), h.getSampleSum(), 1e-9, f.getName() + m.getLabels());
+                    for (Histogram.Bucket b : h.getBuckets()) {
+                        Map<String, String> le = new HashMap<>(m.getLabels());
+                        le.put("le", Double.isInfinite(b.getUpperBound()) ? "+Inf" : ours.le(f.getName(), m.getLabels(), b.getUpperBound()));
+                        assertEquals(ours.value(f.getName() + "_bucket", le), b.getCumulativeCount(), f.getName() + le);
+                    }
+                } else {
+                    throw new AssertionError("unexpected metric " + m.getClass() + " in " + f.getName());
+                }
+            }
+        }
     }
 
     private static long one(Statement s, String sql) throws Exception {
@@ -116,7 +163,8 @@ class MetricsIT {
             assertEquals(3, inserted, "the initial FULL refresh inserted nothing, this one three groups");
             assertEquals(inserted, first.value("pgtrickle_rows_inserted_total", st));
             assertTrue(first.value("pgtrickle_stream_tables", Map.of("status", "ACTIVE")) >= 1);
-            assertTrue(first.value("pgtrickle_staleness_seconds", st) >= 0);
+            // nothing pending after the refresh: current, not "seconds since the refresh"
+            assertEquals(0, first.value("pgtrickle_staleness_seconds", st));
             assertEquals(0, first.value("pgtrickle_consecutive_errors", st));
             double refreshes = first.sum("pgtrickle_refreshes_total", st);
             assertTrue(refreshes >= 2, "the initial refresh and ours: " + refreshes);

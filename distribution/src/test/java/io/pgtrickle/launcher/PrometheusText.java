@@ -138,6 +138,21 @@ final class PrometheusText {
         return Double.NaN;
     }
 
+    /** The {@code le} label, as written, of the bucket of {@code family} with {@code labels} whose bound is {@code bound}. */
+    String le(String family, Map<String, String> labels, double bound) {
+        for (Sample s : samples) {
+            String le = s.labels().get("le");
+            if (s.name().equals(family + "_bucket") && le != null && !le.equals("+Inf") && Double.parseDouble(le) == bound) {
+                Map<String, String> rest = new TreeMap<>(s.labels());
+                rest.remove("le");
+                if (rest.equals(new TreeMap<>(labels))) {
+                    return le;
+                }
+            }
+        }
+        throw new IllegalArgumentException("no bucket le=" + bound + " of " + family + labels);
+    }
+
     /** The sum over the samples of a name whose labels include {@code labels}. */
     double sum(String name, Map<String, String> labels) {
         double total = 0;

@@ -37,9 +37,15 @@ final class CatalogFigures {
         STATUSES.forEach(st -> byStatus.put(st, 0));
         Map<String, Double> staleness = new TreeMap<>();
         Map<String, Integer> errors = new TreeMap<>();
-        try (ResultSet rs = s.executeQuery("SELECT format('%I.%I', pgt_schema, pgt_name), status,"
-                + " extract(epoch FROM clock_timestamp() - data_timestamp), consecutive_errors"
-                + " FROM pgtrickle.pgt_stream_tables WHERE shadow_of IS NULL")) {
+        // the refresh unit's measure (0 while nothing is pending: an idle 'calculated' stream table is
+        // current however old its last refresh), the age of the data where that unit is not installed
+        boolean measured;
+        try (ResultSet rs = s.executeQuery("SELECT to_regprocedure('pgtrickle.staleness(pgtrickle.pgt_stream_tables)') IS NOT NULL")) {
+            measured = rs.next() && rs.getBoolean(1);
+        }
+        try (ResultSet rs = s.executeQuery("SELECT format('%I.%I', s.pgt_schema, s.pgt_name), s.status,"
+                + (measured ? " extract(epoch FROM pgtrickle.staleness(s))," : " extract(epoch FROM clock_timestamp() - s.data_timestamp),")
+                + " s.consecutive_errors FROM pgtrickle.pgt_stream_tables s WHERE s.shadow_of IS NULL")) {
             while (rs.next()) {
                 byStatus.merge(rs.getString(2), 1, Integer::sum);
                 double stale = rs.getDouble(3);
@@ -53,7 +59,7 @@ final class CatalogFigures {
         byStatus.forEach((st, n) -> out.sample("pgtrickle_stream_tables", labels("status", st), n));
         out.family("pgtrickle_suspended_stream_tables", "gauge", "Stream tables SUSPENDED after consecutive failed refreshes");
         out.sample("pgtrickle_suspended_stream_tables", Map.of(), byStatus.get("SUSPENDED"));
-        out.family("pgtrickle_staleness_seconds", "gauge", "Seconds since the data a stream table shows (its last refresh's data timestamp)");
+        out.family("pgtrickle_staleness_seconds", "gauge", "0 while no captured change is pending for a stream table, else seconds since the data it shows was computed (pgtrickle.staleness)");
         staleness.forEach((name, v) -> out.sample("pgtrickle_staleness_seconds", labels("stream_table", name), v));
         out.family("pgtrickle_consecutive_errors", "gauge", "Failed refreshes in a row");
         errors.forEach((name, v) -> out.sample("pgtrickle_consecutive_errors", labels("stream_table", name), v));
