@@ -145,6 +145,17 @@ final class RefreshEngine implements AutoCloseable {
     private volatile String lastTickError;
     /** When the refresh history is next pruned; 0 = at the first tick. Ticker thread only. */
     private long historyPruneDueNanos;
+
+    /**
+     * Stream tables whose planning found a lock held (tick thread only), with when (nanoClock) to try
+     * again: planning takes the stream table's lock for its row index, and a session holding that lock
+     * must not stop the tick, which plans, probes and dispatches for every stream table.
+     */
+    private final Map<Long, Long> planPutOffUntil = new HashMap<>();
+
+    /** How long planning waits for a lock before it is put off, and for how long. */
+    static final String PLAN_LOCK_TIMEOUT = "200ms";
+    static final long PLAN_PUT_OFF_NANOS = TimeUnit.SECONDS.toNanos(5);
     /** pg_current_snapshot() as the last tick read it before probing; null before the first. */
     private volatile String tickSnapshot;
     /** Whether the last tick's due_stream_tables() returned nothing (false when it failed). */
@@ -599,15 +610,31 @@ final class RefreshEngine implements AutoCloseable {
         if (ids.isEmpty()) {
             return;
         }
+        planPutOffUntil.keySet().retainAll(ids);
         c.setAutoCommit(false);
         try {
             for (long id : ids) {
+                Long until = planPutOffUntil.get(id);
+                long now = nanoClock.getAsLong();
+                if (until != null && now - until < 0) {
+                    continue;
+                }
                 try {
+                    try (Statement s = c.createStatement()) {
+                        s.execute("SET LOCAL lock_timeout = '" + PLAN_LOCK_TIMEOUT + "'");
+                    }
                     RefreshPlanner.planIfNeeded(c, id);
                     c.commit();
+                    planPutOffUntil.remove(id);
                 } catch (SQLException e) {
                     c.rollback();
-                    LOG.warn("could not plan stream table {}: {}", id, e.getMessage());
+                    if ("55P03".equals(e.getSQLState())) {
+                        planPutOffUntil.put(id, now + PLAN_PUT_OFF_NANOS);
+                        LOG.info("stream table {} not planned yet: another session holds a lock it needs; trying again in {} s",
+                                id, TimeUnit.NANOSECONDS.toSeconds(PLAN_PUT_OFF_NANOS));
+                    } else {
+                        LOG.warn("could not plan stream table {}: {}", id, e.getMessage());
+                    }
                 }
             }
         } finally {
