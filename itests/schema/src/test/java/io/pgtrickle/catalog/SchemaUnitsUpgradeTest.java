@@ -63,7 +63,8 @@ class SchemaUnitsUpgradeTest {
      * (inline_blocker, inlined_queries), a refresh's one-statement probe (pending_changes), and
      * derived tables (0.35.0): set_refresh_plan takes them as a last argument, five functions
      * capture, maintain, refill, grant and drop them, oldest_frontier tells how far back their
-     * own frontiers reach, and in_progress_too records a refresh's own transaction in a frontier.
+     * own frontiers reach, and in_progress_too records a refresh's own transaction in a frontier;
+     * and staleness, which pgt_status, /metrics and the live page's list share (0 while nothing is pending).
      */
     @Test
     void theSqlSurfaceIsTheReleasedOnePlusItsDeliberateChanges() throws SQLException {
@@ -102,7 +103,8 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.pending_changes(bigint,pg_snapshot) -> record",
                             "pgtrickle.refill_ctes(text,text,jsonb,text) -> text",
                             "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb,bigint) -> jsonb",
-                            "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text,jsonb) -> boolean"),
+                            "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text,jsonb) -> boolean",
+                            "pgtrickle.staleness(pgtrickle.pgt_stream_tables) -> interval"),
                     added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
             assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(5).substring(added.get(5).indexOf(" volatility")),
                     "due_stream_tables keeps its volatility, security, settings and privileges");

@@ -2,6 +2,7 @@ package io.pgtrickle.http.events;
 
 import java.sql.Connection;
 import java.sql.SQLException;
+import java.sql.Statement;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -13,6 +14,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import javax.sql.DataSource;
+import org.postgresql.PGConnection;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -47,6 +49,15 @@ final class Hub implements AutoCloseable {
     private long nextPrune; // reader thread only
     private long nextRecheck; // reader thread only
 
+    /**
+     * While clients are connected, a connection of the reader's own LISTENing on the events' channel:
+     * the refresh that writes an event also sends a NOTIFY on it, which ends the reader's wait between
+     * polls at once, so an event reaches the clients about as soon as a LISTEN client hears it instead
+     * of up to a poll interval later. The poll stays: it is what reads, and what finds events whose
+     * NOTIFY came before the LISTEN.
+     */
+    private Connection listener; // reader thread only
+
     Hub(DataSource dataSource, long retentionMs, long keepAliveMs) {
         this.dataSource = dataSource;
         this.retentionMs = retentionMs;
@@ -55,7 +66,7 @@ final class Hub implements AutoCloseable {
             t.setDaemon(true);
             return t;
         });
-        thread.scheduleWithFixedDelay(this::poll, 0, POLL_MS, TimeUnit.MILLISECONDS);
+        thread.scheduleWithFixedDelay(this::pollThenWait, 0, 1, TimeUnit.MILLISECONDS);
         thread.scheduleWithFixedDelay(this::keepAlive, keepAliveMs, keepAliveMs, TimeUnit.MILLISECONDS);
     }
 
@@ -79,6 +90,49 @@ final class Hub implements AutoCloseable {
         synchronized (this) {
             joining.remove(client);
         }
+    }
+
+    /** A poll, then up to {@link #POLL_MS} of waiting, ended early by a NOTIFY on the channel. */
+    private void pollThenWait() {
+        poll();
+        try {
+            if (clients.isEmpty()) {
+                closeListener();
+                Thread.sleep(POLL_MS);
+                return;
+            }
+            if (listener == null) {
+                listener = dataSource.getConnection();
+                listener.setAutoCommit(true);
+                try (Statement s = listener.createStatement()) {
+                    s.execute("LISTEN " + EventStore.CHANNEL);
+                }
+            }
+            // pgjdbc's wait for notifications, which returns as soon as one arrives (none: after the timeout)
+            listener.unwrap(PGConnection.class).getNotifications((int) POLL_MS);
+        } catch (SQLException | RuntimeException e) {
+            closeListener();
+            try {
+                Thread.sleep(POLL_MS);
+            } catch (InterruptedException interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Back to the pool, listening no more (a pooled connection must not go on collecting notifications). */
+    private void closeListener() {
+        if (listener == null) {
+            return;
+        }
+        try (Connection c = listener; Statement s = c.createStatement()) {
+            s.execute("UNLISTEN *");
+        } catch (SQLException e) {
+            LOG.debug("pgtrickle SSE: closing the listening connection: {}", e.getMessage());
+        }
+        listener = null;
     }
 
     private void poll() {
@@ -186,6 +240,7 @@ final class Hub implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+        closeListener();
         List<Client> open;
         synchronized (this) {
             open = new ArrayList<>(joining);
