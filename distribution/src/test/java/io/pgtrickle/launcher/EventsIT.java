@@ -298,6 +298,12 @@ class EventsIT {
     void pastTheRetentionAReconnectGetsResync() throws Exception {
         writeConfig("tokens=[\"reader:tok-reader\"]\nretentionSeconds=\"2\"\n");
         pgtrickle.awaitLine(Pattern.quote("pgtrickle server-sent events at /pgtrickle/events: 1 token(s), retention 2 s"), WAIT);
+        // that line comes from the new servlet's activation; the whiteboard registers it afterwards, and
+        // until then /pgtrickle/events is nobody's (404 from the live page's /pgtrickle/*), not 401
+        long registered = System.nanoTime() + WAIT.toNanos();
+        while (status("stream_table=st_retention", Map.of()) != 401 && System.nanoTime() < registered) {
+            Thread.sleep(50);
+        }
         String lastId;
         try (SseClient client = open("st_retention", null)) {
             change("st_retention", 1);
