@@ -243,7 +243,7 @@ public final class SseBenchmark {
                     last.add((latest - ack) / 1e6);
                 }
                 // a pause, so that each commit is refreshed and announced on its own; with a random part, so
-                // that commits fall anywhere in the SSE reader's 100 ms poll (a fixed cycle would keep one phase)
+                // that commits fall anywhere in the SSE reader's 100 ms poll cycle (a fixed cycle would keep one phase)
                 Thread.sleep(pauseMs + java.util.concurrent.ThreadLocalRandom.current().nextInt(100));
                 total.set((long) n * (w + 1));
                 heard.clear();
@@ -315,7 +315,7 @@ public final class SseBenchmark {
                 + "scheduler), its embedded PostgreSQL %s, and this program's clients all share them. Compare within the run. Java %s.%n",
                 Runtime.getRuntime().availableProcessors(), pgVersion, System.getProperty("java.version")));
         b.append("- The distribution as shipped (`bin/pgtrickle --headless`, embedded PostgreSQL, defaults: scheduler tick 1 s, "
-                + "wake 10 ms; the SSE reader polls the outbox every 100 ms), with one token for role `postgres`.\n");
+                + "wake 10 ms; the SSE reader reads the outbox at each NOTIFY on its channel, and every 100 ms), with one token for role `postgres`.\n");
         b.append(String.format(Locale.ROOT, "- Whole run %.1f min.%n%n", minutes));
         b.append("## Method\n\n");
         b.append("One source `sse_src(id bigint PK, w int)`, one stream table `SELECT id, w FROM sse_src` (schedule `calculated`, "
@@ -343,8 +343,10 @@ public final class SseBenchmark {
         b.append("\n## Reading it\n\n");
         b.append("- Both paths start at the same refresh: the scheduler's wake notices the commit (within its 10 ms interval), the "
                 + "refresh commits its NOTIFY and its outbox row together. NOTIFY reaches the LISTEN connection at that commit; the SSE "
-                + "reader finds the outbox row at its next poll (every 100 ms, one query for every stream table any client watches), "
-                + "so SSE adds about half a poll interval on average and a whole one at worst, plus the write to each socket.\n");
+                + "reader, LISTENing on the same channel while clients are connected, wakes at that NOTIFY and reads the outbox row "
+                + "(one query for every stream table any client watches; it also polls every 100 ms, for events whose NOTIFY it "
+                + "missed), so SSE adds that query and the write to each socket. With a thousand clients the write to every socket, "
+                + "on the two cores the clients share, is most of the difference.\n");
         b.append("- The SSE figures include this program's side: a thousand connections read by the JDK HttpClient on the same "
                 + "two cores as the container and PostgreSQL.\n");
         b.append("- Threads: an idle stream holds none (asynchronous servlet, one reader thread per container); see also "
