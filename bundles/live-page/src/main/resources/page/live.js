@@ -6,6 +6,7 @@
 const $ = id => document.getElementById(id);
 const LIST_EVERY_MS = 5000; // staleness grows between refreshes: the list is read again this often
 const LOG_MAX = 100;        // live entries kept on the page
+const REOPEN_MS = 5000;     // after the browser gave up on an error answer, open a new EventSource this much later
 
 // The token arrives in the URL fragment (/pgtrickle/#token=...): browsers never send a fragment to
 // the server, so it stays out of access logs. It is kept in sessionStorage (gone with the tab) and
@@ -21,6 +22,7 @@ function takeToken() {
 
 let token = takeToken();
 let source = null; // the live panel's EventSource
+let reopening = null; // the timer that opens the next one after the browser gave up
 
 function say(text) {
   $('message').textContent = text;
@@ -106,22 +108,35 @@ function clock(timestamp) {
   return new Date(timestamp).toLocaleTimeString();
 }
 
-function followTable(name) {
+function followTable(name, after) {
   if (source) {
     source.close();
   }
+  clearTimeout(reopening);
   $('live-name').textContent = name;
-  $('live-log').replaceChildren();
+  if (after === undefined) {
+    $('live-log').replaceChildren();
+  }
   state('connecting');
   // EventSource cannot send headers, hence access_token in the query string. It reconnects by itself
   // (after the server's retry: interval) and sends the last id it saw as Last-Event-ID; the server
   // resumes right after it, so a dropped connection loses and repeats nothing. No code for that here.
-  const es = new EventSource(`events?stream_table=${encodeURIComponent(name)}&access_token=${encodeURIComponent(token)}`);
+  const resume = after ? `&last_event_id=${encodeURIComponent(after)}` : '';
+  const es = new EventSource(`events?stream_table=${encodeURIComponent(name)}&access_token=${encodeURIComponent(token)}${resume}`);
   source = es;
+  let lastId = after;
   es.onopen = () => state('live');
-  // CLOSED: the server refused (401, 403, 404, 503) and the browser will not try again
-  es.onerror = () => state(es.readyState === EventSource.CLOSED ? 'stopped' : 'reconnecting');
+  // CLOSED: the server answered with an error (a 503 while the database is away, ...) and the browser
+  // gives up for good. Open a new one after a while, resuming after the last event seen: the server
+  // takes it as last_event_id, since a new EventSource cannot send the header.
+  es.onerror = () => {
+    state('reconnecting');
+    if (es.readyState === EventSource.CLOSED) {
+      reopening = setTimeout(() => followTable(name, lastId), REOPEN_MS);
+    }
+  };
   es.addEventListener('refresh', e => {
+    lastId = e.lastEventId;
     const n = JSON.parse(e.data);
     const several = n.refreshes > 1 ? ` (${n.refreshes} refreshes)` : '';
     entry('refresh', `refresh ${n.refresh_id}: +${n.inserted_count} -${n.deleted_count}${several}`, e.lastEventId, n.refresh_id);
@@ -130,12 +145,14 @@ function followTable(name) {
   // Resumed from further back than the server keeps: some refreshes were missed, so whatever was
   // built from them must be read again. Here that is the list; an app would SELECT its stream table.
   es.addEventListener('resync', e => {
+    lastId = e.lastEventId;
     entry('resync', 'missed refreshes: reloaded', e.lastEventId);
     loadList();
   });
   // The token's role lost SELECT: the server ends the stream, and the browser must not reconnect.
   es.addEventListener('revoked', () => {
     es.close();
+    clearTimeout(reopening);
     state('revoked');
     loadList();
   });

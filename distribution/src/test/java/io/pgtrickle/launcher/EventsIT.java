@@ -238,6 +238,42 @@ class EventsIT {
     }
 
     @Test
+    @Order(34)
+    void aNewEventSourceResumesWithTheLastEventIdParameter() throws Exception {
+        sql.execute("CREATE TABLE src_st_param (id int PRIMARY KEY, grp text, amount int)");
+        sql.execute("SELECT pgtrickle.create_stream_table('st_param', 'SELECT grp, sum(amount) AS total FROM src_st_param GROUP BY grp')");
+        sql.execute("SELECT pgtrickle.alter_stream_table('st_param', notify_coalesce_ms => 0)");
+        sql.execute("SELECT pgtrickle.subscribe('st_param', 'pgtrickle_sse')");
+        sql.execute("GRANT SELECT ON st_param TO reader");
+        String first;
+        String second;
+        try (SseClient client = open("st_param", null)) {
+            change("st_param", 1);
+            change("st_param", 2);
+            List<SseClient.Event> got = refreshes(client, 2);
+            first = got.get(0).id();
+            second = got.get(1).id();
+        }
+        long seen = lastRefresh("st_param");
+        change("st_param", 3);
+        List<String> missed = history("st_param", seen);
+        // what a page does after the browser gave up on an error answer: a new EventSource, which cannot
+        // send Last-Event-ID, names the last event it saw in the URL
+        Map<String, String> bearer = Map.of("Authorization", "Bearer tok-reader");
+        try (SseClient client = SseClient.open(url("stream_table=st_param&last_event_id=" + second), bearer)) {
+            assertEquals(200, client.status);
+            assertEquals(missed, refreshes(client, 1).stream().map(SseClient.Event::data).toList());
+            assertEquals(null, client.next("refresh", Duration.ofSeconds(1)));
+        }
+        // the header, which EventSource's own reconnects send, wins over a parameter left in the URL
+        try (SseClient client = SseClient.open(url("stream_table=st_param&last_event_id=" + first),
+                Map.of("Authorization", "Bearer tok-reader", "Last-Event-ID", second))) {
+            assertEquals(missed, refreshes(client, 1).stream().map(SseClient.Event::data).toList());
+            assertEquals(null, client.next("refresh", Duration.ofSeconds(1)));
+        }
+    }
+
+    @Test
     @Order(35)
     void oneStreamForTwoStreamTablesResumesEachWhereItWas() throws Exception {
         sql.execute("CREATE TABLE src_st_a (id int PRIMARY KEY, grp text, amount int)");

@@ -124,7 +124,13 @@ public class EventsServlet extends HttpServlet implements MetricSource {
             plain(response, HttpServletResponse.SC_BAD_REQUEST, "name at least one stream table: ?stream_table=NAME");
             return;
         }
+        // The header is what EventSource sends when it reconnects by itself. The parameter is for a client
+        // that opens a new EventSource (which cannot send headers) after the browser gave up on an error
+        // answer, such as a 503 while the database is away; the header wins, being the newer.
         String lastEventId = request.getHeader("Last-Event-ID");
+        if (lastEventId == null) {
+            lastEventId = request.getParameter("last_event_id");
+        }
         List<EventStore.StreamTable> tables = new ArrayList<>();
         long[] positions = new long[names.length];
         boolean resync = false;
