@@ -11,7 +11,6 @@ import jakarta.servlet.http.HttpServlet;
 import jakarta.servlet.http.HttpServletRequest;
 import jakarta.servlet.http.HttpServletResponse;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
 import java.sql.SQLException;
 import java.util.ArrayList;
@@ -112,16 +111,14 @@ public class EventsServlet extends HttpServlet implements MetricSource {
 
     @Override
     protected void doGet(HttpServletRequest request, HttpServletResponse response) throws IOException {
-        String role = tokens.role(bearer(request));
+        String role = tokens.role(request);
         if (role == null) {
-            response.setHeader("WWW-Authenticate", "Bearer realm=\"pgtrickle\"");
-            plain(response, HttpServletResponse.SC_UNAUTHORIZED, "a valid bearer token is needed "
-                    + "(Authorization: Bearer <token>, or ?access_token=<token>)");
+            Answers.unauthorized(response);
             return;
         }
         String[] names = request.getParameterValues("stream_table");
         if (names == null || names.length == 0) {
-            plain(response, HttpServletResponse.SC_BAD_REQUEST, "name at least one stream table: ?stream_table=NAME");
+            Answers.text(response, HttpServletResponse.SC_BAD_REQUEST, "name at least one stream table: ?stream_table=NAME");
             return;
         }
         // The header is what EventSource sends when it reconnects by itself. The parameter is for a client
@@ -139,15 +136,15 @@ public class EventsServlet extends HttpServlet implements MetricSource {
             for (String name : names) {
                 EventStore.StreamTable t = EventStore.resolve(c, name, role);
                 if (t == null) {
-                    plain(response, HttpServletResponse.SC_NOT_FOUND, "no stream table " + name);
+                    Answers.text(response, HttpServletResponse.SC_NOT_FOUND, "no stream table " + name);
                     return;
                 }
                 if (!t.readable()) {
-                    plain(response, HttpServletResponse.SC_FORBIDDEN, "not allowed to read " + t.name());
+                    Answers.text(response, HttpServletResponse.SC_FORBIDDEN, "not allowed to read " + t.name());
                     return;
                 }
                 if (!t.published()) {
-                    plain(response, HttpServletResponse.SC_NOT_FOUND, t.name() + " is not published as events: "
+                    Answers.text(response, HttpServletResponse.SC_NOT_FOUND, t.name() + " is not published as events: "
                             + "SELECT pgtrickle.subscribe('" + t.name() + "', '" + EventStore.CHANNEL + "')");
                     return;
                 }
@@ -155,7 +152,7 @@ public class EventsServlet extends HttpServlet implements MetricSource {
             }
             long[] given = lastEventId == null || lastEventId.isBlank() ? null : parse(lastEventId, names.length);
             if (lastEventId != null && !lastEventId.isBlank() && given == null) {
-                plain(response, HttpServletResponse.SC_BAD_REQUEST, "Last-Event-ID is not one id per stream table requested");
+                Answers.text(response, HttpServletResponse.SC_BAD_REQUEST, "Last-Event-ID is not one id per stream table requested");
                 return;
             }
             for (int i = 0; i < tables.size(); i++) {
@@ -175,7 +172,7 @@ public class EventsServlet extends HttpServlet implements MetricSource {
             }
         } catch (SQLException e) {
             LOG.warn("pgtrickle server-sent events: cannot serve a request: {}", e.getMessage());
-            plain(response, HttpServletResponse.SC_SERVICE_UNAVAILABLE, "the database is not reachable; retry later");
+            Answers.text(response, HttpServletResponse.SC_SERVICE_UNAVAILABLE, "the database is not reachable; retry later");
             return;
         }
         response.setStatus(HttpServletResponse.SC_OK);
@@ -229,21 +226,5 @@ public class EventsServlet extends HttpServlet implements MetricSource {
             }
         }
         return positions;
-    }
-
-    /** The token from {@code Authorization: Bearer}, else from {@code access_token} (EventSource cannot send headers). */
-    static String bearer(HttpServletRequest request) {
-        String header = request.getHeader("Authorization");
-        if (header != null && header.regionMatches(true, 0, "Bearer ", 0, 7)) {
-            return header.substring(7).trim();
-        }
-        return request.getParameter("access_token");
-    }
-
-    private static void plain(HttpServletResponse response, int status, String message) throws IOException {
-        response.setStatus(status);
-        response.setContentType("text/plain");
-        response.setCharacterEncoding("UTF-8");
-        response.getOutputStream().write((message + "\n").getBytes(StandardCharsets.UTF_8));
     }
 }

@@ -7,7 +7,6 @@ import jakarta.servlet.http.HttpServlet;
 import jakarta.servlet.http.HttpServletRequest;
 import jakarta.servlet.http.HttpServletResponse;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -84,14 +83,11 @@ public class StreamTablesServlet extends HttpServlet {
 
     @Override
     protected void doGet(HttpServletRequest request, HttpServletResponse response) throws IOException {
-        String role = tokens.role(EventsServlet.bearer(request));
-        response.setCharacterEncoding("UTF-8");
+        String role = tokens.role(request);
         // per token, and it changes with every refresh: no cache may keep it
         response.setHeader("Cache-Control", "no-store");
         if (role == null) {
-            response.setHeader("WWW-Authenticate", "Bearer realm=\"pgtrickle\"");
-            write(response, HttpServletResponse.SC_UNAUTHORIZED, "text/plain", "a valid bearer token is needed "
-                    + "(Authorization: Bearer <token>, or ?access_token=<token>)\n");
+            Answers.unauthorized(response);
             return;
         }
         String json;
@@ -105,16 +101,9 @@ public class StreamTablesServlet extends HttpServlet {
             }
         } catch (SQLException e) {
             LOG.warn("pgtrickle stream tables: cannot serve a request: {}", e.getMessage());
-            write(response, HttpServletResponse.SC_SERVICE_UNAVAILABLE, "text/plain", "the database is not reachable; retry later\n");
+            Answers.text(response, HttpServletResponse.SC_SERVICE_UNAVAILABLE, "the database is not reachable; retry later");
             return;
         }
-        write(response, HttpServletResponse.SC_OK, "application/json", json + "\n");
-    }
-
-    private static void write(HttpServletResponse response, int status, String type, String body) throws IOException {
-        response.setStatus(status);
-        response.setContentType(type);
-        response.setCharacterEncoding("UTF-8");
-        response.getOutputStream().write(body.getBytes(StandardCharsets.UTF_8));
+        Answers.write(response, HttpServletResponse.SC_OK, "application/json", json + "\n");
     }
 }

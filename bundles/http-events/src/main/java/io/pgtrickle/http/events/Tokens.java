@@ -1,5 +1,6 @@
 package io.pgtrickle.http.events;
 
+import jakarta.servlet.http.HttpServletRequest;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.util.ArrayList;
@@ -45,6 +46,16 @@ final class Tokens {
 
     int size() {
         return entries.size();
+    }
+
+    /**
+     * The role of a request's token, from {@code Authorization: Bearer}, else from {@code access_token}
+     * (EventSource cannot send headers); null when there is none or it is not configured.
+     */
+    String role(HttpServletRequest request) {
+        String header = request.getHeader("Authorization");
+        return role(header != null && header.regionMatches(true, 0, "Bearer ", 0, 7) ? header.substring(7).trim()
+                : request.getParameter("access_token"));
     }
 
     /** The role of a token, or null. */
