@@ -265,6 +265,7 @@ class EventsIT {
             assertEquals(missed, refreshes(client, 1).stream().map(SseClient.Event::data).toList());
             assertEquals(null, client.next("refresh", Duration.ofSeconds(1)));
         }
+        assertEquals(400, status("stream_table=st_param&last_event_id=soon", bearer), "not an id");
         // the header, which EventSource's own reconnects send, wins over a parameter left in the URL
         try (SseClient client = SseClient.open(url("stream_table=st_param&last_event_id=" + first),
                 Map.of("Authorization", "Bearer tok-reader", "Last-Event-ID", second))) {

@@ -152,7 +152,7 @@ public class EventsServlet extends HttpServlet implements MetricSource {
             }
             long[] given = lastEventId == null || lastEventId.isBlank() ? null : parse(lastEventId, names.length);
             if (lastEventId != null && !lastEventId.isBlank() && given == null) {
-                Answers.text(response, HttpServletResponse.SC_BAD_REQUEST, "Last-Event-ID is not one id per stream table requested");
+                Answers.text(response, HttpServletResponse.SC_BAD_REQUEST, "Last-Event-ID (or last_event_id) is not one id per stream table requested");
                 return;
             }
             for (int i = 0; i < tables.size(); i++) {
