@@ -586,7 +586,9 @@ BEGIN
            derived = CASE WHEN set_refresh_plan.delta_sql IS NOT NULL THEN set_refresh_plan.derived END,
            frontier = CASE WHEN (set_refresh_plan.state_sql IS NOT NULL OR set_refresh_plan.derived IS NOT NULL)
                                 AND NOT filled AND s.frontier IS NOT NULL
-                           THEN s.frontier || '{"full_next": true}' ELSE s.frontier END - 'derived',
+                           THEN s.frontier || '{"full_next": true}' ELSE s.frontier END - 'derived'
+                      -- the last differential refresh's time was its old statement's
+                      #- '{timing,d}',
            refresh_mode = CASE WHEN set_refresh_plan.delta_sql IS NULL THEN 'FULL' ELSE s.refresh_mode END,
            refresh_mode_reason = CASE WHEN set_refresh_plan.delta_sql IS NULL THEN set_refresh_plan.reason ELSE s.refresh_mode_reason END,
            effective_refresh_mode = CASE WHEN set_refresh_plan.delta_sql IS NULL THEN 'FULL' ELSE s.effective_refresh_mode END,
@@ -775,6 +777,11 @@ DECLARE
     live      text[];
     cost      jsonb;
     derived_at text[];
+    explore   boolean := false;
+    measured  boolean := false;
+    way       text;
+    t0        timestamptz;
+    took      double precision;
 BEGIN
     -- A transaction that wrote before it refreshes has an id already; the lock below gives one to
     -- every other, which writes nothing this refresh must read back (see written_by below).
@@ -834,6 +841,13 @@ BEGIN
             why := format('%s changed rows > pg_trickle.differential_max_change_ratio %s of %s source rows', pending, ratio, round(estimate::numeric));
         END IF;
     END IF;
+    -- AUTO: what each way took the last times (pgtrickle.measured_choice, R__55_change_statistics.sql)
+    IF st.requested_refresh_mode = 'AUTO' AND st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL AND pending > 0
+       AND NOT fallback AND NOT full_next AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) THEN
+        SELECT m.why, m.explore, m.measured INTO why, explore, measured
+          FROM pgtrickle.measured_choice(st.frontier -> 'timing', pending) m;
+        fallback := why IS NOT NULL;
+    END IF;
 
     -- The differential statement reads the change buffers, which hold every column and every row
     -- of the sources: only for an owner who may read all of that. Otherwise recompute, as the owner.
@@ -858,15 +872,20 @@ BEGIN
         PERFORM set_config('pgtrickle.live_buffers', live::text, true);
     END IF;
     -- Before the differential statement is planned (under the query's settings, as it will be): true
-    -- statistics of the changes, then AUTO's cost rule (R__55_change_statistics.sql). May turn nested
-    -- loops off until the statement has run.
+    -- statistics of the changes, then AUTO's cost rule (R__55_change_statistics.sql) unless what
+    -- each way took decided. May turn nested loops off until the statement has run. Timed from here
+    -- for the measured rule: the statistics are part of what a differential refresh costs.
+    t0 := clock_timestamp();
     IF readable AND snapshot IS NOT NULL AND pending > 0 AND NOT fallback AND NOT full_next
        AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) THEN
         restore := restore || pgtrickle.refresh_change_statistics((st.frontier ->> 'snapshot')::pg_snapshot, counts, st.pgt_id);
-        IF st.requested_refresh_mode = 'AUTO' THEN
+        IF st.requested_refresh_mode = 'AUTO' AND NOT measured AND NOT explore THEN
             SELECT r.why, r.verdict INTO why, cost
               FROM pgtrickle.differential_cost_fallback(st, (st.frontier ->> 'snapshot')::pg_snapshot, pending, st.frontier -> 'cost') r;
             fallback := why IS NOT NULL;
+            IF fallback THEN
+                t0 := clock_timestamp();
+            END IF;
         END IF;
     END IF;
     -- the guard on the stream table (R__40_guards.sql) lets this transaction's refresh writes through
@@ -876,6 +895,7 @@ BEGIN
     ELSIF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL AND snapshot IS NOT NULL AND NOT fallback AND readable
           AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) AND NOT full_next THEN
         act := 'DIFFERENTIAL';
+        way := 'd';
         -- the plan's derived tables first: the statement below reads them and their changes
         IF st.derived IS NOT NULL THEN
             derived_at := pgtrickle.maintain_derived(st);
@@ -896,6 +916,7 @@ BEGIN
         IF truncated THEN
             derived_at := NULL;
             act := 'FULL';
+            way := NULL;
             res := pgtrickle.full_refresh(st, pending);
             del := res[1]; ins := res[2]; snapshot := res[3];
         -- Stored rows the delta should have removed were not there: the table no longer matches
@@ -904,6 +925,7 @@ BEGIN
             RAISE WARNING 'pgtrickle: stream table %.% lacked % row(s) its delta deletes; recomputing it in full',
                 st.pgt_schema, st.pgt_name, missing;
             act := 'FULL';
+            way := NULL;
             derived_at := NULL;
             res := pgtrickle.full_refresh(st, pending);
             del2 := res[1]; ins2 := res[2]; snapshot := res[3];
@@ -914,14 +936,17 @@ BEGIN
         -- The first fill of an empty table (create, a shadow build): nothing to compare with, so
         -- a plain INSERT, with the snapshot taken by the same statement.
         act := 'FULL';
+        way := 'fill';
         res := pgtrickle.execute_as_owner(st, format('WITH filled AS (INSERT INTO %s SELECT * FROM (%s) q RETURNING 1)'
                        ' SELECT count(*), pg_current_snapshot()::text FROM filled', st.pgt_relid::regclass, st.defining_query), NULL);
         ins := res[1]; snapshot := res[2];
     ELSE
         act := 'FULL';
+        way := 'f';
         res := pgtrickle.full_refresh(st, pending);
         del := res[1]; ins := res[2]; snapshot := res[3];
     END IF;
+    took := CASE WHEN way IS NOT NULL THEN 1000 * extract(epoch FROM clock_timestamp() - t0) END;
     PERFORM set_config('pgtrickle.refreshing', 'off', true);
     PERFORM set_config('pgtrickle.live_buffers', '', true);
     FOR setting IN SELECT * FROM jsonb_each_text(restore) LOOP
@@ -960,6 +985,11 @@ BEGIN
                               THEN '{"full_next": true}' ELSE '{}' END::jsonb
                       -- the cost rule's last verdict (pgtrickle.differential_cost_fallback)
                       || jsonb_strip_nulls(jsonb_build_object('cost', coalesce(cost, st.frontier -> 'cost')))
+                      -- what each way took (pgtrickle.next_timing), for AUTO's measured rule
+                      || CASE WHEN act <> 'NO_DATA'
+                              THEN jsonb_build_object('timing', pgtrickle.next_timing(st.frontier -> 'timing', way, took, pending, explore))
+                              WHEN st.frontier ? 'timing' THEN jsonb_build_object('timing', st.frontier -> 'timing')
+                              ELSE '{}' END::jsonb
                       -- the derived tables' own frontiers (pgtrickle.maintain_derived): those of
                       -- their statements in a DIFFERENTIAL refresh, the stream table's otherwise
                       || CASE WHEN act = 'DIFFERENTIAL' AND derived_at IS NOT NULL THEN jsonb_build_object('derived', to_jsonb(derived_at))

@@ -151,3 +151,116 @@ BEGIN
     verdict := jsonb_build_object('key', key, 'pending', pending, 'why', why, 'uses', 0);
 END
 $fn$;
+
+-- AUTO's measured rule. The cost rule above compares the planner's estimates, which leave out
+-- planning itself and are often far off for a differential statement: on TPC-H at SF 0.1, Q2's
+-- statement of 143 terms took 8.6 ms to plan and 38 ms in all where recomputing took 6; Q7's was
+-- estimated cheaper than recomputing (36,638 against 45,536) and took 23 ms against 5. So AUTO
+-- also remembers what each way took, in the frontier (`timing`, see pgtrickle.next_timing), and
+-- refreshes FULL while the last differential refresh of a window of about this size (half to twice
+-- as many changes; more changes are taken to cost at least as much) took more than
+-- pg_trickle.differential_measured_ratio times the last FULL one, and 1 ms more.
+--
+-- What is not measured is tried: a FULL refresh after 8 refreshes with changes when it never ran,
+-- or once the differential one has taken that much longer than the first fill (the query's rows inserted into the empty table, about what REFRESH
+-- MATERIALIZED VIEW costs, which a FULL refresh never beats, so while the differential refresh is
+-- faster than the fill, FULL is never tried); and the way that lost, again after `wait` refreshes
+-- with changes, 8 at first and, each time it loses again, doubled or 8 times its loss ratio if more
+-- (at most 1,024), since sources grow and shrink. Returns why the refresh should be FULL (NULL: differential), whether it is such
+-- a trial (explore), and whether the measurements decided at all (measured: else the cost rule
+-- may still be asked).
+CREATE OR REPLACE FUNCTION pgtrickle.measured_choice(timing jsonb, pending bigint,
+                                                     OUT why text, OUT explore boolean, OUT measured boolean)
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    ratio  double precision := pgtrickle.setting_ratio('pg_trickle.differential_measured_ratio', 1.25);
+    k      bigint := coalesce((timing ->> 'k')::bigint, 0);
+    wait   bigint := coalesce((timing ->> 'wait')::bigint, 8);
+    d_ms   double precision := (timing -> 'd' ->> 'ms')::double precision;
+    f_ms   double precision := (timing -> 'f' ->> 'ms')::double precision;
+    full_wins boolean := pgtrickle.measured_full_wins(timing, pending, ratio);
+BEGIN
+    explore := false;
+    measured := full_wins IS NOT NULL;
+    -- FULL never measured (no first fill seen: a stream table from before this rule)
+    IF f_ms IS NULL AND d_ms >= 1 AND ratio > 0 AND k >= wait THEN
+        explore := true;
+        why := format('measured: trying FULL, never measured; the last differential refresh took %s ms for %s changes',
+                      round(d_ms::numeric, 1), timing -> 'd' ->> 'n');
+        RETURN;
+    END IF;
+    IF full_wins IS NULL THEN
+        RETURN;
+    END IF;
+    IF full_wins AND coalesce((timing -> 'f' ->> 'fill')::boolean, false) THEN
+        explore := true;
+        why := format('measured: trying FULL, the last differential refresh took %s ms for %s changes, the first fill %s ms',
+                      round(d_ms::numeric, 1), timing -> 'd' ->> 'n', round(f_ms::numeric, 1));
+    ELSIF full_wins AND k - (timing -> 'd' ->> 'at')::bigint >= wait THEN
+        explore := true;
+    ELSIF full_wins THEN
+        why := format('measured: the last differential refresh took %s ms for %s changes, the last FULL one %s ms',
+                      round(d_ms::numeric, 1), timing -> 'd' ->> 'n', round(f_ms::numeric, 1));
+    ELSIF NOT coalesce((timing -> 'f' ->> 'fill')::boolean, false) AND k - (timing -> 'f' ->> 'at')::bigint >= wait THEN
+        explore := true;
+        why := format('measured: trying FULL again, the last FULL refresh took %s ms, the last differential one %s ms for %s changes',
+                      round(f_ms::numeric, 1), round(d_ms::numeric, 1), timing -> 'd' ->> 'n');
+    END IF;
+END
+$fn$;
+
+-- Whether the measurements in `timing` say FULL beats the differential refresh for a window of
+-- `pending` changes (see measured_choice); NULL when they do not tell: a way not measured, the
+-- rule off (ratio 0), or a window much smaller than the one measured.
+CREATE OR REPLACE FUNCTION pgtrickle.measured_full_wins(timing jsonb, pending bigint, ratio double precision) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+DECLARE
+    d_ms double precision := (timing -> 'd' ->> 'ms')::double precision;
+    d_n  bigint := greatest((timing -> 'd' ->> 'n')::bigint, 1);
+    f_ms double precision := (timing -> 'f' ->> 'ms')::double precision;
+    est  double precision;
+BEGIN
+    IF ratio <= 0 OR d_ms IS NULL OR f_ms IS NULL OR pending < d_n / 2 THEN
+        RETURN NULL;
+    END IF;
+    est := d_ms * CASE WHEN pending <= 2 * d_n THEN pending::double precision / d_n ELSE 1 END;
+    IF pending > 2 * d_n AND est <= ratio * f_ms THEN
+        RETURN NULL;
+    END IF;
+    RETURN est > ratio * f_ms AND est - f_ms >= 1;
+END
+$fn$;
+
+-- The frontier's `timing` after a refresh (see measured_choice): `k` counts refreshes with changes;
+-- `d` and `f` are the last differential and FULL refresh (ms, changes n, at k; f.fill for the
+-- first fill); `wait` doubles when a trial confirms what was measured before and is 8 again when
+-- it turns the verdict. way: 'd', 'f' or 'fill'; ms NULL when nothing was measured.
+CREATE OR REPLACE FUNCTION pgtrickle.next_timing(timing jsonb, way text, ms double precision, pending bigint, explored boolean)
+    RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    ratio  double precision := pgtrickle.setting_ratio('pg_trickle.differential_measured_ratio', 1.25);
+    k      bigint := coalesce((timing ->> 'k')::bigint, 0) + 1;
+    wait   bigint := coalesce((timing ->> 'wait')::bigint, 8);
+    before boolean := pgtrickle.measured_full_wins(timing, pending, ratio);
+    result jsonb := coalesce(timing, '{}'::jsonb);
+BEGIN
+    IF ms IS NOT NULL THEN
+        result := result || jsonb_build_object(CASE way WHEN 'd' THEN 'd' ELSE 'f' END,
+                                               jsonb_build_object('ms', round(ms::numeric, 3), 'n', pending, 'at', k)
+                                               || CASE WHEN way = 'fill' THEN '{"fill": true}' ELSE '{}' END::jsonb);
+    END IF;
+    IF explored THEN
+        wait := CASE WHEN pgtrickle.measured_full_wins(result, pending, ratio) IS DISTINCT FROM before THEN 8
+                     -- lost again: tried again less often, the more so the more it lost by
+                     ELSE least(1024, greatest(wait * 2, ceil(8 * greatest((result -> 'd' ->> 'ms')::double precision,
+                                                                           (result -> 'f' ->> 'ms')::double precision)
+                                                                / nullif(least((result -> 'd' ->> 'ms')::double precision,
+                                                                               (result -> 'f' ->> 'ms')::double precision), 0))))::bigint END;
+    END IF;
+    RETURN result || jsonb_build_object('k', k, 'wait', wait);
+END
+$fn$;

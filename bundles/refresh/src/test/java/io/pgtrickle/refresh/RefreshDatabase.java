@@ -17,12 +17,13 @@ final class RefreshDatabase extends MigratedDatabase {
     RefreshDatabase(String prefix) throws SQLException {
         super(prefix, c -> {
             new CatalogMigrator().migrate(c);
-            // AUTO's switches to FULL for large changes depend on the planner's row estimates, which
-            // autovacuum updates at its own pace: off here, so tests can expect DIFFERENTIAL;
-            // ChangeVolumeFallbackTest and ChangeStatisticsTest turn them on
+            // AUTO's switches to FULL depend on the planner's row estimates, which autovacuum updates
+            // at its own pace, and on what refreshes took: off here, so tests can expect DIFFERENTIAL;
+            // ChangeVolumeFallbackTest, ChangeStatisticsTest and MeasuredChoiceTest turn them on
             try (Statement s = c.createStatement()) {
                 s.execute("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET pg_trickle.differential_max_change_ratio = 0',"
                         + " current_database()); EXECUTE format('ALTER DATABASE %I SET pg_trickle.differential_cost_check_ratio = 0',"
+                        + " current_database()); EXECUTE format('ALTER DATABASE %I SET pg_trickle.differential_measured_ratio = 0',"
                         + " current_database()); END $$");
             }
         });

@@ -64,7 +64,8 @@ class SchemaUnitsUpgradeTest {
      * derived tables (0.35.0): set_refresh_plan takes them as a last argument, five functions
      * capture, maintain, refill, grant and drop them, oldest_frontier tells how far back their
      * own frontiers reach, and in_progress_too records a refresh's own transaction in a frontier;
-     * and staleness, which pgt_status, /metrics and the live page's list share (0 while nothing is pending).
+     * staleness, which pgt_status, /metrics and the live page's list share (0 while nothing is pending);
+     * and AUTO's measured rule (measured_choice, measured_full_wins, next_timing).
      */
     @Test
     void theSqlSurfaceIsTheReleasedOnePlusItsDeliberateChanges() throws SQLException {
@@ -99,6 +100,9 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.inline_blocker(text) -> text",
                             "pgtrickle.inlined_queries(text) -> TABLE(via text, own text)",
                             "pgtrickle.maintain_derived(pgtrickle.pgt_stream_tables) -> text[]",
+                            "pgtrickle.measured_choice(jsonb,bigint) -> record",
+                            "pgtrickle.measured_full_wins(jsonb,bigint,double precision) -> boolean",
+                            "pgtrickle.next_timing(jsonb,text,double precision,bigint,boolean) -> jsonb",
                             "pgtrickle.oldest_frontier(jsonb) -> pg_snapshot",
                             "pgtrickle.pending_changes(bigint,pg_snapshot) -> record",
                             "pgtrickle.refill_ctes(text,text,jsonb,text) -> text",
@@ -110,7 +114,7 @@ class SchemaUnitsUpgradeTest {
                     "due_stream_tables keeps its volatility, security, settings and privileges");
             assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), added.get(8).substring(added.get(8).indexOf(" volatility")),
                     "get_refresh_history keeps its volatility, security, settings and privileges");
-            assertEquals(lost.get(2).substring(lost.get(2).indexOf(" volatility")), added.get(18).substring(added.get(18).indexOf(" volatility")),
+            assertEquals(lost.get(2).substring(lost.get(2).indexOf(" volatility")), added.get(21).substring(added.get(21).indexOf(" volatility")),
                     "set_refresh_plan keeps its volatility, security, settings and privileges");
         }
     }
