@@ -193,10 +193,14 @@ BEGIN
     IF full_wins IS NULL THEN
         RETURN;
     END IF;
-    IF full_wins AND coalesce((timing -> 'f' ->> 'fill')::boolean, false) THEN
+    IF full_wins AND coalesce((timing -> 'f' ->> 'fill')::boolean, false) AND (timing -> 'd' ->> 'c')::int >= 2 THEN
         explore := true;
         why := format('measured: trying FULL, the last differential refresh took %s ms for %s changes, the first fill %s ms',
                       round(d_ms::numeric, 1), timing -> 'd' ->> 'n', round(f_ms::numeric, 1));
+    ELSIF full_wins AND coalesce((timing -> 'f' ->> 'fill')::boolean, false) THEN
+        -- one slow differential refresh is not enough to try FULL: the first after a plan or a
+        -- restart is cold (TPC-H Q10 at SF 0.1: 157 ms, then 38)
+        measured := false;
     ELSIF full_wins AND k - (timing -> 'd' ->> 'at')::bigint >= wait THEN
         explore := true;
     ELSIF full_wins THEN
@@ -234,9 +238,12 @@ END
 $fn$;
 
 -- The frontier's `timing` after a refresh (see measured_choice): `k` counts refreshes with changes;
--- `d` and `f` are the last differential and FULL refresh (ms, changes n, at k; f.fill for the
--- first fill); `wait` doubles when a trial confirms what was measured before and is 8 again when
--- it turns the verdict. way: 'd', 'f' or 'fill'; ms NULL when nothing was measured.
+-- `d` and `f` are the last differential and FULL refresh (changes n, at k; f.fill for the first
+-- fill): `ms` the lesser of the last two (`last` is the last one; the one before scaled to this
+-- window when about its size, else left out), so that one slow refresh (a cold cache, the first
+-- after a restart, a busy machine) decides nothing by itself, and `c` how many were measured.
+-- `wait` doubles when a trial confirms what was measured before and is 8 again when it turns the
+-- verdict. way: 'd', 'f' or 'fill'; ms NULL when nothing was measured.
 CREATE OR REPLACE FUNCTION pgtrickle.next_timing(timing jsonb, way text, ms double precision, pending bigint, explored boolean)
     RETURNS jsonb
     LANGUAGE plpgsql STABLE
@@ -247,10 +254,21 @@ DECLARE
     wait   bigint := coalesce((timing ->> 'wait')::bigint, 8);
     before boolean := pgtrickle.measured_full_wins(timing, pending, ratio);
     result jsonb := coalesce(timing, '{}'::jsonb);
+    key    text;
+    old    jsonb;
+    prev   double precision;
 BEGIN
     IF ms IS NOT NULL THEN
-        result := result || jsonb_build_object(CASE way WHEN 'd' THEN 'd' ELSE 'f' END,
-                                               jsonb_build_object('ms', round(ms::numeric, 3), 'n', pending, 'at', k)
+        key := CASE way WHEN 'd' THEN 'd' ELSE 'f' END;
+        old := CASE WHEN way <> 'fill' AND NOT coalesce((timing -> key ->> 'fill')::boolean, false) THEN timing -> key END;
+        -- the one before, as it would be for this window: a FULL refresh costs the same whatever changed
+        prev := coalesce((old ->> 'last')::double precision, (old ->> 'ms')::double precision)
+                * CASE WHEN key = 'f' THEN 1
+                       WHEN pending BETWEEN (old ->> 'n')::bigint / 2 AND (old ->> 'n')::bigint * 2
+                       THEN pending::double precision / greatest((old ->> 'n')::bigint, 1) END;
+        result := result || jsonb_build_object(key,
+                                               jsonb_build_object('ms', round(least(ms, prev)::numeric, 3), 'last', round(ms::numeric, 3),
+                                                                  'n', pending, 'at', k, 'c', coalesce((old ->> 'c')::int, 0) + 1)
                                                || CASE WHEN way = 'fill' THEN '{"fill": true}' ELSE '{}' END::jsonb);
     END IF;
     IF explored THEN
