@@ -106,7 +106,7 @@ $fn$;
 -- frontier) and reused while the statement and the sources with changes are the same and the
 -- window is within half to twice the one it was asked for, at most 50 times.
 DROP FUNCTION IF EXISTS pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables, pg_snapshot, bigint);
-CREATE FUNCTION pgtrickle.differential_cost_fallback(st pgtrickle.pgt_stream_tables, frontier pg_snapshot, pending bigint,
+CREATE OR REPLACE FUNCTION pgtrickle.differential_cost_fallback(st pgtrickle.pgt_stream_tables, frontier pg_snapshot, pending bigint,
                                                      memo jsonb, OUT why text, OUT verdict jsonb)
     LANGUAGE plpgsql
 AS $fn$

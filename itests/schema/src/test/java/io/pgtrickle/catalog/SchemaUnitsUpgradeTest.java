@@ -53,6 +53,25 @@ class SchemaUnitsUpgradeTest {
     }
 
     /**
+     * A repeatable script runs again whenever its text changes, on a database its earlier text is in
+     * place on: so each must run over itself (CREATE OR REPLACE, DROP ... IF EXISTS), or the next
+     * container with an edited script cannot start. Every unit's scripts are made to look edited and
+     * run again; they must, and leave the schema as it was.
+     */
+    @Test
+    void everyRepeatableScriptRunsAgainOverItself() throws SQLException {
+        try (Connection c = connect("units_rerun"); Statement s = c.createStatement()) {
+            new CatalogMigrator().migrate(c);
+            List<String> before = SchemaSignature.of(c);
+            int scripts = s.executeUpdate("UPDATE " + UnitMigrator.SCRIPT_TABLE + " SET checksum = 'edited' WHERE kind = 'R'");
+            CatalogMigrator.Result again = new CatalogMigrator().migrate(c);
+            assertEquals(scripts, again.units().stream().mapToInt(u -> u.applied().size()).sum(), again.units().toString());
+            assertTrue(scripts >= 14, "every unit's repeatable scripts: " + scripts);
+            assertEquals(before, SchemaSignature.of(c));
+        }
+    }
+
+    /**
      * Moving the functions into their bundles changed no SQL signature: every function the released
      * catalog had keeps its arguments, result, volatility, security, settings and privileges, but for
      * two deliberate changes: get_refresh_history gained a last column, fallback_reason (0.34.0), and
