@@ -878,8 +878,16 @@ BEGIN
     t0 := clock_timestamp();
     IF readable AND snapshot IS NOT NULL AND pending > 0 AND NOT fallback AND NOT full_next
        AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) THEN
-        restore := restore || pgtrickle.refresh_change_statistics((st.frontier ->> 'snapshot')::pg_snapshot, counts, st.pgt_id);
+        -- a remembered verdict first: one for FULL needs no statistics
         IF st.requested_refresh_mode = 'AUTO' AND NOT measured AND NOT explore THEN
+            SELECT r.why, r.verdict INTO why, cost
+              FROM pgtrickle.differential_cost_fallback(st, (st.frontier ->> 'snapshot')::pg_snapshot, pending, st.frontier -> 'cost', true) r;
+            fallback := why IS NOT NULL;
+        END IF;
+        IF NOT fallback THEN
+            restore := restore || pgtrickle.refresh_change_statistics((st.frontier ->> 'snapshot')::pg_snapshot, counts, st.pgt_id);
+        END IF;
+        IF st.requested_refresh_mode = 'AUTO' AND NOT measured AND NOT explore AND cost IS NULL THEN
             SELECT r.why, r.verdict INTO why, cost
               FROM pgtrickle.differential_cost_fallback(st, (st.frontier ->> 'snapshot')::pg_snapshot, pending, st.frontier -> 'cost') r;
             fallback := why IS NOT NULL;

@@ -104,10 +104,14 @@ $fn$;
 -- Planning is most of a refresh of a few thousand changes (TPC-H at SF 0.1: 7 to 22 ms of 30 to
 -- 60), so the verdict is remembered (`memo`, the last one, which run_refresh keeps in the
 -- frontier) and reused while the statement and the sources with changes are the same and the
--- window is within half to twice the one it was asked for, at most 50 times.
+-- window is within half to twice the one it was asked for, at most 50 times. remembered_only: the
+-- remembered verdict or nothing (verdict NULL), so that one for FULL is known before the change
+-- statistics, which only a differential statement needs, are taken.
 DROP FUNCTION IF EXISTS pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables, pg_snapshot, bigint);
+DROP FUNCTION IF EXISTS pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables, pg_snapshot, bigint, jsonb);
 CREATE OR REPLACE FUNCTION pgtrickle.differential_cost_fallback(st pgtrickle.pgt_stream_tables, frontier pg_snapshot, pending bigint,
-                                                     memo jsonb, OUT why text, OUT verdict jsonb)
+                                                     memo jsonb, remembered_only boolean DEFAULT false,
+                                                     OUT why text, OUT verdict jsonb)
     LANGUAGE plpgsql
 AS $fn$
 DECLARE
@@ -132,6 +136,9 @@ BEGIN
        AND (memo ->> 'uses')::int < 50 THEN
         why := memo ->> 'why';
         verdict := memo || jsonb_build_object('uses', (memo ->> 'uses')::int + 1);
+        RETURN;
+    END IF;
+    IF remembered_only THEN
         RETURN;
     END IF;
     delta := ((pgtrickle.execute_as_owner(st, 'EXPLAIN (FORMAT JSON) ' || st.delta_sql, frontier))[1]::json

@@ -196,11 +196,13 @@ class ChangeStatisticsTest {
         assertTrue(why.startsWith("FULL|true|estimated cost"), why);
         assertEquals("0|40000", memo());
 
-        // the same window again: the remembered verdict, not asked again
+        // the same window again: the remembered verdict, not asked again, and no statistics taken for it
         exec("UPDATE lines SET l_mode = (l_mode + 1) % 7");
+        long analysed = analyses("lines");
         exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
         assertEquals(why, last());
         assertEquals("1|40000", memo());
+        assertEquals(analysed, analyses("lines"), "a remembered verdict for FULL needs no statistics of the changes");
 
         // a window of less than half of it is asked about anew
         exec("UPDATE lines SET l_mode = (l_mode + 1) % 7 WHERE l_order % 4 = 0");
@@ -253,9 +255,13 @@ class ChangeStatisticsTest {
     }
 
     private long analyses() throws SQLException {
+        return analyses("orders");
+    }
+
+    private long analyses(String source) throws SQLException {
         // pg_statistic rows of the buffer change only when it is analysed: their xmin is the analysing transaction
         return db.queryLong("SELECT coalesce(max(xmin::text::bigint), 0) FROM pg_statistic WHERE starelid = " + "'"
-                + buffer("orders") + "'::regclass");
+                + buffer(source) + "'::regclass");
     }
 
     private String last() throws SQLException {

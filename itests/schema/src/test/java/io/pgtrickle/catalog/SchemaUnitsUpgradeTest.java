@@ -107,7 +107,7 @@ class SchemaUnitsUpgradeTest {
                     lost.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList(), "released functions changed");
             assertEquals(List.of("pgtrickle.announce_refresh_event() -> trigger",
                             "pgtrickle.capture_derived_changes() -> trigger",
-                            "pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables,pg_snapshot,bigint,jsonb) -> record",
+                            "pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables,pg_snapshot,bigint,jsonb,boolean) -> record",
                             "pgtrickle.drop_derived_tables() -> trigger",
                             "pgtrickle.drop_orphaned_shadow() -> trigger",
                             String.format(due, "boolean"),
