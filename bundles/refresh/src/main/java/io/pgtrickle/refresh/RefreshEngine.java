@@ -166,7 +166,9 @@ final class RefreshEngine implements AutoCloseable {
     private long wakeNotBeforeNanos;
     /** The wake's connection and statement (see {@link #snapshotMoved}). Ticker thread only, and close(). */
     private Connection wakeConnection;
-    private PreparedStatement wakeLook;
+    private volatile PreparedStatement wakeLook;
+    /** The longest a wake waits in the database (see pgtrickle.await_snapshot_change: it holds a snapshot meanwhile). */
+    static final long WAKE_WAIT_MAX_MILLIS = 1000;
 
     RefreshEngine(DataSource dataSource, EngineSettings settings, Listeners listeners) {
         this(dataSource, settings, listeners, System::nanoTime, DEFAULT_STOP_GRACE_MILLIS);
@@ -204,7 +206,7 @@ final class RefreshEngine implements AutoCloseable {
 
     /**
      * Starts ticking: the first tick runs at once, the next one interval after each tick ends, and
-     * in between, every wake interval, one look at the database's snapshot: if a transaction has
+     * in between the database's snapshot is watched, every wake interval: once a transaction has
      * completed since the last tick began, the next tick runs at once (see {@link #loop}).
      */
     synchronized void start() {
@@ -229,7 +231,9 @@ final class RefreshEngine implements AutoCloseable {
      * before it probed (a later xmax, or one id fewer in progress). Then the next tick runs at
      * once, and a 'calculated' stream table is refreshed a few milliseconds after the commit that
      * changed its source, without writers doing anything (a NOTIFY from every writer takes a global
-     * lock at commit). While nothing commits this costs one small query per wake interval; while
+     * lock at commit). The watching is done by the database session (pgtrickle.await_snapshot_change,
+     * one call until the next tick or for at most a second): while nothing commits, a call per
+     * second, and a look at the snapshot per wake interval inside the database. While
      * transactions complete all the time (any table's), ticks run back to back, so they are spaced
      * at least {@link #WAKE_DUTY_FACTOR} times their own duration apart: with many stream tables a
      * tick costs more and the scheduler falls back towards its interval rather than a core.
@@ -239,8 +243,14 @@ final class RefreshEngine implements AutoCloseable {
         try {
             long now = System.nanoTime();
             long wake = TimeUnit.MILLISECONDS.toNanos(effective.wakeIntervalMs());
-            boolean due = now - nextTickNanos >= 0
-                    || (wake > 0 && now - wakeNotBeforeNanos >= 0 && snapshotMoved());
+            boolean due = now - nextTickNanos >= 0;
+            if (!due && wake > 0 && now - wakeNotBeforeNanos >= 0) {
+                // waits in the database until a transaction completes or the next tick is due
+                due = snapshotMoved(effective.wakeIntervalMs(),
+                        Math.min(WAKE_WAIT_MAX_MILLIS, TimeUnit.NANOSECONDS.toMillis(nextTickNanos - now)));
+                now = System.nanoTime();
+                due = due || now - nextTickNanos >= 0;
+            }
             if (due) {
                 tick();
                 long end = System.nanoTime();
@@ -271,23 +281,30 @@ final class RefreshEngine implements AutoCloseable {
     }
 
     /**
-     * Whether the database's snapshot differs from the one the last tick read before it probed. On a
-     * connection and prepared statement of its own, held while waking is on: a look every 10 ms
-     * through the pool (borrow, statement, return) cost the container as much again as the query.
+     * Whether the database's snapshot differs, or comes to differ within waitMillis, from the one the
+     * last tick read before it probed, looked at every lookMillis by the database session. On a
+     * connection and prepared statement of its own, held while waking is on (borrowing from the pool
+     * per wake cost the container as much again as the query); close() cancels a wait in progress.
      */
-    private boolean snapshotMoved() {
-        if (tickSnapshot == null) {
+    private boolean snapshotMoved(long lookMillis, long waitMillis) {
+        String since = tickSnapshot;
+        if (since == null) {
             return false;
         }
         try {
-            if (wakeLook == null) {
+            PreparedStatement look = wakeLook;
+            if (look == null) {
                 wakeConnection = dataSource.getConnection();
                 wakeConnection.setAutoCommit(true);
-                wakeLook = wakeConnection.prepareStatement("SELECT pg_current_snapshot()::text");
+                look = wakeConnection.prepareStatement("SELECT pgtrickle.await_snapshot_change(?, ?, ?)");
+                wakeLook = look;
             }
-            try (ResultSet rs = wakeLook.executeQuery()) {
+            look.setString(1, since);
+            look.setInt(2, (int) Math.min(Integer.MAX_VALUE, lookMillis));
+            look.setInt(3, (int) Math.max(0, waitMillis));
+            try (ResultSet rs = look.executeQuery()) {
                 rs.next();
-                return !rs.getString(1).equals(tickSnapshot);
+                return !rs.getString(1).equals(since);
             }
         } catch (SQLException e) {
             // the next tick by the interval reports what is wrong with the database
@@ -822,6 +839,15 @@ final class RefreshEngine implements AutoCloseable {
                 return;
             }
             closed = true;
+        }
+        // a wake waits in the database for up to a second; the ticker cannot stop before it returns
+        PreparedStatement look = wakeLook;
+        if (look != null) {
+            try {
+                look.cancel();
+            } catch (SQLException e) {
+                // the ticker then returns when the wait ends
+            }
         }
         ticker.shutdownNow();
         workers.shutdown();

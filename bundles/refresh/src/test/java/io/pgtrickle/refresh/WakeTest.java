@@ -57,6 +57,29 @@ class WakeTest {
                 + " AND initiated_by = 'SCHEDULER' AND rows_inserted = 1"), "one differential refresh per commit, by the scheduler");
     }
 
+    /**
+     * The wake waits in the database (pgtrickle.await_snapshot_change) rather than asking every wake
+     * interval: the call returns once a transaction completes, with the snapshot that shows it.
+     */
+    @Test
+    void theWakeWaitsInTheDatabaseUntilACommit() throws Exception {
+        String since = db.queryString("SELECT pg_current_snapshot()::text");
+        java.util.concurrent.CompletableFuture<String> seen = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            try {
+                return db.queryString("SELECT pgtrickle.await_snapshot_change(?, 10, 600000)", since);
+            } catch (java.sql.SQLException e) {
+                throw new IllegalStateException(e);
+            }
+        });
+        await("the call is waiting", () -> db.queryLong("SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                + " AND query LIKE 'SELECT pgtrickle.await_snapshot_change%'") == 1);
+        db.exec("INSERT INTO src VALUES (100, 50)");
+        String after = seen.get(60, java.util.concurrent.TimeUnit.SECONDS);
+        assertTrue(!after.equals(since), "returned with a later snapshot: " + since + " -> " + after);
+        // a snapshot that has moved already: no wait at all (a ten-minute timeout would show)
+        assertTrue(!db.queryString("SELECT pgtrickle.await_snapshot_change(?, 10, 600000)", since).equals(since));
+    }
+
     @Test
     void theDatabasesZeroTurnsWakingOffAndOnlyTheIntervalTicks() throws Exception {
         db.exec("ALTER DATABASE " + db.name() + " SET pg_trickle.wake_interval_ms = 0");

@@ -84,7 +84,8 @@ class SchemaUnitsUpgradeTest {
      * capture, maintain, refill, grant and drop them, oldest_frontier tells how far back their
      * own frontiers reach, and in_progress_too records a refresh's own transaction in a frontier;
      * staleness, which pgt_status, /metrics and the live page's list share (0 while nothing is pending);
-     * and AUTO's measured rule (measured_choice, measured_full_wins, next_timing).
+     * AUTO's measured rule (measured_choice, measured_full_wins, next_timing); and the scheduler's wake,
+     * which waits for a commit in the database (await_snapshot_change).
      */
     @Test
     void theSqlSurfaceIsTheReleasedOnePlusItsDeliberateChanges() throws SQLException {
@@ -106,6 +107,7 @@ class SchemaUnitsUpgradeTest {
             assertEquals(List.of(String.format(due, ""), history + ")", "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text) -> boolean"),
                     lost.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList(), "released functions changed");
             assertEquals(List.of("pgtrickle.announce_refresh_event() -> trigger",
+                            "pgtrickle.await_snapshot_change(text,integer,integer) -> text",
                             "pgtrickle.capture_derived_changes() -> trigger",
                             "pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables,pg_snapshot,bigint,jsonb,boolean) -> record",
                             "pgtrickle.drop_derived_tables() -> trigger",
@@ -129,11 +131,11 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text,jsonb) -> boolean",
                             "pgtrickle.staleness(pgtrickle.pgt_stream_tables) -> interval"),
                     added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
-            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(5).substring(added.get(5).indexOf(" volatility")),
+            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(6).substring(added.get(6).indexOf(" volatility")),
                     "due_stream_tables keeps its volatility, security, settings and privileges");
-            assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), added.get(8).substring(added.get(8).indexOf(" volatility")),
+            assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), added.get(9).substring(added.get(9).indexOf(" volatility")),
                     "get_refresh_history keeps its volatility, security, settings and privileges");
-            assertEquals(lost.get(2).substring(lost.get(2).indexOf(" volatility")), added.get(21).substring(added.get(21).indexOf(" volatility")),
+            assertEquals(lost.get(2).substring(lost.get(2).indexOf(" volatility")), added.get(22).substring(added.get(22).indexOf(" volatility")),
                     "set_refresh_plan keeps its volatility, security, settings and privileges");
         }
     }
