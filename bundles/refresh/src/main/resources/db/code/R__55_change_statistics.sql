@@ -49,11 +49,18 @@ BEGIN
     END IF;
     -- the planner never estimates fewer than one row, so a window of up to 4 rows is never
     -- underestimated beyond the tolerance below: the common one-row change asks nothing
-    FOR src IN SELECT c.key::oid::regclass AS source, pgtrickle.change_buffer(c.key::oid::regclass) AS buffer, c.value::bigint AS n
-                 FROM jsonb_each_text(coalesce(counts, '{}')) c WHERE c.value::bigint > 4 LOOP
+    -- buffers named from the change tracking's record, as pending_changes does (change_buffer() is
+    -- three nested function calls, twice per source with pending_rows)
+    FOR src IN SELECT c.key::oid::regclass AS source, c.value::bigint AS n,
+                      coalesce(to_regclass('pgtrickle_changes.' || quote_ident('changes_' || t.source_stable_name)),
+                               pgtrickle.change_buffer(c.key::oid::regclass)) AS buffer
+                 FROM jsonb_each_text(coalesce(counts, '{}')) c
+                 LEFT JOIN pgtrickle.pgt_change_tracking t ON t.source_relid = c.key::oid
+                WHERE c.value::bigint > 4 LOOP
         n := src.n;
         CONTINUE WHEN src.buffer IS NULL;
-        EXECUTE 'EXPLAIN (FORMAT JSON) SELECT ' || pgtrickle.pending_rows(src.source, frontier) INTO plan USING frontier;
+        EXECUTE format('EXPLAIN (FORMAT JSON) SELECT FROM %s WHERE xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(xid, $1)',
+                       src.buffer) INTO plan USING frontier;
         estimated := (plan -> 0 -> 'Plan' ->> 'Plan Rows')::double precision;
         -- more than twice the estimate is analysed; so is an estimate ten times the window and 100
         -- rows over it (an overestimate costs less: a hash join where a nested loop would do)
