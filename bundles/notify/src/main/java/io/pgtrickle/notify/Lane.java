@@ -26,7 +26,7 @@ import org.slf4j.LoggerFactory;
 
 /**
  * One bound sink: its registration state and its own threads. A batch is delivered by the lane's
- * runner with up to {@link #PARALLEL_DELIVERIES} notifications at a time: a claimed batch holds at
+ * runner with up to {@code parallelDeliveries} notifications at a time: a claimed batch holds at
  * most one notification per stream table (the oldest queued), so delivering them concurrently keeps
  * refresh order per stream table. Each call to the sink runs on a call thread that is waited for at
  * most the sink's {@code timeoutMs}, then interrupted. So a slow or hung sink holds only its own
@@ -42,13 +42,6 @@ final class Lane {
      */
     static final long LEASE_MARGIN_MS = 1_000;
 
-    /**
-     * Notifications of one batch in flight at once. One at a time, a loopback webhook managed about
-     * 200 deliveries/s (docs/benchmarks/subscriptions.md): the sink's round trip, not the outbox,
-     * is the cost, and notifications of different stream tables need not wait for each other.
-     */
-    static final int PARALLEL_DELIVERIES = 8;
-
     /** The whiteboard's candidate for a sink id: the service, what it says, and its rank. */
     record Candidate(NotificationSink sink, SinkSpec spec, int ranking, long key) {
         boolean same(Candidate other) {
@@ -63,6 +56,12 @@ final class Lane {
     private final ExecutorService runner;
     private final ExecutorService deliveries;
     private final ExecutorService calls;
+    /**
+     * Notifications of one batch in flight at once. One at a time, a loopback webhook managed about
+     * 200 deliveries/s (docs/benchmarks/subscriptions.md): the sink's round trip, not the outbox,
+     * is the cost, and notifications of different stream tables need not wait for each other.
+     */
+    private final int parallel;
     private final AtomicBoolean inFlight = new AtomicBoolean();
     private final Queue<Outbox.Row> delivered = new ConcurrentLinkedQueue<>();
     private final AtomicBoolean completing = new AtomicBoolean();
@@ -71,14 +70,15 @@ final class Lane {
     private volatile boolean releaseOnClose;
     private String lastProblem; // poll thread only
 
-    Lane(Candidate candidate, DataSource dataSource, Backoff backoff, SinkFigures figures) {
+    Lane(Candidate candidate, DataSource dataSource, Backoff backoff, SinkFigures figures, int parallelDeliveries) {
         this.candidate = candidate;
+        this.parallel = parallelDeliveries;
         this.dataSource = dataSource;
         this.backoff = backoff;
         this.figures = figures;
         String name = "pgtrickle-notify-" + candidate.spec().sinkId();
         this.runner = Executors.newSingleThreadExecutor(threads(name));
-        this.deliveries = Executors.newFixedThreadPool(PARALLEL_DELIVERIES, threads(name + "-delivery"));
+        this.deliveries = Executors.newFixedThreadPool(parallel, threads(name + "-delivery"));
         this.calls = Executors.newCachedThreadPool(threads(name + "-call"));
     }
 
@@ -190,7 +190,7 @@ final class Lane {
             for (int i = 0; i < rows.size(); i++) {
                 Outbox.Row row = rows.get(i);
                 // the first ones start at once; the others wait for a free delivery thread
-                boolean queued = i >= PARALLEL_DELIVERIES;
+                boolean queued = i >= parallel;
                 pending.add(deliveries.submit(() -> {
                     deliverWithinLease(row, leaseDeadlineNanos, queued);
                     return null;

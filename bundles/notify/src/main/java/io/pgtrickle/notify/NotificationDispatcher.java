@@ -121,7 +121,8 @@ final class NotificationDispatcher implements AutoCloseable {
                 LOG.warn("Notification sink {}: its timeoutMs ({}) is not well below the lease ({} ms): a slow delivery may "
                         + "be claimed and delivered again elsewhere", sinkId, winner.spec().timeoutMs(), settings.leaseMs());
             }
-            lanes.put(sinkId, new Lane(winner, dataSource, backoff, figures.computeIfAbsent(sinkId, k -> new SinkFigures())));
+            lanes.put(sinkId, new Lane(winner, dataSource, backoff, figures.computeIfAbsent(sinkId, k -> new SinkFigures()),
+                    settings.parallelDeliveries()));
         }
     }
 

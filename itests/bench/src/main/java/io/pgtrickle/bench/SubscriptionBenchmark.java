@@ -108,7 +108,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
         tputSeconds = Integer.getInteger("bench.subs.tput.seconds", 4);
         tputReps = Integer.getInteger("bench.subs.tput.reps", 3);
         whTables = Integer.getInteger("bench.subs.webhook.tables", 50);
-        whRounds = Integer.getInteger("bench.subs.webhook.rounds", 30);
+        whRounds = Integer.getInteger("bench.subs.webhook.rounds", 100);
         whSinks = Integer.getInteger("bench.subs.webhook.sinks", 4);
         for (String section : System.getProperty("bench.subs.sections", "1,2,3,4,5").split(",")) {
             sections.add(Integer.parseInt(section.trim()));
@@ -731,8 +731,36 @@ public final class SubscriptionBenchmark implements SqlStatements {
 
     // ---------------------------------------------------------------- 3. webhook deliveries
 
-    private record Drain(String what, boolean external, int sinks, long pollMs, int batch, int expected, int received, double seconds,
-                         double firstToLastRate, double jvmCpuMs, double receiverCpuMs, double postgresCpuMs) {
+    private record Drain(String what, boolean external, int sinks, long pollMs, int batch, int parallel, int expected, int received, double seconds,
+                         double firstToLastRate, double jvmCpuMs, double receiverCpuMs, double postgresCpuMs, double callMs,
+                         double callsInFlight, int mostCalls) {
+    }
+
+    /** The sink calls of one drain: how many, their time in all, and the most at once. */
+    private static final class CallTimes {
+        final java.util.concurrent.atomic.LongAdder count = new java.util.concurrent.atomic.LongAdder();
+        final java.util.concurrent.atomic.LongAdder nanos = new java.util.concurrent.atomic.LongAdder();
+        final java.util.concurrent.atomic.AtomicInteger now = new java.util.concurrent.atomic.AtomicInteger();
+        final java.util.concurrent.atomic.AtomicInteger most = new java.util.concurrent.atomic.AtomicInteger();
+    }
+
+    /**
+     * A webhook sink timed from the dispatcher's side: what a delivery spends in the sink's call (signing,
+     * the HTTP exchange, the client's thread hand-offs), against the drain's whole time.
+     */
+    private record TimedSink(NotificationSink sink, CallTimes times) implements NotificationSink {
+        @Override
+        public void deliver(io.pgtrickle.api.notify.Notification notification) throws Exception {
+            times.most.accumulateAndGet(times.now.incrementAndGet(), Math::max);
+            long t = System.nanoTime();
+            try {
+                sink.deliver(notification);
+            } finally {
+                times.nanos.add(System.nanoTime() - t);
+                times.count.increment();
+                times.now.decrementAndGet();
+            }
+        }
     }
 
     /** CPU seconds used so far by this JVM. */
@@ -861,10 +889,16 @@ public final class SubscriptionBenchmark implements SqlStatements {
 
         External() throws IOException {
             String javaExe = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-            process = new ProcessBuilder(javaExe, "-Xmx128m", "-XX:+UseSerialGC", "-cp", System.getProperty("java.class.path"),
-                    WebhookReceiver.class.getName()).redirectError(ProcessBuilder.Redirect.INHERIT).start();
-            String line = new java.io.BufferedReader(new java.io.InputStreamReader(process.getInputStream(),
-                    java.nio.charset.StandardCharsets.US_ASCII)).readLine();
+            ProcessBuilder pb = new ProcessBuilder(javaExe, "-Xmx128m", "-XX:+UseSerialGC", "-cp", System.getProperty("java.class.path"),
+                    WebhookReceiver.class.getName()).redirectError(ProcessBuilder.Redirect.INHERIT);
+            pb.environment().remove("JDK_JAVA_OPTIONS"); // options meant for the benchmark (a recording) are not the receiver's
+            process = pb.start();
+            java.io.BufferedReader out = new java.io.BufferedReader(new java.io.InputStreamReader(process.getInputStream(),
+                    java.nio.charset.StandardCharsets.US_ASCII));
+            String line;
+            do { // the JVM may print something first (JDK_JAVA_OPTIONS, -Xlog)
+                line = out.readLine();
+            } while (line != null && !line.startsWith("port "));
             if (line == null || !line.startsWith("port ")) {
                 process.destroyForcibly();
                 throw new IOException("the webhook receiver did not start: " + line);
@@ -915,8 +949,14 @@ public final class SubscriptionBenchmark implements SqlStatements {
     }
 
     /** One drain of section 3: its own sink group(s), registered before the outbox is filled. */
-    private record DrainSpec(String what, boolean external, long pollMs, int batch, String[][] sinks) {
+    private record DrainSpec(String what, boolean external, long pollMs, int batch, int parallel, String[][] sinks) {
+        DrainSpec(String what, boolean external, long pollMs, int batch, String[][] sinks) {
+            this(what, external, pollMs, batch, DEFAULT_PARALLEL, sinks);
+        }
     }
+
+    /** The notify bundle's default parallelDeliveries. */
+    private static final int DEFAULT_PARALLEL = 8;
 
     private void webhooks() throws Exception {
         HttpServer http = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 200);
@@ -960,6 +1000,10 @@ public final class SubscriptionBenchmark implements SqlStatements {
                     200, 50, quarters("q", all)));
             specs.add(new DrainSpec("1 webhook, fast polls", false, 10, 50, one("fast")));
             specs.add(new DrainSpec("1 webhook, fast polls", true, 10, 50, one("x-fast")));
+            for (int parallel : new int[] {16, 50}) {
+                specs.add(new DrainSpec("1 webhook, fast polls, parallelDeliveries " + parallel, true, 10, 50, parallel,
+                        one("x-fast-p" + parallel)));
+            }
             specs.add(new DrainSpec(whSinks + " webhooks, fast polls", false, 10, 50, quarters("qf", all)));
             specs.add(new DrainSpec(whSinks + " webhooks, fast polls", true, 10, 50, quarters("xqf", all)));
             specs.add(new DrainSpec("1 webhook, dispatcher defaults, again after all the others", false, 200, 50, one("again")));
@@ -1004,10 +1048,22 @@ public final class SubscriptionBenchmark implements SqlStatements {
                 dbGrouped = databaseOnly(pool, n, "webhook:probe", true);
                 // diagnosis (a profile of one kind of drain): bench.subs.webhook.receivers=process or jvm
                 String receivers = System.getProperty("bench.subs.webhook.receivers", "jvm,process");
+                // diagnosis: a flight recording (JFR, settings "profile") of the drains alone, to this file
+                String jfr = System.getProperty("bench.subs.webhook.jfr", "");
+                jdk.jfr.Recording recording = null;
+                if (!jfr.isEmpty()) {
+                    recording = new jdk.jfr.Recording(jdk.jfr.Configuration.getConfiguration("profile"));
+                    recording.start();
+                }
                 for (DrainSpec spec : specs) {
                     if (receivers.contains(spec.external() ? "process" : "jvm")) {
                         drain(spec, spec.external() ? external : local, pool, n);
                     }
+                }
+                if (recording != null) {
+                    recording.dump(Path.of(jfr));
+                    recording.close();
+                    log("flight recording of the drains written to %s", jfr);
                 }
                 parts(local, external, pool);
             }
@@ -1252,9 +1308,9 @@ public final class SubscriptionBenchmark implements SqlStatements {
     /** Starts a dispatcher with the spec's webhook sinks and times it until their queues are empty. */
     private void drain(DrainSpec spec, Receiver receiver, DataSource pool, int expected) throws Exception {
         Class<?> settingsClass = Class.forName("io.pgtrickle.notify.DispatcherSettings");
-        Constructor<?> sc = settingsClass.getDeclaredConstructor(long.class, int.class, int.class, long.class, long.class);
+        Constructor<?> sc = settingsClass.getDeclaredConstructor(long.class, int.class, int.class, long.class, long.class, int.class);
         sc.setAccessible(true);
-        Object ds = sc.newInstance(spec.pollMs(), spec.batch(), 60_000, 1_000L, 300_000L);
+        Object ds = sc.newInstance(spec.pollMs(), spec.batch(), 60_000, 1_000L, 300_000L, spec.parallel());
         Class<?> dispatcherClass = Class.forName("io.pgtrickle.notify.NotificationDispatcher");
         Constructor<?> dc = dispatcherClass.getDeclaredConstructor(DataSource.class, settingsClass);
         dc.setAccessible(true);
@@ -1268,6 +1324,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
         List<Object> webhooks = new ArrayList<>();
         StringBuilder ids = new StringBuilder();
         String[] names = new String[spec.sinks().length];
+        CallTimes calls = new CallTimes();
         try {
             long serviceId = 1000;
             for (int k = 0; k < names.length; k++) {
@@ -1275,6 +1332,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
                 names[k] = s[0];
                 Object sink = webhook(s[0], receiver.base() + s[0], s[1]);
                 webhooks.add(sink);
+                sink = new TimedSink((NotificationSink) sink, calls);
                 Map<String, Object> p = new HashMap<>();
                 p.put("service.id", serviceId++);
                 p.put(NotificationSinkType.TYPE, "webhook");
@@ -1303,12 +1361,14 @@ public final class SubscriptionBenchmark implements SqlStatements {
             double receiverMs = (receiver.cpuSeconds() - rc0) * 1000 / expected;
             long[] h = receiver.hits(names);
             double rate = h[0] > 1 ? (h[0] - 1) / ((h[2] - h[1]) / 1e9) : 0;
-            Drain d = new Drain(spec.what(), spec.external(), spec.sinks().length, spec.pollMs(), spec.batch(), expected, (int) h[0],
-                    seconds, rate, jvmMs, receiverMs, pgMs);
+            Drain d = new Drain(spec.what(), spec.external(), spec.sinks().length, spec.pollMs(), spec.batch(), spec.parallel(), expected, (int) h[0],
+                    seconds, rate, jvmMs, receiverMs, pgMs, calls.count.sum() == 0 ? 0 : calls.nanos.sum() / 1e6 / calls.count.sum(),
+                    calls.nanos.sum() / 1e9 / seconds, calls.most.get());
             drains.add(d);
             log("drain %s, receiver %s: %d/%d in %.2f s (%.0f/s start→empty, %.0f/s first→last), CPU per delivery: JVM %.2f ms, "
-                    + "receiver %.2f ms, PostgreSQL %.2f ms", spec.what(), spec.external() ? "process" : "in JVM", h[0], expected,
-                    seconds, expected / seconds, rate, jvmMs, receiverMs, pgMs);
+                    + "receiver %.2f ms, PostgreSQL %.2f ms; sink calls: %.2f ms each, %.1f at a time on average, %d at most",
+                    spec.what(), spec.external() ? "process" : "in JVM", h[0], expected,
+                    seconds, expected / seconds, rate, jvmMs, receiverMs, pgMs, d.callMs(), d.callsInFlight(), d.mostCalls());
             if (h[0] < expected) {
                 throw new IllegalStateException("drain incomplete: " + h[0] + " of " + expected);
             }
@@ -1372,7 +1432,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
         b.append(String.format(Locale.ROOT, "Knobs (`-D...`): `bench.subs.seconds` (writes per latency cell, default 10; this run %d), "
                 + "`bench.subs.interval` (refresh interval ms, 100; %d), `bench.subs.engine.tick` (the scheduler's tick in the "
                 + "`calculated` cells, ms, 10; %d), `bench.subs.tput.seconds` (4; %d), `bench.subs.tput.reps` "
-                + "(3; %d), `bench.subs.webhook.tables` (50; %d), `bench.subs.webhook.rounds` (30; %d), `bench.subs.webhook.sinks` "
+                + "(3; %d), `bench.subs.webhook.tables` (50; %d), `bench.subs.webhook.rounds` (100; %d), `bench.subs.webhook.sinks` "
                 + "(4; %d), `bench.subs.sections` (1,2,3,4,5: a subset, for diagnosis, writes a report of only those). Only `-Pbench-subscriptions` runs it (the normal build only compiles; `-Pbench` still runs only the engine "
                 + "benchmark). It starts its own database through `TestDatabase`, installs the catalog with `CatalogMigrator`, "
                 + "and drops the database at the end.\n\n", cellSeconds, intervalMs, engineTickMs, tputSeconds, tputReps, whTables, whRounds, whSinks));
@@ -1415,7 +1475,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
                     + "write** (per write: arrival of the first notification covering it − its acknowledgement; one sample per write "
                     + "after the warm-up). The first excludes the wait for the next refresh tick, the second includes it.\n\n");
             b.append("| target rate | achieved commits/s | coalesce ms | refreshed by | refreshes done | notifications | newest write: p50 ms | p99 ms | max ms | target (p50 < 20, p99 < 100; coalescing off or writes sparser than its window) | every write: n | p50 ms | p99 ms | target |\n");
-            b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+            b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
             for (LatencyCell cell : cells) {
                 double p50 = pct(cell.latencies, 50);
                 double p99 = pct(cell.latencies, 99);
@@ -1461,19 +1521,22 @@ public final class SubscriptionBenchmark implements SqlStatements {
                     + "fewer, as the distribution's launcher does: otherwise `CompletableFuture`, which the JDK's HttpClient uses for every "
                     + "response, starts a new thread per asynchronous stage (this run: %d CPUs, common pool parallelism %d).\n\n",
                     sinkGroups, Runtime.getRuntime().availableProcessors(), java.util.concurrent.ForkJoinPool.getCommonPoolParallelism()));
-            b.append("| sinks | receiver | pollIntervalMs | batchSize | delivered | s (start → empty) | deliveries/s (start → empty) | deliveries/s (first → last) | CPU ms per delivery: JVM | receiver process | PostgreSQL | target 5,000/s |\n");
-            b.append("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+            b.append("| sinks | receiver | pollIntervalMs | batchSize | parallelDeliveries | delivered | s (start → empty) | deliveries/s (start → empty) | deliveries/s (first → last) | CPU ms per delivery: JVM | receiver process | PostgreSQL | sink call, ms | sink calls at once: mean (max) | target 5,000/s |\n");
+            b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
             for (Drain d : drains) {
                 double r = d.expected / d.seconds;
-                b.append(String.format(Locale.ROOT, "| %s | %s | %d | %d | %,d / %,d | %.2f | %,.0f | %,.0f | %.2f | %s | %.2f | %s |\n", d.what,
-                        d.external ? "**process**" : "in JVM", d.pollMs, d.batch, d.received, d.expected, d.seconds, r, d.firstToLastRate,
+                b.append(String.format(Locale.ROOT, "| %s | %s | %d | %d | %d | %,d / %,d | %.2f | %,.0f | %,.0f | %.2f | %s | %.2f | %.2f | %.1f (%d) | %s |\n", d.what,
+                        d.external ? "**process**" : "in JVM", d.pollMs, d.batch, d.parallel, d.received, d.expected, d.seconds, r, d.firstToLastRate,
                         d.jvmCpuMs, d.external ? String.format(Locale.ROOT, "%.2f", d.receiverCpuMs) : "(in JVM)", d.postgresCpuMs,
-                        r >= 5000 ? "**met**" : "**missed**"));
+                        d.callMs, d.callsInFlight, d.mostCalls, r >= 5000 ? "**met**" : "**missed**"));
             }
             b.append(String.format(Locale.ROOT, "\nCPU per delivery: the JVM's process CPU time (dispatcher, sinks, the HTTP receiver "
                     + "when it is in the JVM, and anything else this JVM did meanwhile), the receiver process's, and the database server's "
                     + "(its backends' and exited children's, from `/proc`) over the drain, divided by the deliveries. With %d CPUs, a rate "
-                    + "of R deliveries/s needs (JVM + receiver + PostgreSQL) × R ≤ %d,000 ms of CPU per second.\n",
+                    + "of R deliveries/s needs (JVM + receiver + PostgreSQL) × R ≤ %d,000 ms of CPU per second. Sink call: each "
+                    + "`WebhookSink.deliver` timed by a wrapper the dispatcher calls (signing, the HTTP exchange and the HTTP client's "
+                    + "own hand-offs); at once: the calls' summed time over the drain's, i.e. how many of a lane's delivery slots were "
+                    + "busy on average (the rest of the time goes to claims, completions and hand-offs between the dispatcher's threads).\n",
                     Runtime.getRuntime().availableProcessors(), Runtime.getRuntime().availableProcessors()));
             b.append(String.format(Locale.ROOT, "\nThe parts of a delivery, alone (500 after 100 warm-up): the webhook sink's signed POST to "
                     + "the same receiver %.2f ms median (%,.0f/s back to back); the same POSTs from 8 threads at once (as a lane's 8 delivery "
