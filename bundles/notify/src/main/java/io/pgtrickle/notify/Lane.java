@@ -10,14 +10,16 @@ import java.util.List;
 import java.util.Queue;
 import java.util.Set;
 import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.ExecutionException;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import javax.sql.DataSource;
@@ -28,9 +30,10 @@ import org.slf4j.LoggerFactory;
  * One bound sink: its registration state and its own threads. A batch is delivered by the lane's
  * runner with up to {@code parallelDeliveries} notifications at a time: a claimed batch holds at
  * most one notification per stream table (the oldest queued), so delivering them concurrently keeps
- * refresh order per stream table. Each call to the sink runs on a call thread that is waited for at
- * most the sink's {@code timeoutMs}, then interrupted. So a slow or hung sink holds only its own
- * lane, never the poll thread or another sink.
+ * refresh order per stream table. Each delivery runs on a call thread of its own, which calls the
+ * sink and records the outcome; a timer gives up on a call after the sink's {@code timeoutMs}: it
+ * interrupts the call, records the failure and frees the call's slot, whether or not the call ever
+ * returns. So a slow or hung sink holds only its own lane, never the poll thread or another sink.
  */
 final class Lane {
 
@@ -54,14 +57,14 @@ final class Lane {
     private final Backoff backoff;
     private final SinkFigures figures;
     private final ExecutorService runner;
-    private final ExecutorService deliveries;
     private final ExecutorService calls;
+    private final ScheduledThreadPoolExecutor timer;
     /**
      * Notifications of one batch in flight at once. One at a time, a loopback webhook managed about
      * 200 deliveries/s (docs/benchmarks/subscriptions.md): the sink's round trip, not the outbox,
      * is the cost, and notifications of different stream tables need not wait for each other.
      */
-    private final int parallel;
+    private final Semaphore slots;
     private final AtomicBoolean inFlight = new AtomicBoolean();
     private final Queue<Outbox.Row> delivered = new ConcurrentLinkedQueue<>();
     private final AtomicBoolean completing = new AtomicBoolean();
@@ -72,14 +75,17 @@ final class Lane {
 
     Lane(Candidate candidate, DataSource dataSource, Backoff backoff, SinkFigures figures, int parallelDeliveries) {
         this.candidate = candidate;
-        this.parallel = parallelDeliveries;
+        this.slots = new Semaphore(parallelDeliveries);
         this.dataSource = dataSource;
         this.backoff = backoff;
         this.figures = figures;
         String name = "pgtrickle-notify-" + candidate.spec().sinkId();
         this.runner = Executors.newSingleThreadExecutor(threads(name));
-        this.deliveries = Executors.newFixedThreadPool(parallel, threads(name + "-delivery"));
+        // a delivery is one hand-off from the runner to a call thread, which stays with it to the end:
+        // every further hand-off per delivery costs CPU that the deliveries need (subscriptions.md)
         this.calls = Executors.newCachedThreadPool(threads(name + "-call"));
+        this.timer = new ScheduledThreadPoolExecutor(1, threads(name + "-timeout"));
+        timer.setRemoveOnCancelPolicy(true); // a delivery that finishes in time leaves nothing behind
     }
 
     private static ThreadFactory threads(String name) {
@@ -173,8 +179,8 @@ final class Lane {
         releaseOnClose = release;
         closed = true;
         runner.shutdownNow();
-        deliveries.shutdownNow();
         calls.shutdownNow();
+        timer.shutdownNow();
     }
 
     /** Waits a little for the runner to notice (tests and clean shutdown). */
@@ -182,101 +188,174 @@ final class Lane {
         return runner.awaitTermination(millis, TimeUnit.MILLISECONDS);
     }
 
-    private enum Outcome { DELIVERED, FAILED, GONE }
-
+    /**
+     * Runner: starts the batch's deliveries as slots free up, and waits until each has an outcome
+     * recorded (delivered and completed, failed, timed out or handed back), which may be before its
+     * call thread returns.
+     */
     private void deliver(List<Outbox.Row> rows, long leaseDeadlineNanos) {
-        List<Future<?>> pending = new ArrayList<>();
+        CountDownLatch settled = new CountDownLatch(rows.size());
+        int started = 0;
         try {
             for (int i = 0; i < rows.size(); i++) {
-                Outbox.Row row = rows.get(i);
-                // the first ones start at once; the others wait for a free delivery thread
-                boolean queued = i >= parallel;
-                pending.add(deliveries.submit(() -> {
-                    deliverWithinLease(row, leaseDeadlineNanos, queued);
-                    return null;
-                }));
-            }
-            for (Future<?> f : pending) {
-                try {
-                    f.get();
-                } catch (ExecutionException e) {
-                    LOG.error("Notification sink {}: a delivery failed", sinkId(), e.getCause());
+                // the first ones start at once; the others wait for a free slot
+                boolean waited = !slots.tryAcquire();
+                if (waited) {
+                    slots.acquire();
                 }
+                Delivery d = new Delivery(rows.get(i), settled);
+                long leftMs = (leaseDeadlineNanos - System.nanoTime()) / 1_000_000;
+                if (closed) {
+                    d.handBack("not attempted: sink " + sinkId() + " left");
+                } else if (waited && leftMs < candidate.spec().timeoutMs() + LEASE_MARGIN_MS) {
+                    // another container may claim it once the lease is over: hand it back now
+                    d.handBack("not attempted: lease ran short");
+                } else {
+                    d.start();
+                }
+                started = i + 1;
             }
+            settled.await();
         } catch (InterruptedException | RejectedExecutionException e) {
-            pending.forEach(f -> f.cancel(true));
+            // the lane closed: the rows not started are handed back, or their leases run out
+            if (releaseOnClose && started < rows.size()) {
+                Thread.interrupted(); // the JDBC calls below need a quiet thread
+                release(rows.subList(started, rows.size()), "not attempted: sink " + sinkId() + " left");
+            }
         } finally {
             inFlight.set(false);
         }
     }
 
-    /** One row of a batch: delivered, or handed back if the lane closed or (queued) its lease ran short. */
-    private void deliverWithinLease(Outbox.Row row, long leaseDeadlineNanos, boolean queued) {
-        if (closed) {
-            if (releaseOnClose) {
-                release(List.of(row), "not attempted: sink " + sinkId() + " left");
-            }
-            return;
-        }
-        long leftMs = (leaseDeadlineNanos - System.nanoTime()) / 1_000_000;
-        if (queued && leftMs < candidate.spec().timeoutMs() + LEASE_MARGIN_MS) {
-            // another container may claim it once the lease is over: hand it back now
-            release(List.of(row), "not attempted: lease ran short");
-            return;
-        }
-        try {
-            deliver(row);
-        } catch (InterruptedException e) {
-            if (releaseOnClose) {
-                Thread.interrupted(); // the JDBC calls below need a quiet thread
-                release(List.of(row), "interrupted: sink " + sinkId() + " left");
-            }
-        }
-    }
+    /**
+     * One row of a batch, from its start to its outcome. Whoever decides it first records the outcome,
+     * then frees its slot: its call thread when the sink returns or throws, or the timer when the call
+     * takes longer than the sink's timeout (the call is then interrupted, and whatever it does later
+     * is ignored).
+     */
+    private final class Delivery implements Runnable {
+        private final Outbox.Row row;
+        private final CountDownLatch batch;
+        private final AtomicBoolean decided = new AtomicBoolean();
+        private volatile Future<?> call;
+        private volatile ScheduledFuture<?> timeout;
 
-    private Outcome deliver(Outbox.Row row) throws InterruptedException {
-        SinkSpec spec = candidate.spec();
-        Notification notification;
-        try {
-            notification = row.toNotification(sinkId());
-        } catch (RuntimeException e) {
-            figures.failed.increment();
-            fail(row, "unreadable outbox row: " + e.getMessage());
-            return Outcome.FAILED;
+        Delivery(Outbox.Row row, CountDownLatch batch) {
+            this.row = row;
+            this.batch = batch;
         }
-        Future<?> call;
-        try {
-            call = calls.submit(() -> {
+
+        void start() {
+            try {
+                call = calls.submit(this);
+            } catch (RejectedExecutionException e) {
+                if (decide()) { // closing: the runner hands it back with the rest
+                    slots.release();
+                }
+                throw e;
+            }
+        }
+
+        /** Not attempted: handed back at once, due again, never dead for it. */
+        void handBack(String why) {
+            if (decide()) {
+                release(List.of(row), why);
+                finish();
+            }
+        }
+
+        /** True for the one who records the outcome. */
+        private boolean decide() {
+            if (!decided.compareAndSet(false, true)) {
+                return false;
+            }
+            ScheduledFuture<?> t = timeout;
+            if (t != null) {
+                t.cancel(false);
+            }
+            return true;
+        }
+
+        /** The outcome is recorded: the slot is free and the batch one row nearer its end. */
+        private void finish() {
+            slots.release();
+            batch.countDown();
+        }
+
+        @Override
+        public void run() {
+            if (closed) {
+                closing();
+                return;
+            }
+            Notification notification;
+            try {
+                notification = row.toNotification(sinkId());
+            } catch (RuntimeException e) {
+                if (decide()) {
+                    figures.failed.increment();
+                    fail(row, "unreadable outbox row: " + e.getMessage());
+                    finish();
+                }
+                return;
+            }
+            try {
+                timeout = timer.schedule(this::timedOut, candidate.spec().timeoutMs(), TimeUnit.MILLISECONDS);
                 candidate.sink().deliver(notification);
-                return null;
-            });
-        } catch (RejectedExecutionException e) {
-            throw new InterruptedException("lane closed");
+            } catch (Throwable t) {
+                failed(t);
+                return;
+            }
+            if (decide()) {
+                figures.delivered(row.createdAt());
+                completed(row);
+                finish();
+            }
         }
-        try {
-            call.get(spec.timeoutMs(), TimeUnit.MILLISECONDS);
-        } catch (ExecutionException e) {
-            Throwable cause = e.getCause() == null ? e : e.getCause();
+
+        /** The lane closed before or under the call: the row is handed back (the sink left) or keeps its lease. */
+        private void closing() {
+            if (decide()) {
+                if (releaseOnClose) {
+                    Thread.interrupted(); // the JDBC calls below need a quiet thread
+                    release(List.of(row), "interrupted: sink " + sinkId() + " left");
+                }
+                finish();
+            }
+        }
+
+        private void failed(Throwable cause) {
+            if (closed) {
+                closing();
+                return;
+            }
+            if (!decide()) {
+                return; // timed out meanwhile: the timer recorded it
+            }
+            Thread.interrupted(); // an interrupt meant for the call is not one for the JDBC calls below
             if (cause instanceof SinkGoneException) {
                 figures.gone.increment();
                 gone(row, cause.getMessage() == null ? "gone" : cause.getMessage());
-                return Outcome.GONE;
+            } else {
+                figures.failed.increment();
+                fail(row, describe(cause));
+            }
+            finish();
+        }
+
+        /** Timer: the call took longer than the sink's timeout. */
+        private void timedOut() {
+            if (!decide()) {
+                return;
+            }
+            Future<?> c = call;
+            if (c != null) {
+                c.cancel(true);
             }
             figures.failed.increment();
-            fail(row, describe(cause));
-            return Outcome.FAILED;
-        } catch (TimeoutException e) {
-            call.cancel(true);
-            figures.failed.increment();
-            fail(row, "timed out after " + spec.timeoutMs() + " ms");
-            return Outcome.FAILED;
-        } catch (InterruptedException e) {
-            call.cancel(true);
-            throw e;
+            fail(row, "timed out after " + candidate.spec().timeoutMs() + " ms");
+            finish();
         }
-        figures.delivered(row.createdAt());
-        completed(row);
-        return Outcome.DELIVERED;
     }
 
     /**
