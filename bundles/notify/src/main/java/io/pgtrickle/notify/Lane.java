@@ -10,7 +10,6 @@ import java.util.List;
 import java.util.Queue;
 import java.util.Set;
 import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -27,10 +26,12 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One bound sink: its registration state and its own threads. A batch is delivered by the lane's
- * runner with up to {@code parallelDeliveries} notifications at a time: a claimed batch holds at
- * most one notification per stream table (the oldest queued), so delivering them concurrently keeps
- * refresh order per stream table. Each delivery runs on a call thread of its own, which calls the
+ * One bound sink: its registration state and its own threads. Claimed rows are delivered by the
+ * lane's runner with up to {@code parallelDeliveries} notifications at a time: a claim takes at most
+ * one notification per stream table (the oldest queued) and none of a stream table whose oldest is
+ * still claimed, so delivering them concurrently keeps refresh order per stream table. The poll
+ * thread claims again as soon as fewer rows than that are outstanding, without waiting for the
+ * slowest of the claim before: a slow delivery holds back only its own stream table. Each delivery runs on a call thread of its own, which calls the
  * sink and records the outcome; a timer gives up on a call after the sink's {@code timeoutMs}: it
  * interrupts the call, records the failure and frees the call's slot, whether or not the call ever
  * returns. So a slow or hung sink holds only its own lane, never the poll thread or another sink.
@@ -40,8 +41,8 @@ final class Lane {
     private static final Logger LOG = LoggerFactory.getLogger(Lane.class);
 
     /**
-     * After the first row of a batch, a row is delivered only while at least this much of its lease is
-     * left beyond the call's timeout; the rest are handed back for the next claim.
+     * A row that had to wait for a free slot is delivered only while at least this much of its lease is
+     * left beyond the call's timeout; else it is handed back for the next claim.
      */
     static final long LEASE_MARGIN_MS = 1_000;
 
@@ -60,12 +61,16 @@ final class Lane {
     private final ExecutorService calls;
     private final ScheduledThreadPoolExecutor timer;
     /**
-     * Notifications of one batch in flight at once. One at a time, a loopback webhook managed about
+     * Notifications in flight at once. One at a time, a loopback webhook managed about
      * 200 deliveries/s (docs/benchmarks/subscriptions.md): the sink's round trip, not the outbox,
      * is the cost, and notifications of different stream tables need not wait for each other.
      */
     private final Semaphore slots;
-    private final AtomicBoolean inFlight = new AtomicBoolean();
+    private final int parallel;
+    /** Rows claimed for this lane whose outcome is not recorded yet. */
+    private final AtomicInteger outstanding = new AtomicInteger();
+    /** What the poll thread gave with the last claim: a request to claim again soon. */
+    private volatile Runnable wake = () -> { };
     private final Queue<Outbox.Row> delivered = new ConcurrentLinkedQueue<>();
     private final AtomicBoolean completing = new AtomicBoolean();
     private volatile boolean registered;
@@ -76,6 +81,7 @@ final class Lane {
     Lane(Candidate candidate, DataSource dataSource, Backoff backoff, SinkFigures figures, int parallelDeliveries) {
         this.candidate = candidate;
         this.slots = new Semaphore(parallelDeliveries);
+        this.parallel = parallelDeliveries;
         this.dataSource = dataSource;
         this.backoff = backoff;
         this.figures = figures;
@@ -113,9 +119,9 @@ final class Lane {
         return closed;
     }
 
-    /** Idle: no batch being delivered, so the poll thread may claim the next one. */
+    /** Room for more: fewer rows outstanding than delivery slots, so the poll thread may claim again. */
     boolean idle() {
-        return !closed && !inFlight.get();
+        return !closed && outstanding.get() < parallel;
     }
 
     /** Poll thread: registers the sink (again after a failure); true when registered. */
@@ -151,28 +157,25 @@ final class Lane {
     }
 
     /**
-     * Poll thread: hands a claimed batch to the runner, which runs {@code whenDone} once the lane is
-     * idle again. False when the lane has closed meanwhile: the caller releases the rows.
+     * Poll thread: hands claimed rows to the runner. {@code whenRoom} runs whenever a row's outcome is
+     * recorded while fewer rows than delivery slots are outstanding. False when the lane has closed
+     * meanwhile: the caller releases the rows.
      */
-    boolean dispatch(List<Outbox.Row> rows, long leaseDeadlineNanos, Runnable whenDone) {
-        if (!inFlight.compareAndSet(false, true)) {
-            return false;
-        }
+    boolean dispatch(List<Outbox.Row> rows, long leaseDeadlineNanos, Runnable whenRoom) {
+        wake = whenRoom;
+        outstanding.addAndGet(rows.size());
         try {
-            runner.execute(() -> {
-                deliver(rows, leaseDeadlineNanos);
-                whenDone.run();
-            });
+            runner.execute(() -> deliver(rows, leaseDeadlineNanos));
             return true;
         } catch (RejectedExecutionException e) {
-            inFlight.set(false);
+            outstanding.addAndGet(-rows.size());
             return false;
         }
     }
 
     /**
      * Stops the lane: the runner and any call are interrupted. With {@code release} (the sink left
-     * while the container runs on) the undelivered rows of the batch are handed back at once;
+     * while the container runs on) the claimed rows not delivered are handed back at once;
      * without (deactivation) their leases simply run out.
      */
     void close(boolean release) {
@@ -188,13 +191,8 @@ final class Lane {
         return runner.awaitTermination(millis, TimeUnit.MILLISECONDS);
     }
 
-    /**
-     * Runner: starts the batch's deliveries as slots free up, and waits until each has an outcome
-     * recorded (delivered and completed, failed, timed out or handed back), which may be before its
-     * call thread returns.
-     */
+    /** Runner: starts the claimed rows' deliveries as slots free up. */
     private void deliver(List<Outbox.Row> rows, long leaseDeadlineNanos) {
-        CountDownLatch settled = new CountDownLatch(rows.size());
         int started = 0;
         try {
             for (int i = 0; i < rows.size(); i++) {
@@ -203,7 +201,7 @@ final class Lane {
                 if (waited) {
                     slots.acquire();
                 }
-                Delivery d = new Delivery(rows.get(i), settled);
+                Delivery d = new Delivery(rows.get(i));
                 long leftMs = (leaseDeadlineNanos - System.nanoTime()) / 1_000_000;
                 if (closed) {
                     d.handBack("not attempted: sink " + sinkId() + " left");
@@ -215,43 +213,38 @@ final class Lane {
                 }
                 started = i + 1;
             }
-            settled.await();
         } catch (InterruptedException | RejectedExecutionException e) {
             // the lane closed: the rows not started are handed back, or their leases run out
+            outstanding.addAndGet(started - rows.size());
             if (releaseOnClose && started < rows.size()) {
                 Thread.interrupted(); // the JDBC calls below need a quiet thread
                 release(rows.subList(started, rows.size()), "not attempted: sink " + sinkId() + " left");
             }
-        } finally {
-            inFlight.set(false);
         }
     }
 
     /**
-     * One row of a batch, from its start to its outcome. Whoever decides it first records the outcome,
+     * One claimed row, from its start to its outcome. Whoever decides it first records the outcome,
      * then frees its slot: its call thread when the sink returns or throws, or the timer when the call
      * takes longer than the sink's timeout (the call is then interrupted, and whatever it does later
      * is ignored).
      */
     private final class Delivery implements Runnable {
         private final Outbox.Row row;
-        private final CountDownLatch batch;
         private final AtomicBoolean decided = new AtomicBoolean();
         private volatile Future<?> call;
         private volatile ScheduledFuture<?> timeout;
 
-        Delivery(Outbox.Row row, CountDownLatch batch) {
+        Delivery(Outbox.Row row) {
             this.row = row;
-            this.batch = batch;
         }
 
         void start() {
             try {
                 call = calls.submit(this);
             } catch (RejectedExecutionException e) {
-                if (decide()) { // closing: the runner hands it back with the rest
-                    slots.release();
-                }
+                decide(); // closing: the runner hands it back with the rest
+                slots.release();
                 throw e;
             }
         }
@@ -276,10 +269,12 @@ final class Lane {
             return true;
         }
 
-        /** The outcome is recorded: the slot is free and the batch one row nearer its end. */
+        /** The outcome is recorded: the slot is free, and with room for more the poll thread claims again. */
         private void finish() {
             slots.release();
-            batch.countDown();
+            if (outstanding.decrementAndGet() < parallel) {
+                wake.run();
+            }
         }
 
         @Override
@@ -363,9 +358,8 @@ final class Lane {
      * running deletes everything delivered so far in one statement, and goes round again while others
      * queued more meanwhile. Under load one round trip serves many deliveries; alone, a delivery is
      * completed at once. A row queued while another delivery is completing is taken by that
-     * delivery's next round (or, if that one has just finished, by its own), so every row is completed
-     * before the batch's last delivery task ends: before its stream table's next notification can be
-     * claimed.
+     * delivery's next round (or, if that one has just finished, by its own). Until it is deleted the
+     * row keeps its claim, so no claim can take its stream table's next notification before.
      */
     private void completed(Outbox.Row row) {
         delivered.add(row);
