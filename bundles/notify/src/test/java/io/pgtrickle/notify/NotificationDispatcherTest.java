@@ -364,7 +364,7 @@ class NotificationDispatcherTest {
 
     @Test
     void deliveriesThatFinishTogetherAreCompletedTogether() throws Exception {
-        int tables = DispatcherSettings.PARALLEL_DELIVERIES;
+        int tables = 8; // at most parallelDeliveries: all of them in flight at once
         for (int k = 0; k < tables; k++) {
             db.exec("SELECT pgtrickle.create_stream_table('part_" + k + "', 'SELECT id FROM orders WHERE id % " + tables + " = " + k
                     + "', schedule => 'calculated')", "SELECT pgtrickle.subscribe('part_" + k + "', 'parts')");

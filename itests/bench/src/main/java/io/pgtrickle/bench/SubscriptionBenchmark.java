@@ -734,7 +734,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
 
     private record Drain(String what, boolean external, int sinks, long pollMs, int batch, int parallel, int expected, int received, double seconds,
                          double firstToLastRate, double jvmCpuMs, double receiverCpuMs, double postgresCpuMs, double callMs,
-                         double callsInFlight, int mostCalls) {
+                         double callsInFlight, int mostCalls, long connections) {
     }
 
     /** The sink calls of one drain: how many, their time in all, and the most at once. */
@@ -857,6 +857,11 @@ public final class SubscriptionBenchmark implements SqlStatements {
 
         /** CPU seconds the receiver used so far, when it is a process of its own; NaN when it is part of this JVM. */
         double cpuSeconds();
+
+        /** Connections the receiver accepted so far; -1 when it does not count them. */
+        default long connections() throws Exception {
+            return -1;
+        }
     }
 
     private Receiver inJvm(String base) {
@@ -931,6 +936,12 @@ public final class SubscriptionBenchmark implements SqlStatements {
         }
 
         @Override
+        public long connections() throws Exception {
+            return Long.parseLong(client.send(HttpRequest.newBuilder(URI.create(base + "_stats/-")).build(),
+                    HttpResponse.BodyHandlers.ofString()).body().trim().split(" ")[3]);
+        }
+
+        @Override
         public double cpuSeconds() {
             try {
                 return busyTicks(stat(process.pid())) / USER_HZ;
@@ -957,7 +968,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
     }
 
     /** The notify bundle's default parallelDeliveries. */
-    private static final int DEFAULT_PARALLEL = 8;
+    private static final int DEFAULT_PARALLEL = 32;
 
     private void webhooks() throws Exception {
         HttpServer http = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 200);
@@ -996,17 +1007,18 @@ public final class SubscriptionBenchmark implements SqlStatements {
             List<DrainSpec> specs = new ArrayList<>();
             specs.add(new DrainSpec("1 webhook, dispatcher defaults, cold (the JVM's first drain)", false, 200, 50, one("cold")));
             specs.add(new DrainSpec("1 webhook, dispatcher defaults", false, 200, 50, one("one")));
-            specs.add(new DrainSpec("1 webhook, dispatcher defaults", true, 200, 50, one("x-one")));
             specs.add(new DrainSpec(whSinks + " webhooks (" + whTables / whSinks + "+ stream tables each), dispatcher defaults", false,
                     200, 50, quarters("q", all)));
             specs.add(new DrainSpec("1 webhook, fast polls", false, 10, 50, one("fast")));
-            specs.add(new DrainSpec("1 webhook, fast polls", true, 10, 50, one("x-fast")));
-            for (int parallel : new int[] {16, 50}) {
-                specs.add(new DrainSpec("1 webhook, fast polls, parallelDeliveries " + parallel, true, 10, 50, parallel,
-                        one("x-fast-p" + parallel)));
-            }
             specs.add(new DrainSpec(whSinks + " webhooks, fast polls", false, 10, 50, quarters("qf", all)));
-            specs.add(new DrainSpec(whSinks + " webhooks, fast polls", true, 10, 50, quarters("xqf", all)));
+            specs.add(new DrainSpec("1 webhook, dispatcher defaults", true, 200, 50, one("x-one")));
+            // the delivery pool's size: the default before (8), and around today's
+            for (int parallel : new int[] {8, 16, 50}) {
+                specs.add(new DrainSpec("1 webhook, parallelDeliveries " + parallel, true, 200, 50, parallel, one("x-p" + parallel)));
+            }
+            specs.add(new DrainSpec(whSinks + " webhooks (" + whTables / whSinks + "+ stream tables each), dispatcher defaults", true,
+                    200, 50, quarters("xq", all)));
+            specs.add(new DrainSpec("1 webhook, fast polls", true, 10, 50, one("x-fast")));
             specs.add(new DrainSpec("1 webhook, dispatcher defaults, again after all the others", false, 200, 50, one("again")));
             specs.add(new DrainSpec("1 webhook, dispatcher defaults, again after all the others", true, 200, 50, one("x-again")));
             // independent groups of webhook sinks, each receiving every notification once, registered before enqueueing
@@ -1357,6 +1369,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
             double jvm0 = jvmCpuSeconds();
             double pg0 = postgresCpuSeconds();
             double rc0 = receiver.cpuSeconds();
+            long conn0 = receiver.connections();
             long t0 = System.nanoTime();
             start.invoke(dispatcher);
             long deadline = t0 + 120_000_000_000L;
@@ -1371,15 +1384,16 @@ public final class SubscriptionBenchmark implements SqlStatements {
             double pgMs = (postgresCpuSeconds() - pg0) * 1000 / expected;
             double receiverMs = (receiver.cpuSeconds() - rc0) * 1000 / expected;
             long[] h = receiver.hits(names);
+            long opened = conn0 < 0 ? -1 : receiver.connections() - conn0 - 1; // less the query's own
             double rate = h[0] > 1 ? (h[0] - 1) / ((h[2] - h[1]) / 1e9) : 0;
             Drain d = new Drain(spec.what(), spec.external(), spec.sinks().length, spec.pollMs(), spec.batch(), spec.parallel(), expected, (int) h[0],
                     seconds, rate, jvmMs, receiverMs, pgMs, calls.count.sum() == 0 ? 0 : calls.nanos.sum() / 1e6 / calls.count.sum(),
-                    calls.nanos.sum() / 1e9 / seconds, calls.most.get());
+                    calls.nanos.sum() / 1e9 / seconds, calls.most.get(), opened);
             drains.add(d);
             log("drain %s, receiver %s: %d/%d in %.2f s (%.0f/s start→empty, %.0f/s first→last), CPU per delivery: JVM %.2f ms, "
-                    + "receiver %.2f ms, PostgreSQL %.2f ms; sink calls: %.2f ms each, %.1f at a time on average, %d at most",
+                    + "receiver %.2f ms, PostgreSQL %.2f ms; sink calls: %.2f ms each, %.1f at a time on average, %d at most; %d connections",
                     spec.what(), spec.external() ? "process" : "in JVM", h[0], expected,
-                    seconds, expected / seconds, rate, jvmMs, receiverMs, pgMs, d.callMs(), d.callsInFlight(), d.mostCalls());
+                    seconds, expected / seconds, rate, jvmMs, receiverMs, pgMs, d.callMs(), d.callsInFlight(), d.mostCalls(), opened);
             if (h[0] < expected) {
                 throw new IllegalStateException("drain incomplete: " + h[0] + " of " + expected);
             }
@@ -1486,7 +1500,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
                     + "write** (per write: arrival of the first notification covering it − its acknowledgement; one sample per write "
                     + "after the warm-up). The first excludes the wait for the next refresh tick, the second includes it.\n\n");
             b.append("| target rate | achieved commits/s | coalesce ms | refreshed by | refreshes done | notifications | newest write: p50 ms | p99 ms | max ms | target (p50 < 20, p99 < 100; coalescing off or writes sparser than its window) | every write: n | p50 ms | p99 ms | target |\n");
-            b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+            b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
             for (LatencyCell cell : cells) {
                 double p50 = pct(cell.latencies, 50);
                 double p99 = pct(cell.latencies, 99);
@@ -1532,14 +1546,15 @@ public final class SubscriptionBenchmark implements SqlStatements {
                     + "fewer, as the distribution's launcher does: otherwise `CompletableFuture`, which the JDK's HttpClient uses for every "
                     + "response, starts a new thread per asynchronous stage (this run: %d CPUs, common pool parallelism %d).\n\n",
                     sinkGroups, Runtime.getRuntime().availableProcessors(), java.util.concurrent.ForkJoinPool.getCommonPoolParallelism()));
-            b.append("| sinks | receiver | pollIntervalMs | batchSize | parallelDeliveries | delivered | s (start → empty) | deliveries/s (start → empty) | deliveries/s (first → last) | CPU ms per delivery: JVM | receiver process | PostgreSQL | sink call, ms | sink calls at once: mean (max) | target 5,000/s |\n");
-            b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+            b.append("| sinks | receiver | pollIntervalMs | batchSize | parallelDeliveries | delivered | s (start → empty) | deliveries/s (start → empty) | deliveries/s (first → last) | CPU ms per delivery: JVM | receiver process | PostgreSQL | sink call, ms | sink calls at once: mean (max) | connections opened | target 5,000/s |\n");
+            b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
             for (Drain d : drains) {
                 double r = d.expected / d.seconds;
-                b.append(String.format(Locale.ROOT, "| %s | %s | %d | %d | %d | %,d / %,d | %.2f | %,.0f | %,.0f | %.2f | %s | %.2f | %.2f | %.1f (%d) | %s |\n", d.what,
+                b.append(String.format(Locale.ROOT, "| %s | %s | %d | %d | %d | %,d / %,d | %.2f | %,.0f | %,.0f | %.2f | %s | %.2f | %.2f | %.1f (%d) | %s | %s |\n", d.what,
                         d.external ? "**process**" : "in JVM", d.pollMs, d.batch, d.parallel, d.received, d.expected, d.seconds, r, d.firstToLastRate,
                         d.jvmCpuMs, d.external ? String.format(Locale.ROOT, "%.2f", d.receiverCpuMs) : "(in JVM)", d.postgresCpuMs,
-                        d.callMs, d.callsInFlight, d.mostCalls, r >= 5000 ? "**met**" : "**missed**"));
+                        d.callMs, d.callsInFlight, d.mostCalls, d.connections < 0 ? "–" : Long.toString(d.connections),
+                        r >= 5000 ? "**met**" : "**missed**"));
             }
             b.append(String.format(Locale.ROOT, "\nCPU per delivery: the JVM's process CPU time (dispatcher, sinks, the HTTP receiver "
                     + "when it is in the JVM, and anything else this JVM did meanwhile), the receiver process's, and the database server's "
@@ -1547,7 +1562,9 @@ public final class SubscriptionBenchmark implements SqlStatements {
                     + "of R deliveries/s needs (JVM + receiver + PostgreSQL) × R ≤ %d,000 ms of CPU per second. Sink call: each "
                     + "`WebhookSink.deliver` timed by a wrapper the dispatcher calls (signing, the HTTP exchange and the HTTP client's "
                     + "own hand-offs); at once: the calls' summed time over the drain's, i.e. how many of a lane's delivery slots were "
-                    + "busy on average (the rest of the time goes to claims, completions and hand-offs between the dispatcher's threads).\n",
+                    + "busy on average (the rest of the time goes to claims, completions and hand-offs between the dispatcher's threads). "
+                    + "Connections opened: those the receiver process accepted during the drain (HTTP/1.1 keep-alive: the sink's "
+                    + "client opens about one per delivery in flight and reuses them).\n",
                     Runtime.getRuntime().availableProcessors(), Runtime.getRuntime().availableProcessors()));
             b.append(String.format(Locale.ROOT, "\nThe parts of a delivery, alone (500 after 100 warm-up): the webhook sink's signed POST to "
                     + "the same receiver %.2f ms median (%,.0f/s back to back); the same POSTs from 8 threads at once (as a lane's 8 delivery "

@@ -23,9 +23,10 @@ import java.util.concurrent.ConcurrentHashMap;
  *
  * <p>Started by the benchmark with the same {@code java} and class path. It prints {@code port N}
  * on its standard output once listening, and exits when its standard input closes (so it never
- * outlives the benchmark). {@code GET /_stats/<path>} answers {@code <count> <first> <last>}: the
- * requests to {@code /<path>} so far and the receiver's {@link System#nanoTime()} at the first and the
- * last, for a rate from the first to the last request on one clock.
+ * outlives the benchmark). {@code GET /_stats/<path>} answers {@code <count> <first> <last> <connections>}:
+ * the requests to {@code /<path>} so far, the receiver's {@link System#nanoTime()} at the first and the
+ * last (for a rate from the first to the last request on one clock), and the connections accepted so
+ * far (kept alive, a client opens few).
  */
 public final class WebhookReceiver {
 
@@ -53,6 +54,7 @@ public final class WebhookReceiver {
     }
 
     private final Map<String, Hits> hits = new ConcurrentHashMap<>();
+    private final java.util.concurrent.atomic.AtomicLong connections = new java.util.concurrent.atomic.AtomicLong();
 
     public static void main(String[] args) throws IOException {
         ServerSocket server = new ServerSocket(0, 200, InetAddress.getLoopbackAddress());
@@ -73,6 +75,7 @@ public final class WebhookReceiver {
         WebhookReceiver receiver = new WebhookReceiver();
         while (true) {
             Socket s = server.accept();
+            receiver.connections.incrementAndGet();
             s.setTcpNoDelay(true);
             Thread t = new Thread(() -> receiver.serve(s), "connection");
             t.setDaemon(true);
@@ -119,7 +122,7 @@ public final class WebhookReceiver {
                 String path = parts.length > 1 ? parts[1] : "";
                 if (path.startsWith(STATS + "/")) {
                     Hits h = hits.get(path.substring(STATS.length()));
-                    byte[] body = (h == null ? "0 0 0" : h.describe()).getBytes(StandardCharsets.US_ASCII);
+                    byte[] body = ((h == null ? "0 0 0" : h.describe()) + " " + connections.get()).getBytes(StandardCharsets.US_ASCII);
                     out.write(("HTTP/1.1 200 OK\r\nContent-Length: " + body.length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
                     out.write(body);
                 } else {
