@@ -14,10 +14,11 @@ record DispatcherSettings(long pollIntervalMs, int batchSize, int leaseMs, long 
                           int parallelDeliveries) {
 
     /**
-     * The default of {@code parallelDeliveries}. On 2 cores, to a receiver in another process, 8 at
-     * once kept half of the slots idle waiting for claims and delivered about 3,200/s; 16 and 50 about
-     * 4,300 and 5,000/s (docs/benchmarks/subscriptions.md). A claim holds at most one notification per
-     * stream table, so this only matters for sinks of many stream tables; threads are started as needed.
+     * The default of {@code parallelDeliveries}. On loopback, 8 at once left about half of them idle
+     * while the lane claimed (docs/benchmarks/subscriptions.md); to an endpoint across a network, a
+     * sink's rate is at most this many over the round trip (32 at 20 ms: 1,600/s). A claim holds at
+     * most one notification per stream table, so a sink of few stream tables uses fewer; threads are
+     * started as needed.
      */
     static final int PARALLEL_DELIVERIES = 32;
 

@@ -1571,7 +1571,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
                     Runtime.getRuntime().availableProcessors(), Runtime.getRuntime().availableProcessors()));
             b.append(String.format(Locale.ROOT, "\nThe parts of a delivery, alone (500 after 100 warm-up): the webhook sink's signed POST to "
                     + "the same receiver %.2f ms median (%,.0f/s back to back); the same POSTs from 8 threads at once (as a lane's 8 delivery "
-                    + "threads), 2,000 in all: **%,.0f/s**, the ceiling of HTTP alone in this JVM on this machine, before any database work; "
+                    + "slots before parallelDeliveries was 32), 2,000 in all: **%,.0f/s**, the ceiling of HTTP alone in this JVM on this machine, before any database work; "
                     + "`complete_notifications` of one row on a pooled connection (borrow, autocommit call with a non-existent id, so "
                     + "nothing deleted, return) %.2f ms median.\n", postMs, postRate, postRateParallel, completeMs));
             for (double[] f : farPosts) {
