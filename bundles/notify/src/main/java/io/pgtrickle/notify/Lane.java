@@ -10,14 +10,15 @@ import java.util.List;
 import java.util.Queue;
 import java.util.Set;
 import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import javax.sql.DataSource;
@@ -25,29 +26,25 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One bound sink: its registration state and its own threads. A batch is delivered by the lane's
- * runner with up to {@link #PARALLEL_DELIVERIES} notifications at a time: a claimed batch holds at
- * most one notification per stream table (the oldest queued), so delivering them concurrently keeps
- * refresh order per stream table. Each call to the sink runs on a call thread that is waited for at
- * most the sink's {@code timeoutMs}, then interrupted. So a slow or hung sink holds only its own
- * lane, never the poll thread or another sink.
+ * One bound sink: its registration state and its own threads. Claimed rows are delivered by the
+ * lane's runner with up to {@code parallelDeliveries} notifications at a time: a claim takes at most
+ * one notification per stream table (the oldest queued) and none of a stream table whose oldest is
+ * still claimed, so delivering them concurrently keeps refresh order per stream table. The poll
+ * thread claims again as soon as fewer rows than that are outstanding, without waiting for the
+ * slowest of the claim before: a slow delivery holds back only its own stream table. Each delivery runs on a call thread of its own, which calls the
+ * sink and records the outcome; a timer gives up on a call after the sink's {@code timeoutMs}: it
+ * interrupts the call, records the failure and frees the call's slot, whether or not the call ever
+ * returns. So a slow or hung sink holds only its own lane, never the poll thread or another sink.
  */
 final class Lane {
 
     private static final Logger LOG = LoggerFactory.getLogger(Lane.class);
 
     /**
-     * After the first row of a batch, a row is delivered only while at least this much of its lease is
-     * left beyond the call's timeout; the rest are handed back for the next claim.
+     * A row that had to wait for a free slot is delivered only while at least this much of its lease is
+     * left beyond the call's timeout; else it is handed back for the next claim.
      */
     static final long LEASE_MARGIN_MS = 1_000;
-
-    /**
-     * Notifications of one batch in flight at once. One at a time, a loopback webhook managed about
-     * 200 deliveries/s (docs/benchmarks/subscriptions.md): the sink's round trip, not the outbox,
-     * is the cost, and notifications of different stream tables need not wait for each other.
-     */
-    static final int PARALLEL_DELIVERIES = 8;
 
     /** The whiteboard's candidate for a sink id: the service, what it says, and its rank. */
     record Candidate(NotificationSink sink, SinkSpec spec, int ranking, long key) {
@@ -61,9 +58,19 @@ final class Lane {
     private final Backoff backoff;
     private final SinkFigures figures;
     private final ExecutorService runner;
-    private final ExecutorService deliveries;
     private final ExecutorService calls;
-    private final AtomicBoolean inFlight = new AtomicBoolean();
+    private final ScheduledThreadPoolExecutor timer;
+    /**
+     * Notifications in flight at once. One at a time, a loopback webhook managed about
+     * 200 deliveries/s (docs/benchmarks/subscriptions.md): the sink's round trip, not the outbox,
+     * is the cost, and notifications of different stream tables need not wait for each other.
+     */
+    private final Semaphore slots;
+    private final int parallel;
+    /** Rows claimed for this lane whose outcome is not recorded yet. */
+    private final AtomicInteger outstanding = new AtomicInteger();
+    /** What the poll thread gave with the last claim: a request to claim again soon. */
+    private volatile Runnable wake = () -> { };
     private final Queue<Outbox.Row> delivered = new ConcurrentLinkedQueue<>();
     private final AtomicBoolean completing = new AtomicBoolean();
     private volatile boolean registered;
@@ -71,15 +78,20 @@ final class Lane {
     private volatile boolean releaseOnClose;
     private String lastProblem; // poll thread only
 
-    Lane(Candidate candidate, DataSource dataSource, Backoff backoff, SinkFigures figures) {
+    Lane(Candidate candidate, DataSource dataSource, Backoff backoff, SinkFigures figures, int parallelDeliveries) {
         this.candidate = candidate;
+        this.slots = new Semaphore(parallelDeliveries);
+        this.parallel = parallelDeliveries;
         this.dataSource = dataSource;
         this.backoff = backoff;
         this.figures = figures;
         String name = "pgtrickle-notify-" + candidate.spec().sinkId();
         this.runner = Executors.newSingleThreadExecutor(threads(name));
-        this.deliveries = Executors.newFixedThreadPool(PARALLEL_DELIVERIES, threads(name + "-delivery"));
+        // a delivery is one hand-off from the runner to a call thread, which stays with it to the end:
+        // every further hand-off per delivery costs CPU that the deliveries need (subscriptions.md)
         this.calls = Executors.newCachedThreadPool(threads(name + "-call"));
+        this.timer = new ScheduledThreadPoolExecutor(1, threads(name + "-timeout"));
+        timer.setRemoveOnCancelPolicy(true); // a delivery that finishes in time leaves nothing behind
     }
 
     private static ThreadFactory threads(String name) {
@@ -107,9 +119,9 @@ final class Lane {
         return closed;
     }
 
-    /** Idle: no batch being delivered, so the poll thread may claim the next one. */
+    /** Room for more: fewer rows outstanding than delivery slots, so the poll thread may claim again. */
     boolean idle() {
-        return !closed && !inFlight.get();
+        return !closed && outstanding.get() < parallel;
     }
 
     /** Poll thread: registers the sink (again after a failure); true when registered. */
@@ -145,36 +157,33 @@ final class Lane {
     }
 
     /**
-     * Poll thread: hands a claimed batch to the runner, which runs {@code whenDone} once the lane is
-     * idle again. False when the lane has closed meanwhile: the caller releases the rows.
+     * Poll thread: hands claimed rows to the runner. {@code whenRoom} runs whenever a row's outcome is
+     * recorded while fewer rows than delivery slots are outstanding. False when the lane has closed
+     * meanwhile: the caller releases the rows.
      */
-    boolean dispatch(List<Outbox.Row> rows, long leaseDeadlineNanos, Runnable whenDone) {
-        if (!inFlight.compareAndSet(false, true)) {
-            return false;
-        }
+    boolean dispatch(List<Outbox.Row> rows, long leaseDeadlineNanos, Runnable whenRoom) {
+        wake = whenRoom;
+        outstanding.addAndGet(rows.size());
         try {
-            runner.execute(() -> {
-                deliver(rows, leaseDeadlineNanos);
-                whenDone.run();
-            });
+            runner.execute(() -> deliver(rows, leaseDeadlineNanos));
             return true;
         } catch (RejectedExecutionException e) {
-            inFlight.set(false);
+            outstanding.addAndGet(-rows.size());
             return false;
         }
     }
 
     /**
      * Stops the lane: the runner and any call are interrupted. With {@code release} (the sink left
-     * while the container runs on) the undelivered rows of the batch are handed back at once;
+     * while the container runs on) the claimed rows not delivered are handed back at once;
      * without (deactivation) their leases simply run out.
      */
     void close(boolean release) {
         releaseOnClose = release;
         closed = true;
         runner.shutdownNow();
-        deliveries.shutdownNow();
         calls.shutdownNow();
+        timer.shutdownNow();
     }
 
     /** Waits a little for the runner to notice (tests and clean shutdown). */
@@ -182,101 +191,166 @@ final class Lane {
         return runner.awaitTermination(millis, TimeUnit.MILLISECONDS);
     }
 
-    private enum Outcome { DELIVERED, FAILED, GONE }
-
+    /** Runner: starts the claimed rows' deliveries as slots free up. */
     private void deliver(List<Outbox.Row> rows, long leaseDeadlineNanos) {
-        List<Future<?>> pending = new ArrayList<>();
+        int started = 0;
         try {
             for (int i = 0; i < rows.size(); i++) {
-                Outbox.Row row = rows.get(i);
-                // the first ones start at once; the others wait for a free delivery thread
-                boolean queued = i >= PARALLEL_DELIVERIES;
-                pending.add(deliveries.submit(() -> {
-                    deliverWithinLease(row, leaseDeadlineNanos, queued);
-                    return null;
-                }));
-            }
-            for (Future<?> f : pending) {
-                try {
-                    f.get();
-                } catch (ExecutionException e) {
-                    LOG.error("Notification sink {}: a delivery failed", sinkId(), e.getCause());
+                // the first ones start at once; the others wait for a free slot
+                boolean waited = !slots.tryAcquire();
+                if (waited) {
+                    slots.acquire();
                 }
+                Delivery d = new Delivery(rows.get(i));
+                long leftMs = (leaseDeadlineNanos - System.nanoTime()) / 1_000_000;
+                if (closed) {
+                    d.handBack("not attempted: sink " + sinkId() + " left");
+                } else if (waited && leftMs < candidate.spec().timeoutMs() + LEASE_MARGIN_MS) {
+                    // another container may claim it once the lease is over: hand it back now
+                    d.handBack("not attempted: lease ran short");
+                } else {
+                    d.start();
+                }
+                started = i + 1;
             }
         } catch (InterruptedException | RejectedExecutionException e) {
-            pending.forEach(f -> f.cancel(true));
-        } finally {
-            inFlight.set(false);
-        }
-    }
-
-    /** One row of a batch: delivered, or handed back if the lane closed or (queued) its lease ran short. */
-    private void deliverWithinLease(Outbox.Row row, long leaseDeadlineNanos, boolean queued) {
-        if (closed) {
-            if (releaseOnClose) {
-                release(List.of(row), "not attempted: sink " + sinkId() + " left");
-            }
-            return;
-        }
-        long leftMs = (leaseDeadlineNanos - System.nanoTime()) / 1_000_000;
-        if (queued && leftMs < candidate.spec().timeoutMs() + LEASE_MARGIN_MS) {
-            // another container may claim it once the lease is over: hand it back now
-            release(List.of(row), "not attempted: lease ran short");
-            return;
-        }
-        try {
-            deliver(row);
-        } catch (InterruptedException e) {
-            if (releaseOnClose) {
+            // the lane closed: the rows not started are handed back, or their leases run out
+            outstanding.addAndGet(started - rows.size());
+            if (releaseOnClose && started < rows.size()) {
                 Thread.interrupted(); // the JDBC calls below need a quiet thread
-                release(List.of(row), "interrupted: sink " + sinkId() + " left");
+                release(rows.subList(started, rows.size()), "not attempted: sink " + sinkId() + " left");
             }
         }
     }
 
-    private Outcome deliver(Outbox.Row row) throws InterruptedException {
-        SinkSpec spec = candidate.spec();
-        Notification notification;
-        try {
-            notification = row.toNotification(sinkId());
-        } catch (RuntimeException e) {
-            figures.failed.increment();
-            fail(row, "unreadable outbox row: " + e.getMessage());
-            return Outcome.FAILED;
+    /**
+     * One claimed row, from its start to its outcome. Whoever decides it first records the outcome,
+     * then frees its slot: its call thread when the sink returns or throws, or the timer when the call
+     * takes longer than the sink's timeout (the call is then interrupted, and whatever it does later
+     * is ignored).
+     */
+    private final class Delivery implements Runnable {
+        private final Outbox.Row row;
+        private final AtomicBoolean decided = new AtomicBoolean();
+        private volatile Future<?> call;
+        private volatile ScheduledFuture<?> timeout;
+
+        Delivery(Outbox.Row row) {
+            this.row = row;
         }
-        Future<?> call;
-        try {
-            call = calls.submit(() -> {
+
+        void start() {
+            try {
+                call = calls.submit(this);
+            } catch (RejectedExecutionException e) {
+                decide(); // closing: the runner hands it back with the rest
+                slots.release();
+                throw e;
+            }
+        }
+
+        /** Not attempted: handed back at once, due again, never dead for it. */
+        void handBack(String why) {
+            if (decide()) {
+                release(List.of(row), why);
+                finish();
+            }
+        }
+
+        /** True for the one who records the outcome. */
+        private boolean decide() {
+            if (!decided.compareAndSet(false, true)) {
+                return false;
+            }
+            ScheduledFuture<?> t = timeout;
+            if (t != null) {
+                t.cancel(false);
+            }
+            return true;
+        }
+
+        /** The outcome is recorded: the slot is free, and with room for more the poll thread claims again. */
+        private void finish() {
+            slots.release();
+            if (outstanding.decrementAndGet() < parallel) {
+                wake.run();
+            }
+        }
+
+        @Override
+        public void run() {
+            if (closed) {
+                closing();
+                return;
+            }
+            Notification notification;
+            try {
+                notification = row.toNotification(sinkId());
+            } catch (RuntimeException e) {
+                if (decide()) {
+                    figures.failed.increment();
+                    fail(row, "unreadable outbox row: " + e.getMessage());
+                    finish();
+                }
+                return;
+            }
+            try {
+                timeout = timer.schedule(this::timedOut, candidate.spec().timeoutMs(), TimeUnit.MILLISECONDS);
                 candidate.sink().deliver(notification);
-                return null;
-            });
-        } catch (RejectedExecutionException e) {
-            throw new InterruptedException("lane closed");
+            } catch (Throwable t) {
+                failed(t);
+                return;
+            }
+            if (decide()) {
+                figures.delivered(row.createdAt());
+                completed(row);
+                finish();
+            }
         }
-        try {
-            call.get(spec.timeoutMs(), TimeUnit.MILLISECONDS);
-        } catch (ExecutionException e) {
-            Throwable cause = e.getCause() == null ? e : e.getCause();
+
+        /** The lane closed before or under the call: the row is handed back (the sink left) or keeps its lease. */
+        private void closing() {
+            if (decide()) {
+                if (releaseOnClose) {
+                    Thread.interrupted(); // the JDBC calls below need a quiet thread
+                    release(List.of(row), "interrupted: sink " + sinkId() + " left");
+                }
+                finish();
+            }
+        }
+
+        private void failed(Throwable cause) {
+            if (closed) {
+                closing();
+                return;
+            }
+            if (!decide()) {
+                return; // timed out meanwhile: the timer recorded it
+            }
+            Thread.interrupted(); // an interrupt meant for the call is not one for the JDBC calls below
             if (cause instanceof SinkGoneException) {
                 figures.gone.increment();
                 gone(row, cause.getMessage() == null ? "gone" : cause.getMessage());
-                return Outcome.GONE;
+            } else {
+                figures.failed.increment();
+                fail(row, describe(cause));
+            }
+            finish();
+        }
+
+        /** Timer: the call took longer than the sink's timeout. */
+        private void timedOut() {
+            if (!decide()) {
+                return;
+            }
+            Future<?> c = call;
+            if (c != null) {
+                c.cancel(true);
             }
             figures.failed.increment();
-            fail(row, describe(cause));
-            return Outcome.FAILED;
-        } catch (TimeoutException e) {
-            call.cancel(true);
-            figures.failed.increment();
-            fail(row, "timed out after " + spec.timeoutMs() + " ms");
-            return Outcome.FAILED;
-        } catch (InterruptedException e) {
-            call.cancel(true);
-            throw e;
+            fail(row, "timed out after " + candidate.spec().timeoutMs() + " ms");
+            finish();
         }
-        figures.delivered(row.createdAt());
-        completed(row);
-        return Outcome.DELIVERED;
     }
 
     /**
@@ -284,9 +358,8 @@ final class Lane {
      * running deletes everything delivered so far in one statement, and goes round again while others
      * queued more meanwhile. Under load one round trip serves many deliveries; alone, a delivery is
      * completed at once. A row queued while another delivery is completing is taken by that
-     * delivery's next round (or, if that one has just finished, by its own), so every row is completed
-     * before the batch's last delivery task ends: before its stream table's next notification can be
-     * claimed.
+     * delivery's next round (or, if that one has just finished, by its own). Until it is deleted the
+     * row keeps its claim, so no claim can take its stream table's next notification before.
      */
     private void completed(Outbox.Row row) {
         delivered.add(row);

@@ -24,9 +24,9 @@ import org.slf4j.LoggerFactory;
  *
  * <p>The whiteboard calls {@link #add}/{@link #remove} with each service's properties; of the
  * services claiming one sink id the highest {@code service.ranking} wins, then the lowest service id.
- * Every winner gets a {@link Lane}. One poll thread, every {@code pollIntervalMs}, registers lanes not
- * yet registered ({@code pgtrickle.register_sink}) and, for each idle lane, claims a batch
- * ({@code pgtrickle.claim_notifications}) and hands it to that lane. A sink that leaves stays
+ * Every winner gets a {@link Lane}. One poll thread, every {@code pollIntervalMs} and whenever a lane
+ * has room for more, registers lanes not yet registered ({@code pgtrickle.register_sink}) and, for
+ * each lane with room, claims a batch ({@code pgtrickle.claim_notifications}) and hands it to that lane. A sink that leaves stays
  * registered in the database: its notifications keep queueing for its return.
  */
 final class NotificationDispatcher implements AutoCloseable {
@@ -47,6 +47,8 @@ final class NotificationDispatcher implements AutoCloseable {
     private final Map<String, SinkFigures> figures = new ConcurrentHashMap<>();
     private final ScheduledExecutorService poller;
     private volatile boolean closed;
+    /** A poll is queued on the poll thread: lanes asking for one meanwhile need not queue another. */
+    private final java.util.concurrent.atomic.AtomicBoolean pollQueued = new java.util.concurrent.atomic.AtomicBoolean();
     private boolean databaseDown; // poll thread only
 
     NotificationDispatcher(DataSource dataSource, DispatcherSettings settings) {
@@ -121,7 +123,8 @@ final class NotificationDispatcher implements AutoCloseable {
                 LOG.warn("Notification sink {}: its timeoutMs ({}) is not well below the lease ({} ms): a slow delivery may "
                         + "be claimed and delivered again elsewhere", sinkId, winner.spec().timeoutMs(), settings.leaseMs());
             }
-            lanes.put(sinkId, new Lane(winner, dataSource, backoff, figures.computeIfAbsent(sinkId, k -> new SinkFigures())));
+            lanes.put(sinkId, new Lane(winner, dataSource, backoff, figures.computeIfAbsent(sinkId, k -> new SinkFigures()),
+                    settings.parallelDeliveries()));
         }
     }
 
@@ -154,17 +157,21 @@ final class NotificationDispatcher implements AutoCloseable {
         return lanes.values().stream().allMatch(Lane::registered);
     }
 
-    /** One tick of the poll thread. Never throws: a throwing task would stop the schedule. */
+    /** Asks the poll thread for a poll now, besides its schedule (at most one such poll queued). */
     private void pollSoon() {
-        if (!closed) {
+        if (!closed && pollQueued.compareAndSet(false, true)) {
             try {
-                poller.execute(this::poll);
+                poller.execute(() -> {
+                    pollQueued.set(false);
+                    poll();
+                });
             } catch (java.util.concurrent.RejectedExecutionException e) {
                 // closing
             }
         }
     }
 
+    /** One tick of the poll thread. Never throws: a throwing task would stop the schedule. */
     void poll() {
         if (closed || lanes.isEmpty()) {
             return;
@@ -192,7 +199,7 @@ final class NotificationDispatcher implements AutoCloseable {
                     continue;
                 }
                 deadline += TimeUnit.MILLISECONDS.toNanos(settings.leaseMs());
-                // a lane that had work claims again as soon as it is done, not a poll interval later:
+                // a lane that has work claims again as soon as it has room, not a poll interval later:
                 // a claim takes one notification per stream table, so busy sinks need many claims
                 if (!rows.isEmpty() && !lane.dispatch(rows, deadline, this::pollSoon)) {
                     for (Outbox.Row row : rows) { // the lane closed meanwhile: hand them back

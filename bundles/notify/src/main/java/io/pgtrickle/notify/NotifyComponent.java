@@ -44,6 +44,11 @@ public class NotifyComponent implements MetricSource {
         @AttributeDefinition(min = "1", description = "Notifications claimed at once for one sink (at most one per stream table)")
         int batchSize() default 50;
 
+        @AttributeDefinition(min = "1", description = "Notifications of one sink delivered at once, each of another stream "
+                + "table (a sink's calls run on this many threads; notifications of one stream table are always delivered one "
+                + "after the other)")
+        int parallelDeliveries() default DispatcherSettings.PARALLEL_DELIVERIES;
+
         @AttributeDefinition(min = "1000", description = "Milliseconds a claimed notification is reserved for this container; "
                 + "after a crash another container delivers it once this has passed")
         int leaseMs() default 60_000;
@@ -101,7 +106,7 @@ public class NotifyComponent implements MetricSource {
         long retryBase = Math.max(0, config.retryBaseMs());
         dispatcher = new NotificationDispatcher(catalog.dataSource(), new DispatcherSettings(Math.max(10, config.pollIntervalMs()),
                 Math.max(1, config.batchSize()), Math.max(1_000, config.leaseMs()), retryBase,
-                Math.max(retryBase, config.retryMaxMs())));
+                Math.max(retryBase, config.retryMaxMs()), Math.max(1, config.parallelDeliveries())));
         for (Bound b : bound.values()) {
             dispatcher.add(b.sink(), b.properties());
         }

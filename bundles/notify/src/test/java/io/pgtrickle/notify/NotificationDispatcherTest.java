@@ -42,7 +42,7 @@ class NotificationDispatcherTest {
     private static final String BIG = "public.big_orders";
 
     /** Fast polls and retries, so the tests do not wait on production pacing. */
-    private static final DispatcherSettings FAST = new DispatcherSettings(20, 50, 60_000, 20, 200);
+    private static final DispatcherSettings FAST = new DispatcherSettings(20, 50, 60_000, 20, 200, DispatcherSettings.PARALLEL_DELIVERIES);
 
     private NotifyDatabase db;
     private Connection writer;
@@ -319,8 +319,14 @@ class NotificationDispatcherTest {
         order("totals", "big_orders");
 
         await("the fast sink's deliveries", () -> fast.delivered.size() == 6);
+        // the hung call holds back its own stream table only: the sink's other one goes on, in order
+        await("the hung sink's other stream table", () -> hung.delivered.size() == 3);
         assertTrue(hanging.get(), "the hung sink is still in its first call");
-        assertEquals(2, hung.calls.size(), "its first batch (one notification per stream table), and nothing after: " + hung.calls);
+        assertEquals(1, hung.calls.stream().filter(n -> n.streamTable().equals(TOTALS)).count(),
+                "of the hung stream table, its first notification and nothing after: " + hung.calls);
+        assertEquals(4, hung.calls.size(), "each called once: " + hung.calls);
+        assertEquals(announced("big_orders"), refreshIds(hung.delivered, BIG));
+        assertInRefreshOrder(hung.calls);
 
         await("the slow sink's deliveries", () -> slow.delivered.size() == 6);
         assertTrue(interrupted.get(), "the timed-out call was interrupted");
@@ -358,7 +364,7 @@ class NotificationDispatcherTest {
 
     @Test
     void deliveriesThatFinishTogetherAreCompletedTogether() throws Exception {
-        int tables = Lane.PARALLEL_DELIVERIES;
+        int tables = 8; // at most parallelDeliveries: all of them in flight at once
         for (int k = 0; k < tables; k++) {
             db.exec("SELECT pgtrickle.create_stream_table('part_" + k + "', 'SELECT id FROM orders WHERE id % " + tables + " = " + k
                     + "', schedule => 'calculated')", "SELECT pgtrickle.subscribe('part_" + k + "', 'parts')");
@@ -390,6 +396,47 @@ class NotificationDispatcherTest {
         assertEquals(tables, sink.calls.size(), "each once");
         assertTrue(completions.get() < tables, "one completion call served several deliveries: " + completions.get() + " calls for "
                 + tables + " deliveries");
+    }
+
+    @Test
+    void parallelDeliveriesBoundsTheCallsOfASinkAtOnce() throws Exception {
+        int parallel = 3;
+        int tables = parallel + 2;
+        for (int k = 0; k < tables; k++) {
+            db.exec("SELECT pgtrickle.create_stream_table('part_" + k + "', 'SELECT id FROM orders WHERE id % " + tables + " = " + k
+                    + "', schedule => 'calculated')", "SELECT pgtrickle.subscribe('part_" + k + "', 'parts')");
+        }
+        // the first calls wait until `parallel` of them are in the sink at once
+        CountDownLatch together = new CountDownLatch(parallel);
+        AtomicInteger now = new AtomicInteger();
+        AtomicInteger most = new AtomicInteger();
+        RecordingSink sink = new RecordingSink();
+        sink.behavior = n -> {
+            most.accumulateAndGet(now.incrementAndGet(), Math::max);
+            try {
+                together.countDown();
+                together.await(30, TimeUnit.SECONDS);
+            } finally {
+                now.decrementAndGet();
+            }
+        };
+        NotificationDispatcher d = new NotificationDispatcher(db.dataSource(), new DispatcherSettings(20, 50, 60_000, 20, 200, parallel));
+        dispatchers.add(d);
+        d.add(sink, service(1, "parts", NotificationSinkType.CHANNELS, new String[] {"parts"}));
+        started(d);
+
+        try (Statement s = writer.createStatement()) {
+            s.execute("INSERT INTO orders SELECT g, 'p', 1 FROM generate_series(100, " + (99 + tables) + ") g");
+            writer.setAutoCommit(false);
+            for (int k = 0; k < tables; k++) {
+                s.execute("SELECT pgtrickle.refresh_stream_table('part_" + k + "')");
+            }
+            writer.commit();
+            writer.setAutoCommit(true);
+        }
+        await("all delivered", () -> sink.delivered.size() == tables && queued("test:parts") == 0);
+        assertEquals(0, together.getCount(), "that many calls were in the sink at once");
+        assertEquals(parallel, most.get(), "never more than parallelDeliveries calls at once, of " + tables + " claimable");
     }
 
     /** The data source, counting the statements that complete notifications. */

@@ -47,6 +47,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -95,6 +96,8 @@ public final class SubscriptionBenchmark implements SqlStatements {
     private final List<Double> tputWith = new ArrayList<>();
     private final List<Drain> drains = new ArrayList<>();
     private final List<String> checks = new ArrayList<>();
+    /** The sections to run ({@code bench.subs.sections}, all by default; a subset is for diagnosis, not for docs/). */
+    private final java.util.Set<Integer> sections = new java.util.TreeSet<>();
     private String enqueueNote;
 
     private static final String COMMON_POOL_PARALLELISM = "java.util.concurrent.ForkJoinPool.common.parallelism";
@@ -106,8 +109,11 @@ public final class SubscriptionBenchmark implements SqlStatements {
         tputSeconds = Integer.getInteger("bench.subs.tput.seconds", 4);
         tputReps = Integer.getInteger("bench.subs.tput.reps", 3);
         whTables = Integer.getInteger("bench.subs.webhook.tables", 50);
-        whRounds = Integer.getInteger("bench.subs.webhook.rounds", 30);
+        whRounds = Integer.getInteger("bench.subs.webhook.rounds", 100);
         whSinks = Integer.getInteger("bench.subs.webhook.sinks", 4);
+        for (String section : System.getProperty("bench.subs.sections", "1,2,3,4,5").split(",")) {
+            sections.add(Integer.parseInt(section.trim()));
+        }
         report = Path.of(System.getProperty("bench.report", "docs/benchmarks/subscriptions.md"));
         command = System.getProperty("bench.command", "mvn -B -f itests/bench/pom.xml -Pbench-subscriptions verify");
     }
@@ -137,19 +143,29 @@ public final class SubscriptionBenchmark implements SqlStatements {
             }
             // a default installation: the scheduler's 1 s tick, its commit wake (before, and with it), the
             // default coalescing window; writes sparser than the window, as an application's usually are
-            latency(DEFAULTS_RATE, DEFAULT_COALESCE_MS, 0, DEFAULT_TICK_MS, 0, DEFAULTS_SECONDS_FACTOR);
-            latency(DEFAULTS_RATE, DEFAULT_COALESCE_MS, 0, DEFAULT_TICK_MS, DEFAULT_WAKE_MS, DEFAULTS_SECONDS_FACTOR);
-            for (int rate : new int[] {100, 1000}) {
-                latency(rate, 0, intervalMs, 0, 0, 1);
-                latency(rate, 250, intervalMs, 0, 0, 1);
-                latency(rate, 0, 0, 0, 0, 1);
-                latency(rate, 0, 0, engineTickMs, 0, 1);
-                latency(rate, 0, 0, DEFAULT_TICK_MS, DEFAULT_WAKE_MS, 1);
+            if (sections.contains(1)) {
+                latency(DEFAULTS_RATE, DEFAULT_COALESCE_MS, 0, DEFAULT_TICK_MS, 0, DEFAULTS_SECONDS_FACTOR);
+                latency(DEFAULTS_RATE, DEFAULT_COALESCE_MS, 0, DEFAULT_TICK_MS, DEFAULT_WAKE_MS, DEFAULTS_SECONDS_FACTOR);
+                for (int rate : new int[] {100, 1000}) {
+                    latency(rate, 0, intervalMs, 0, 0, 1);
+                    latency(rate, 250, intervalMs, 0, 0, 1);
+                    latency(rate, 0, 0, 0, 0, 1);
+                    latency(rate, 0, 0, engineTickMs, 0, 1);
+                    latency(rate, 0, 0, DEFAULT_TICK_MS, DEFAULT_WAKE_MS, 1);
+                }
             }
-            throughput();
-            schedulerIdleCost();
-            afterBurst();
-            webhooks();
+            if (sections.contains(2)) {
+                throughput();
+            }
+            if (sections.contains(4)) {
+                schedulerIdleCost();
+            }
+            if (sections.contains(5)) {
+                afterBurst();
+            }
+            if (sections.contains(3)) {
+                webhooks();
+            }
         } finally {
             try {
                 db.drop();
@@ -716,8 +732,36 @@ public final class SubscriptionBenchmark implements SqlStatements {
 
     // ---------------------------------------------------------------- 3. webhook deliveries
 
-    private record Drain(String what, int sinks, long pollMs, int batch, int expected, int received, double seconds,
-                         double firstToLastRate, double jvmCpuMs, double postgresCpuMs) {
+    private record Drain(String what, boolean external, int sinks, long pollMs, int batch, int parallel, int expected, int received, double seconds,
+                         double firstToLastRate, double jvmCpuMs, double receiverCpuMs, double postgresCpuMs, double callMs,
+                         double callsInFlight, int mostCalls, long connections) {
+    }
+
+    /** The sink calls of one drain: how many, their time in all, and the most at once. */
+    private static final class CallTimes {
+        final java.util.concurrent.atomic.LongAdder count = new java.util.concurrent.atomic.LongAdder();
+        final java.util.concurrent.atomic.LongAdder nanos = new java.util.concurrent.atomic.LongAdder();
+        final java.util.concurrent.atomic.AtomicInteger now = new java.util.concurrent.atomic.AtomicInteger();
+        final java.util.concurrent.atomic.AtomicInteger most = new java.util.concurrent.atomic.AtomicInteger();
+    }
+
+    /**
+     * A webhook sink timed from the dispatcher's side: what a delivery spends in the sink's call (signing,
+     * the HTTP exchange, the client's thread hand-offs), against the drain's whole time.
+     */
+    private record TimedSink(NotificationSink sink, CallTimes times) implements NotificationSink {
+        @Override
+        public void deliver(io.pgtrickle.api.notify.Notification notification) throws Exception {
+            times.most.accumulateAndGet(times.now.incrementAndGet(), Math::max);
+            long t = System.nanoTime();
+            try {
+                sink.deliver(notification);
+            } finally {
+                times.nanos.add(System.nanoTime() - t);
+                times.count.increment();
+                times.now.decrementAndGet();
+            }
+        }
     }
 
     /** CPU seconds used so far by this JVM. */
@@ -801,8 +845,130 @@ public final class SubscriptionBenchmark implements SqlStatements {
         return fields;
     }
 
-    /** Per sink path: receive times. */
+    /** Per sink path: receive times at the receiver in this JVM. */
     private final Map<String, List<Long>> hits = new ConcurrentHashMap<>();
+
+    /** Where the webhooks post: the receiver in this JVM, or {@link WebhookReceiver} in its own process. */
+    private interface Receiver {
+        String base();
+
+        /** Requests to these sinks' paths so far: count, and the receiver's nanoTime at the first and the last. */
+        long[] hits(String[] names) throws Exception;
+
+        /** CPU seconds the receiver used so far, when it is a process of its own; NaN when it is part of this JVM. */
+        double cpuSeconds();
+
+        /** Connections the receiver accepted so far; -1 when it does not count them. */
+        default long connections() throws Exception {
+            return -1;
+        }
+    }
+
+    private Receiver inJvm(String base) {
+        return new Receiver() {
+            @Override
+            public String base() {
+                return base;
+            }
+
+            @Override
+            public long[] hits(String[] names) {
+                List<Long> times = new ArrayList<>();
+                for (String name : names) {
+                    times.addAll(hits.getOrDefault("/" + name, List.of()));
+                }
+                return times.isEmpty() ? new long[] {0, 0, 0} : new long[] {times.size(), Collections.min(times), Collections.max(times)};
+            }
+
+            @Override
+            public double cpuSeconds() {
+                return Double.NaN;
+            }
+        };
+    }
+
+    /** {@link WebhookReceiver} started with this JVM's java and class path; it exits when its stdin closes. */
+    private static final class External implements Receiver, AutoCloseable {
+        private final Process process;
+        private final String base;
+        private final HttpClient client = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
+
+        External() throws IOException {
+            String javaExe = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+            ProcessBuilder pb = new ProcessBuilder(javaExe, "-Xmx128m", "-XX:+UseSerialGC", "-cp", System.getProperty("java.class.path"),
+                    WebhookReceiver.class.getName()).redirectError(ProcessBuilder.Redirect.INHERIT);
+            pb.environment().remove("JDK_JAVA_OPTIONS"); // options meant for the benchmark (a recording) are not the receiver's
+            process = pb.start();
+            java.io.BufferedReader out = new java.io.BufferedReader(new java.io.InputStreamReader(process.getInputStream(),
+                    java.nio.charset.StandardCharsets.US_ASCII));
+            String line;
+            do { // the JVM may print something first (JDK_JAVA_OPTIONS, -Xlog)
+                line = out.readLine();
+            } while (line != null && !line.startsWith("port "));
+            if (line == null || !line.startsWith("port ")) {
+                process.destroyForcibly();
+                throw new IOException("the webhook receiver did not start: " + line);
+            }
+            base = "http://127.0.0.1:" + line.substring(5).trim() + "/";
+        }
+
+        @Override
+        public String base() {
+            return base;
+        }
+
+        @Override
+        public long[] hits(String[] names) throws Exception {
+            long count = 0;
+            long first = Long.MAX_VALUE;
+            long last = Long.MIN_VALUE;
+            for (String name : names) {
+                String[] f = client.send(HttpRequest.newBuilder(URI.create(base + "_stats/" + name)).build(),
+                        HttpResponse.BodyHandlers.ofString()).body().trim().split(" ");
+                long n = Long.parseLong(f[0]);
+                if (n > 0) {
+                    count += n;
+                    first = Math.min(first, Long.parseLong(f[1]));
+                    last = Math.max(last, Long.parseLong(f[2]));
+                }
+            }
+            return count == 0 ? new long[] {0, 0, 0} : new long[] {count, first, last};
+        }
+
+        @Override
+        public long connections() throws Exception {
+            return Long.parseLong(client.send(HttpRequest.newBuilder(URI.create(base + "_stats/-")).build(),
+                    HttpResponse.BodyHandlers.ofString()).body().trim().split(" ")[3]);
+        }
+
+        @Override
+        public double cpuSeconds() {
+            try {
+                return busyTicks(stat(process.pid())) / USER_HZ;
+            } catch (IOException | RuntimeException e) {
+                return Double.NaN;
+            }
+        }
+
+        long pid() {
+            return process.pid();
+        }
+
+        @Override
+        public void close() {
+            process.destroy();
+        }
+    }
+
+    /** One drain of section 3: its own sink group(s), registered before the outbox is filled. */
+    private record DrainSpec(String what, boolean external, long pollMs, int batch, int parallel, String[][] sinks) {
+        DrainSpec(String what, boolean external, long pollMs, int batch, String[][] sinks) {
+            this(what, external, pollMs, batch, DEFAULT_PARALLEL, sinks);
+        }
+    }
+
+    /** The notify bundle's default parallelDeliveries. */
+    private static final int DEFAULT_PARALLEL = 32;
 
     private void webhooks() throws Exception {
         HttpServer http = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 200);
@@ -821,8 +987,9 @@ public final class SubscriptionBenchmark implements SqlStatements {
         });
         http.setExecutor(httpThreads);
         http.start();
-        String base = "http://127.0.0.1:" + http.getAddress().getPort() + "/";
-        try {
+        Receiver local = inJvm("http://127.0.0.1:" + http.getAddress().getPort() + "/");
+        try (External external = new External()) {
+            log("webhook receiver process %d at %s", external.pid(), external.base());
             // stream tables wh_i over one source; channel wh_ch_<i % sinks>
             exec("CREATE TABLE whsrc (id bigint PRIMARY KEY, g int NOT NULL)");
             String[] all = new String[whSinks];
@@ -834,17 +1001,39 @@ public final class SubscriptionBenchmark implements SqlStatements {
                 plan("wh_" + i);
                 exec("SELECT pgtrickle.subscribe('wh_" + i + "', 'wh_ch_" + (i % whSinks) + "')");
             }
+            // the drains run in this order on one JVM. The first runs while the JIT is still compiling the
+            // delivery path; a container that has run a while is past that, and so are the drains after it.
+            // The same drain again, last, shows how much of the differences is the JIT still warming.
+            List<DrainSpec> specs = new ArrayList<>();
+            specs.add(new DrainSpec("1 webhook, dispatcher defaults, cold (the JVM's first drain)", false, 200, 50, one("cold")));
+            specs.add(new DrainSpec("1 webhook, dispatcher defaults", false, 200, 50, one("one")));
+            specs.add(new DrainSpec(whSinks + " webhooks (" + whTables / whSinks + "+ stream tables each), dispatcher defaults", false,
+                    200, 50, quarters("q", all)));
+            specs.add(new DrainSpec("1 webhook, fast polls", false, 10, 50, one("fast")));
+            specs.add(new DrainSpec(whSinks + " webhooks, fast polls", false, 10, 50, quarters("qf", all)));
+            specs.add(new DrainSpec("1 webhook, dispatcher defaults", true, 200, 50, one("x-one")));
+            specs.add(new DrainSpec(whSinks + " webhooks (" + whTables / whSinks + "+ stream tables each), dispatcher defaults", true,
+                    200, 50, quarters("xq", all)));
+            specs.add(new DrainSpec("1 webhook, fast polls", true, 10, 50, one("x-fast")));
+            // the delivery pool's size: the default before (8), and around today's (32)
+            for (int parallel : new int[] {8, 16, 50}) {
+                specs.add(new DrainSpec("1 webhook, parallelDeliveries " + parallel, true, 200, 50, parallel, one("x-p" + parallel)));
+            }
+            specs.add(new DrainSpec("1 webhook, dispatcher defaults, again after all the others", false, 200, 50, one("again")));
+            specs.add(new DrainSpec("1 webhook, parallelDeliveries 8 (the default before), again after all the others", true, 200, 50,
+                    8, one("x-p8-again")));
+            specs.add(new DrainSpec("1 webhook, dispatcher defaults, again after all the others", true, 200, 50, one("x-again")));
             // independent groups of webhook sinks, each receiving every notification once, registered before enqueueing
-            register("webhook:cold", all);
-            register("webhook:one", all);
-            register("webhook:fast", all);
-            register("webhook:again", all);
+            int groups = 2;
             register("webhook:probe", all);
             register("webhook:probe1", all);
-            for (int k = 0; k < whSinks; k++) {
-                register("webhook:q" + k, new String[] {all[k]});
-                register("webhook:qf" + k, new String[] {all[k]});
+            for (DrainSpec spec : specs) {
+                groups++;
+                for (String[] sink : spec.sinks()) {
+                    register("webhook:" + sink[0], sink[1].equals("*") ? all : new String[] {sink[1]});
+                }
             }
+            sinkGroups = groups;
             exec("SET pg_trickle.notify_coalesce_ms = 0");
             long t = System.nanoTime();
             long id = 0;
@@ -861,8 +1050,8 @@ public final class SubscriptionBenchmark implements SqlStatements {
             enqueueNote = String.format(Locale.ROOT, "%,d refreshes (%d stream tables × %d rounds) enqueued %,d outbox rows in %.1f s",
                     n, whTables, whRounds, queued, (System.nanoTime() - t) / 1e9);
             log("%s", enqueueNote);
-            if (queued != (long) n * 8) {
-                throw new IllegalStateException("expected " + n * 8 + " outbox rows, found " + queued);
+            if (queued != (long) n * groups) {
+                throw new IllegalStateException("expected " + n * groups + " outbox rows, found " + queued);
             }
             HikariConfig hc = new HikariConfig();
             hc.setPoolName("bench");
@@ -872,33 +1061,46 @@ public final class SubscriptionBenchmark implements SqlStatements {
             try (HikariDataSource pool = new HikariDataSource(hc)) {
                 dbOneByOne = databaseOnly(pool, n, "webhook:probe1", false);
                 dbGrouped = databaseOnly(pool, n, "webhook:probe", true);
-                // the JVM's first drain runs while the JIT is still compiling the delivery path; a container
-                // that has run a while is past that, and so are the drains after this one
-                drain("1 webhook, dispatcher defaults, cold (the JVM's first drain)", base, pool, 200, 50,
-                        new String[][] {{"cold", "*"}}, n);
-                drain("1 webhook, dispatcher defaults", base, pool, 200, 50, new String[][] {{"one", "*"}}, n);
-                String[][] quarter = new String[whSinks][];
-                for (int k = 0; k < whSinks; k++) {
-                    quarter[k] = new String[] {"q" + k, all[k]};
+                // diagnosis (a profile of one kind of drain): bench.subs.webhook.receivers=process or jvm
+                String receivers = System.getProperty("bench.subs.webhook.receivers", "jvm,process");
+                // diagnosis: a flight recording (JFR, settings "profile") of the drains alone, to this file
+                String jfr = System.getProperty("bench.subs.webhook.jfr", "");
+                jdk.jfr.Recording recording = null;
+                if (!jfr.isEmpty()) {
+                    recording = new jdk.jfr.Recording(jdk.jfr.Configuration.getConfiguration("profile"));
+                    recording.start();
                 }
-                drain(whSinks + " webhooks (" + whTables / whSinks + "+ stream tables each), dispatcher defaults", base, pool, 200, 50,
-                        quarter, n);
-                drain("1 webhook, fast polls", base, pool, 10, 50, new String[][] {{"fast", "*"}}, n);
-                String[][] quarterFast = new String[whSinks][];
-                for (int k = 0; k < whSinks; k++) {
-                    quarterFast[k] = new String[] {"qf" + k, all[k]};
+                for (DrainSpec spec : specs) {
+                    if (receivers.contains(spec.external() ? "process" : "jvm")) {
+                        drain(spec, spec.external() ? external : local, pool, n);
+                    }
                 }
-                drain(whSinks + " webhooks, fast polls", base, pool, 10, 50, quarterFast, n);
-                // the drains run in this order on one JVM: the same drain again, last, shows how much of the
-                // differences above is the JIT still warming rather than the settings
-                drain("1 webhook, dispatcher defaults, again after all the others", base, pool, 200, 50,
-                        new String[][] {{"again", "*"}}, n);
-                parts(base, pool);
+                if (recording != null) {
+                    recording.dump(Path.of(jfr));
+                    recording.close();
+                    log("flight recording of the drains written to %s", jfr);
+                }
+                parts(local, external, pool);
             }
         } finally {
             http.stop(0);
             httpThreads.shutdownNow();
         }
+    }
+
+    private int sinkGroups;
+
+    private static String[][] one(String name) {
+        return new String[][] {{name, "*"}};
+    }
+
+    /** One sink per channel, named prefix + k. */
+    private static String[][] quarters(String prefix, String[] channels) {
+        String[][] sinks = new String[channels.length][];
+        for (int k = 0; k < channels.length; k++) {
+            sinks[k] = new String[] {prefix + k, channels[k]};
+        }
+        return sinks;
     }
 
     private double postMs;
@@ -907,10 +1109,15 @@ public final class SubscriptionBenchmark implements SqlStatements {
     private final double[] postRateDefaultVersion = new double[1];
     private final double[] postRateHttp11 = new double[1];
     private double completeMs;
+    /** Signed POSTs to the receiver process: threads, POSTs/s, JVM CPU ms per POST, receiver CPU ms per POST. */
+    private final List<double[]> farPosts = new ArrayList<>();
+    private final AtomicInteger farFailures = new AtomicInteger();
 
     /** The two halves of one delivery, alone: a signed POST by the sink, and one complete_notification on the pool. */
-    private void parts(String base, DataSource pool) throws Exception {
+    private void parts(Receiver local, External external, DataSource pool) throws Exception {
+        String base = local.base();
         Object sink = webhook("parts", base + "parts", "*");
+        Object far = webhook("parts", external.base() + "parts", "*");
         try {
             List<Double> post = new ArrayList<>();
             long t0 = System.nanoTime();
@@ -952,6 +1159,47 @@ public final class SubscriptionBenchmark implements SqlStatements {
                     f.get();
                 }
                 postRateParallel = threads * each / ((System.nanoTime() - tp) / 1e9);
+                // the same to the receiver in its own process: what HTTP alone costs this JVM, and the receiver
+                for (int i = 0; i < 200; i++) {
+                    ((NotificationSink) far).deliver(new io.pgtrickle.api.notify.Notification("pgt-bench-w" + i, "webhook:parts",
+                            "public.wh_0", "wh_ch_0", i + 1, i + 1, 1, 1, 0, "{\"name\" : \"public.wh_0\", \"refresh_id\" : " + (i + 1)
+                                    + ", \"inserted_count\" : 1, \"deleted_count\" : 0}", Instant.now(), 1));
+                }
+                for (int threadCount : new int[] {8, 16}) {
+                    double jvm0 = jvmCpuSeconds();
+                    double rc0 = external.cpuSeconds();
+                    List<java.util.concurrent.Future<?>> farRuns = new ArrayList<>();
+                    int farEach = 4_000 / threadCount;
+                    long tf = System.nanoTime();
+                    for (int th = 0; th < threadCount; th++) {
+                        int base0 = 10_000 + th * farEach;
+                        farRuns.add(posters.submit(() -> {
+                            for (int i = 0; i < farEach; i++) {
+                                io.pgtrickle.api.notify.Notification n = new io.pgtrickle.api.notify.Notification("pgt-bench-" + (base0 + i),
+                                        "webhook:parts", "public.wh_0", "wh_ch_0", base0 + i, base0 + i, 1, 1, 0,
+                                        "{\"name\" : \"public.wh_0\", \"refresh_id\" : " + (base0 + i)
+                                                + ", \"inserted_count\" : 1, \"deleted_count\" : 0}", Instant.now(), 1);
+                                try {
+                                    ((NotificationSink) far).deliver(n);
+                                } catch (IOException e) {
+                                    // as the dispatcher would, once more (the JDK client now and then loses a
+                                    // kept-alive connection it is reusing: "header parser received no bytes")
+                                    farFailures.incrementAndGet();
+                                    log("parts: a POST to the receiver process failed, sent again: %s", e.getMessage());
+                                    ((NotificationSink) far).deliver(n);
+                                }
+                            }
+                            return null;
+                        }));
+                    }
+                    for (java.util.concurrent.Future<?> f : farRuns) {
+                        f.get();
+                    }
+                    double secs = (System.nanoTime() - tf) / 1e9;
+                    int total = threadCount * farEach;
+                    farPosts.add(new double[] {threadCount, total / secs, (jvmCpuSeconds() - jvm0) * 1000 / total,
+                            (external.cpuSeconds() - rc0) * 1000 / total});
+                }
                 // why the sink speaks HTTP/1.1 to http:// endpoints: the JDK client's default asks for an h2c upgrade every time
                 URI uri = URI.create(base + "versions");
                 for (HttpClient.Version version : new HttpClient.Version[] {HttpClient.Version.HTTP_2, HttpClient.Version.HTTP_1_1}) {
@@ -1000,10 +1248,16 @@ public final class SubscriptionBenchmark implements SqlStatements {
             log("parts: POST %.2f ms (%.0f/s sequential, %.0f/s 8 at a time), complete_notifications of one %.2f ms; plain POSTs 8 at "
                     + "a time: JDK default version %.0f/s, HTTP/1.1 %.0f/s", postMs, postRate, postRateParallel, completeMs,
                     postRateDefaultVersion[0], postRateHttp11[0]);
+            for (double[] f : farPosts) {
+                log("parts: signed POSTs to the receiver process, %.0f threads: %.0f/s, CPU per POST: JVM %.3f ms, receiver %.3f ms",
+                        f[0], f[1], f[2], f[3]);
+            }
         } finally {
-            Method deactivate = sink.getClass().getDeclaredMethod("deactivate");
-            deactivate.setAccessible(true);
-            deactivate.invoke(sink);
+            for (Object w : new Object[] {sink, far}) {
+                Method deactivate = w.getClass().getDeclaredMethod("deactivate");
+                deactivate.setAccessible(true);
+                deactivate.invoke(w);
+            }
         }
     }
 
@@ -1076,13 +1330,12 @@ public final class SubscriptionBenchmark implements SqlStatements {
         }
     }
 
-    /** Starts a dispatcher with the given webhook sinks and times it until their queues are empty. */
-    private void drain(String what, String base, DataSource pool, long pollMs, int batch, String[][] sinks, int expected)
-            throws Exception {
+    /** Starts a dispatcher with the spec's webhook sinks and times it until their queues are empty. */
+    private void drain(DrainSpec spec, Receiver receiver, DataSource pool, int expected) throws Exception {
         Class<?> settingsClass = Class.forName("io.pgtrickle.notify.DispatcherSettings");
-        Constructor<?> sc = settingsClass.getDeclaredConstructor(long.class, int.class, int.class, long.class, long.class);
+        Constructor<?> sc = settingsClass.getDeclaredConstructor(long.class, int.class, int.class, long.class, long.class, int.class);
         sc.setAccessible(true);
-        Object ds = sc.newInstance(pollMs, batch, 60_000, 1_000L, 300_000L);
+        Object ds = sc.newInstance(spec.pollMs(), spec.batch(), 60_000, 1_000L, 300_000L, spec.parallel());
         Class<?> dispatcherClass = Class.forName("io.pgtrickle.notify.NotificationDispatcher");
         Constructor<?> dc = dispatcherClass.getDeclaredConstructor(DataSource.class, settingsClass);
         dc.setAccessible(true);
@@ -1095,11 +1348,16 @@ public final class SubscriptionBenchmark implements SqlStatements {
         Object dispatcher = dc.newInstance(pool, ds);
         List<Object> webhooks = new ArrayList<>();
         StringBuilder ids = new StringBuilder();
+        String[] names = new String[spec.sinks().length];
+        CallTimes calls = new CallTimes();
         try {
             long serviceId = 1000;
-            for (String[] s : sinks) {
-                Object sink = webhook(s[0], base + s[0], s[1]);
+            for (int k = 0; k < names.length; k++) {
+                String[] s = spec.sinks()[k];
+                names[k] = s[0];
+                Object sink = webhook(s[0], receiver.base() + s[0], s[1]);
                 webhooks.add(sink);
+                sink = new TimedSink((NotificationSink) sink, calls);
                 Map<String, Object> p = new HashMap<>();
                 p.put("service.id", serviceId++);
                 p.put(NotificationSinkType.TYPE, "webhook");
@@ -1112,6 +1370,8 @@ public final class SubscriptionBenchmark implements SqlStatements {
             }
             double jvm0 = jvmCpuSeconds();
             double pg0 = postgresCpuSeconds();
+            double rc0 = receiver.cpuSeconds();
+            long conn0 = receiver.connections();
             long t0 = System.nanoTime();
             start.invoke(dispatcher);
             long deadline = t0 + 120_000_000_000L;
@@ -1124,18 +1384,20 @@ public final class SubscriptionBenchmark implements SqlStatements {
             double seconds = (System.nanoTime() - t0) / 1e9;
             double jvmMs = (jvmCpuSeconds() - jvm0) * 1000 / expected;
             double pgMs = (postgresCpuSeconds() - pg0) * 1000 / expected;
-            List<Long> times = new ArrayList<>();
-            for (String[] s : sinks) {
-                times.addAll(hits.getOrDefault("/" + s[0], List.of()));
-            }
-            Collections.sort(times);
-            double rate = times.size() > 1 ? (times.size() - 1) / ((times.get(times.size() - 1) - times.get(0)) / 1e9) : 0;
-            Drain d = new Drain(what, sinks.length, pollMs, batch, expected, times.size(), seconds, rate, jvmMs, pgMs);
+            double receiverMs = (receiver.cpuSeconds() - rc0) * 1000 / expected;
+            long[] h = receiver.hits(names);
+            long opened = conn0 < 0 ? -1 : receiver.connections() - conn0 - 1; // less the query's own
+            double rate = h[0] > 1 ? (h[0] - 1) / ((h[2] - h[1]) / 1e9) : 0;
+            Drain d = new Drain(spec.what(), spec.external(), spec.sinks().length, spec.pollMs(), spec.batch(), spec.parallel(), expected, (int) h[0],
+                    seconds, rate, jvmMs, receiverMs, pgMs, calls.count.sum() == 0 ? 0 : calls.nanos.sum() / 1e6 / calls.count.sum(),
+                    calls.nanos.sum() / 1e9 / seconds, calls.most.get(), opened);
             drains.add(d);
-            log("drain %s: %d/%d in %.2f s (%.0f/s start→empty, %.0f/s first→last), CPU per delivery: JVM %.2f ms, PostgreSQL %.2f ms",
-                    what, times.size(), expected, seconds, expected / seconds, rate, jvmMs, pgMs);
-            if (times.size() < expected) {
-                throw new IllegalStateException("drain incomplete: " + times.size() + " of " + expected);
+            log("drain %s, receiver %s: %d/%d in %.2f s (%.0f/s start→empty, %.0f/s first→last), CPU per delivery: JVM %.2f ms, "
+                    + "receiver %.2f ms, PostgreSQL %.2f ms; sink calls: %.2f ms each, %.1f at a time on average, %d at most; %d connections",
+                    spec.what(), spec.external() ? "process" : "in JVM", h[0], expected,
+                    seconds, expected / seconds, rate, jvmMs, receiverMs, pgMs, d.callMs(), d.callsInFlight(), d.mostCalls(), opened);
+            if (h[0] < expected) {
+                throw new IllegalStateException("drain incomplete: " + h[0] + " of " + expected);
             }
         } finally {
             close.invoke(dispatcher);
@@ -1197,8 +1459,8 @@ public final class SubscriptionBenchmark implements SqlStatements {
         b.append(String.format(Locale.ROOT, "Knobs (`-D...`): `bench.subs.seconds` (writes per latency cell, default 10; this run %d), "
                 + "`bench.subs.interval` (refresh interval ms, 100; %d), `bench.subs.engine.tick` (the scheduler's tick in the "
                 + "`calculated` cells, ms, 10; %d), `bench.subs.tput.seconds` (4; %d), `bench.subs.tput.reps` "
-                + "(3; %d), `bench.subs.webhook.tables` (50; %d), `bench.subs.webhook.rounds` (30; %d), `bench.subs.webhook.sinks` "
-                + "(4; %d). Only `-Pbench-subscriptions` runs it (the normal build only compiles; `-Pbench` still runs only the engine "
+                + "(3; %d), `bench.subs.webhook.tables` (50; %d), `bench.subs.webhook.rounds` (100; %d), `bench.subs.webhook.sinks` "
+                + "(4; %d), `bench.subs.sections` (1,2,3,4,5: a subset, for diagnosis, writes a report of only those). Only `-Pbench-subscriptions` runs it (the normal build only compiles; `-Pbench` still runs only the engine "
                 + "benchmark). It starts its own database through `TestDatabase`, installs the catalog with `CatalogMigrator`, "
                 + "and drops the database at the end.\n\n", cellSeconds, intervalMs, engineTickMs, tputSeconds, tputReps, whTables, whRounds, whSinks));
         b.append("## Machine and server\n\n");
@@ -1211,124 +1473,154 @@ public final class SubscriptionBenchmark implements SqlStatements {
         b.append(String.join(", ", kv)).append(".\n");
         b.append(String.format(Locale.ROOT, "- Whole run %.1f min.\n\n", minutes));
 
-        b.append("## 1. Commit → NOTIFY received (LISTEN client)\n\n");
-        b.append("Per cell a fresh source `latN_src(id bigint PK, w int)` and a DIFFERENTIAL stream table `SELECT id, w FROM latN_src` "
-                + "subscribed to one channel, its `notify_coalesce_ms` set with `alter_stream_table`. Two writer threads, each paced "
-                + "(open loop, evenly spaced) single-row INSERT commits in autocommit, ids `i*2+w`. **Refreshes come from one of two "
-                + "drivers.** (a) A refresher thread at a fixed rate (every " + intervalMs + " ms) or back "
-                + "to back, each tick one transaction: `refresh_stream_table`, then the newest id of each writer now in the stream "
-                + "table and the refresh's `refresh_id`, then `flush_notifications()` (what the notify bundle's timer does, for the "
-                + "trailing coalesced notification), commit (which sends the NOTIFY). (b) The container's scheduler itself "
-                + "(`RefreshEngine` on a HikariCP pool, built by reflection as its tests build it), the stream table on schedule "
-                + "`calculated` (the default schedule) and the scheduler ticking every " + engineTickMs + " ms or 1,000 ms "
-                + "(`pg_trickle.scheduler_interval_ms`, default 1,000), and with the **wake** (`pg_trickle.wake_interval_ms`, "
-                + "default 10) looking between ticks whether a transaction has committed since the last tick, ticking at once if "
-                + "so: each tick probes the change buffers (`due_stream_tables()`) and refreshes what has changes; a `RefreshListener` "
-                + "records the newest id of each writer inside each refresh transaction. Writers never notify. The first two rows "
-                + "are a default installation, before the wake (tick 1 s, no wake) and with it, at the default coalescing window "
-                + "(250 ms) and " + DEFAULTS_RATE + " commits a second (one per writer per second, sparser than the window, as an "
-                + "application's writes usually are; " + DEFAULTS_SECONDS_FACTOR + " times as long as the other cells). A pgjdbc "
-                + "connection `LISTEN`s and waits in "
-                + "`getNotifications(50)`; it stamps each notification on arrival. **Latency = arrival − the client-side commit "
-                + "acknowledgement time of the newest write the notification covers**: the notification's `refresh_id` → the newest "
-                + "id per writer that refresh had made visible (each writer commits its ids in order, so it covers all of that "
-                + "writer's earlier ones) → the later of the two acknowledgements. A coalesced notification carries its latest "
-                + "refresh_id, so it is measured against the newest write of that refresh. The first second of each cell is "
-                + "warm-up. One clock (System.nanoTime) in one JVM.\n\n");
-        b.append("Two views of the same cells: **newest write** (the definition above: one sample per notification) and **every "
-                + "write** (per write: arrival of the first notification covering it − its acknowledgement; one sample per write "
-                + "after the warm-up). The first excludes the wait for the next refresh tick, the second includes it.\n\n");
-        b.append("| target rate | achieved commits/s | coalesce ms | refreshed by | refreshes done | notifications | newest write: p50 ms | p99 ms | max ms | target (p50 < 20, p99 < 100; coalescing off or writes sparser than its window) | every write: n | p50 ms | p99 ms | target |\n");
-        b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-        for (LatencyCell cell : cells) {
-            double p50 = pct(cell.latencies, 50);
-            double p99 = pct(cell.latencies, 99);
-            String target = cell.targeted
-                    ? (p50 < 20 && p99 < 100 ? "**met**" : "**missed**" + (p50 < 20 ? " (p99)" : p99 < 100 ? " (p50)" : " (both)"))
-                    : "– (by design ≤ window)";
-            double w50 = pct(cell.perWrite, 50);
-            double w99 = pct(cell.perWrite, 99);
-            String wTarget = cell.targeted
-                    ? (w50 < 20 && w99 < 100 ? "**met**" : "**missed**" + (w50 < 20 ? " (p99)" : w99 < 100 ? " (p50)" : " (both)"))
-                    : "–";
-            b.append(String.format(Locale.ROOT, "| %,d/s | %,.0f | %d | %s | %d | %d | %s | %s | %s | %s | %,d | %s | %s | %s |\n",
-                    cell.rate, cell.achievedRate, cell.coalesceMs, cell.driver, cell.refreshes, cell.notifications,
-                    ms(p50), ms(p99), ms(cell.latencies.isEmpty() ? 0 : Collections.max(cell.latencies)), target,
-                    cell.perWrite.size(), ms(w50), ms(w99), wTarget));
+        if (sections.contains(1)) {
+            b.append("## 1. Commit → NOTIFY received (LISTEN client)\n\n");
+            b.append("Per cell a fresh source `latN_src(id bigint PK, w int)` and a DIFFERENTIAL stream table `SELECT id, w FROM latN_src` "
+                    + "subscribed to one channel, its `notify_coalesce_ms` set with `alter_stream_table`. Two writer threads, each paced "
+                    + "(open loop, evenly spaced) single-row INSERT commits in autocommit, ids `i*2+w`. **Refreshes come from one of two "
+                    + "drivers.** (a) A refresher thread at a fixed rate (every " + intervalMs + " ms) or back "
+                    + "to back, each tick one transaction: `refresh_stream_table`, then the newest id of each writer now in the stream "
+                    + "table and the refresh's `refresh_id`, then `flush_notifications()` (what the notify bundle's timer does, for the "
+                    + "trailing coalesced notification), commit (which sends the NOTIFY). (b) The container's scheduler itself "
+                    + "(`RefreshEngine` on a HikariCP pool, built by reflection as its tests build it), the stream table on schedule "
+                    + "`calculated` (the default schedule) and the scheduler ticking every " + engineTickMs + " ms or 1,000 ms "
+                    + "(`pg_trickle.scheduler_interval_ms`, default 1,000), and with the **wake** (`pg_trickle.wake_interval_ms`, "
+                    + "default 10) looking between ticks whether a transaction has committed since the last tick, ticking at once if "
+                    + "so: each tick probes the change buffers (`due_stream_tables()`) and refreshes what has changes; a `RefreshListener` "
+                    + "records the newest id of each writer inside each refresh transaction. Writers never notify. The first two rows "
+                    + "are a default installation, before the wake (tick 1 s, no wake) and with it, at the default coalescing window "
+                    + "(250 ms) and " + DEFAULTS_RATE + " commits a second (one per writer per second, sparser than the window, as an "
+                    + "application's writes usually are; " + DEFAULTS_SECONDS_FACTOR + " times as long as the other cells). A pgjdbc "
+                    + "connection `LISTEN`s and waits in "
+                    + "`getNotifications(50)`; it stamps each notification on arrival. **Latency = arrival − the client-side commit "
+                    + "acknowledgement time of the newest write the notification covers**: the notification's `refresh_id` → the newest "
+                    + "id per writer that refresh had made visible (each writer commits its ids in order, so it covers all of that "
+                    + "writer's earlier ones) → the later of the two acknowledgements. A coalesced notification carries its latest "
+                    + "refresh_id, so it is measured against the newest write of that refresh. The first second of each cell is "
+                    + "warm-up. One clock (System.nanoTime) in one JVM.\n\n");
+            b.append("Two views of the same cells: **newest write** (the definition above: one sample per notification) and **every "
+                    + "write** (per write: arrival of the first notification covering it − its acknowledgement; one sample per write "
+                    + "after the warm-up). The first excludes the wait for the next refresh tick, the second includes it.\n\n");
+            b.append("| target rate | achieved commits/s | coalesce ms | refreshed by | refreshes done | notifications | newest write: p50 ms | p99 ms | max ms | target (p50 < 20, p99 < 100; coalescing off or writes sparser than its window) | every write: n | p50 ms | p99 ms | target |\n");
+            b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+            for (LatencyCell cell : cells) {
+                double p50 = pct(cell.latencies, 50);
+                double p99 = pct(cell.latencies, 99);
+                String target = cell.targeted
+                        ? (p50 < 20 && p99 < 100 ? "**met**" : "**missed**" + (p50 < 20 ? " (p99)" : p99 < 100 ? " (p50)" : " (both)"))
+                        : "– (by design ≤ window)";
+                double w50 = pct(cell.perWrite, 50);
+                double w99 = pct(cell.perWrite, 99);
+                String wTarget = cell.targeted
+                        ? (w50 < 20 && w99 < 100 ? "**met**" : "**missed**" + (w50 < 20 ? " (p99)" : w99 < 100 ? " (p50)" : " (both)"))
+                        : "–";
+                b.append(String.format(Locale.ROOT, "| %,d/s | %,.0f | %d | %s | %d | %d | %s | %s | %s | %s | %,d | %s | %s | %s |\n",
+                        cell.rate, cell.achievedRate, cell.coalesceMs, cell.driver, cell.refreshes, cell.notifications,
+                        ms(p50), ms(p99), ms(cell.latencies.isEmpty() ? 0 : Collections.max(cell.latencies)), target,
+                        cell.perWrite.size(), ms(w50), ms(w99), wTarget));
+            }
         }
-        b.append("\n## 2. Writer throughput with and without a subscription\n\n");
-        b.append(String.format(Locale.ROOT, "One source and DIFFERENTIAL stream table as above; two unpaced writer threads of "
-                + "single-row INSERT commits for %d s (after 0.5 s warm-up), the refresher every %d ms in both phases; alternately "
-                + "without a subscription and with one (plus a LISTEN client draining it); %d repetitions.\n\n", tputSeconds,
-                intervalMs, tputReps));
-        b.append("| | commits/s median (min–max) |\n|---|---|\n");
-        b.append("| without subscription | ").append(rate(tputWithout)).append(" |\n");
-        b.append("| with subscription | ").append(rate(tputWith)).append(" |\n");
-        b.append(String.format(Locale.ROOT, "| **ratio with / without** | **%.2f** |\n\n", median(tputWith) / median(tputWithout)));
-
-        b.append("## 3. Webhook deliveries from the outbox\n\n");
-        b.append("`").append(enqueueNote).append(String.format(Locale.ROOT, "` with `notify_coalesce_ms = 0`, every notification queued once for each of eight "
-                + "independent sink groups (the six below and two probes) registered beforehand with `pgtrickle.register_sink`. Then, per group, the notify bundle's "
-                + "`NotificationDispatcher` (package-private: built by reflection, as its tests build it) with `WebhookSink`s "
-                + "(activated without a BundleContext as in their tests, signed with a `whsec_` secret) on a HikariCP pool of 10 (as "
-                + "the container's data source), posting to a loopback JDK `HttpServer` answering 200 (8 threads). Time from "
-                + "`start()` until the group's outbox rows are gone; rate also from the first to the last request received. The first "
-                + "drain runs on a cold JVM (the JIT still compiling the delivery path), the others warm, as a container that has run "
-                + "a while. The benchmark sets `java.util.concurrent.ForkJoinPool.common.parallelism=2` on machines with 2 CPUs or "
-                + "fewer, as the distribution's launcher does: otherwise `CompletableFuture`, which the JDK's HttpClient uses for every "
-                + "response, starts a new thread per asynchronous stage (this run: %d CPUs, common pool parallelism %d).\n\n",
-                Runtime.getRuntime().availableProcessors(), java.util.concurrent.ForkJoinPool.getCommonPoolParallelism()));
-        b.append("| sinks | pollIntervalMs | batchSize | delivered | s (start → empty) | deliveries/s (start → empty) | deliveries/s (first → last) | CPU ms per delivery: JVM | PostgreSQL | target 2,000/s |\n");
-        b.append("|---|---|---|---|---|---|---|---|---|---|\n");
-        for (Drain d : drains) {
-            double r = d.expected / d.seconds;
-            b.append(String.format(Locale.ROOT, "| %s | %d | %d | %,d / %,d | %.2f | %,.0f | %,.0f | %.2f | %.2f | %s |\n", d.what, d.pollMs,
-                    d.batch, d.received, d.expected, d.seconds, r, d.firstToLastRate, d.jvmCpuMs, d.postgresCpuMs,
-                    r >= 2000 ? "**met**" : "**missed**"));
+        if (sections.contains(2)) {
+            b.append("\n## 2. Writer throughput with and without a subscription\n\n");
+            b.append(String.format(Locale.ROOT, "One source and DIFFERENTIAL stream table as above; two unpaced writer threads of "
+                    + "single-row INSERT commits for %d s (after 0.5 s warm-up), the refresher every %d ms in both phases; alternately "
+                    + "without a subscription and with one (plus a LISTEN client draining it); %d repetitions.\n\n", tputSeconds,
+                    intervalMs, tputReps));
+            b.append("| | commits/s median (min–max) |\n|---|---|\n");
+            b.append("| without subscription | ").append(rate(tputWithout)).append(" |\n");
+            b.append("| with subscription | ").append(rate(tputWith)).append(" |\n");
+            b.append(String.format(Locale.ROOT, "| **ratio with / without** | **%.2f** |\n\n", median(tputWith) / median(tputWithout)));
         }
-        b.append(String.format(Locale.ROOT, "\nCPU per delivery: the JVM's process CPU time (dispatcher, sinks, the HTTP receiver, "
-                + "and anything else this JVM did meanwhile) and the database server's (its backends' and exited children's, from "
-                + "`/proc`) over the drain, divided by the deliveries. With %d CPUs, a rate of R deliveries/s needs (JVM + PostgreSQL) × R "
-                + "≤ %d,000 ms of CPU per second.\n", Runtime.getRuntime().availableProcessors(), Runtime.getRuntime().availableProcessors()));
-        b.append(String.format(Locale.ROOT, "\nThe parts of a delivery, alone (500 after 100 warm-up): the webhook sink's signed POST to "
-                + "the same receiver %.2f ms median (%,.0f/s back to back); the same POSTs from 8 threads at once (as a lane's 8 delivery "
-                + "threads), 2,000 in all: **%,.0f/s**, the ceiling of HTTP alone in this JVM on this machine, before any database work; "
-                + "`complete_notifications` of one row on a pooled connection (borrow, autocommit call with a non-existent id, so "
-                + "nothing deleted, return) %.2f ms median.\n", postMs, postRate, postRateParallel, completeMs));
-        b.append(String.format(Locale.ROOT, "\nWhy the sink speaks HTTP/1.1 to `http://` endpoints (HTTP/2 stays for `https://`, "
-                + "negotiated by TLS): unsigned 2-byte POSTs from a bare JDK `HttpClient`, 8 threads at once, 2,000 after 200 warm-up, "
-                + "same receiver: the client's default version (HTTP/2: on cleartext it asks every request to upgrade to h2c, which "
-                + "this server, like most, refuses every time) **%,.0f/s**; HTTP/1.1 **%,.0f/s**.\n", postRateDefaultVersion[0],
-                postRateHttp11[0]));
-        b.append("\nThe database side of a drain alone, side by side (before the drains above, on the full outbox; each probe is its own "
-                + "sink group; claims of 50 with `claim_notifications`, no sink call, no poll wait):\n\n");
-        b.append("| completing | notifications/s | one claim, median ms |\n|---|---|---|\n");
-        b.append(String.format(Locale.ROOT, "| one `complete_notifications` call per row (how lanes completed before grouping) | %,.0f | %.1f |\n",
-                dbOneByOne.rate(), dbOneByOne.claimMs()));
-        b.append(String.format(Locale.ROOT, "| one call per claim of 50 (a lane's grouped completion at its best) | %,.0f | %.1f |\n",
-                dbGrouped.rate(), dbGrouped.claimMs()));
-        b.append(String.format(Locale.ROOT, "\n## 4. The scheduler's own cost when nothing changes\n\n%d stream tables on schedule "
-                + "`calculated` over one source, then " + Integer.getInteger("bench.subs.idle.many", 1000) + " over a source each (the default "
-                + "schedule; the database vacuumed and analysed after their creation, so that autovacuum has nothing to do), no writes; the container's scheduler (as in section 1 (b)) at three ticks without "
-                + "waking, and at its defaults (1 s tick, a look at the snapshot every 10 ms), each "
-                + "for %d s after one to settle. Ticks counted as the connections the scheduler borrowed from its pool (one per tick; the wake looks on a connection it holds, counted in CPU but not here; no refresh "
-                + "ran). CPU in percent of one CPU: this JVM's (the scheduler is all it runs then), and the scheduler's own database "
-                + "sessions' (the backends its pool opened, from `/proc`).\n\n", IDLE_STREAM_TABLES, IDLE_SECONDS));
-        b.append("| stream tables | tick | wake | ticks/s | JVM, % of a CPU | its database sessions, % of a CPU | target (1,000 stream tables: ≤ 2% together) |\n|---|---|---|---|---|---|---|\n");
-        for (IdleCost cost : idleCosts) {
-            double total = cost.jvmCpuPercent() + cost.postgresCpuPercent();
-            String target = cost.streamTables() >= 1000 ? (total <= 2 ? "**met**" : "**missed**") + String.format(Locale.ROOT, " (%.1f%%)", total) : "–";
-            b.append(String.format(Locale.ROOT, "| %,d | %,d ms | %s | %.0f | %.1f | %.1f | %s |\n", cost.streamTables(), cost.tickMs(),
-                    cost.wakeMs() > 0 ? cost.wakeMs() + " ms" : "off", cost.ticksPerSecond(),
-                    cost.jvmCpuPercent(), cost.postgresCpuPercent(), target));
+        if (sections.contains(3)) {
+            b.append("## 3. Webhook deliveries from the outbox\n\n");
+            b.append("`").append(enqueueNote).append(String.format(Locale.ROOT, "` with `notify_coalesce_ms = 0`, every notification queued once for each of %d "
+                    + "independent sink groups (one per drain below and two probes) registered beforehand with `pgtrickle.register_sink`. Then, per group, the notify bundle's "
+                    + "`NotificationDispatcher` (package-private: built by reflection, as its tests build it) with `WebhookSink`s "
+                    + "(activated without a BundleContext as in their tests, signed with a `whsec_` secret) on a HikariCP pool of 10 (as "
+                    + "the container's data source), posting to one of two receivers on loopback, both answering 200: **in this JVM**, "
+                    + "a JDK `HttpServer` (8 threads); or **a process of its own**, `io.pgtrickle.bench.WebhookReceiver` (started with "
+                    + "this JVM's `java` and class path: a blocking HTTP/1.1 server, a thread per kept-alive connection, counting requests "
+                    + "and checking nothing), as a real endpoint is. Time from "
+                    + "`start()` until the group's outbox rows are gone; rate also from the first to the last request received (on the "
+                    + "receiver's clock). The first "
+                    + "drain runs on a cold JVM (the JIT still compiling the delivery path); the JIT keeps making the later ones cheaper "
+                    + "(a drain lasts a second or two), so compare rows near each other, and the rows run **again after all the "
+                    + "others** (warm, as a container that has run a while) with each other. The benchmark sets `java.util.concurrent.ForkJoinPool.common.parallelism=2` on machines with 2 CPUs or "
+                    + "fewer, as the distribution's launcher does: otherwise `CompletableFuture`, which the JDK's HttpClient uses for every "
+                    + "response, starts a new thread per asynchronous stage (this run: %d CPUs, common pool parallelism %d).\n\n",
+                    sinkGroups, Runtime.getRuntime().availableProcessors(), java.util.concurrent.ForkJoinPool.getCommonPoolParallelism()));
+            b.append("| sinks | receiver | pollIntervalMs | batchSize | parallelDeliveries | delivered | s (start → empty) | deliveries/s (start → empty) | deliveries/s (first → last) | CPU ms per delivery: JVM | receiver process | PostgreSQL | sink call, ms | sink calls at once: mean (max) | connections opened | target 5,000/s |\n");
+            b.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+            for (Drain d : drains) {
+                double r = d.expected / d.seconds;
+                b.append(String.format(Locale.ROOT, "| %s | %s | %d | %d | %d | %,d / %,d | %.2f | %,.0f | %,.0f | %.2f | %s | %.2f | %.2f | %.1f (%d) | %s | %s |\n", d.what,
+                        d.external ? "**process**" : "in JVM", d.pollMs, d.batch, d.parallel, d.received, d.expected, d.seconds, r, d.firstToLastRate,
+                        d.jvmCpuMs, d.external ? String.format(Locale.ROOT, "%.2f", d.receiverCpuMs) : "(in JVM)", d.postgresCpuMs,
+                        d.callMs, d.callsInFlight, d.mostCalls, d.connections < 0 ? "–" : Long.toString(d.connections),
+                        r >= 5000 ? "**met**" : "**missed**"));
+            }
+            b.append(String.format(Locale.ROOT, "\nCPU per delivery: the JVM's process CPU time (dispatcher, sinks, the HTTP receiver "
+                    + "when it is in the JVM, and anything else this JVM did meanwhile), the receiver process's, and the database server's "
+                    + "(its backends' and exited children's, from `/proc`) over the drain, divided by the deliveries. With %d CPUs, a rate "
+                    + "of R deliveries/s needs (JVM + receiver + PostgreSQL) × R ≤ %d,000 ms of CPU per second. Sink call: each "
+                    + "`WebhookSink.deliver` timed by a wrapper the dispatcher calls (signing, the HTTP exchange and the HTTP client's "
+                    + "own hand-offs); at once: the calls' summed time over the drain's, i.e. how many of a lane's delivery slots were "
+                    + "busy on average (the rest of the time goes to claims, completions and hand-offs between the dispatcher's threads). "
+                    + "Connections opened: those the receiver process accepted during the drain (HTTP/1.1 keep-alive: the sink's "
+                    + "client opens about one per delivery in flight and reuses them).\n",
+                    Runtime.getRuntime().availableProcessors(), Runtime.getRuntime().availableProcessors()));
+            b.append(String.format(Locale.ROOT, "\nThe parts of a delivery, alone (500 after 100 warm-up): the webhook sink's signed POST to "
+                    + "the same receiver %.2f ms median (%,.0f/s back to back); the same POSTs from 8 threads at once (as a lane's 8 delivery "
+                    + "slots before parallelDeliveries was 32), 2,000 in all: **%,.0f/s**, the ceiling of HTTP alone in this JVM on this machine, before any database work; "
+                    + "`complete_notifications` of one row on a pooled connection (borrow, autocommit call with a non-existent id, so "
+                    + "nothing deleted, return) %.2f ms median.\n", postMs, postRate, postRateParallel, completeMs));
+            for (double[] f : farPosts) {
+                b.append(String.format(Locale.ROOT, "\nThe sink's signed POSTs alone to the receiver **process**, %.0f threads at once, "
+                        + "4,000 after 200 warm-up: **%,.0f/s**; CPU per POST: this JVM %.3f ms, the receiver %.3f ms.\n", f[0], f[1], f[2], f[3]));
+            }
+            if (farFailures.get() > 0) {
+                b.append(String.format(Locale.ROOT, "(%d of those POSTs failed once, the JDK client losing a kept-alive connection it "
+                        + "was reusing, and were sent again.)\n", farFailures.get()));
+            }
+            b.append(String.format(Locale.ROOT, "\nWhy the sink speaks HTTP/1.1 to `http://` endpoints (HTTP/2 stays for `https://`, "
+                    + "negotiated by TLS): unsigned 2-byte POSTs from a bare JDK `HttpClient`, 8 threads at once, 2,000 after 200 warm-up, "
+                    + "same receiver: the client's default version (HTTP/2: on cleartext it asks every request to upgrade to h2c, which "
+                    + "this server, like most, refuses every time) **%,.0f/s**; HTTP/1.1 **%,.0f/s**.\n", postRateDefaultVersion[0],
+                    postRateHttp11[0]));
+            b.append("\nThe database side of a drain alone, side by side (before the drains above, on the full outbox; each probe is its own "
+                    + "sink group; claims of 50 with `claim_notifications`, no sink call, no poll wait):\n\n");
+            b.append("| completing | notifications/s | one claim, median ms |\n|---|---|---|\n");
+            b.append(String.format(Locale.ROOT, "| one `complete_notifications` call per row (how lanes completed before grouping) | %,.0f | %.1f |\n",
+                    dbOneByOne.rate(), dbOneByOne.claimMs()));
+            b.append(String.format(Locale.ROOT, "| one call per claim of 50 (a lane's grouped completion at its best) | %,.0f | %.1f |\n",
+                    dbGrouped.rate(), dbGrouped.claimMs()));
         }
-        b.append("\n## 5. The probe and a no-op refresh right after a burst\n\n");
-        b.append(burstNote).append(". Autovacuum off on the buffer, so its deleted rows stay until the `VACUUM` between the two "
-                + "columns (as they do while autovacuum is busy elsewhere). Median of 20 calls each, ms, client wall time. "
-                + "Target of a no-op refresh after a burst: at most 2 ms.\n\n");
-        b.append("| | buffer full of deleted rows | after VACUUM |\n|---|---|---|\n");
-        for (BurstProbe p : burstProbes) {
-            b.append(String.format(Locale.ROOT, "| %s | %s | %s |\n", p.what(), ms(p.dirtyMs()), ms(p.vacuumedMs())));
+        if (sections.contains(4)) {
+            b.append(String.format(Locale.ROOT, "\n## 4. The scheduler's own cost when nothing changes\n\n%d stream tables on schedule "
+                    + "`calculated` over one source, then " + Integer.getInteger("bench.subs.idle.many", 1000) + " over a source each (the default "
+                    + "schedule; the database vacuumed and analysed after their creation, so that autovacuum has nothing to do), no writes; the container's scheduler (as in section 1 (b)) at three ticks without "
+                    + "waking, and at its defaults (1 s tick, a look at the snapshot every 10 ms), each "
+                    + "for %d s after one to settle. Ticks counted as the connections the scheduler borrowed from its pool (one per tick; the wake looks on a connection it holds, counted in CPU but not here; no refresh "
+                    + "ran). CPU in percent of one CPU: this JVM's (the scheduler is all it runs then), and the scheduler's own database "
+                    + "sessions' (the backends its pool opened, from `/proc`).\n\n", IDLE_STREAM_TABLES, IDLE_SECONDS));
+            b.append("| stream tables | tick | wake | ticks/s | JVM, % of a CPU | its database sessions, % of a CPU | target (1,000 stream tables: ≤ 2% together) |\n|---|---|---|---|---|---|---|\n");
+            for (IdleCost cost : idleCosts) {
+                double total = cost.jvmCpuPercent() + cost.postgresCpuPercent();
+                String target = cost.streamTables() >= 1000 ? (total <= 2 ? "**met**" : "**missed**") + String.format(Locale.ROOT, " (%.1f%%)", total) : "–";
+                b.append(String.format(Locale.ROOT, "| %,d | %,d ms | %s | %.0f | %.1f | %.1f | %s |\n", cost.streamTables(), cost.tickMs(),
+                        cost.wakeMs() > 0 ? cost.wakeMs() + " ms" : "off", cost.ticksPerSecond(),
+                        cost.jvmCpuPercent(), cost.postgresCpuPercent(), target));
+            }
+        }
+        if (sections.contains(5)) {
+            b.append("\n## 5. The probe and a no-op refresh right after a burst\n\n");
+            b.append(burstNote).append(". Autovacuum off on the buffer, so its deleted rows stay until the `VACUUM` between the two "
+                    + "columns (as they do while autovacuum is busy elsewhere). Median of 20 calls each, ms, client wall time. "
+                    + "Target of a no-op refresh after a burst: at most 2 ms.\n\n");
+            b.append("| | buffer full of deleted rows | after VACUUM |\n|---|---|---|\n");
+            for (BurstProbe p : burstProbes) {
+                b.append(String.format(Locale.ROOT, "| %s | %s | %s |\n", p.what(), ms(p.dirtyMs()), ms(p.vacuumedMs())));
+            }
         }
         b.append("\n## Checks\n\n");
         for (String ch : checks) {
