@@ -31,10 +31,10 @@ import org.slf4j.LoggerFactory;
  * one notification per stream table (the oldest queued) and none of a stream table whose oldest is
  * still claimed, so delivering them concurrently keeps refresh order per stream table. The poll
  * thread claims again as soon as fewer rows than that are outstanding, without waiting for the
- * slowest of the claim before: a slow delivery holds back only its own stream table. Each delivery runs on a call thread of its own, which calls the
- * sink and records the outcome; a timer gives up on a call after the sink's {@code timeoutMs}: it
- * interrupts the call, records the failure and frees the call's slot, whether or not the call ever
- * returns. So a slow or hung sink holds only its own lane, never the poll thread or another sink.
+ * slowest of the claim before: a slow delivery holds back only its own stream table. Each delivery
+ * runs on a call thread of its own, which calls the sink and records the outcome; a timer gives up
+ * on a call after the sink's {@code timeoutMs}: it interrupts the call, records the failure and
+ * frees the call's slot, whether or not the call ever returns. So a slow or hung sink holds only its own lane, never the poll thread or another sink.
  */
 final class Lane {
 
