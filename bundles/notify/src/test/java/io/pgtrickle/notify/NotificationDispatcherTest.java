@@ -383,15 +383,7 @@ class NotificationDispatcherTest {
         started(d);
 
         // the sink is registered: the refreshes queue one notification each for it, all claimable at once
-        try (Statement s = writer.createStatement()) {
-            s.execute("INSERT INTO orders SELECT g, 'p', 1 FROM generate_series(100, " + (99 + tables) + ") g");
-            writer.setAutoCommit(false);
-            for (int k = 0; k < tables; k++) {
-                s.execute("SELECT pgtrickle.refresh_stream_table('part_" + k + "')");
-            }
-            writer.commit();
-            writer.setAutoCommit(true);
-        }
+        refreshPartsTogether(tables);
         await("all delivered and completed", () -> sink.delivered.size() == tables && queued("test:parts") == 0);
         assertEquals(tables, sink.calls.size(), "each once");
         assertTrue(completions.get() < tables, "one completion call served several deliveries: " + completions.get() + " calls for "
@@ -425,15 +417,7 @@ class NotificationDispatcherTest {
         d.add(sink, service(1, "parts", NotificationSinkType.CHANNELS, new String[] {"parts"}));
         started(d);
 
-        try (Statement s = writer.createStatement()) {
-            s.execute("INSERT INTO orders SELECT g, 'p', 1 FROM generate_series(100, " + (99 + tables) + ") g");
-            writer.setAutoCommit(false);
-            for (int k = 0; k < tables; k++) {
-                s.execute("SELECT pgtrickle.refresh_stream_table('part_" + k + "')");
-            }
-            writer.commit();
-            writer.setAutoCommit(true);
-        }
+        refreshPartsTogether(tables);
         await("all delivered", () -> sink.delivered.size() == tables && queued("test:parts") == 0);
         assertEquals(0, together.getCount(), "that many calls were in the sink at once");
         assertEquals(parallel, most.get(), "never more than parallelDeliveries calls at once, of " + tables + " claimable");
@@ -520,6 +504,19 @@ class NotificationDispatcherTest {
     private static final class ConcurrentSet {
         static <T> Set<T> create() {
             return java.util.concurrent.ConcurrentHashMap.newKeySet();
+        }
+    }
+
+    /** A row for each of part_0 .. part_{tables-1}, and all of them refreshed in one transaction: one notification each, claimable at once. */
+    private void refreshPartsTogether(int tables) throws SQLException {
+        try (Statement s = writer.createStatement()) {
+            s.execute("INSERT INTO orders SELECT g, 'p', 1 FROM generate_series(100, " + (99 + tables) + ") g");
+            writer.setAutoCommit(false);
+            for (int k = 0; k < tables; k++) {
+                s.execute("SELECT pgtrickle.refresh_stream_table('part_" + k + "')");
+            }
+            writer.commit();
+            writer.setAutoCommit(true);
         }
     }
 }
