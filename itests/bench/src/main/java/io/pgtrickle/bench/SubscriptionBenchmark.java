@@ -653,7 +653,8 @@ public final class SubscriptionBenchmark implements SqlStatements {
 
     // ---------------------------------------------------------------- 4. the scheduler's cost when nothing changes
 
-    private record IdleCost(int streamTables, int tickMs, int wakeMs, double ticksPerSecond, double jvmCpuPercent, double postgresCpuPercent) {
+    private record IdleCost(int streamTables, int containers, int tickMs, int wakeMs, double ticksPerSecond, double jvmCpuPercent,
+                            double postgresCpuPercent) {
     }
 
     private final List<IdleCost> idleCosts = new ArrayList<>();
@@ -674,7 +675,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
             plan("idle_" + i);
         }
         for (int[] tw : new int[][] {{1000, 0}, {100, 0}, {10, 0}, {DEFAULT_TICK_MS, DEFAULT_WAKE_MS}}) {
-            idleCost(IDLE_STREAM_TABLES, tw[0], tw[1]);
+            idleCost(IDLE_STREAM_TABLES, 1, tw[0], tw[1]);
         }
         for (int i = 0; i < IDLE_STREAM_TABLES; i++) {
             exec("SELECT pgtrickle.drop_stream_table('idle_" + i + "')");
@@ -695,8 +696,10 @@ public final class SubscriptionBenchmark implements SqlStatements {
         // what autovacuum would do over the next minutes to the new tables (its ANALYZEs commit, and
         // every commit wakes the scheduler): done now, so that the measurement is of an idle database
         exec("VACUUM ANALYZE");
-        idleCost(many, DEFAULT_TICK_MS, 0);
-        idleCost(many, DEFAULT_TICK_MS, DEFAULT_WAKE_MS);
+        idleCost(many, 1, DEFAULT_TICK_MS, 0);
+        idleCost(many, 1, DEFAULT_TICK_MS, DEFAULT_WAKE_MS);
+        // two containers on the same database, as a deployment for availability runs them: each ticks and waits for commits
+        idleCost(many, 2, DEFAULT_TICK_MS, DEFAULT_WAKE_MS);
         for (int i = 0; i < many; i++) {
             exec("SELECT pgtrickle.drop_stream_table('many_st_" + i + "')");
             exec("DROP TABLE many_" + i);
@@ -704,12 +707,16 @@ public final class SubscriptionBenchmark implements SqlStatements {
         checks.add("scheduler idle: no refresh of the " + many + " unchanged stream tables");
     }
 
-    /** The scheduler's CPU over {@value #IDLE_SECONDS} s (after a second to settle) while none of {@code tables} stream tables changes. */
-    private void idleCost(int tables, int tick, int wake) throws Exception {
+    /**
+     * The schedulers' CPU over {@value #IDLE_SECONDS} s (after a second to settle) while none of {@code tables} stream tables
+     * changes: {@code containers} engines on the database, in this JVM (its CPU is theirs together, as two containers' would be).
+     */
+    private void idleCost(int tables, int containers, int tick, int wake) throws Exception {
         AtomicLong borrowed = new AtomicLong();
         AtomicLong refreshed = new AtomicLong();
         List<Long> before = backends();
-        try (AutoCloseable engine = engine(tick, wake, (event, connection) -> refreshed.incrementAndGet(), borrowed)) {
+        try (AutoCloseable engine = engine(tick, wake, (event, connection) -> refreshed.incrementAndGet(), borrowed);
+             AutoCloseable second = containers > 1 ? engine(tick, wake, (event, connection) -> refreshed.incrementAndGet(), borrowed) : null) {
             Thread.sleep(1000);
             List<Long> sessions = new ArrayList<>(backends());
             sessions.removeAll(before);
@@ -719,11 +726,11 @@ public final class SubscriptionBenchmark implements SqlStatements {
             long t0 = System.nanoTime();
             Thread.sleep(IDLE_SECONDS * 1000L);
             double seconds = (System.nanoTime() - t0) / 1e9;
-            IdleCost cost = new IdleCost(tables, tick, wake, (borrowed.get() - b0) / seconds, (jvmCpuSeconds() - jvm0) * 100 / seconds,
-                    (cpuSeconds(sessions) - pg0) * 100 / seconds);
+            IdleCost cost = new IdleCost(tables, containers, tick, wake, (borrowed.get() - b0) / seconds,
+                    (jvmCpuSeconds() - jvm0) * 100 / seconds, (cpuSeconds(sessions) - pg0) * 100 / seconds);
             idleCosts.add(cost);
-            log("scheduler idle, %d stream tables, tick %d ms, wake %d ms: %.0f ticks/s, JVM %.1f%% of a CPU, PostgreSQL %.1f%%", tables,
-                    tick, wake, cost.ticksPerSecond(), cost.jvmCpuPercent(), cost.postgresCpuPercent());
+            log("scheduler idle, %d stream tables, %d container(s), tick %d ms, wake %d ms: %.0f ticks/s, JVM %.1f%% of a CPU, PostgreSQL %.1f%%",
+                    tables, containers, tick, wake, cost.ticksPerSecond(), cost.jvmCpuPercent(), cost.postgresCpuPercent());
         }
         if (refreshed.get() != 0) {
             throw new IllegalStateException("nothing changed, yet the scheduler refreshed " + refreshed.get() + " times");
@@ -1599,15 +1606,18 @@ public final class SubscriptionBenchmark implements SqlStatements {
             b.append(String.format(Locale.ROOT, "\n## 4. The scheduler's own cost when nothing changes\n\n%d stream tables on schedule "
                     + "`calculated` over one source, then " + Integer.getInteger("bench.subs.idle.many", 1000) + " over a source each (the default "
                     + "schedule; the database vacuumed and analysed after their creation, so that autovacuum has nothing to do), no writes; the container's scheduler (as in section 1 (b)) at three ticks without "
-                    + "waking, and at its defaults (1 s tick, a look at the snapshot every 10 ms), each "
-                    + "for %d s after one to settle. Ticks counted as the connections the scheduler borrowed from its pool (one per tick; the wake looks on a connection it holds, counted in CPU but not here; no refresh "
-                    + "ran). CPU in percent of one CPU: this JVM's (the scheduler is all it runs then), and the scheduler's own database "
-                    + "sessions' (the backends its pool opened, from `/proc`).\n\n", IDLE_STREAM_TABLES, IDLE_SECONDS));
-            b.append("| stream tables | tick | wake | ticks/s | JVM, % of a CPU | its database sessions, % of a CPU | target (1,000 stream tables: ≤ 2% together) |\n|---|---|---|---|---|---|---|\n");
+                    + "waking, and at its defaults (1 s tick, its database session looking at the snapshot every 10 ms, "
+                    + "`pgtrickle.await_snapshot_change`), each "
+                    + "for %d s after one to settle; at the defaults also two containers on the same database (two engines in this JVM, "
+                    + "its CPU theirs together). Ticks counted as the connections the schedulers borrowed from their pools (one per tick; the wake waits on a connection it holds, counted in CPU but not here; no refresh "
+                    + "ran). CPU in percent of one CPU: this JVM's (the scheduler is all it runs then), and the schedulers' own database "
+                    + "sessions' (the backends their pools opened, from `/proc`).\n\n", IDLE_STREAM_TABLES, IDLE_SECONDS));
+            b.append("| stream tables | containers | tick | wake | ticks/s | JVM, % of a CPU | their database sessions, % of a CPU | target (1,000 stream tables: ≤ 2% together) |\n|---|---|---|---|---|---|---|---|\n");
             for (IdleCost cost : idleCosts) {
                 double total = cost.jvmCpuPercent() + cost.postgresCpuPercent();
                 String target = cost.streamTables() >= 1000 ? (total <= 2 ? "**met**" : "**missed**") + String.format(Locale.ROOT, " (%.1f%%)", total) : "–";
-                b.append(String.format(Locale.ROOT, "| %,d | %,d ms | %s | %.0f | %.1f | %.1f | %s |\n", cost.streamTables(), cost.tickMs(),
+                b.append(String.format(Locale.ROOT, "| %,d | %d | %,d ms | %s | %.0f | %.1f | %.1f | %s |\n", cost.streamTables(),
+                        cost.containers(), cost.tickMs(),
                         cost.wakeMs() > 0 ? cost.wakeMs() + " ms" : "off", cost.ticksPerSecond(),
                         cost.jvmCpuPercent(), cost.postgresCpuPercent(), target));
             }
