@@ -175,14 +175,16 @@ $fn$;
 -- as many changes; more changes are taken to cost at least as much) took more than
 -- pg_trickle.differential_measured_ratio times the last FULL one, and 1 ms more.
 --
--- What is not measured is tried: a FULL refresh after 8 refreshes with changes when it never ran,
--- or once the differential one has taken that much longer than the first fill (the query's rows inserted into the empty table, about what REFRESH
--- MATERIALIZED VIEW costs, which a FULL refresh never beats, so while the differential refresh is
--- faster than the fill, FULL is never tried); and the way that lost, again after `wait` refreshes
--- with changes, 8 at first and, each time it loses again, doubled or 8 times its loss ratio if more
--- (at most 1,024), since sources grow and shrink. Returns why the refresh should be FULL (NULL: differential), whether it is such
--- a trial (explore), and whether the measurements decided at all (measured: else the cost rule
--- may still be asked).
+-- What is not measured is tried: a FULL refresh after 8 refreshes with changes when it never ran;
+-- once the last two differential refreshes each took more than half the first fill (the query's
+-- rows inserted into the empty table at creation: about what REFRESH MATERIALIZED VIEW costs, but
+-- measured cold, nothing cached or planned before it, so FULL usually costs less later: TPC-H Q22's
+-- fill took about twice its later FULL refreshes; a trial costs about two differential refreshes);
+-- and the way that lost, again after `wait` refreshes with changes, 8 at first and, each time it
+-- loses again, doubled or 8 times its loss ratio if more (at most 1,024), since sources grow and
+-- shrink. Returns why the refresh should be FULL (NULL: differential), whether it is such a trial
+-- (explore), and whether the measurements decided at all (measured: else the cost rule may still
+-- be asked).
 CREATE OR REPLACE FUNCTION pgtrickle.measured_choice(timing jsonb, pending bigint,
                                                      OUT why text, OUT explore boolean, OUT measured boolean)
     LANGUAGE plpgsql STABLE
@@ -204,23 +206,28 @@ BEGIN
                       round(d_ms::numeric, 1), timing -> 'd' ->> 'n');
         RETURN;
     END IF;
+    IF coalesce((timing -> 'f' ->> 'fill')::boolean, false) THEN
+        -- only the first fill: no verdict (the cost rule may be asked), unless it is time to try FULL.
+        -- One slow differential refresh is not enough: the first after a plan or a restart is cold
+        -- (TPC-H Q10 at SF 0.1: 157 ms, then 38); d.ms is the lesser of the last two.
+        measured := false;
+        IF ratio > 0 AND (timing -> 'd' ->> 'c')::int >= 2 AND pending >= (timing -> 'd' ->> 'n')::bigint / 2
+           AND d_ms > f_ms / 2 AND d_ms >= 1 THEN
+            explore := true;
+            why := format('measured: trying FULL, the last differential refresh took %s ms for %s changes, the first fill %s ms',
+                          round(d_ms::numeric, 1), timing -> 'd' ->> 'n', round(f_ms::numeric, 1));
+        END IF;
+        RETURN;
+    END IF;
     IF full_wins IS NULL THEN
         RETURN;
     END IF;
-    IF full_wins AND coalesce((timing -> 'f' ->> 'fill')::boolean, false) AND (timing -> 'd' ->> 'c')::int >= 2 THEN
-        explore := true;
-        why := format('measured: trying FULL, the last differential refresh took %s ms for %s changes, the first fill %s ms',
-                      round(d_ms::numeric, 1), timing -> 'd' ->> 'n', round(f_ms::numeric, 1));
-    ELSIF full_wins AND coalesce((timing -> 'f' ->> 'fill')::boolean, false) THEN
-        -- one slow differential refresh is not enough to try FULL: the first after a plan or a
-        -- restart is cold (TPC-H Q10 at SF 0.1: 157 ms, then 38)
-        measured := false;
-    ELSIF full_wins AND k - (timing -> 'd' ->> 'at')::bigint >= wait THEN
+    IF full_wins AND k - (timing -> 'd' ->> 'at')::bigint >= wait THEN
         explore := true;
     ELSIF full_wins THEN
         why := format('measured: the last differential refresh took %s ms for %s changes, the last FULL one %s ms',
                       round(d_ms::numeric, 1), timing -> 'd' ->> 'n', round(f_ms::numeric, 1));
-    ELSIF NOT coalesce((timing -> 'f' ->> 'fill')::boolean, false) AND k - (timing -> 'f' ->> 'at')::bigint >= wait THEN
+    ELSIF k - (timing -> 'f' ->> 'at')::bigint >= wait THEN
         explore := true;
         why := format('measured: trying FULL again, the last FULL refresh took %s ms, the last differential one %s ms for %s changes',
                       round(f_ms::numeric, 1), round(d_ms::numeric, 1), timing -> 'd' ->> 'n');

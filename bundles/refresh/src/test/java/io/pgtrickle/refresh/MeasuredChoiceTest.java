@@ -143,8 +143,17 @@ class MeasuredChoiceTest {
                 last());
         assertEquals("measured", one("SELECT coalesce(t -> 'f' ->> 'fill', 'measured') FROM " + timing()));
 
-        // while the differential refresh is faster than the fill, FULL is never tried: it costs at least that
-        measured("{\"d\": {\"ms\": 1, \"n\": 10, \"at\": 2}, \"f\": {\"ms\": 20, \"at\": 1, \"fill\": true}, \"k\": 2000, \"wait\": 8}");
+        // the fill ran cold, so FULL is tried from half of it on ...
+        measured("{\"d\": {\"ms\": 12, \"n\": 10, \"at\": 2, \"c\": 2}, \"f\": {\"ms\": 20, \"at\": 1, \"fill\": true}, \"k\": 2,"
+                + " \"wait\": 8}");
+        exec("UPDATE items SET v = v + 1 WHERE id <= 5");
+        refresh();
+        assertEquals("FULL|true|measured: trying FULL, the last differential refresh took 12.0 ms for 10 changes, the first fill 20.0 ms",
+                last());
+
+        // ... and never while the differential refresh takes less than that, however long it runs
+        measured("{\"d\": {\"ms\": 9, \"n\": 10, \"at\": 2, \"c\": 2}, \"f\": {\"ms\": 20, \"at\": 1, \"fill\": true}, \"k\": 2000,"
+                + " \"wait\": 8}");
         exec("UPDATE items SET v = v + 1 WHERE id <= 5");
         refresh();
         assertEquals("DIFFERENTIAL|false|", last());
