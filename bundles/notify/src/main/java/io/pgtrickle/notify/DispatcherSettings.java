@@ -30,8 +30,4 @@ record DispatcherSettings(long pollIntervalMs, int batchSize, int leaseMs, long 
                     + ", parallelDeliveries " + parallelDeliveries);
         }
     }
-
-    static DispatcherSettings defaults() {
-        return new DispatcherSettings(200, 50, 60_000, 1_000, 300_000, PARALLEL_DELIVERIES);
-    }
 }

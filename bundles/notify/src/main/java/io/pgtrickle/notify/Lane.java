@@ -34,7 +34,8 @@ import org.slf4j.LoggerFactory;
  * slowest of the claim before: a slow delivery holds back only its own stream table. Each delivery
  * runs on a call thread of its own, which calls the sink and records the outcome; a timer gives up
  * on a call after the sink's {@code timeoutMs}: it interrupts the call, records the failure and
- * frees the call's slot, whether or not the call ever returns. So a slow or hung sink holds only its own lane, never the poll thread or another sink.
+ * frees the call's slot, whether or not the call ever returns. So a slow or hung sink holds only
+ * its own lane, never the poll thread or another sink.
  */
 final class Lane {
 

@@ -15,6 +15,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import javax.sql.DataSource;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -26,8 +27,9 @@ import org.slf4j.LoggerFactory;
  * services claiming one sink id the highest {@code service.ranking} wins, then the lowest service id.
  * Every winner gets a {@link Lane}. One poll thread, every {@code pollIntervalMs} and whenever a lane
  * has room for more, registers lanes not yet registered ({@code pgtrickle.register_sink}) and, for
- * each lane with room, claims a batch ({@code pgtrickle.claim_notifications}) and hands it to that lane. A sink that leaves stays
- * registered in the database: its notifications keep queueing for its return.
+ * each lane with room, claims a batch ({@code pgtrickle.claim_notifications}) and hands it to that
+ * lane. A sink that leaves stays registered in the database: its notifications keep queueing for
+ * its return.
  */
 final class NotificationDispatcher implements AutoCloseable {
 
@@ -48,7 +50,7 @@ final class NotificationDispatcher implements AutoCloseable {
     private final ScheduledExecutorService poller;
     private volatile boolean closed;
     /** A poll is queued on the poll thread: lanes asking for one meanwhile need not queue another. */
-    private final java.util.concurrent.atomic.AtomicBoolean pollQueued = new java.util.concurrent.atomic.AtomicBoolean();
+    private final AtomicBoolean pollQueued = new AtomicBoolean();
     private boolean databaseDown; // poll thread only
 
     NotificationDispatcher(DataSource dataSource, DispatcherSettings settings) {
