@@ -69,16 +69,21 @@ class EventsIT {
         sql.execute("CREATE ROLE reader");
         sql.execute("CREATE ROLE nobody");
         for (String st : new String[] {"st_history", "st_resume", "st_retention", "st_revoke", "st_other"}) {
-            sql.execute("CREATE TABLE src_" + st + " (id int PRIMARY KEY, grp text, amount int)");
-            sql.execute("SELECT pgtrickle.create_stream_table('" + st + "', 'SELECT grp, sum(amount) AS total FROM src_" + st
-                    + " GROUP BY grp')");
-            // one event per refresh, so the events can be compared with the refresh history one to one
-            sql.execute("SELECT pgtrickle.alter_stream_table('" + st + "', notify_coalesce_ms => 0)");
-            if (!st.equals("st_other")) {
-                sql.execute("SELECT pgtrickle.subscribe('" + st + "', 'pgtrickle_sse')");
-            }
-            sql.execute("GRANT SELECT ON " + st + " TO reader");
+            streamTable(st, !st.equals("st_other"));
         }
+    }
+
+    /** A stream table over a table src_{st} of its own, readable by {@code reader}, subscribed to the SSE channel if asked. */
+    private void streamTable(String st, boolean subscribed) throws Exception {
+        sql.execute("CREATE TABLE src_" + st + " (id int PRIMARY KEY, grp text, amount int)");
+        sql.execute("SELECT pgtrickle.create_stream_table('" + st + "', 'SELECT grp, sum(amount) AS total FROM src_" + st
+                + " GROUP BY grp')");
+        // one event per refresh, so the events can be compared with the refresh history one to one
+        sql.execute("SELECT pgtrickle.alter_stream_table('" + st + "', notify_coalesce_ms => 0)");
+        if (subscribed) {
+            sql.execute("SELECT pgtrickle.subscribe('" + st + "', 'pgtrickle_sse')");
+        }
+        sql.execute("GRANT SELECT ON " + st + " TO reader");
     }
 
     @AfterAll
@@ -240,11 +245,7 @@ class EventsIT {
     @Test
     @Order(34)
     void aNewEventSourceResumesWithTheLastEventIdParameter() throws Exception {
-        sql.execute("CREATE TABLE src_st_param (id int PRIMARY KEY, grp text, amount int)");
-        sql.execute("SELECT pgtrickle.create_stream_table('st_param', 'SELECT grp, sum(amount) AS total FROM src_st_param GROUP BY grp')");
-        sql.execute("SELECT pgtrickle.alter_stream_table('st_param', notify_coalesce_ms => 0)");
-        sql.execute("SELECT pgtrickle.subscribe('st_param', 'pgtrickle_sse')");
-        sql.execute("GRANT SELECT ON st_param TO reader");
+        streamTable("st_param", true);
         String first;
         String second;
         try (SseClient client = open("st_param", null)) {
@@ -277,14 +278,8 @@ class EventsIT {
     @Test
     @Order(35)
     void oneStreamForTwoStreamTablesResumesEachWhereItWas() throws Exception {
-        sql.execute("CREATE TABLE src_st_a (id int PRIMARY KEY, grp text, amount int)");
-        sql.execute("CREATE TABLE src_st_b (id int PRIMARY KEY, grp text, amount int)");
-        for (String st : new String[] {"st_a", "st_b"}) {
-            sql.execute("SELECT pgtrickle.create_stream_table('" + st + "', 'SELECT grp, sum(amount) AS total FROM src_" + st + " GROUP BY grp')");
-            sql.execute("SELECT pgtrickle.alter_stream_table('" + st + "', notify_coalesce_ms => 0)");
-            sql.execute("SELECT pgtrickle.subscribe('" + st + "', 'pgtrickle_sse')");
-            sql.execute("GRANT SELECT ON " + st + " TO reader");
-        }
+        streamTable("st_a", true);
+        streamTable("st_b", true);
         String lastId;
         long seenA;
         long seenB;
