@@ -176,9 +176,27 @@ CREATE OR REPLACE FUNCTION pgtrickle.in_progress_too(frontier pg_snapshot, own x
                                FROM (SELECT pg_snapshot_xip(frontier) AS x UNION SELECT own) u))::pg_snapshot
                 ELSE frontier END;
 
--- Deletes buffered rows every consumer has passed: rows whose writer is older than the oldest
--- frontier's xmin (committed before every frontier, or aborted). Consumers that have never
--- refreshed do not hold rows back: their first refresh is a full one. Returns rows deleted.
+-- The oldest xmin of the frontiers of the consumers of a source that have refreshed: every buffered
+-- row whose writer is older was committed before every such frontier (or aborted), so no consumer
+-- needs it. Consumers that have never refreshed do not hold rows back: their first refresh is a
+-- full one. NULL when no consumer has refreshed.
+CREATE OR REPLACE FUNCTION pgtrickle.change_horizon(source regclass) RETURNS xid8
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT min(pg_snapshot_xmin(pgtrickle.oldest_frontier(st.frontier)))
+      FROM pgtrickle.pgt_change_tracking t
+      JOIN pgtrickle.pgt_stream_tables st ON st.pgt_id = ANY (t.tracked_by_pgt_ids)
+     WHERE t.source_relid = source AND st.frontier ? 'snapshot'
+$fn$;
+
+-- Deletes buffered rows every consumer has passed (pgtrickle.change_horizon). Returns rows deleted.
+-- Under the engine (the refresh's setting pgtrickle.truncate_after_commit is on) a buffer every
+-- consumer has passed in full is not deleted from but noted in the session's
+-- pgtrickle.consumed_buffers (source OIDs; a rollback takes the note back with the refresh), for
+-- truncate_consumed_change_buffers, which the engine calls once the refresh has committed: a DELETE
+-- leaves every row dead in the heap and the index until a vacuum, for every probe to read past
+-- (after a burst, millions), and takes as long as the refresh itself; a TRUNCATE leaves nothing.
 CREATE OR REPLACE FUNCTION pgtrickle.prune_change_buffer(source regclass) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -189,21 +207,90 @@ DECLARE
                                     FROM pgtrickle.pgt_change_tracking t WHERE t.source_relid = source),
                                  pgtrickle.change_buffer(source));
     horizon xid8;
+    newer   boolean;
+    noted   oid[];
     n       bigint;
 BEGIN
     IF buffer IS NULL THEN
         RETURN 0;
     END IF;
-    SELECT min(pg_snapshot_xmin(pgtrickle.oldest_frontier(st.frontier)))
-      INTO horizon
-      FROM pgtrickle.pgt_change_tracking t
-      JOIN pgtrickle.pgt_stream_tables st ON st.pgt_id = ANY (t.tracked_by_pgt_ids)
-     WHERE t.source_relid = source AND st.frontier ? 'snapshot';
+    horizon := pgtrickle.change_horizon(source);
     IF horizon IS NULL THEN
         RETURN 0;
     END IF;
+    IF current_setting('pgtrickle.truncate_after_commit', true) = 'on' THEN
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE xid >= $1)', buffer) INTO newer USING horizon;
+        IF NOT newer THEN
+            noted := coalesce(nullif(current_setting('pgtrickle.consumed_buffers', true), '')::oid[], '{}');
+            -- an empty file is left alone: truncating it would only cost
+            IF pg_relation_size(buffer) > 0 AND NOT source::oid = ANY (noted) THEN
+                PERFORM set_config('pgtrickle.consumed_buffers', (noted || source::oid)::text, false);
+            END IF;
+            RETURN 0;
+        END IF;
+    END IF;
     EXECUTE format('DELETE FROM %s WHERE xid < $1', buffer) USING horizon;
     GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$fn$;
+
+-- Lets go of the rows of the buffers prune_change_buffer noted (and forgets them): TRUNCATE when it
+-- can, else the pruning's DELETE. Returns how many it truncated. Run it in a transaction of its own,
+-- right after the refresh that pruned commits (the engine does): a TRUNCATE holds the buffer's
+-- ACCESS EXCLUSIVE lock, which writers and readers of the buffer wait for, until that transaction
+-- ends. A buffer that anyone holds (a writer still open, a refresh reading it) is not waited for.
+-- With the lock held no writer of the buffer is still open, so a fresh look at the consumers'
+-- frontiers and at the committed rows is the whole truth: the buffer is truncated only when still
+-- no row is newer than every consumer's frontier. Hence READ COMMITTED only: an older snapshot
+-- could miss such a row.
+CREATE OR REPLACE FUNCTION pgtrickle.truncate_consumed_change_buffers() RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    noted   oid[] := nullif(current_setting('pgtrickle.consumed_buffers', true), '')::oid[];
+    source  oid;
+    buffer  regclass;
+    locked  boolean;
+    horizon xid8;
+    newer   boolean;
+    n       integer := 0;
+BEGIN
+    IF noted IS NULL THEN
+        RETURN 0;
+    END IF;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'pgtrickle: truncate_consumed_change_buffers() runs at READ COMMITTED only, not %',
+            current_setting('transaction_isolation') USING ERRCODE = 'invalid_transaction_state';
+    END IF;
+    PERFORM set_config('pgtrickle.consumed_buffers', '', false);
+    FOREACH source IN ARRAY noted LOOP
+        buffer := (SELECT to_regclass('pgtrickle_changes.' || quote_ident('changes_' || t.source_stable_name))
+                     FROM pgtrickle.pgt_change_tracking t WHERE t.source_relid = source);
+        CONTINUE WHEN buffer IS NULL;
+        -- a role that may prune but not truncate (DELETE granted without TRUNCATE) prunes
+        locked := has_table_privilege(buffer, 'TRUNCATE');
+        IF locked THEN
+            BEGIN
+                EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', buffer);
+            EXCEPTION WHEN lock_not_available THEN
+                locked := false;
+            END;
+        END IF;
+        -- each statement below takes a snapshot of its own, after the lock
+        horizon := pgtrickle.change_horizon(source::regclass);
+        CONTINUE WHEN horizon IS NULL;
+        IF locked THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE xid >= $1)', buffer) INTO newer USING horizon;
+            IF NOT newer THEN
+                EXECUTE format('TRUNCATE %s', buffer);
+                n := n + 1;
+                CONTINUE;
+            END IF;
+        END IF;
+        EXECUTE format('DELETE FROM %s WHERE xid < $1', buffer) USING horizon;
+    END LOOP;
     RETURN n;
 END
 $fn$;

@@ -77,6 +77,7 @@ final class StreamTableRefresher {
 
     private RefreshEvent refresh(Connection c, AtomicReference<Statement> current, long pgtId, String label, Initiator initiator,
                                  boolean wait, int maxConsecutiveErrors) throws RefreshFailedException {
+        RefreshEvent event;
         try {
             c.setAutoCommit(false);
             if (initiator == Initiator.MANUAL) {
@@ -88,7 +89,7 @@ final class StreamTableRefresher {
                 c.rollback();
                 return null;
             }
-            RefreshEvent event = readEvent(c, refreshId);
+            event = readEvent(c, refreshId);
             List<Listeners.Entry> called = listeners.snapshot();
             for (Listeners.Entry listener : called) {
                 callListener(listener, event, c);
@@ -97,15 +98,39 @@ final class StreamTableRefresher {
                 verifyIntact(c, refreshId, called);
             }
             c.commit();
-            return event;
         } catch (SQLException | RuntimeException e) {
             throw failed(c, pgtId, label, initiator, e, maxConsecutiveErrors);
+        }
+        if (event.action() != Action.NO_DATA) {
+            truncateConsumedBuffers(c, label);
+        }
+        return event;
+    }
+
+    /**
+     * Empties the change buffers the refresh's pruning found passed in full by every consumer, in a
+     * transaction of its own after the refresh's commit: the TRUNCATE's lock then stops the buffer's
+     * writers for that statement only, not for the rest of a refresh (see
+     * {@code pgtrickle.truncate_consumed_change_buffers}). The refresh has committed whatever happens
+     * here; a buffer left as it is goes with a later pruning.
+     */
+    private static void truncateConsumedBuffers(Connection c, String label) {
+        try (Statement s = c.createStatement()) {
+            // autocommit: one round trip, where a transaction of its own and a COMMIT take two
+            c.setAutoCommit(true);
+            s.execute("SELECT pgtrickle.truncate_consumed_change_buffers()");
+        } catch (SQLException e) {
+            LOG.warn("Emptying the change buffers consumed by the refresh of {} failed (their rows go with a later pruning): {}",
+                    label, e.getMessage());
         }
     }
 
     private Long runRefresh(Connection c, AtomicReference<Statement> current, long pgtId, Initiator initiator, boolean wait)
             throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.run_refresh(?, ?, ?, ?)")) {
+        // pgtrickle.truncate_after_commit: the pruning may leave buffers consumed in full to
+        // truncateConsumedBuffers; set first, by the subquery the call's row comes from
+        try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.run_refresh(?, ?, ?, ?)"
+                + " FROM (SELECT set_config('pgtrickle.truncate_after_commit', 'on', true)) AS engine")) {
             ps.setLong(1, pgtId);
             ps.setString(2, initiator.name());
             ps.setBoolean(3, wait);

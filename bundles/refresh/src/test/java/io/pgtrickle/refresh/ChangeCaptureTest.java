@@ -349,6 +349,73 @@ class ChangeCaptureTest extends MigratedDatabaseTest {
     }
 
     @Test
+    void underTheEngineABufferPassedInFullIsTruncatedAfterTheCommitNotDeletedFrom() throws SQLException {
+        long a = consumer("st_a");
+        call("ensure_change_capture", a);
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'one', 1)");
+        setFrontier(a);
+        exec("SET pgtrickle.truncate_after_commit = on");
+        assertEquals("0", string("SELECT pgtrickle.prune_change_buffer('public.orders')"));
+        assertEquals(List.of("1"), strings("SELECT id::text FROM " + buffer()));
+        assertEquals("{" + string("SELECT 'public.orders'::regclass::oid") + "}", string("SELECT current_setting('pgtrickle.consumed_buffers')"));
+        assertEquals("1", string("SELECT pgtrickle.truncate_consumed_change_buffers()"));
+        assertEquals("0", string("SELECT pg_relation_size('" + buffer() + "')"));
+        assertEquals("", string("SELECT current_setting('pgtrickle.consumed_buffers')"));
+        // noted once: nothing left to do
+        assertEquals("0", string("SELECT pgtrickle.truncate_consumed_change_buffers()"));
+        // an empty file is never noted: truncating it would only cost
+        assertEquals("0", string("SELECT pgtrickle.prune_change_buffer('public.orders')"));
+        assertEquals("", string("SELECT current_setting('pgtrickle.consumed_buffers')"));
+    }
+
+    @Test
+    void aBufferPassedInFullIsTruncatedOnlyWhenNoWriterHoldsItAndNothingNewerCommitted() throws SQLException {
+        long a = consumer("st_a");
+        call("ensure_change_capture", a);
+        exec("SET pgtrickle.truncate_after_commit = on");
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'one', 1)");
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (2, 'two', 2)");
+        setFrontier(a);
+        assertEquals("0", string("SELECT pgtrickle.prune_change_buffer('public.orders')"));
+        try (Connection writer = db.connect()) {
+            writer.setAutoCommit(false);
+            try (Statement s = writer.createStatement()) {
+                s.execute("INSERT INTO public.orders (id, customer, amount) VALUES (3, 'three', 3)");
+            }
+            // a writer still open holds the buffer: it is not waited for, and what every consumer
+            // has passed goes the way a pruning's DELETE takes it
+            assertEquals("0", string("SELECT pgtrickle.truncate_consumed_change_buffers()"));
+            assertEquals(List.of(), strings("SELECT id::text FROM " + buffer() + " ORDER BY id"));
+            writer.commit();
+        }
+        assertEquals(List.of("3"), strings("SELECT id::text FROM " + buffer() + " ORDER BY id"));
+
+        // row 3 is newer than the frontier: nothing noted
+        assertEquals("0", string("SELECT pgtrickle.prune_change_buffer('public.orders')"));
+        assertEquals("", string("SELECT current_setting('pgtrickle.consumed_buffers')"));
+        // noted while row 4 was not yet committed: the look after the lock sees it, so no TRUNCATE,
+        // only the DELETE of row 3, which every consumer has passed
+        setFrontier(a);
+        exec("SELECT pgtrickle.prune_change_buffer('public.orders')");
+        assertTrue(string("SELECT current_setting('pgtrickle.consumed_buffers')").contains(string("SELECT 'public.orders'::regclass::oid::text")));
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (4, 'four', 4)");
+        assertEquals("0", string("SELECT pgtrickle.truncate_consumed_change_buffers()"));
+        assertEquals(List.of("4"), strings("SELECT id::text FROM " + buffer() + " ORDER BY id"));
+
+        // an older snapshot than the statement's could miss such a row
+        setFrontier(a);
+        exec("SELECT pgtrickle.prune_change_buffer('public.orders')");
+        c.setAutoCommit(false);
+        exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+        SQLException repeatable = assertThrows(SQLException.class, () -> string("SELECT pgtrickle.truncate_consumed_change_buffers()"));
+        assertTrue(repeatable.getMessage().contains("READ COMMITTED"), repeatable.getMessage());
+        c.rollback();
+        c.setAutoCommit(true);
+        assertEquals("1", string("SELECT pgtrickle.truncate_consumed_change_buffers()"));
+        assertEquals(List.of(), strings("SELECT id FROM " + buffer()));
+    }
+
+    @Test
     void badInputIsRefusedWithAClearError() throws SQLException {
         long consumer = consumer("st_a");
         exec("CREATE VIEW public.order_view AS SELECT * FROM public.orders");

@@ -66,6 +66,27 @@ class RefreshListenerTest {
         }
     }
 
+    /**
+     * A buffer the refresh consumed in full is emptied by TRUNCATE once the refresh has committed
+     * (pgtrickle.truncate_consumed_change_buffers), not left full of deleted rows for every later
+     * probe to read past until a vacuum.
+     */
+    @Test
+    void aBufferTheRefreshConsumedInFullIsLeftEmptyNotFullOfDeletedRows() throws Exception {
+        String buffer = db.queryString("SELECT pgtrickle.change_buffer('src')::text");
+        changeSource();
+        assertTrue(db.queryLong("SELECT pg_relation_size(?::regclass)", buffer) > 0);
+        assertEquals(Action.DIFFERENTIAL, engine.refresh("st").action());
+        assertEquals(0, db.queryLong("SELECT pg_relation_size(?::regclass)", buffer), "truncated: a DELETE leaves the heap's pages");
+        assertEquals(0, db.difference("st"));
+        // what is written after is captured and consumed as ever
+        db.exec("INSERT INTO src VALUES (7, 70)");
+        RefreshEvent next = engine.refresh("st");
+        assertEquals(Action.DIFFERENTIAL, next.action());
+        assertEquals(1, next.rowsInserted());
+        assertEquals(0, db.difference("st"));
+    }
+
     @Test
     void listenersSeeExactCountsInsideTheRefreshTransactionBeforeItCommits() throws Exception {
         List<String> seen = new CopyOnWriteArrayList<>();

@@ -85,7 +85,9 @@ class SchemaUnitsUpgradeTest {
      * own frontiers reach, and in_progress_too records a refresh's own transaction in a frontier;
      * staleness, which pgt_status, /metrics and the live page's list share (0 while nothing is pending);
      * AUTO's measured rule (measured_choice, measured_full_wins, next_timing); and the scheduler's wake,
-     * which waits for a commit in the database (await_snapshot_change).
+     * which waits for a commit in the database (await_snapshot_change); change buffers every consumer has
+     * passed in full are emptied with TRUNCATE after the refresh commits (change_horizon,
+     * truncate_consumed_change_buffers).
      */
     @Test
     void theSqlSurfaceIsTheReleasedOnePlusItsDeliberateChanges() throws SQLException {
@@ -109,6 +111,7 @@ class SchemaUnitsUpgradeTest {
             assertEquals(List.of("pgtrickle.announce_refresh_event() -> trigger",
                             "pgtrickle.await_snapshot_change(text,integer,integer) -> text",
                             "pgtrickle.capture_derived_changes() -> trigger",
+                            "pgtrickle.change_horizon(regclass) -> xid8",
                             "pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables,pg_snapshot,bigint,jsonb,boolean) -> record",
                             "pgtrickle.drop_derived_tables() -> trigger",
                             "pgtrickle.drop_orphaned_shadow() -> trigger",
@@ -129,13 +132,14 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.refill_ctes(text,text,jsonb,text) -> text",
                             "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb,bigint) -> jsonb",
                             "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text,jsonb) -> boolean",
-                            "pgtrickle.staleness(pgtrickle.pgt_stream_tables) -> interval"),
+                            "pgtrickle.staleness(pgtrickle.pgt_stream_tables) -> interval",
+                            "pgtrickle.truncate_consumed_change_buffers() -> integer"),
                     added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
-            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(6).substring(added.get(6).indexOf(" volatility")),
+            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(7).substring(added.get(7).indexOf(" volatility")),
                     "due_stream_tables keeps its volatility, security, settings and privileges");
-            assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), added.get(9).substring(added.get(9).indexOf(" volatility")),
+            assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), added.get(10).substring(added.get(10).indexOf(" volatility")),
                     "get_refresh_history keeps its volatility, security, settings and privileges");
-            assertEquals(lost.get(2).substring(lost.get(2).indexOf(" volatility")), added.get(22).substring(added.get(22).indexOf(" volatility")),
+            assertEquals(lost.get(2).substring(lost.get(2).indexOf(" volatility")), added.get(23).substring(added.get(23).indexOf(" volatility")),
                     "set_refresh_plan keeps its volatility, security, settings and privileges");
         }
     }
