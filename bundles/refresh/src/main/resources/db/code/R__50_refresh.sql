@@ -884,7 +884,8 @@ BEGIN
               FROM pgtrickle.differential_cost_fallback(st, (st.frontier ->> 'snapshot')::pg_snapshot, pending, st.frontier -> 'cost', true) r;
             fallback := why IS NOT NULL;
         END IF;
-        IF NOT fallback THEN
+        -- only a statement that reads a source depends on the window's estimate (delta_reads_sources)
+        IF NOT fallback AND pgtrickle.delta_reads_sources(st) THEN
             restore := restore || pgtrickle.refresh_change_statistics((st.frontier ->> 'snapshot')::pg_snapshot, counts, st.pgt_id);
         END IF;
         IF st.requested_refresh_mode = 'AUTO' AND NOT measured AND NOT explore AND cost IS NULL THEN

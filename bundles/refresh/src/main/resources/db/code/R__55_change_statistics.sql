@@ -100,12 +100,33 @@ BEGIN
 END
 $fn$;
 
+-- Whether a stream table's differential statement reads a source itself (a join, a subquery, groups
+-- recomputed from the table, derived tables), not only the changes, its own rows and its running
+-- totals. Only then does the planner's estimate of the window decide anything that matters: a nested
+-- loop over a source table it reads in full, once per changed row where it expected one (TPC-H Q12,
+-- 240x). The changes alone (a filter, running totals) are joined only with the stream table and its
+-- state, by their hash indexes, so an underestimate costs index probes where a hash join would
+-- have read the whole table: no worse than recomputing. Their buffers need no statistics, which
+-- were most of such a refresh (an ANALYZE for every window of more than 4 rows, since the buffer's
+-- statistics always describe an earlier one). The engine names sources schema-qualified and quoted
+-- (format('%I.%I')); a name found anywhere in the statement counts, so a doubt means statistics.
+CREATE OR REPLACE FUNCTION pgtrickle.delta_reads_sources(st pgtrickle.pgt_stream_tables) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT st.derived IS NOT NULL
+        OR EXISTS (SELECT FROM pgtrickle.pgt_dependencies d
+                     JOIN pg_class c ON c.oid = d.source_relid JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE d.pgt_id = st.pgt_id AND strpos(st.delta_sql, format('%I.%I', n.nspname, c.relname)) > 0)
+$fn$;
+
 -- AUTO's cost rule: why this refresh should recompute rather than apply its changes (NULL: it
 -- should not), and the verdict to remember (NULL: nothing asked). Asked only when the window is
 -- large, in rows (at least 1,000) and against the sources (at least
 -- pg_trickle.differential_cost_check_ratio of their estimated rows, default 0.001; 0 never asks),
 -- since it plans both statements once more (EXPLAIN, as the stream table's owner, with true
--- statistics: refresh_change_statistics runs first). The differential statement loses when the
+-- statistics: refresh_change_statistics runs first, for a statement that reads a source; one that
+-- does not costs about its window either way). The differential statement loses when the
 -- planner's total cost for it exceeds its total cost for the FULL statement.
 --
 -- Planning is most of a refresh of a few thousand changes (TPC-H at SF 0.1: 7 to 22 ms of 30 to

@@ -143,6 +143,33 @@ class ChangeStatisticsTest {
         }
     }
 
+    /**
+     * Only a statement that reads a source depends on the window's estimate: one that reads the
+     * changes, its own rows and its running totals (a filter, counts per group) is refreshed without
+     * statistics, however wrong the estimate; the join of per_mode still gets them.
+     */
+    @Test
+    void aStatementThatReadsOnlyTheChangesTakesNoStatistics() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('per_prio', 'SELECT o_prio, count(*) AS n FROM orders GROUP BY o_prio', 'calculated')",
+                "SELECT pgtrickle.create_stream_table('urgent', 'SELECT o_id FROM orders WHERE o_prio = 1', 'calculated')");
+        db.plan("per_prio");
+        db.plan("urgent");
+        assertEquals("per_mode true, per_prio false, urgent false", db.queryString("SELECT string_agg(s.pgt_name || ' ' || pgtrickle.delta_reads_sources(s),"
+                + " ', ' ORDER BY s.pgt_name) FROM pgtrickle.pgt_stream_tables s"));
+        exec("SELECT pgtrickle.refresh_stream_table('per_prio')", "SELECT pgtrickle.refresh_stream_table('urgent')");
+        staleBatch();
+        long before = analyses();
+        exec("SELECT pgtrickle.refresh_stream_table('per_prio')", "SELECT pgtrickle.refresh_stream_table('urgent')");
+        assertEquals("DIFFERENTIAL|false|", last("per_prio"));
+        assertEquals("DIFFERENTIAL|false|", last("urgent"));
+        assertEquals(before, analyses(), "the changes alone need no statistics");
+        assertEquals(0, db.difference("per_prio"));
+        assertEquals(0, db.difference("urgent"));
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
+        assertTrue(analyses() > before, "the join's statement gets them");
+        assertEquals(0, db.difference("per_mode"));
+    }
+
     @Test
     void aSmallRefreshStaysDifferentialAndAnalysesNothing() throws SQLException {
         exec("ANALYZE " + buffer("orders"), "ANALYZE " + buffer("lines"));

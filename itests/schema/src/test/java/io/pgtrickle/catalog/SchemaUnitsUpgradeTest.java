@@ -87,7 +87,8 @@ class SchemaUnitsUpgradeTest {
      * AUTO's measured rule (measured_choice, measured_full_wins, next_timing); and the scheduler's wake,
      * which waits for a commit in the database (await_snapshot_change); change buffers every consumer has
      * passed in full are emptied with TRUNCATE after the refresh commits (change_horizon,
-     * truncate_consumed_change_buffers).
+     * truncate_consumed_change_buffers); and whether a differential statement reads a source, so needs
+     * statistics of the changes (delta_reads_sources).
      */
     @Test
     void theSqlSurfaceIsTheReleasedOnePlusItsDeliberateChanges() throws SQLException {
@@ -112,6 +113,7 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.await_snapshot_change(text,integer,integer) -> text",
                             "pgtrickle.capture_derived_changes() -> trigger",
                             "pgtrickle.change_horizon(regclass) -> xid8",
+                            "pgtrickle.delta_reads_sources(pgtrickle.pgt_stream_tables) -> boolean",
                             "pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables,pg_snapshot,bigint,jsonb,boolean) -> record",
                             "pgtrickle.drop_derived_tables() -> trigger",
                             "pgtrickle.drop_orphaned_shadow() -> trigger",
@@ -135,11 +137,11 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.staleness(pgtrickle.pgt_stream_tables) -> interval",
                             "pgtrickle.truncate_consumed_change_buffers() -> integer"),
                     added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
-            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(7).substring(added.get(7).indexOf(" volatility")),
+            assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(8).substring(added.get(8).indexOf(" volatility")),
                     "due_stream_tables keeps its volatility, security, settings and privileges");
-            assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), added.get(10).substring(added.get(10).indexOf(" volatility")),
+            assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), added.get(11).substring(added.get(11).indexOf(" volatility")),
                     "get_refresh_history keeps its volatility, security, settings and privileges");
-            assertEquals(lost.get(2).substring(lost.get(2).indexOf(" volatility")), added.get(23).substring(added.get(23).indexOf(" volatility")),
+            assertEquals(lost.get(2).substring(lost.get(2).indexOf(" volatility")), added.get(24).substring(added.get(24).indexOf(" volatility")),
                     "set_refresh_plan keeps its volatility, security, settings and privileges");
         }
     }
