@@ -375,7 +375,10 @@ public final class EngineBenchmark implements SqlStatements {
             exec("SELECT pgtrickle.create_stream_table('sb_" + way + "', 'SELECT id, amount FROM " + table
                     + " WHERE status = ''open''', '1h', 'DIFFERENTIAL')");
             // planned as the engine plans a new stream table, so that the burst is consumed differentially
+            c.setAutoCommit(false);
             RefreshPlanner.planIfNeeded(c, Long.parseLong(string("SELECT (pgtrickle.find_stream_table('sb_" + way + "')).pgt_id")));
+            c.commit();
+            c.setAutoCommit(true);
             String buffer = string("SELECT pgtrickle.change_buffer('" + table + "')::text");
             exec("INSERT INTO " + table + " SELECT g, round((random() * 1000)::numeric, 2),"
                     + " (ARRAY['open', 'closed', 'shipped'])[1 + floor(random() * 3)::int] FROM generate_series(1, " + burstRows + ") g");

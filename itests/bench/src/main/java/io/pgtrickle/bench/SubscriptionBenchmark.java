@@ -700,11 +700,122 @@ public final class SubscriptionBenchmark implements SqlStatements {
         idleCost(many, 1, DEFAULT_TICK_MS, DEFAULT_WAKE_MS);
         // two containers on the same database, as a deployment for availability runs them: each ticks and waits for commits
         idleCost(many, 2, DEFAULT_TICK_MS, DEFAULT_WAKE_MS);
+        loadedStaleness(many, 1);
+        loadedStaleness(many, 2);
         for (int i = 0; i < many; i++) {
             exec("SELECT pgtrickle.drop_stream_table('many_st_" + i + "')");
             exec("DROP TABLE many_" + i);
         }
         checks.add("scheduler idle: no refresh of the " + many + " unchanged stream tables");
+    }
+
+    private record LoadedStaleness(int streamTables, int containers, double writesPerSecond, int writes, int consumed,
+                                   List<Double> latencies, double jvmCpuPercent, double postgresCpuPercent, double heapMb) {
+    }
+
+    private final List<LoadedStaleness> loadedStaleness = new ArrayList<>();
+
+    /**
+     * How stale the {@code tables} stream tables (each over a source of its own, many_0 ...) get while writes land on
+     * random sources at bench.subs.load.rate a second for bench.subs.load.seconds: the container's scheduler at its
+     * defaults, {@code containers} of them on the database. Each write is an UPDATE of its source's row that counts
+     * up w; a refresh listener (run in the refresh's transaction, just before its commit) reads the stream table's w
+     * and so knows which writes the refresh consumed: commit of a write to the refresh that consumed it. Also the CPU
+     * of the JVM and of the schedulers' sessions, and the heap the engines hold with this many stream tables.
+     */
+    private void loadedStaleness(int tables, int containers) throws Exception {
+        double rate = Double.parseDouble(System.getProperty("bench.subs.load.rate", "100"));
+        int seconds = Integer.getInteger("bench.subs.load.seconds", 10);
+        // per source: the commit times of its writes not yet seen refreshed, by the w they wrote
+        Map<Integer, java.util.concurrent.ConcurrentSkipListMap<Integer, Long>> unseen = new java.util.concurrent.ConcurrentHashMap<>();
+        List<Double> latencies = Collections.synchronizedList(new ArrayList<>());
+        RefreshListener listener = (event, connection) -> {
+            String name = event.qualifiedName();
+            int at = name.lastIndexOf("many_st_");
+            if (at < 0 || event.isEmpty()) {
+                return;
+            }
+            int source = Integer.parseInt(name.substring(at + "many_st_".length()));
+            try (Statement s = connection.createStatement();
+                 ResultSet rs = s.executeQuery("SELECT max(w) FROM many_st_" + source)) {
+                rs.next();
+                int seen = rs.getInt(1);
+                long now = System.nanoTime();
+                var pending = unseen.get(source);
+                if (pending != null) {
+                    var consumed = pending.headMap(seen, true);
+                    consumed.values().forEach(t -> latencies.add((now - t) / 1e6));
+                    consumed.clear();
+                }
+            }
+        };
+        List<Long> before = backends();
+        System.gc();
+        long heap0 = java.lang.management.ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed();
+        AtomicLong borrowed = new AtomicLong();
+        int writes = 0;
+        double heapMb;
+        double jvm;
+        double pg;
+        double took;
+        try (AutoCloseable engine = engine(DEFAULT_TICK_MS, DEFAULT_WAKE_MS, listener, borrowed);
+             AutoCloseable second = containers > 1 ? engine(DEFAULT_TICK_MS, DEFAULT_WAKE_MS, listener, borrowed) : null;
+             Connection writer = db.connect()) {
+            Thread.sleep(1000);
+            List<Long> sessions = new ArrayList<>(backends());
+            sessions.removeAll(before);
+            writer.setAutoCommit(true);
+            java.util.Random random = new java.util.Random(7);
+            // this writer is the sources' only one: the w each write will make is known before it commits,
+            // so its time is noted before the commit that a refresh may follow at once
+            int[] w = new int[tables];
+            java.util.Arrays.fill(w, 1);
+            double jvm0 = jvmCpuSeconds();
+            double pg0 = cpuSeconds(sessions);
+            long t0 = System.nanoTime();
+            long end = t0 + seconds * 1_000_000_000L;
+            long next = t0;
+            while (next < end) {
+                long wait = next - System.nanoTime();
+                if (wait > 0) {
+                    Thread.sleep(wait / 1_000_000, (int) (wait % 1_000_000));
+                }
+                int source = random.nextInt(tables);
+                int wrote = ++w[source];
+                unseen.computeIfAbsent(source, k -> new java.util.concurrent.ConcurrentSkipListMap<>()).put(wrote, System.nanoTime());
+                try (Statement s = writer.createStatement();
+                     ResultSet rs = s.executeQuery("UPDATE many_" + source + " SET w = w + 1 WHERE id = 1 RETURNING w")) {
+                    rs.next();
+                    if (rs.getInt(1) != wrote) {
+                        throw new IllegalStateException("many_" + source + ": wrote w = " + rs.getInt(1) + ", expected " + wrote);
+                    }
+                }
+                writes++;
+                next += (long) (1e9 / rate);
+            }
+            // the last writes' refreshes
+            long drain = System.nanoTime() + 10_000_000_000L;
+            while (unseen.values().stream().anyMatch(m -> !m.isEmpty()) && System.nanoTime() < drain) {
+                Thread.sleep(10);
+            }
+            took = (System.nanoTime() - t0) / 1e9;
+            jvm = (jvmCpuSeconds() - jvm0) * 100 / took;
+            pg = (cpuSeconds(sessions) - pg0) * 100 / took;
+            System.gc();
+            heapMb = (java.lang.management.ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed() - heap0) / 1048576.0;
+        }
+        long left = unseen.values().stream().mapToLong(Map::size).sum();
+        if (left > 0) {
+            throw new IllegalStateException(left + " of " + writes + " writes to the " + tables + " sources were not refreshed within 10 s of the last");
+        }
+        LoadedStaleness row = new LoadedStaleness(tables, containers, writes / (double) seconds, writes, latencies.size(),
+                new ArrayList<>(latencies), jvm, pg, heapMb);
+        loadedStaleness.add(row);
+        checks.add(String.format(Locale.ROOT, "under writes: every one of the %,d writes to the %,d sources refreshed (%d container(s))",
+                writes, tables, containers));
+        log("%d stream tables, %d container(s), %d writes at %.0f/s: commit to refreshed p50 %s ms, p99 %s, max %s; JVM %.1f%%, sessions %.1f%%, heap %+.1f MB",
+                tables, containers, writes, row.writesPerSecond(), ms(pct(row.latencies(), 50)), ms(pct(row.latencies(), 99)),
+                ms(Collections.max(row.latencies())), jvm, pg, heapMb);
     }
 
     /**
@@ -1467,9 +1578,11 @@ public final class SubscriptionBenchmark implements SqlStatements {
                 + "`bench.subs.interval` (refresh interval ms, 100; %d), `bench.subs.engine.tick` (the scheduler's tick in the "
                 + "`calculated` cells, ms, 10; %d), `bench.subs.tput.seconds` (4; %d), `bench.subs.tput.reps` "
                 + "(3; %d), `bench.subs.webhook.tables` (50; %d), `bench.subs.webhook.rounds` (100; %d), `bench.subs.webhook.sinks` "
-                + "(4; %d), `bench.subs.sections` (1,2,3,4,5: a subset, for diagnosis, writes a report of only those). Only `-Pbench-subscriptions` runs it (the normal build only compiles; `-Pbench` still runs only the engine "
+                + "(4; %d), `bench.subs.load.rate` (writes a second in section 4 under writes, 100; %s), `bench.subs.load.seconds` "
+                + "(10; %d), `bench.subs.sections` (1,2,3,4,5: a subset, for diagnosis, writes a report of only those). Only `-Pbench-subscriptions` runs it (the normal build only compiles; `-Pbench` still runs only the engine "
                 + "benchmark). It starts its own database through `TestDatabase`, installs the catalog with `CatalogMigrator`, "
-                + "and drops the database at the end.\n\n", cellSeconds, intervalMs, engineTickMs, tputSeconds, tputReps, whTables, whRounds, whSinks));
+                + "and drops the database at the end.\n\n", cellSeconds, intervalMs, engineTickMs, tputSeconds, tputReps, whTables, whRounds, whSinks,
+                System.getProperty("bench.subs.load.rate", "100"), Integer.getInteger("bench.subs.load.seconds", 10)));
         b.append("## Machine and server\n\n");
         b.append(String.format(Locale.ROOT, "- %d cores as seen by the JVM: a shared, **noisy** 2-vCPU VM that was running other "
                 + "builds at the same time; writers, refresher, listener, dispatcher, HTTP receiver and PostgreSQL all share them. "
@@ -1620,6 +1733,22 @@ public final class SubscriptionBenchmark implements SqlStatements {
                         cost.containers(), cost.tickMs(),
                         cost.wakeMs() > 0 ? cost.wakeMs() + " ms" : "off", cost.ticksPerSecond(),
                         cost.jvmCpuPercent(), cost.postgresCpuPercent(), target));
+            }
+        }
+        if (sections.contains(4) && !loadedStaleness.isEmpty()) {
+            b.append(String.format(Locale.ROOT, "\nThe same %,d stream tables under writes: %s a second for %d s, each an UPDATE of the row "
+                    + "of a random one of their sources (autocommit, one writer), the container's scheduler at its defaults, one and two "
+                    + "containers. *Commit to refreshed*: from a write's commit to the end of the refresh that consumed it (a refresh "
+                    + "listener, run in the refresh's transaction just before it commits, reads what the stream table holds). Heap: "
+                    + "what the JVM holds after a GC with the engines running, over what it held before they started.\n\n",
+                    loadedStaleness.get(0).streamTables(), System.getProperty("bench.subs.load.rate", "100"),
+                    Integer.getInteger("bench.subs.load.seconds", 10)));
+            b.append("| stream tables | containers | writes | writes/s | commit to refreshed p50 ms | p99 ms | max ms | JVM, % of a CPU "
+                    + "| their database sessions, % of a CPU | heap held by the engines, MB |\n|---|---|---|---|---|---|---|---|---|---|\n");
+            for (LoadedStaleness l : loadedStaleness) {
+                b.append(String.format(Locale.ROOT, "| %,d | %d | %,d | %.0f | %s | %s | %s | %.1f | %.1f | %.1f |\n", l.streamTables(),
+                        l.containers(), l.writes(), l.writesPerSecond(), ms(pct(l.latencies(), 50)), ms(pct(l.latencies(), 99)),
+                        ms(Collections.max(l.latencies())), l.jvmCpuPercent(), l.postgresCpuPercent(), l.heapMb()));
             }
         }
         if (sections.contains(5)) {
