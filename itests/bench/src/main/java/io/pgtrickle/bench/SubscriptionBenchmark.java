@@ -700,6 +700,8 @@ public final class SubscriptionBenchmark implements SqlStatements {
         idleCost(many, 1, DEFAULT_TICK_MS, DEFAULT_WAKE_MS);
         // two containers on the same database, as a deployment for availability runs them: each ticks and waits for commits
         idleCost(many, 2, DEFAULT_TICK_MS, DEFAULT_WAKE_MS);
+        manyW = new int[many];
+        java.util.Arrays.fill(manyW, 1);
         loadedStaleness(many, 1);
         loadedStaleness(many, 2);
         for (int i = 0; i < many; i++) {
@@ -714,6 +716,8 @@ public final class SubscriptionBenchmark implements SqlStatements {
     }
 
     private final List<LoadedStaleness> loadedStaleness = new ArrayList<>();
+    /** The w in the row of each source many_i, which only loadedStaleness writes (created as 1). */
+    private int[] manyW;
 
     /**
      * How stale the {@code tables} stream tables (each over a source of its own, many_0 ...) get while writes land on
@@ -768,8 +772,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
             java.util.Random random = new java.util.Random(7);
             // this writer is the sources' only one: the w each write will make is known before it commits,
             // so its time is noted before the commit that a refresh may follow at once
-            int[] w = new int[tables];
-            java.util.Arrays.fill(w, 1);
+            int[] w = manyW;
             double jvm0 = jvmCpuSeconds();
             double pg0 = cpuSeconds(sessions);
             long t0 = System.nanoTime();
@@ -796,7 +799,8 @@ public final class SubscriptionBenchmark implements SqlStatements {
             // the last writes' refreshes
             long drain = System.nanoTime() + 10_000_000_000L;
             while (unseen.values().stream().anyMatch(m -> !m.isEmpty()) && System.nanoTime() < drain) {
-                Thread.sleep(10);
+                Thread.sleep(1000);
+                log("  %d of %d writes refreshed", latencies.size(), writes);
             }
             took = (System.nanoTime() - t0) / 1e9;
             jvm = (jvmCpuSeconds() - jvm0) * 100 / took;
