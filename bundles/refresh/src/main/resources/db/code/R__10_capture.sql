@@ -176,6 +176,15 @@ CREATE OR REPLACE FUNCTION pgtrickle.in_progress_too(frontier pg_snapshot, own x
                                FROM (SELECT pg_snapshot_xip(frontier) AS x UNION SELECT own) u))::pg_snapshot
                 ELSE frontier END;
 
+-- A source's buffer as the change tracking records it (change_buffer() is three nested function
+-- calls); change_buffer() when the recorded name resolves to nothing (renamed in this transaction).
+CREATE OR REPLACE FUNCTION pgtrickle.tracked_change_buffer(source regclass) RETURNS regclass
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN coalesce((SELECT to_regclass('pgtrickle_changes.' || quote_ident('changes_' || t.source_stable_name))
+                       FROM pgtrickle.pgt_change_tracking t WHERE t.source_relid = source),
+                    pgtrickle.change_buffer(source));
+
 -- The oldest xmin of the frontiers of the consumers of a source that have refreshed: every buffered
 -- row whose writer is older was committed before every such frontier (or aborted), so no consumer
 -- needs it. Consumers that have never refreshed do not hold rows back: their first refresh is a
@@ -202,10 +211,7 @@ CREATE OR REPLACE FUNCTION pgtrickle.prune_change_buffer(source regclass) RETURN
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    -- the change tracking's record first: change_buffer() is three nested function calls
-    buffer  regclass := coalesce((SELECT to_regclass('pgtrickle_changes.' || quote_ident('changes_' || t.source_stable_name))
-                                    FROM pgtrickle.pgt_change_tracking t WHERE t.source_relid = source),
-                                 pgtrickle.change_buffer(source));
+    buffer  regclass := pgtrickle.tracked_change_buffer(source);
     horizon xid8;
     newer   boolean;
     noted   oid[];
@@ -266,8 +272,7 @@ BEGIN
     END IF;
     PERFORM set_config('pgtrickle.consumed_buffers', '', false);
     FOREACH source IN ARRAY noted LOOP
-        buffer := (SELECT to_regclass('pgtrickle_changes.' || quote_ident('changes_' || t.source_stable_name))
-                     FROM pgtrickle.pgt_change_tracking t WHERE t.source_relid = source);
+        buffer := pgtrickle.tracked_change_buffer(source::regclass);
         CONTINUE WHEN buffer IS NULL;
         -- a role that may prune but not truncate (DELETE granted without TRUNCATE) prunes
         locked := has_table_privilege(buffer, 'TRUNCATE');

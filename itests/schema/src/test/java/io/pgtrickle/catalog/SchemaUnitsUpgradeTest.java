@@ -87,7 +87,7 @@ class SchemaUnitsUpgradeTest {
      * AUTO's measured rule (measured_choice, measured_full_wins, next_timing); and the scheduler's wake,
      * which waits for a commit in the database (await_snapshot_change); change buffers every consumer has
      * passed in full are emptied with TRUNCATE after the refresh commits (change_horizon,
-     * truncate_consumed_change_buffers); and whether a differential statement reads a source, so needs
+     * truncate_consumed_change_buffers, and tracked_change_buffer, the buffer as the tracking records it); and whether a differential statement reads a source, so needs
      * statistics of the changes (delta_reads_sources).
      */
     @Test
@@ -135,6 +135,7 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb,bigint) -> jsonb",
                             "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text,jsonb) -> boolean",
                             "pgtrickle.staleness(pgtrickle.pgt_stream_tables) -> interval",
+                            "pgtrickle.tracked_change_buffer(regclass) -> regclass",
                             "pgtrickle.truncate_consumed_change_buffers() -> integer"),
                     added.stream().map(a -> a.substring(0, a.indexOf(" volatility"))).toList());
             assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")), added.get(8).substring(added.get(8).indexOf(" volatility")),
