@@ -80,6 +80,9 @@ public final class SubscriptionBenchmark implements SqlStatements {
     private final int engineTickMs;
     private final int tputSeconds;
     private final int tputReps;
+    /** Section 4 under writes: writes a second to random sources, and for how many seconds. */
+    private final int loadRate;
+    private final int loadSeconds;
     private final int whTables;
     private final int whRounds;
     private final int whSinks;
@@ -108,6 +111,8 @@ public final class SubscriptionBenchmark implements SqlStatements {
         engineTickMs = Integer.getInteger("bench.subs.engine.tick", 10);
         tputSeconds = Integer.getInteger("bench.subs.tput.seconds", 4);
         tputReps = Integer.getInteger("bench.subs.tput.reps", 3);
+        loadRate = Integer.getInteger("bench.subs.load.rate", 100);
+        loadSeconds = Integer.getInteger("bench.subs.load.seconds", 10);
         whTables = Integer.getInteger("bench.subs.webhook.tables", 50);
         whRounds = Integer.getInteger("bench.subs.webhook.rounds", 100);
         whSinks = Integer.getInteger("bench.subs.webhook.sinks", 4);
@@ -711,7 +716,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
         checks.add("scheduler idle: no refresh of the " + many + " unchanged stream tables");
     }
 
-    private record LoadedStaleness(int streamTables, int containers, double writesPerSecond, int writes, int consumed,
+    private record LoadedStaleness(int streamTables, int containers, double writesPerSecond, int writes,
                                    List<Double> latencies, double jvmCpuPercent, double postgresCpuPercent, double heapMb) {
     }
 
@@ -728,8 +733,6 @@ public final class SubscriptionBenchmark implements SqlStatements {
      * of the JVM and of the schedulers' sessions, and the heap the engines hold with this many stream tables.
      */
     private void loadedStaleness(int tables, int containers) throws Exception {
-        double rate = Double.parseDouble(System.getProperty("bench.subs.load.rate", "100"));
-        int seconds = Integer.getInteger("bench.subs.load.seconds", 10);
         // per source: the commit times of its writes not yet seen refreshed, by the w they wrote
         Map<Integer, java.util.concurrent.ConcurrentSkipListMap<Integer, Long>> unseen = new java.util.concurrent.ConcurrentHashMap<>();
         List<Double> latencies = Collections.synchronizedList(new ArrayList<>());
@@ -772,11 +775,10 @@ public final class SubscriptionBenchmark implements SqlStatements {
             java.util.Random random = new java.util.Random(7);
             // this writer is the sources' only one: the w each write will make is known before it commits,
             // so its time is noted before the commit that a refresh may follow at once
-            int[] w = manyW;
             double jvm0 = jvmCpuSeconds();
             double pg0 = cpuSeconds(sessions);
             long t0 = System.nanoTime();
-            long end = t0 + seconds * 1_000_000_000L;
+            long end = t0 + loadSeconds * 1_000_000_000L;
             long next = t0;
             while (next < end) {
                 long wait = next - System.nanoTime();
@@ -784,7 +786,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
                     Thread.sleep(wait / 1_000_000, (int) (wait % 1_000_000));
                 }
                 int source = random.nextInt(tables);
-                int wrote = ++w[source];
+                int wrote = ++manyW[source];
                 unseen.computeIfAbsent(source, k -> new java.util.concurrent.ConcurrentSkipListMap<>()).put(wrote, System.nanoTime());
                 try (Statement s = writer.createStatement();
                      ResultSet rs = s.executeQuery("UPDATE many_" + source + " SET w = w + 1 WHERE id = 1 RETURNING w")) {
@@ -794,7 +796,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
                     }
                 }
                 writes++;
-                next += (long) (1e9 / rate);
+                next += (long) (1e9 / loadRate);
             }
             // the last writes' refreshes
             long drain = System.nanoTime() + 10_000_000_000L;
@@ -812,7 +814,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
         if (left > 0) {
             throw new IllegalStateException(left + " of " + writes + " writes to the " + tables + " sources were not refreshed within 10 s of the last");
         }
-        LoadedStaleness row = new LoadedStaleness(tables, containers, writes / (double) seconds, writes, latencies.size(),
+        LoadedStaleness row = new LoadedStaleness(tables, containers, writes / (double) loadSeconds, writes,
                 new ArrayList<>(latencies), jvm, pg, heapMb);
         loadedStaleness.add(row);
         checks.add(String.format(Locale.ROOT, "under writes: every one of the %,d writes to the %,d sources refreshed (%d container(s))",
@@ -1586,7 +1588,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
                 + "(10; %d), `bench.subs.sections` (1,2,3,4,5: a subset, for diagnosis, writes a report of only those). Only `-Pbench-subscriptions` runs it (the normal build only compiles; `-Pbench` still runs only the engine "
                 + "benchmark). It starts its own database through `TestDatabase`, installs the catalog with `CatalogMigrator`, "
                 + "and drops the database at the end.\n\n", cellSeconds, intervalMs, engineTickMs, tputSeconds, tputReps, whTables, whRounds, whSinks,
-                System.getProperty("bench.subs.load.rate", "100"), Integer.getInteger("bench.subs.load.seconds", 10)));
+                loadRate, loadSeconds));
         b.append("## Machine and server\n\n");
         b.append(String.format(Locale.ROOT, "- %d cores as seen by the JVM: a shared, **noisy** 2-vCPU VM that was running other "
                 + "builds at the same time; writers, refresher, listener, dispatcher, HTTP receiver and PostgreSQL all share them. "
@@ -1745,8 +1747,7 @@ public final class SubscriptionBenchmark implements SqlStatements {
                     + "containers. *Commit to refreshed*: from a write's commit to the end of the refresh that consumed it (a refresh "
                     + "listener, run in the refresh's transaction just before it commits, reads what the stream table holds). Heap: "
                     + "what the JVM holds after a GC with the engines running, over what it held before they started.\n\n",
-                    loadedStaleness.get(0).streamTables(), System.getProperty("bench.subs.load.rate", "100"),
-                    Integer.getInteger("bench.subs.load.seconds", 10)));
+                    loadedStaleness.get(0).streamTables(), loadRate, loadSeconds));
             b.append("| stream tables | containers | writes | writes/s | commit to refreshed p50 ms | p99 ms | max ms | JVM, % of a CPU "
                     + "| their database sessions, % of a CPU | heap held by the engines, MB |\n|---|---|---|---|---|---|---|---|---|---|\n");
             for (LoadedStaleness l : loadedStaleness) {
