@@ -1,0 +1,118 @@
+package io.pgtrickle.refresh;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The groups a change touches are recomputed from the sources by their key's values, so an index
+ * on the key finds their rows: a hundred changed orders never make a refresh read all the orders
+ * (TPC-H Q13, whose touched customers were recomputed by a hash join over every order, 30 ms
+ * against 4). Keys with a NULL in them, which equal nothing, are recomputed too.
+ */
+class TouchedGroupsTest {
+
+    private static final String PER_CUSTOMER = "SELECT c.ck, count(o.ok) AS n, max(o.v) AS top FROM c LEFT JOIN o ON o.ck = c.ck GROUP BY c.ck";
+
+    private RefreshDatabase db;
+
+    @BeforeEach
+    void setUp() throws SQLException {
+        db = new RefreshDatabase("refresh_touched");
+        db.exec("CREATE TABLE c (ck int PRIMARY KEY, name text NOT NULL)",
+                "CREATE TABLE o (ok int PRIMARY KEY, ck int NOT NULL, v int NOT NULL, tag text, w int)",
+                "CREATE INDEX o_ck ON o (ck)",
+                "INSERT INTO c SELECT i, 'c' || i FROM generate_series(1, 5000) i",
+                "INSERT INTO o SELECT i, 1 + i % 5000, i % 1000, CASE WHEN i % 3 = 0 THEN NULL ELSE 't' || i % 7 END,"
+                        + " NULLIF(i % 4, 0) FROM generate_series(1, 60000) i",
+                "ANALYZE c", "ANALYZE o");
+    }
+
+    @AfterEach
+    void tearDown() {
+        db.close();
+    }
+
+    @Test
+    void theTouchedGroupsAreFoundByTheIndexOnTheirKey() throws SQLException {
+        // max() is not kept as a running total: the touched customers are recomputed from the orders
+        db.createDifferential("per_customer", PER_CUSTOMER);
+        // 100 changed orders of 100 customers, a customer's orders gone, a new customer without any
+        db.exec("UPDATE o SET v = v + 1000 WHERE ok % 600 = 0", "DELETE FROM o WHERE ck = 42", "INSERT INTO c VALUES (5001, 'new')");
+        long[] read = refreshReadingOrders(null);
+        assertEquals(0, read[0], "no refresh statement scanned the orders");
+        assertTrue(read[1] > 0, "the touched customers' orders were found by the index");
+        // about 100 touched customers of 12 orders each, not all 60,000
+        assertTrue(read[2] < 6000, "orders read: " + read[2]);
+        db.assertEqualsItsQuery("per_customer", "after the refresh");
+    }
+
+    @Test
+    void theRefreshPlansAtTheDifferentialRandomPageCostAndGivesTheSessionItsOwnBack() throws SQLException {
+        db.createDifferential("per_customer", PER_CUSTOMER);
+        // 0: the session's own, PostgreSQL's default of 4, at which the touched customers' orders cost more by index
+        db.exec("UPDATE o SET v = v + 1000 WHERE ok % 600 = 0");
+        assertTrue(refreshReadingOrders("0")[0] > 0, "at 4 the refresh scans the orders");
+        db.assertEqualsItsQuery("per_customer", "after the refresh at 4");
+        db.exec("UPDATE o SET v = v + 1000 WHERE ok % 600 = 1");
+        assertEquals(0, refreshReadingOrders("1.0")[0], "at 1.0 it does not");
+        db.assertEqualsItsQuery("per_customer", "after the refresh at 1.0");
+    }
+
+    /**
+     * Refreshes per_customer with pg_trickle.differential_random_page_cost set to {@code pageCost}
+     * (unless null) in a session whose random_page_cost is 3, and returns what it read of the
+     * orders: sequential scans, index scans, rows. Counted as a difference within the refresh's
+     * transaction: a session's counters of earlier transactions may not have been flushed yet.
+     */
+    private long[] refreshReadingOrders(String pageCost) throws SQLException {
+        String counters = "SELECT seq_scan, idx_scan, seq_tup_read + idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relname = 'o'";
+        try (Connection conn = db.connect(); Statement s = conn.createStatement()) {
+            conn.setAutoCommit(false);
+            s.execute("SET random_page_cost = 3");
+            if (pageCost != null) {
+                s.execute("SET pg_trickle.differential_random_page_cost = " + pageCost);
+            }
+            long[] before = row(s, counters);
+            s.execute("SELECT pgtrickle.refresh_stream_table('per_customer')");
+            long[] after = row(s, counters);
+            assertEquals(3, row(s, "SELECT current_setting('random_page_cost')::bigint")[0],
+                    "the session's own random_page_cost is back");
+            conn.commit();
+            return new long[] {after[0] - before[0], after[1] - before[1], after[2] - before[2]};
+        }
+    }
+
+    private static long[] row(Statement s, String query) throws SQLException {
+        try (ResultSet rs = s.executeQuery(query)) {
+            long[] values = new long[rs.getMetaData().getColumnCount()];
+            if (rs.next()) {
+                for (int i = 0; i < values.length; i++) {
+                    values[i] = rs.getLong(i + 1);
+                }
+            }
+            return values;
+        }
+    }
+
+    @Test
+    void groupsWithANullKeyAreRecomputedToo() throws SQLException {
+        db.createDifferential("per_tag", "SELECT o.tag, count(*) AS n, max(o.v) AS top FROM o GROUP BY o.tag");
+        db.createDifferential("per_pair", "SELECT o.tag, o.w, max(o.v) AS top FROM o GROUP BY o.tag, o.w");
+        // the largest value of the NULL group goes, and a NULL row comes into another group
+        db.exec("UPDATE o SET v = 2000 WHERE ok = 3", "SELECT pgtrickle.refresh_stream_table('per_tag')",
+                "SELECT pgtrickle.refresh_stream_table('per_pair')");
+        db.exec("DELETE FROM o WHERE ok = 3", "UPDATE o SET tag = NULL WHERE ok = 1", "UPDATE o SET tag = 'new' WHERE ok = 6");
+        db.exec("SELECT pgtrickle.refresh_stream_table('per_tag')", "SELECT pgtrickle.refresh_stream_table('per_pair')");
+        db.assertEqualsItsQuery("per_tag", "after the NULL group changed");
+        db.assertEqualsItsQuery("per_pair", "after the NULL groups changed");
+        assertEquals("999", db.queryString("SELECT top::text FROM per_tag WHERE tag IS NULL"), "the NULL group's largest value went back");
+    }
+}
