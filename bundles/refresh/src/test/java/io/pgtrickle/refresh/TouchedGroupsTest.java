@@ -46,7 +46,7 @@ class TouchedGroupsTest {
         db.createDifferential("per_customer", PER_CUSTOMER);
         // 100 changed orders of 100 customers, a customer's orders gone, a new customer without any
         db.exec("UPDATE o SET v = v + 1000 WHERE ok % 600 = 0", "DELETE FROM o WHERE ck = 42", "INSERT INTO c VALUES (5001, 'new')");
-        long[] read = refreshReadingOrders(null);
+        long[] read = refreshReadingOrders("per_customer", null);
         assertEquals(0, read[0], "no refresh statement scanned the orders");
         assertTrue(read[1] > 0, "the touched customers' orders were found by the index");
         // about 100 touched customers of 12 orders each, not all 60,000
@@ -59,20 +59,33 @@ class TouchedGroupsTest {
         db.createDifferential("per_customer", PER_CUSTOMER);
         // 0: the session's own, PostgreSQL's default of 4, at which the touched customers' orders cost more by index
         db.exec("UPDATE o SET v = v + 1000 WHERE ok % 600 = 0");
-        assertTrue(refreshReadingOrders("0")[0] > 0, "at 4 the refresh scans the orders");
+        assertTrue(refreshReadingOrders("per_customer", "0")[0] > 0, "at 4 the refresh scans the orders");
         db.assertEqualsItsQuery("per_customer", "after the refresh at 4");
         db.exec("UPDATE o SET v = v + 1000 WHERE ok % 600 = 1");
-        assertEquals(0, refreshReadingOrders("1.0")[0], "at 1.0 it does not");
+        assertEquals(0, refreshReadingOrders("per_customer", "1.0")[0], "at 1.0 it does not");
         db.assertEqualsItsQuery("per_customer", "after the refresh at 1.0");
     }
 
+    @Test
+    void touchedWindowPartitionsAndDistinctOnKeysAreFoundByTheIndexToo() throws SQLException {
+        db.createDifferential("ranked", "SELECT o.ok, o.ck, rank() OVER (PARTITION BY o.ck ORDER BY o.v, o.ok) AS r FROM o");
+        db.createDifferential("latest", "SELECT DISTINCT ON (o.ck) o.ck, o.ok, o.v FROM o ORDER BY o.ck, o.v DESC, o.ok");
+        db.exec("UPDATE o SET v = v + 1000 WHERE ok % 600 = 0", "DELETE FROM o WHERE ck = 42");
+        for (String st : new String[] {"ranked", "latest"}) {
+            long[] read = refreshReadingOrders(st, null);
+            assertEquals(0, read[0], st + ": no refresh statement scanned the orders");
+            assertTrue(read[2] < 6000, st + ": orders read: " + read[2]);
+            db.assertEqualsItsQuery(st, "after the refresh");
+        }
+    }
+
     /**
-     * Refreshes per_customer with pg_trickle.differential_random_page_cost set to {@code pageCost}
+     * Refreshes {@code streamTable} with pg_trickle.differential_random_page_cost set to {@code pageCost}
      * (unless null) in a session whose random_page_cost is 3, and returns what it read of the
      * orders: sequential scans, index scans, rows. Counted as a difference within the refresh's
      * transaction: a session's counters of earlier transactions may not have been flushed yet.
      */
-    private long[] refreshReadingOrders(String pageCost) throws SQLException {
+    private long[] refreshReadingOrders(String streamTable, String pageCost) throws SQLException {
         String counters = "SELECT seq_scan, idx_scan, seq_tup_read + idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relname = 'o'";
         try (Connection conn = db.connect(); Statement s = conn.createStatement()) {
             conn.setAutoCommit(false);
@@ -81,7 +94,7 @@ class TouchedGroupsTest {
                 s.execute("SET pg_trickle.differential_random_page_cost = " + pageCost);
             }
             long[] before = row(s, counters);
-            s.execute("SELECT pgtrickle.refresh_stream_table('per_customer')");
+            s.execute("SELECT pgtrickle.refresh_stream_table('" + streamTable + "')");
             long[] after = row(s, counters);
             assertEquals(3, row(s, "SELECT current_setting('random_page_cost')::bigint")[0],
                     "the session's own random_page_cost is back");

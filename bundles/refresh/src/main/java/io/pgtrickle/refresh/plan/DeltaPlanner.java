@@ -201,17 +201,17 @@ public final class DeltaPlanner {
             return s;
         };
         if (setOps != null) {
-            return touched(setOps.keysQuery(), setOps.restricted("__pgt_keys"), columns, target, columns, sources, consolidate)
+            return touched(setOps.keysQuery(), setOps.restricted("__pgt_keys"), false, columns, target, columns, sources, consolidate)
                     .reading(found);
         }
         if (windows != null) {
             // the partition keys through the outer-join rewrite, if any; the partitions recomputed from the query as written
-            return touched(OuterJoins.rewrite(windows.keysQuery(), sources), windows.restricted("__pgt_keys"),
+            return touched(OuterJoins.rewrite(windows.keysQuery(), sources), windows.restricted("__pgt_keys"), true,
                     windows.keyColumns(columns), target, columns, sources, consolidate).reading(found);
         }
         if (distinctOn != null) {
             // the keys through the outer-join rewrite, if any; their rows recomputed from the query as written
-            return touched(OuterJoins.rewrite(distinctOn.keysQuery(), sources), distinctOn.restricted("__pgt_keys"),
+            return touched(OuterJoins.rewrite(distinctOn.keysQuery(), sources), distinctOn.restricted("__pgt_keys"), true,
                     distinctOn.keyColumns(columns), target, columns, sources, consolidate).reading(found);
         }
         if (groupKeys != null) {
@@ -466,14 +466,14 @@ public final class DeltaPlanner {
      * copies in each branch, see {@link SetOperations}) and window functions (the key is the
      * partition, see {@link Windows}). The keys the changes touch come from the terms of
      * {@code keysQuery} (its rows: the keys of the query's rows), {@code restricted} (the query
-     * limited to the keys in CTE __pgt_keys) recomputes them, and their stored rows are replaced
-     * copy by copy.
+     * limited to the keys in CTE __pgt_keys: by their hash h, or with {@code values} by the keys'
+     * values k0, k1, ... too) recomputes them, and their stored rows are replaced copy by copy.
      */
-    private static Plan touched(String keysQuery, String restricted, List<String> keyColumns, String target, List<String> columns,
-            Source.Lookup sources, boolean consolidate) throws PlanRefusedException {
+    private static Plan touched(String keysQuery, String restricted, boolean values, List<String> keyColumns, String target,
+            List<String> columns, Source.Lookup sources, boolean consolidate) throws PlanRefusedException {
         Parsed termShape = parse(keysQuery, sources);
         Deltas deltas = new Deltas(termShape, consolidate);
-        List<String> terms = keyTerms(keysQuery, termShape, null, false, sources, deltas);
+        List<String> terms = keyTerms(keysQuery, termShape, null, values, sources, deltas);
         return new Plan(Strategy.GROUPS, recomputeKeys(terms, termShape, restricted, columns, deltas,
                 replaceCopies(target, columns, keyColumns, "__pgt_keys")), keyColumns);
     }

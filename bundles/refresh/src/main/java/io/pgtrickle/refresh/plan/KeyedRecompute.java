@@ -64,15 +64,19 @@ abstract class KeyedRecompute {
         return ps.toString();
     }
 
-    /** The query restricted to the keys whose hash is in CTE {@code touched} (column h). */
+    /**
+     * The query restricted to the keys in CTE {@code touched} (their hash h and values k0, k1, ...;
+     * see DeltaPlanner.restrictedToKeys): a key's rows all pass it or none, so its window
+     * partition, or its DISTINCT ON row, comes out as the whole query would have it.
+     */
     String restricted(String touched) throws PlanRefusedException {
-        PlainSelect ps = parse(query);
-        String only = "hash_record_extended(ROW(" + String.join(", ", keys) + "), 0) IN (SELECT " + touched + ".h FROM " + touched + ")";
-        ps.setWhere(DeltaPlanner.parseExpression(ps.getWhere() == null ? only : "(" + ps.getWhere() + ") AND " + only));
-        if (!keepsOrder()) {
-            ps.setOrderByElements(null);
-        }
-        return ps.toString();
+        return DeltaPlanner.restrictedToKeys(() -> {
+            PlainSelect ps = parse(query);
+            if (!keepsOrder()) {
+                ps.setOrderByElements(null);
+            }
+            return ps;
+        }, keys, touched);
     }
 
     /** The stream table's columns that hold the key. */
