@@ -362,6 +362,32 @@ class StreamTableApiTest extends MigratedDatabaseTest {
     }
 
     @Test
+    void theProbeIsPreparedOncePerSessionAndSetOfBuffers() throws SQLException {
+        exec("CREATE TABLE refunds (id int PRIMARY KEY)");
+        exec("SELECT pgtrickle.create_stream_table('all_orders', 'SELECT id FROM orders', schedule => 'calculated')");
+        String due = "SELECT name FROM pgtrickle.due_stream_tables()";
+        String prepared = "SELECT name || ':' || generic_plans FROM pg_prepared_statements WHERE name LIKE 'pgtrickle\\_probe\\_%'";
+        assertEquals(List.of(), strings(due));
+        exec("INSERT INTO orders VALUES (40, 'zoe', 5)");
+        assertEquals(List.of("public.all_orders"), strings(due));
+        List<String> probes = strings(prepared);
+        assertEquals(1, probes.size(), "one probe, prepared by the first call: " + probes);
+        String name = probes.get(0).split(":")[0];
+        assertEquals(name + ":2", probes.get(0), "and run twice on its generic plan, not planned again");
+
+        // another source: a probe of both buffers replaces it
+        exec("SELECT pgtrickle.create_stream_table('refund_ids', 'SELECT id FROM refunds', schedule => 'calculated')");
+        exec("INSERT INTO refunds VALUES (1)");
+        assertEquals(List.of("public.all_orders", "public.refund_ids"), strings(due));
+        probes = strings(prepared);
+        assertEquals(1, probes.size(), probes.toString());
+        assertTrue(!probes.get(0).startsWith(name + ":"), "a new probe for the new set of buffers: " + probes);
+        exec("SELECT pgtrickle.refresh_stream_table('all_orders')");
+        exec("SELECT pgtrickle.refresh_stream_table('refund_ids')");
+        assertEquals(List.of(), strings(due));
+    }
+
+    @Test
     void schedulesParse() throws SQLException {
         assertEquals("00:00:00.1", string("SELECT pgtrickle.parse_schedule('100ms')"));
         assertEquals("01:30:00", string("SELECT pgtrickle.parse_schedule('1h30m')"));
