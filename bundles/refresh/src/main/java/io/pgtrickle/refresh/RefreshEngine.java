@@ -803,9 +803,17 @@ final class RefreshEngine implements AutoCloseable {
         }
     }
 
+    /**
+     * Whether a 'calculated' stream table downstream of this tick's refreshes has something to
+     * apply now. Asked of its own sources only: due_stream_tables() probes every buffer (about
+     * 20 ms with a thousand sources) and prepares that probe in each session that asks.
+     */
     private boolean stillDue(Due d) {
         try (Connection c = dataSource.getConnection();
-             PreparedStatement ps = c.prepareStatement("SELECT EXISTS (SELECT FROM pgtrickle.due_stream_tables() WHERE pgt_id = ?)")) {
+             PreparedStatement ps = c.prepareStatement("SELECT s.status = 'ACTIVE' AND (NOT s.is_populated OR s.needs_reinit"
+                     + " OR EXISTS (SELECT FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = s.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE')"
+                     + " AND pgtrickle.has_pending_changes(d.source_relid::regclass, pgtrickle.oldest_frontier(s.frontier))))"
+                     + " FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = ?")) {
             ps.setLong(1, d.pgtId());
             try (ResultSet rs = ps.executeQuery()) {
                 return rs.next() && rs.getBoolean(1);

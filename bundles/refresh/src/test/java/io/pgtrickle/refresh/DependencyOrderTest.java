@@ -152,6 +152,28 @@ class DependencyOrderTest {
                 "down is the most overdue and must read a fresh up, so up goes first although it is the least overdue");
     }
 
+    @Test
+    void aDownstreamIsRefreshedInTheTickOnlyWhenItsUpstreamsRefreshLeftItSomethingToApply() throws Exception {
+        createStreamTables(true);
+        engine = replace(engine, 16);
+        // v % 3 = 0: st_a filters the row out, so its refresh changes nothing downstream
+        long before = lastRefreshId();
+        db.exec("UPDATE src SET grp = grp + 1 WHERE id = 3");
+        List<RefreshEngine.Outcome> outcomes = oneTick();
+        assertEquals(1, refreshesSince(before, "st_a"));
+        assertEquals(0, refreshesSince(before, "st_b"), "st_b had nothing to apply: " + outcomes);
+        assertEquals(2 + FAN, outcomes.stream().filter(o -> o == RefreshEngine.Outcome.NOT_DUE).count(),
+                "every downstream was asked and found nothing: " + outcomes);
+        // a change st_a keeps: st_b has it to apply, and so does st_c after it
+        before = lastRefreshId();
+        db.exec("UPDATE src SET v = v + 3 WHERE id = 4");
+        oneTick();
+        for (String st : List.of("st_a", "st_b", "st_c")) {
+            assertEquals(1, refreshesSince(before, st), st);
+            assertEquals(0, db.difference(st), st);
+        }
+    }
+
     private RefreshEngine replace(RefreshEngine old, int workers) {
         old.close();
         return new RefreshEngine(db.dataSource(), new EngineSettings(100_000, workers, 3), new Listeners());
