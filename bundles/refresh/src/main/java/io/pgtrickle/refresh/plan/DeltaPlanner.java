@@ -346,8 +346,9 @@ public final class DeltaPlanner {
         // the group keys the changes touch, from the telescoping terms of the FROM and WHERE clauses
         Parsed termShape = keysQuery == null ? new Parsed(List.of(shape)) : parse(keysQuery, sources);
         Deltas deltas = new Deltas(termShape, consolidate);
+        boolean flips = keysQuery == null || !OuterJoins.keysFromPreservedSide(query, keys);
         List<String> terms = keyTerms(keysQuery == null ? query : keysQuery, termShape, keysQuery == null ? keyTexts : null, true,
-                sources, deltas);
+                flips, sources, deltas);
         if (!shape.havingSublinks.isEmpty()) {
             // a threshold that moved: every group, as it is now (groups that are gone were touched by their rows)
             String moved = Sublinks.defineHaving(query, sources, deltas);
@@ -386,10 +387,10 @@ public final class DeltaPlanner {
     /**
      * The terms yielding (as column h) the key hashes of the rows the changes touch, and with
      * {@code values} the keys themselves (k0, k1, ...): per branch of {@code termsQuery}, its change
-     * terms and the flip terms of its subqueries. {@code keys} are the key's expressions in each
-     * branch, or null for each branch's select list.
+     * terms and (with {@code flips}) the flip terms of its subqueries. {@code keys} are the key's
+     * expressions in each branch, or null for each branch's select list.
      */
-    private static List<String> keyTerms(String termsQuery, Parsed termShape, List<String> keys, boolean values,
+    private static List<String> keyTerms(String termsQuery, Parsed termShape, List<String> keys, boolean values, boolean flips,
             Source.Lookup sources, Deltas deltas) throws PlanRefusedException {
         List<String> terms = new ArrayList<>();
         for (int bi = 0; bi < termShape.branches.size(); bi++) {
@@ -400,7 +401,7 @@ public final class DeltaPlanner {
                 selectKeys(k, exprs, values);
                 terms.add(leg(k.render(t, deltas), keyNames(exprs.size(), values), k.pending(t, deltas, null)));
             }
-            if (!kb.sublinks.isEmpty()) {
+            if (flips && !kb.sublinks.isEmpty()) {
                 // the keys of rows whose subquery verdict can have changed
                 Sublinks.define(termsQuery, sources, deltas, bi);
                 for (Term t : kb.oldTerms()) {
@@ -473,7 +474,7 @@ public final class DeltaPlanner {
             List<String> columns, Source.Lookup sources, boolean consolidate) throws PlanRefusedException {
         Parsed termShape = parse(keysQuery, sources);
         Deltas deltas = new Deltas(termShape, consolidate);
-        List<String> terms = keyTerms(keysQuery, termShape, null, values, sources, deltas);
+        List<String> terms = keyTerms(keysQuery, termShape, null, values, true, sources, deltas);
         return new Plan(Strategy.GROUPS, recomputeKeys(terms, termShape, restricted, columns, deltas,
                 replaceCopies(target, columns, keyColumns, "__pgt_keys")), keyColumns);
     }
