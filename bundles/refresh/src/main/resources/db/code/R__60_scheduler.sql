@@ -49,12 +49,12 @@ BEGIN
     -- stream tables paid every tick. probe = false: the caller knows that no transaction has
     -- completed since its last probe found nothing (RefreshEngine), so nothing can be pending.
     IF probe THEN
-        SELECT array_agg(c.source_relid ORDER BY c.source_relid) FILTER (WHERE c.buffer IS NOT NULL AND c.horizon IS NOT NULL),
-               array_agg(c.buffer::oid ORDER BY c.source_relid) FILTER (WHERE c.buffer IS NOT NULL AND c.horizon IS NOT NULL),
-               array_agg(c.horizon ORDER BY c.source_relid) FILTER (WHERE c.buffer IS NOT NULL AND c.horizon IS NOT NULL),
-               array_agg(c.source_relid) FILTER (WHERE c.buffer IS NULL OR c.horizon IS NULL)
+        SELECT array_agg(c.source_relid ORDER BY c.source_relid) FILTER (WHERE c.probed),
+               array_agg(c.buffer::oid ORDER BY c.source_relid) FILTER (WHERE c.probed),
+               array_agg(c.horizon ORDER BY c.source_relid) FILTER (WHERE c.probed),
+               array_agg(c.source_relid) FILTER (WHERE NOT c.probed)
           INTO sources, buffers, horizons, odd
-          FROM (SELECT d.source_relid, min(pg_snapshot_xmin(pgtrickle.oldest_frontier(s.frontier))) AS horizon,
+          FROM (SELECT u.*, u.buffer IS NOT NULL AND u.horizon IS NOT NULL AS probed FROM (SELECT d.source_relid, min(pg_snapshot_xmin(pgtrickle.oldest_frontier(s.frontier))) AS horizon,
                        to_regclass('pgtrickle_changes.' || quote_ident('changes_' || min(t.source_stable_name))) AS buffer
                   FROM pgtrickle.pgt_stream_tables s
                   JOIN pgtrickle.pgt_dependencies d ON d.pgt_id = s.pgt_id
@@ -62,7 +62,7 @@ BEGIN
                  WHERE s.status = 'ACTIVE' AND s.shadow_of IS NULL AND s.is_populated AND NOT s.needs_reinit
                    AND (s.schedule IS NULL OR s.schedule = 'calculated')
                    AND d.source_type IN ('TABLE', 'STREAM_TABLE')
-                 GROUP BY d.source_relid) c;
+                 GROUP BY d.source_relid) u) c;
         IF sources IS NOT NULL THEN
             -- The probe, prepared in this session once per set of buffers (its name says which),
             -- each buffer's horizon a parameter: with a thousand sources, writing, parsing and

@@ -341,7 +341,6 @@ public final class DeltaPlanner {
             keyColumns.add(columns.get(at));
         }
         List<String> keyTexts = keys.stream().map(Object::toString).toList();
-        String keyHash = rowHash(keyTexts);
 
         // the group keys the changes touch, from the telescoping terms of the FROM and WHERE clauses
         Parsed termShape = keysQuery == null ? new Parsed(List.of(shape)) : parse(keysQuery, sources);
