@@ -631,6 +631,69 @@ $fn$;
 -- differential statement also uses $2, the text[] of the change buffers the refresh found changes
 -- in (setting pgtrickle.live_buffers; NULL when unset): as a parameter it is a constant to
 -- PostgreSQL's planner, which leaves out the statement's terms for the other sources unplanned.
+-- The differential statement without the pieces that only changes of sources without any in the
+-- window would make worth running (the planner marks them, in a statement that starts with
+-- /*pgt:marks*/: Legs.java). `live`: the change buffers
+-- with changes; NULL (not known) keeps the statement whole. PostgreSQL would exclude those pieces
+-- by their gates while planning, but spends time on each first: TPC-H Q8 planned in 7 ms with 63 of
+-- its 65 terms excluded, and in 1.2 ms without them. Marks may nest; an open mark counts as dead
+-- from the first one whose buffers are not live to its end.
+CREATE OR REPLACE FUNCTION pgtrickle.live_legs(statement text, live text[]) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    -- string_to_array by a constant: a regular expression over a statement of 200 kB took 2 ms
+    pieces text[];
+    piece  text;
+    close  int;
+    mark   text;
+    needs  text[];
+    kept   text[];
+    killed boolean[] := '{}';
+    dead   int := 0;
+    gone   boolean;
+BEGIN
+    IF live IS NULL OR NOT starts_with(statement, '/*pgt:marks') THEN
+        RETURN statement;
+    END IF;
+    pieces := string_to_array(statement, '/*pgt:');
+    kept := ARRAY[pieces[1]];
+    -- pieces[2] is the header ('marks*/...'), which opens nothing
+    kept := kept || substr(pieces[2], strpos(pieces[2], '*/') + 2);
+    FOR i IN 3 .. cardinality(pieces) LOOP
+        piece := pieces[i];
+        close := strpos(piece, '*/');
+        mark := left(piece, close - 1);
+        IF mark = 'end' THEN
+            IF killed[cardinality(killed)] THEN
+                dead := dead - 1;
+            END IF;
+            killed := trim_array(killed, 1);
+        ELSE
+            -- 'live a,b;c,d': every one of a, b and, unless none is named, one of c, d
+            needs := string_to_array(substr(mark, 6), ';');
+            gone := dead = 0 AND NOT (string_to_array(needs[1], ',') <@ live
+                                      AND (needs[2] = '' OR string_to_array(needs[2], ',') && live));
+            killed := killed || gone;
+            IF gone THEN
+                dead := dead + 1;
+            END IF;
+        END IF;
+        IF dead = 0 THEN
+            kept := kept || substr(piece, close + 2);
+        END IF;
+    END LOOP;
+    RETURN array_to_string(kept, '');
+END
+$fn$;
+
+-- The statement as this refresh runs it: without what the sources it found no changes in
+-- (pgtrickle.live_buffers, set by run_refresh) would make worth running.
+CREATE OR REPLACE FUNCTION pgtrickle.live_statement(statement text) RETURNS text
+    LANGUAGE sql STABLE
+    RETURN pgtrickle.live_legs(statement, nullif(current_setting('pgtrickle.live_buffers', true), '')::text[]);
+
 CREATE OR REPLACE FUNCTION pgtrickle.execute_as_owner(st pgtrickle.pgt_stream_tables, statement text, frontier pg_snapshot)
     RETURNS text[]
     LANGUAGE plpgsql
@@ -644,6 +707,7 @@ DECLARE
     result   record;
     answer   text[];
 BEGIN
+    statement := pgtrickle.live_statement(statement);
     IF owner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user) THEN
         EXECUTE statement INTO result USING frontier, nullif(current_setting('pgtrickle.live_buffers', true), '')::text[];
         -- json, not jsonb: keeps the columns in order, duplicate names included

@@ -179,11 +179,11 @@ BEGIN
     IF remembered_only THEN
         RETURN;
     END IF;
-    delta := ((pgtrickle.execute_as_owner(st, 'EXPLAIN (FORMAT JSON) ' || st.delta_sql, frontier))[1]::json
+    delta := ((pgtrickle.execute_as_owner(st, 'EXPLAIN (FORMAT JSON) ' || pgtrickle.live_statement(st.delta_sql), frontier))[1]::json
               -> 0 -> 'Plan' ->> 'Total Cost')::double precision;
     -- and the statements that maintain its derived tables (pgtrickle.maintain_derived), which run first
     FOR d, i IN SELECT x, n FROM jsonb_array_elements(coalesce(st.derived, '[]')) WITH ORDINALITY AS a(x, n) LOOP
-        delta := delta + ((pgtrickle.execute_as_owner(st, 'EXPLAIN (FORMAT JSON) ' || (d ->> 'delta_sql'),
+        delta := delta + ((pgtrickle.execute_as_owner(st, 'EXPLAIN (FORMAT JSON) ' || pgtrickle.live_statement(d ->> 'delta_sql'),
                               coalesce(st.frontier -> 'derived' ->> (i - 1)::int, st.frontier ->> 'snapshot')::pg_snapshot))[1]::json
                           -> 0 -> 'Plan' ->> 'Total Cost')::double precision;
     END LOOP;

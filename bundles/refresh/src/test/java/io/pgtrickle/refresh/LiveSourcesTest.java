@@ -57,6 +57,105 @@ class LiveSourcesTest {
     }
 
     @Test
+    void termsOfSourcesWithoutChangesAreLeftOutOfTheStatementItRuns() throws SQLException {
+        // five sources: beyond four, a small table's old state is its rows less its changes
+        db.exec("CREATE TABLE c (k int PRIMARY KEY, x int NOT NULL)", "CREATE TABLE d (k int PRIMARY KEY, y int NOT NULL)",
+                "CREATE TABLE e (k int PRIMARY KEY, z int NOT NULL)",
+                "INSERT INTO c SELECT i, i FROM generate_series(1, 50) i", "INSERT INTO d SELECT i, i FROM generate_series(1, 50) i",
+                "INSERT INTO e SELECT i, i FROM generate_series(1, 50) i", "ANALYZE a, b, c, d, e");
+        db.createDifferential("abcde", "SELECT a.k, a.v, b.w, c.x, d.y, e.z FROM a JOIN b ON a.k = b.k JOIN c ON c.k = a.k"
+                + " JOIN d ON d.k = a.k JOIN e ON e.k = a.k");
+        String delta = db.queryString("SELECT delta_sql FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'abcde'");
+        String a = db.queryString("SELECT pgtrickle.change_buffer('a')::text");
+        String b = db.queryString("SELECT pgtrickle.change_buffer('b')::text");
+        String e = db.queryString("SELECT pgtrickle.change_buffer('e')::text");
+        int all = legs(delta);
+        assertEquals(16, all, "a term per combination of the four read by index (15), and e's changes");
+        assertEquals(all, legs(render(delta, null)), "not knowing which sources changed: every term");
+        assertEquals(1, legs(render(delta, a)), "a's changes only: its term");
+        assertEquals(3, legs(render(delta, a, b)), "a's, b's, and both joined");
+        assertEquals(2, legs(render(delta, e)), "e's changes, and the first term, which always stays and its gate excludes");
+        assertEquals(1, legs(render(delta)), "nothing changed: one term stays (a union is never empty), excluded by its gate");
+        // the CTE of e's changes (__pgt_dN AS MATERIALIZED (... FROM <e's buffer> b WHERE ...)
+        String eChanges = "-__pgt_w FROM " + delta.substring(delta.lastIndexOf("__pgt_d", delta.indexOf(e + " b WHERE"))).split(" ")[0];
+        assertTrue(delta.contains(eChanges), "e's old state is its rows less its changes: " + eChanges);
+        assertTrue(!render(delta, a).contains(eChanges), "and, without changes of e, its rows");
+        assertTrue(render(delta, a, e).contains(eChanges));
+
+        // a refresh runs the statement without them: with changes of a only, e's changes are read by
+        // the probe and the statement's check that no source it left out has some, not by an old state
+        db.exec("SELECT pgtrickle.refresh_stream_table('abcde')", "UPDATE a SET v = v + 1 WHERE k = 1");
+        String bufferE = e.substring(e.indexOf('.') + 1);
+        try (Connection c = db.connect(); Statement st = c.createStatement()) {
+            c.setAutoCommit(false);
+            String scans = "SELECT coalesce(sum(seq_scan + idx_scan), 0) FROM pg_stat_xact_user_tables WHERE relname = '" + bufferE + "'";
+            long before = value(st, scans);
+            st.execute("SELECT pgtrickle.refresh_stream_table('abcde')");
+            assertEquals(2, value(st, scans) - before, "scans of e's buffer");
+            c.commit();
+        }
+        db.assertEqualsItsQuery("abcde", "a's change");
+
+        // each refresh runs the statement without the terms of what did not change, and is right
+        String[] rounds = {"UPDATE a SET v = v + 1 WHERE k <= 3", "UPDATE e SET z = z + 1 WHERE k BETWEEN 2 AND 6",
+            "UPDATE b SET w = w + 1 WHERE k = 7; DELETE FROM e WHERE k = 8; UPDATE a SET v = -v WHERE k = 7", "DELETE FROM c WHERE k > 45"};
+        for (String round : rounds) {
+            db.exec(round.split("; "));
+            db.exec("SELECT pgtrickle.refresh_stream_table('abcde')");
+            assertEquals("DIFFERENTIAL", db.lastRefresh("abcde").action(), round);
+            db.assertEqualsItsQuery("abcde", round);
+        }
+    }
+
+    @Test
+    void liveLegsLeavesOutTheMarkedPiecesWhoseBuffersHaveNoChanges() throws SQLException {
+        String s = "/*pgt:marks*/1/*pgt:live x,y;*/2/*pgt:live z;*/3/*pgt:end*/4/*pgt:end*/5/*pgt:live ;p,q*/6/*pgt:end*/7";
+        assertEquals("1234567", db.queryString("SELECT pgtrickle.live_legs(?, '{x,y,z,p}')", s), "all live");
+        assertEquals(s, db.queryString("SELECT pgtrickle.live_legs(?, NULL)", s), "not known: the statement as it is");
+        assertEquals("12457", db.queryString("SELECT pgtrickle.live_legs(?, '{x,y}')", s), "z dead inside a live piece; neither p nor q");
+        assertEquals("1567", db.queryString("SELECT pgtrickle.live_legs(?, '{x,z,q}')", s), "y dead: the piece and what it holds");
+        assertEquals("1567", db.queryString("SELECT pgtrickle.live_legs(?, '{z,q}')", s), "one of p, q is enough");
+        assertEquals("157", db.queryString("SELECT pgtrickle.live_legs(?, '{}')", s));
+        assertEquals("SELECT 1", db.queryString("SELECT pgtrickle.live_legs('SELECT 1', '{}')"), "no marks");
+        String unmarked = s.substring("/*pgt:marks*/".length());
+        assertEquals(unmarked, db.queryString("SELECT pgtrickle.live_legs(?, '{}')", unmarked), "marks count only in a statement the planner marked");
+    }
+
+    @Test
+    void aQueryWhoseTextHasSuchAMarkGetsAStatementWithoutMarks() throws SQLException {
+        db.createDifferential("marked", "SELECT a.k, b.w, '/*pgt:end*/' AS tag FROM a JOIN b ON a.k = b.k");
+        String delta = db.queryString("SELECT delta_sql FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'marked'");
+        assertTrue(!delta.contains("/*pgt:live"), "no marks of the planner's");
+        db.exec("SELECT pgtrickle.refresh_stream_table('marked')", "UPDATE a SET v = v + 1, k = k + 100 WHERE k <= 3",
+                "SELECT pgtrickle.refresh_stream_table('marked')");
+        assertEquals("DIFFERENTIAL", db.lastRefresh("marked").action());
+        db.assertEqualsItsQuery("marked", "after a refresh");
+    }
+
+    private String render(String delta, String... live) throws SQLException {
+        try (Connection c = db.connect(); java.sql.PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.live_legs(?, ?)")) {
+            ps.setString(1, delta);
+            ps.setArray(2, live == null ? null : c.createArrayOf("text", live));
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return rs.getString(1);
+            }
+        }
+    }
+
+    private static long value(Statement s, String sql) throws SQLException {
+        try (ResultSet rs = s.executeQuery(sql)) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+
+    /** How many terms (legs of a union of changes) a statement has. */
+    private static int legs(String statement) {
+        return statement.split("\\) __pgt_t\\(", -1).length - 1;
+    }
+
+    @Test
     void theProbeCountsEachSourcesChangesInOneCall() throws SQLException {
         String probe = "SELECT p.total || '|' || coalesce(p.counts::text, '-') || '|' || coalesce(p.buffers::text, '-')"
                 + " FROM pgtrickle.pgt_stream_tables s, pgtrickle.pending_changes(s.pgt_id, (s.frontier ->> 'snapshot')::pg_snapshot) p"

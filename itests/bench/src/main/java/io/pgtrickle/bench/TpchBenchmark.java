@@ -176,7 +176,7 @@ public final class TpchBenchmark {
                         s.execute("SELECT set_config('pgtrickle.live_buffers', (SELECT array_agg(pgtrickle.change_buffer(t::regclass)::text)"
                                 + " FROM unnest(ARRAY['orders', 'lineitem', 'customer', 'partsupp', 'supplier']) t)::text, true)");
                         try (java.sql.ResultSet rs = s.executeQuery("SELECT pgtrickle.execute_as_owner(st, 'EXPLAIN (SUMMARY, FORMAT JSON) '"
-                                + " || st.delta_sql, (st.frontier ->> 'snapshot')::pg_snapshot)::text"
+                                + " || pgtrickle.live_statement(st.delta_sql), (st.frontier ->> 'snapshot')::pg_snapshot)::text"
                                 + " FROM pgtrickle.pgt_stream_tables st WHERE st.pgt_name = 'tpch_q" + q + "' AND st.delta_sql IS NOT NULL")) {
                             if (rs.next()) {
                                 java.util.regex.Matcher m = java.util.regex.Pattern.compile("Planning Time\\\\?\"?: ([0-9.]+)").matcher(rs.getString(1));
@@ -194,7 +194,7 @@ public final class TpchBenchmark {
                         s.execute("SET auto_explain.log_min_duration = -1");
                         // planning is outside auto_explain's durations: the stored statement, planned as the refresh plans it
                         try (java.sql.ResultSet rs = s.executeQuery("SELECT pgtrickle.execute_as_owner(st, 'EXPLAIN (SUMMARY, FORMAT JSON) '"
-                                + " || st.delta_sql, (st.frontier ->> 'snapshot')::pg_snapshot)::text,"
+                                + " || pgtrickle.live_statement(st.delta_sql), (st.frontier ->> 'snapshot')::pg_snapshot)::text,"
                                 + " (length(st.delta_sql) - length(replace(st.delta_sql, 'UNION ALL', ''))) / 9"
                                 + " FROM pgtrickle.pgt_stream_tables st WHERE st.pgt_name = 'tpch_q" + q + "' AND st.delta_sql IS NOT NULL")) {
                             if (rs.next()) {

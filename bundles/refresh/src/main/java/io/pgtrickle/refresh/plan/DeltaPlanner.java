@@ -162,6 +162,12 @@ public final class DeltaPlanner {
      *                    cancel are carried through the joins)
      */
     public static Plan plan(String query, Target to, Source.Lookup sources, boolean consolidate) throws PlanRefusedException {
+        Plan p = planned(query, to, sources, consolidate);
+        return new Plan(p.strategy(), Legs.marked(p.deltaSql()), p.keyColumns(), Legs.marked(p.stateDdl()), Legs.marked(p.stateSql()),
+                p.columnsRead());
+    }
+
+    private static Plan planned(String query, Target to, Source.Lookup sources, boolean consolidate) throws PlanRefusedException {
         query = QueryInliner.inline(query); // subqueries in FROM and WITH queries, where PostgreSQL would pull them up
         String target = to.name();
         List<String> columns = to.columns();
@@ -277,7 +283,7 @@ public final class DeltaPlanner {
                      GROUP BY %1$s%5$s
                     HAVING sum(d.__pgt_w) <> 0),
                 __pgt_trunc AS MATERIALIZED (SELECT %3$s AS t),
-                %6$s""".formatted(d, String.join("\n UNION ALL ", terms), truncated(shape), deltas.definitions(),
+                %6$s""".formatted(d, Legs.union(terms), truncated(shape), deltas.definitions(),
                 identical ? "" : ", ROW(" + d + ")::text", apply.rows(target, columns, identical)),
                 columns);
     }
@@ -353,7 +359,7 @@ public final class DeltaPlanner {
             String moved = Sublinks.defineHaving(query, sources, deltas);
             Branch k = parse(query, sources).branches.get(0);
             selectKeys(k, keyTexts, true);
-            terms.add(leg(k.render(k.newTerm(), deltas), keyNames(keyTexts.size(), true), moved));
+            terms.add(leg(k.render(k.newTerm(), deltas), keyNames(keyTexts.size(), true), Gate.of(moved)));
         }
 
         // those groups recomputed from the sources
@@ -379,7 +385,7 @@ public final class DeltaPlanner {
                     SELECT ROW(q.*)::text AS __pgt_key, q.*
                       FROM (%3$s) q(%4$s)
                      WHERE EXISTS (SELECT FROM __pgt_keys)),
-                %6$s""".formatted(String.join("\n UNION ALL ", terms), truncated(termShape), recompute,
+                %6$s""".formatted(Legs.union(terms), truncated(termShape), recompute,
                 String.join(", ", columns), deltas.definitions(), apply);
     }
 
@@ -664,8 +670,10 @@ public final class DeltaPlanner {
         private String oldState(Source s, String where) {
             String cols = String.join(", ", s.columns());
             String only = where == null ? "" : " WHERE " + where;
-            return "(SELECT " + cols + ", 1 AS __pgt_w FROM " + s.name() + only + " UNION ALL SELECT " + cols + ", -__pgt_w FROM "
-                    + names.get(s.buffer()) + only + ")";
+            // without changes in the window, the old state is the table: a relation PostgreSQL reads by index
+            return "(SELECT " + cols + ", 1 AS __pgt_w FROM " + s.name() + only
+                    + Legs.section(new Gate(null, Set.of(s.buffer()), Set.of()),
+                            " UNION ALL SELECT " + cols + ", -__pgt_w FROM " + names.get(s.buffer()) + only) + ")";
         }
 
         /**
@@ -713,8 +721,22 @@ public final class DeltaPlanner {
      * statement has up to dozens of terms, most of them for changes a refresh does not have, and
      * planning them all took longer than running the live ones.
      */
-    static String leg(String term, List<String> names, String gate) {
-        return "SELECT * FROM (" + term + " OFFSET 0) __pgt_t(" + String.join(", ", names) + ")" + (gate == null ? "" : " WHERE " + gate);
+    static String leg(String term, List<String> names, Gate gate) {
+        String leg = "SELECT * FROM (" + term + " OFFSET 0) __pgt_t(" + String.join(", ", names) + ")"
+                + (gate == null ? "" : " WHERE " + gate.sql());
+        return gate == null ? leg : Legs.needing(gate, leg);
+    }
+
+    /**
+     * A term's gate as SQL, and the change buffers it needs, so that a refresh can leave out the
+     * whole term when they have no changes (see {@link Legs}): every buffer of {@code all}, and one
+     * of {@code any} unless that is empty.
+     */
+    record Gate(String sql, Set<String> all, Set<String> any) {
+        /** A gate that needs nothing the refresh knows of: its term is always rendered. */
+        static Gate of(String sql) {
+            return new Gate(sql, Set.of(), Set.of());
+        }
     }
 
     static String prefixed(String prefix, List<String> columns) {
@@ -899,20 +921,22 @@ public final class DeltaPlanner {
          * Gates a term: it runs only when every source it reads changes of has some, and (if not
          * null) {@code also} holds. Null when there is nothing to test.
          */
-        String pending(Term t, Deltas deltas, String also) {
+        Gate pending(Term t, Deltas deltas, Gate also) {
             List<String> gates = new ArrayList<>();
+            Set<String> all = new java.util.LinkedHashSet<>();
             for (int i = 0; i < occurrences.size(); i++) {
                 if (t.roles().get(i) == Role.CHANGES) {
                     String g = deltas.pending(occurrences.get(i).source);
+                    all.add(occurrences.get(i).source.buffer());
                     if (!gates.contains(g)) {
                         gates.add(g);
                     }
                 }
             }
             if (also != null) {
-                gates.add("(" + also + ")");
+                gates.add("(" + also.sql() + ")");
             }
-            return gates.isEmpty() ? null : String.join(" AND ", gates);
+            return gates.isEmpty() ? null : new Gate(String.join(" AND ", gates), all, also == null ? Set.of() : also.any());
         }
     }
 

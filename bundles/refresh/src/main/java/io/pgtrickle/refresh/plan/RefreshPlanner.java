@@ -246,10 +246,13 @@ public final class RefreshPlanner {
                 explain(c, "INSERT INTO " + stateTable + " " + plan.stateSql());
             }
         }
-        if (!plan.deltaSql().startsWith("WITH ")) {
+        // the marks' header (Legs) stays first
+        String marks = plan.deltaSql().startsWith(Legs.MARKED) ? Legs.MARKED : "";
+        String statement = plan.deltaSql().substring(marks.length());
+        if (!statement.startsWith("WITH ")) {
             throw new PlanRefusedException("the engine cannot maintain a derived table with a " + plan.strategy() + " statement");
         }
-        String deltaSql = "WITH __pgt_clear AS (DELETE FROM " + buffer + "),\n" + plan.deltaSql().substring("WITH ".length());
+        String deltaSql = marks + "WITH __pgt_clear AS (DELETE FROM " + buffer + "),\n" + statement.substring("WITH ".length());
         explain(c, deltaSql);
         // refilled in one statement with those before it, so from the sources, as fromSources says
         return new Derived(table, buffer, Derived.fromSources("SELECT * FROM (" + d.query() + ") __pgt_q(" + String.join(", ", columns.names())

@@ -393,7 +393,7 @@ final class RunningTotals {
         IntStream.range(0, keys.size()).forEach(k -> dg.append(", (array_agg(t.k").append(k).append("))[1] AS k").append(k));
         dg.append(", sum(t.w) AS n");
         stateColumns.forEach(c -> dg.append(", sum(t.").append(c).append(") AS ").append(c));
-        dg.append(" FROM (").append(String.join("\n UNION ALL ", terms)).append(") t GROUP BY t.h");
+        dg.append(" FROM (").append(Legs.union(terms)).append(") t GROUP BY t.h");
 
         StringBuilder next = new StringBuilder("SELECT d.h");
         IntStream.range(0, keys.size()).forEach(k -> next.append(", d.k").append(k));

@@ -465,7 +465,7 @@ final class Sublinks {
                     terms.add(DeltaPlanner.leg(s.inner.render(t, deltas), names, s.inner.pending(t, deltas, pending(s.inner, deltas))));
                 }
             }
-            deltas.define(keysName(path), "SELECT DISTINCT * FROM (" + String.join("\n UNION ALL ", terms) + ") __pgt_k");
+            deltas.define(keysName(path), "SELECT DISTINCT * FROM (" + Legs.union(terms) + ") __pgt_k");
         }
         if (shape.global() && constant(shape) && path.size() == 2) {
             // each term reads the old value several times (an aggregate over the old rows each time)
@@ -783,8 +783,10 @@ final class Sublinks {
     }
 
     /** Gates a flip term: it runs only when a subquery's table has changes in the window. */
-    static String pending(Branch b, Deltas deltas) {
-        return pending(b.sublinks.stream().flatMap(s -> s.inner.allOccurrences().stream()).toList(), deltas);
+    static DeltaPlanner.Gate pending(Branch b, Deltas deltas) {
+        List<Occurrence> tables = b.sublinks.stream().flatMap(s -> s.inner.allOccurrences().stream()).toList();
+        return new DeltaPlanner.Gate(pending(tables, deltas), Set.of(),
+                tables.stream().map(o -> o.source.buffer()).collect(Collectors.toCollection(java.util.LinkedHashSet::new)));
     }
 
     private static String pending(List<Occurrence> tables, Deltas deltas) {
