@@ -126,6 +126,8 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.in_progress_too(pg_snapshot,xid8) -> pg_snapshot",
                             "pgtrickle.inline_blocker(text) -> text",
                             "pgtrickle.inlined_queries(text) -> TABLE(via text, own text)",
+                            "pgtrickle.live_legs(text,text[]) -> text",
+                            "pgtrickle.live_statement(text) -> text",
                             "pgtrickle.maintain_derived(pgtrickle.pgt_stream_tables) -> text[]",
                             "pgtrickle.measured_choice(jsonb,bigint) -> record",
                             "pgtrickle.measured_full_wins(jsonb,bigint,double precision) -> boolean",
@@ -143,13 +145,19 @@ class SchemaUnitsUpgradeTest {
             // STABLE function), its statements planned generically; security and privileges kept
             assertEquals(lost.get(0).substring(lost.get(0).indexOf(" volatility")).replace("volatility=s", "volatility=v")
                             .replace("config= ", "config={plan_cache_mode=force_generic_plan} "),
-                    added.get(8).substring(added.get(8).indexOf(" volatility")),
+                    attributes(added, "pgtrickle.due_stream_tables("),
                     "due_stream_tables keeps its security and privileges");
-            assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), added.get(11).substring(added.get(11).indexOf(" volatility")),
+            assertEquals(lost.get(1).substring(lost.get(1).indexOf(" volatility")), attributes(added, "pgtrickle.get_refresh_history("),
                     "get_refresh_history keeps its volatility, security, settings and privileges");
-            assertEquals(lost.get(2).substring(lost.get(2).indexOf(" volatility")), added.get(24).substring(added.get(24).indexOf(" volatility")),
+            assertEquals(lost.get(2).substring(lost.get(2).indexOf(" volatility")), attributes(added, "pgtrickle.set_refresh_plan("),
                     "set_refresh_plan keeps its volatility, security, settings and privileges");
         }
+    }
+
+    /** What follows the signature of the one function of {@code functions} named {@code name}. */
+    private static String attributes(List<String> functions, String name) {
+        String f = functions.stream().filter(a -> a.startsWith(name)).findFirst().orElseThrow();
+        return f.substring(f.indexOf(" volatility"));
     }
 
     @Test
