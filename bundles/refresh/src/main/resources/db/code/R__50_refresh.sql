@@ -626,18 +626,12 @@ BEGIN
 END
 $fn$;
 
--- Runs one of a refresh's data statements (it may use $1, the frontier) with the privileges of
--- the stream table's owner, and returns its one result row as text, column by column. A
--- differential statement also uses $2, the text[] of the change buffers the refresh found changes
--- in (setting pgtrickle.live_buffers; NULL when unset): as a parameter it is a constant to
--- PostgreSQL's planner, which leaves out the statement's terms for the other sources unplanned.
 -- The differential statement without the pieces that only changes of sources without any in the
 -- window would make worth running (the planner marks them, in a statement that starts with
--- /*pgt:marks*/: Legs.java). `live`: the change buffers
--- with changes; NULL (not known) keeps the statement whole. PostgreSQL would exclude those pieces
--- by their gates while planning, but spends time on each first: TPC-H Q8 planned in 7 ms with 63 of
--- its 65 terms excluded, and in 1.2 ms without them. Marks may nest; an open mark counts as dead
--- from the first one whose buffers are not live to its end.
+-- /*pgt:marks*/: Legs.java). `live`: the change buffers with changes; NULL (not known) keeps the
+-- statement whole. PostgreSQL would exclude those pieces by their gates while planning, but spends
+-- time on each first: TPC-H Q8 planned in 7 ms with 63 of its 65 terms excluded, and in 1.2 ms
+-- without them. Marks may nest; a piece is left out with everything inside it.
 CREATE OR REPLACE FUNCTION pgtrickle.live_legs(statement text, live text[]) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
@@ -694,6 +688,12 @@ CREATE OR REPLACE FUNCTION pgtrickle.live_statement(statement text) RETURNS text
     LANGUAGE sql STABLE
     RETURN pgtrickle.live_legs(statement, nullif(current_setting('pgtrickle.live_buffers', true), '')::text[]);
 
+-- Runs one of a refresh's data statements (it may use $1, the frontier) with the privileges of
+-- the stream table's owner, and returns its one result row as text, column by column. A
+-- differential statement also uses $2, the text[] of the change buffers the refresh found changes
+-- in (setting pgtrickle.live_buffers; NULL when unset): as a parameter it is a constant to
+-- PostgreSQL's planner, which leaves out the statement's terms for the other sources unplanned;
+-- and it is rendered without those terms first (live_statement).
 CREATE OR REPLACE FUNCTION pgtrickle.execute_as_owner(st pgtrickle.pgt_stream_tables, statement text, frontier pg_snapshot)
     RETURNS text[]
     LANGUAGE plpgsql
