@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import java.io.PrintWriter;
 import java.sql.Connection;
-import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.SQLFeatureNotSupportedException;
 import java.sql.Statement;
@@ -180,7 +179,7 @@ class ConcurrentWritersTest {
                 c.setAutoCommit(!tx);
                 try {
                     for (int n = 1 + rnd.nextInt(4); n > 0; n--) {
-                        RandomizedRefreshTest.Dml dml = RandomizedRefreshTest.randomDml(rnd, t1Size(s));
+                        RandomizedRefreshTest.Dml dml = RandomizedRefreshTest.randomDml(rnd, RefreshDatabase.row(s, "SELECT count(*) FROM t1")[0]);
                         if (dml.sql().startsWith("TRUNCATE")) {
                             continue; // an ACCESS EXCLUSIVE lock would only serialise everything
                         }
@@ -213,13 +212,6 @@ class ConcurrentWritersTest {
             }
         } catch (SQLException | InterruptedException | RuntimeException e) {
             unexpected.add(Thread.currentThread().getName() + ": " + e);
-        }
-    }
-
-    private static long t1Size(Statement s) throws SQLException {
-        try (ResultSet rs = s.executeQuery("SELECT count(*) FROM t1")) {
-            rs.next();
-            return rs.getLong(1);
         }
     }
 

@@ -51,6 +51,22 @@ final class RefreshDatabase extends MigratedDatabase {
                 + " FROM pgtrickle.explain_refresh_mode(?)", name), name + ": maintained differentially");
     }
 
+    /**
+     * The first row of {@code query} as longs (zeros when it has none), read on {@code s}: a value
+     * inside a transaction the test holds, where {@link #queryLong} would read in one of its own.
+     */
+    static long[] row(Statement s, String query) throws SQLException {
+        try (ResultSet rs = s.executeQuery(query)) {
+            long[] values = new long[rs.getMetaData().getColumnCount()];
+            if (rs.next()) {
+                for (int i = 0; i < values.length; i++) {
+                    values[i] = rs.getLong(i + 1);
+                }
+            }
+            return values;
+        }
+    }
+
     long pgtId(String streamTable) throws SQLException {
         return queryLong("SELECT (pgtrickle.find_stream_table(?)).pgt_id", streamTable);
     }

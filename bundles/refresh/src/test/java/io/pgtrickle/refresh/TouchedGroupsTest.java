@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.sql.Connection;
-import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
 import org.junit.jupiter.api.AfterEach;
@@ -106,25 +105,13 @@ class TouchedGroupsTest {
             if (pageCost != null) {
                 s.execute("SET pg_trickle.differential_random_page_cost = " + pageCost);
             }
-            long[] before = row(s, counters);
+            long[] before = RefreshDatabase.row(s, counters);
             s.execute("SELECT pgtrickle.refresh_stream_table('" + streamTable + "')");
-            long[] after = row(s, counters);
-            assertEquals(3, row(s, "SELECT current_setting('random_page_cost')::bigint")[0],
+            long[] after = RefreshDatabase.row(s, counters);
+            assertEquals(3, RefreshDatabase.row(s, "SELECT current_setting('random_page_cost')::bigint")[0],
                     "the session's own random_page_cost is back");
             conn.commit();
             return new long[] {after[0] - before[0], after[1] - before[1], after[2] - before[2], after[3] - before[3]};
-        }
-    }
-
-    private static long[] row(Statement s, String query) throws SQLException {
-        try (ResultSet rs = s.executeQuery(query)) {
-            long[] values = new long[rs.getMetaData().getColumnCount()];
-            if (rs.next()) {
-                for (int i = 0; i < values.length; i++) {
-                    values[i] = rs.getLong(i + 1);
-                }
-            }
-            return values;
         }
     }
 
