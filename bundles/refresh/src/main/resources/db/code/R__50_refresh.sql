@@ -648,7 +648,7 @@ DECLARE
     dead   int := 0;
     gone   boolean;
 BEGIN
-    IF live IS NULL OR NOT starts_with(statement, '/*pgt:marks') THEN
+    IF live IS NULL OR statement IS NULL OR NOT starts_with(statement, '/*pgt:marks') THEN
         RETURN statement;
     END IF;
     pieces := string_to_array(statement, '/*pgt:');
@@ -659,6 +659,12 @@ BEGIN
         piece := pieces[i];
         close := strpos(piece, '*/');
         mark := left(piece, close - 1);
+        IF close = 0 OR (mark <> 'end' AND NOT (starts_with(mark, 'live ') AND strpos(mark, ';') > 0)) OR (mark = 'end' AND cardinality(killed) = 0) THEN
+            RAISE EXCEPTION 'pgtrickle: malformed mark /*pgt:%... in a marked statement (mark % of %)',
+                left(piece, 20), i - 2, cardinality(pieces) - 2
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Marks are /*pgt:live all;any*/ ... /*pgt:end*/, in pairs, after a /*pgt:marks*/ header.';
+        END IF;
         IF mark = 'end' THEN
             IF killed[cardinality(killed)] THEN
                 dead := dead - 1;
@@ -678,6 +684,10 @@ BEGIN
             kept := kept || substr(piece, close + 2);
         END IF;
     END LOOP;
+    IF cardinality(killed) > 0 THEN
+        RAISE EXCEPTION 'pgtrickle: % mark(s) /*pgt:live ...*/ without their /*pgt:end*/ in a marked statement', cardinality(killed)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     RETURN array_to_string(kept, '');
 END
 $fn$;

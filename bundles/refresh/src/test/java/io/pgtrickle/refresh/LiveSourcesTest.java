@@ -89,9 +89,9 @@ class LiveSourcesTest {
         try (Connection c = db.connect(); Statement st = c.createStatement()) {
             c.setAutoCommit(false);
             String scans = "SELECT coalesce(sum(seq_scan + idx_scan), 0) FROM pg_stat_xact_user_tables WHERE relname = '" + bufferE + "'";
-            long before = value(st, scans);
+            long before = RefreshDatabase.row(st, scans)[0];
             st.execute("SELECT pgtrickle.refresh_stream_table('abcde')");
-            assertEquals(2, value(st, scans) - before, "scans of e's buffer");
+            assertEquals(2, RefreshDatabase.row(st, scans)[0] - before, "scans of e's buffer");
             c.commit();
         }
         db.assertEqualsItsQuery("abcde", "a's change");
@@ -119,6 +119,15 @@ class LiveSourcesTest {
         assertEquals("SELECT 1", db.queryString("SELECT pgtrickle.live_legs('SELECT 1', '{}')"), "no marks");
         String unmarked = s.substring("/*pgt:marks*/".length());
         assertEquals(unmarked, db.queryString("SELECT pgtrickle.live_legs(?, '{}')", unmarked), "marks count only in a statement the planner marked");
+        assertEquals(null, db.queryString("SELECT pgtrickle.live_legs(NULL, '{x}')"));
+        for (String[] bad : new String[][] {{"/*pgt:marks*/1/*pgt:end*/2", "malformed mark /*pgt:end*/2"},
+                {"/*pgt:marks*/1/*pgt:live x*/2/*pgt:end*/", "malformed mark /*pgt:live x*/2"},
+                {"/*pgt:marks*/1/*pgt:other*/2", "malformed mark /*pgt:other*/2"},
+                {"/*pgt:marks*/1/*pgt:live x;*/2", "1 mark(s) /*pgt:live ...*/ without their /*pgt:end*/"}}) {
+            SQLException e = org.junit.jupiter.api.Assertions.assertThrows(SQLException.class,
+                    () -> db.queryString("SELECT pgtrickle.live_legs(?, '{x}')", bad[0]), bad[0]);
+            assertTrue(e.getMessage().contains(bad[1]), e.getMessage());
+        }
     }
 
     @Test
@@ -140,13 +149,6 @@ class LiveSourcesTest {
                 rs.next();
                 return rs.getString(1);
             }
-        }
-    }
-
-    private static long value(Statement s, String sql) throws SQLException {
-        try (ResultSet rs = s.executeQuery(sql)) {
-            rs.next();
-            return rs.getLong(1);
         }
     }
 
