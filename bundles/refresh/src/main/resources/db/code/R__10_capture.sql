@@ -220,6 +220,16 @@ BEGIN
     IF buffer IS NULL THEN
         RETURN 0;
     END IF;
+    IF current_setting('pgtrickle.truncate_after_commit', true) = 'on' THEN
+        -- Under the engine a buffer is let go of only once its file reaches
+        -- pg_trickle.change_buffer_prune_kb: a TRUNCATE costs about a millisecond whatever the
+        -- buffer holds, and rows every reader has passed cost the readers nothing (they find
+        -- their window by the xid index), so letting go of a few kilobytes after every refresh
+        -- was most of a small refresh's time.
+        IF pg_relation_size(buffer) < pgtrickle.setting_number('pg_trickle.change_buffer_prune_kb', 1024, 'kilobytes')::bigint * 1024 THEN
+            RETURN 0;
+        END IF;
+    END IF;
     horizon := pgtrickle.change_horizon(source);
     IF horizon IS NULL THEN
         RETURN 0;

@@ -49,8 +49,10 @@ BEGIN
     END IF;
     -- the planner never estimates fewer than one row, so a window of up to 4 rows is never
     -- underestimated beyond the tolerance below: the common one-row change asks nothing, unless
-    -- the buffer has never been analysed (nor has it statistics of its xids from before a
-    -- TRUNCATE, which forgets only its size). Then the planner guesses a third of ten pages' worth
+    -- the buffer has never been analysed (statistics of its xids survive a TRUNCATE, which
+    -- forgets only its size). Asked of the analyse counters, not pg_stats and pg_class (0.4 ms of
+    -- every small refresh); counters lost to a crash or a pg_stat_reset() cost one ANALYZE of a
+    -- small window. Then the planner guesses a third of ten pages' worth
     -- of rows (about 150 for a few changes), which for a few changed orders chose a hash join over
     -- all the orders instead of their index (TouchedGroupsTest). Buffers named from the change
     -- tracking's record, as pending_changes does (change_buffer() is three nested function calls,
@@ -62,9 +64,8 @@ BEGIN
                      FROM jsonb_each_text(coalesce(counts, '{}')) c
                      LEFT JOIN pgtrickle.pgt_change_tracking t ON t.source_relid = c.key::oid) w
                 WHERE w.n > 4
-                   OR EXISTS (SELECT FROM pg_class b WHERE b.oid = w.buffer AND b.reltuples < 0
-                                 AND NOT EXISTS (SELECT FROM pg_stats ps WHERE ps.schemaname = 'pgtrickle_changes'
-                                                    AND ps.tablename = b.relname AND ps.attname = 'xid')) LOOP
+                   OR (pg_stat_get_analyze_count(w.buffer) + pg_stat_get_autoanalyze_count(w.buffer) = 0
+                       AND (SELECT b.reltuples < 0 FROM pg_class b WHERE b.oid = w.buffer)) LOOP
         n := src.n;
         CONTINUE WHEN src.buffer IS NULL;
         EXECUTE format('EXPLAIN (FORMAT JSON) SELECT FROM %s WHERE xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(xid, $1)',

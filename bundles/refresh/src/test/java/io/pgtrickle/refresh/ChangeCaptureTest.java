@@ -355,6 +355,8 @@ class ChangeCaptureTest extends MigratedDatabaseTest {
         exec("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'one', 1)");
         setFrontier(a);
         exec("SET pgtrickle.truncate_after_commit = on");
+        // however small the buffer (see theEngineLetsGoOfABufferOnlyOnceItReachesPruneKb)
+        exec("SET pg_trickle.change_buffer_prune_kb = 0");
         assertEquals("0", string("SELECT pgtrickle.prune_change_buffer('public.orders')"));
         assertEquals(List.of("1"), strings("SELECT id::text FROM " + buffer()));
         assertEquals("{" + string("SELECT 'public.orders'::regclass::oid") + "}", string("SELECT current_setting('pgtrickle.consumed_buffers')"));
@@ -368,11 +370,56 @@ class ChangeCaptureTest extends MigratedDatabaseTest {
         assertEquals("", string("SELECT current_setting('pgtrickle.consumed_buffers')"));
     }
 
+    /**
+     * Under the engine, rows every reader has passed stay in a buffer smaller than
+     * pg_trickle.change_buffer_prune_kb (default 1024): a TRUNCATE costs about a millisecond
+     * whatever the buffer holds, readers find their window by the xid index, and the next writer
+     * after a TRUNCATE pays for the new file. From that size on the buffer is let go of as before.
+     */
+    @Test
+    void theEngineLetsGoOfABufferOnlyOnceItReachesPruneKb() throws SQLException {
+        long a = consumer("st_a");
+        call("ensure_change_capture", a);
+        exec("SET pgtrickle.truncate_after_commit = on");
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'one', 1)");
+        setFrontier(a);
+        // one page, under the default: kept, passed rows and all, and nothing noted
+        assertEquals("0", string("SELECT pgtrickle.prune_change_buffer('public.orders')"));
+        assertEquals(List.of("1"), strings("SELECT id::text FROM " + buffer()));
+        assertEquals("", string("SELECT coalesce(current_setting('pgtrickle.consumed_buffers', true), '')"));
+        assertEquals("0", string("SELECT pgtrickle.truncate_consumed_change_buffers()"));
+        assertEquals(List.of("1"), strings("SELECT id::text FROM " + buffer()));
+        // a passed row is not pending: the reader's window leaves it out
+        assertEquals("0", string("SELECT pgtrickle.pending_change_count('public.orders', (SELECT frontier ->> 'snapshot' FROM pgtrickle.pgt_stream_tables WHERE pgt_id = " + a + ")::pg_snapshot)"));
+
+        // 8 kB is one page: the buffer has reached it
+        exec("SET pg_trickle.change_buffer_prune_kb = 8");
+        assertEquals("0", string("SELECT pgtrickle.prune_change_buffer('public.orders')"));
+        assertEquals("1", string("SELECT pgtrickle.truncate_consumed_change_buffers()"));
+        assertEquals("0", string("SELECT pg_relation_size('" + buffer() + "')"));
+
+        // a buffer at the size with rows a reader still needs: the passed ones are deleted, as before
+        exec("SET pg_trickle.change_buffer_prune_kb = 8");
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (2, 'two', 2)");
+        setFrontier(a);
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (3, 'three', 3)");
+        assertEquals("1", string("SELECT pgtrickle.prune_change_buffer('public.orders')"));
+        assertEquals(List.of("3"), strings("SELECT id::text FROM " + buffer()));
+
+        // an invalid value is the default, with a warning
+        exec("SET pg_trickle.change_buffer_prune_kb = 'lots'");
+        exec("INSERT INTO public.orders (id, customer, amount) VALUES (4, 'four', 4)");
+        setFrontier(a);
+        assertEquals("0", string("SELECT pgtrickle.prune_change_buffer('public.orders')"));
+        assertEquals(List.of("3", "4"), strings("SELECT id::text FROM " + buffer() + " ORDER BY id"));
+    }
+
     @Test
     void aBufferPassedInFullIsTruncatedOnlyWhenNoWriterHoldsItAndNothingNewerCommitted() throws SQLException {
         long a = consumer("st_a");
         call("ensure_change_capture", a);
         exec("SET pgtrickle.truncate_after_commit = on");
+        exec("SET pg_trickle.change_buffer_prune_kb = 0");
         exec("INSERT INTO public.orders (id, customer, amount) VALUES (1, 'one', 1)");
         exec("INSERT INTO public.orders (id, customer, amount) VALUES (2, 'two', 2)");
         setFrontier(a);

@@ -69,14 +69,22 @@ class RefreshListenerTest {
     /**
      * A buffer the refresh consumed in full is emptied by TRUNCATE once the refresh has committed
      * (pgtrickle.truncate_consumed_change_buffers), not left full of deleted rows for every later
-     * probe to read past until a vacuum.
+     * probe to read past until a vacuum; but only once it holds pg_trickle.change_buffer_prune_kb
+     * (default 1 MB): a smaller one keeps its passed rows, which no later refresh reads.
      */
     @Test
     void aBufferTheRefreshConsumedInFullIsLeftEmptyNotFullOfDeletedRows() throws Exception {
         String buffer = db.queryString("SELECT pgtrickle.change_buffer('src')::text");
         changeSource();
-        assertTrue(db.queryLong("SELECT pg_relation_size(?::regclass)", buffer) > 0);
         assertEquals(Action.DIFFERENTIAL, engine.refresh("st").action());
+        long small = db.queryLong("SELECT pg_relation_size(?::regclass)", buffer);
+        assertTrue(small > 0 && small < 1024 * 1024, "a small buffer is kept: " + small);
+        assertEquals(0, db.difference("st"));
+
+        db.exec("INSERT INTO src SELECT g, g FROM generate_series(100, 30099) g");
+        assertTrue(db.queryLong("SELECT pg_relation_size(?::regclass)", buffer) >= 1024 * 1024);
+        RefreshEvent large = engine.refresh("st");
+        assertEquals(30000, large.rowsInserted(), "the kept rows were not read again");
         assertEquals(0, db.queryLong("SELECT pg_relation_size(?::regclass)", buffer), "truncated: a DELETE leaves the heap's pages");
         assertEquals(0, db.difference("st"));
         // what is written after is captured and consumed as ever
