@@ -107,6 +107,32 @@ class LiveSourcesTest {
         }
     }
 
+    /**
+     * Whether a refresh's window holds a TRUNCATE marker is answered by the buffer's partial index
+     * of markers, not by reading the window once more; and a marker is still found there.
+     */
+    @Test
+    void theStatementFindsTruncationMarkersByTheirIndex() throws SQLException {
+        db.createDifferential("ab_diff", "SELECT a.k, a.v, b.w FROM a JOIN b ON a.k = b.k");
+        db.exec("INSERT INTO a SELECT i, i FROM generate_series(51, 3050) i", "INSERT INTO b SELECT i, i FROM generate_series(51, 3050) i");
+        String buffer = db.queryString("SELECT pgtrickle.change_buffer('a')::text");
+        String markers = buffer.substring(buffer.indexOf('.') + 1) + "_truncated_idx";
+        try (Connection c = db.connect(); Statement st = c.createStatement()) {
+            c.setAutoCommit(false);
+            String uses = "SELECT pg_stat_get_xact_numscans('pgtrickle_changes." + markers + "'::regclass)";
+            long before = RefreshDatabase.row(st, uses)[0];
+            st.execute("SELECT pgtrickle.refresh_stream_table('ab_diff')");
+            assertTrue(RefreshDatabase.row(st, uses)[0] - before >= 1, "the markers were asked of " + markers);
+            c.commit();
+        }
+        assertEquals("DIFFERENTIAL", db.lastRefresh("ab_diff").action());
+        db.assertEqualsItsQuery("ab_diff", "3,000 rows more");
+        db.exec("INSERT INTO a VALUES (5000, 5000)", "TRUNCATE b", "INSERT INTO b VALUES (5000, 1)");
+        db.exec("SELECT pgtrickle.refresh_stream_table('ab_diff')");
+        assertEquals("FULL", db.lastRefresh("ab_diff").action(), "the marker in the window was found");
+        db.assertEqualsItsQuery("ab_diff", "b truncated");
+    }
+
     @Test
     void liveLegsLeavesOutTheMarkedPiecesWhoseBuffersHaveNoChanges() throws SQLException {
         String s = "/*pgt:marks*/1/*pgt:live x,y;*/2/*pgt:live z;*/3/*pgt:end*/4/*pgt:end*/5/*pgt:live ;p,q*/6/*pgt:end*/7";

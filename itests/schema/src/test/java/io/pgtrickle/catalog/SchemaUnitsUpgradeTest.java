@@ -44,7 +44,7 @@ class SchemaUnitsUpgradeTest {
             assertEquals(List.of("io.pgtrickle.catalog", "io.pgtrickle.refresh", "io.pgtrickle.evolution", "io.pgtrickle.notify"),
                     r.units().stream().map(UnitMigrator.Result::unit).toList());
             assertEquals(List.of("io.pgtrickle.catalog|READY|0.33.0.2", "io.pgtrickle.evolution|READY|", "io.pgtrickle.notify|READY|0.33.0.2",
-                            "io.pgtrickle.refresh|READY|0.35.0"),
+                            "io.pgtrickle.refresh|READY|0.36.0"),
                     strings(c, "SELECT concat_ws('|', unit, state, coalesce(schema_version, '')) FROM pgtrickle.pgt_schema_unit ORDER BY unit"));
             CatalogMigrator.Result again = new CatalogMigrator().migrate(c);
             assertEquals(List.of(), again.applied());
