@@ -461,6 +461,92 @@ BEGIN
 END
 $fn$;
 
+-- The difference a FULL refresh applies to a stream table with a unique index on plain columns
+-- (the user's: one created on the stream table, not partial, not deferred, default operator
+-- classes; the one of fewest columns), as a query that writes nothing, as full_refresh_sql(st, true)
+-- returns it: the stored rows to delete (ctids) and the rows to insert (of the table's type), as
+-- text, the snapshot, and whether the pairing below held. The query's rows are paired with the
+-- stored ones by that key in a hash (or merge) FULL JOIN, where full_refresh_sql groups both sides
+-- by every column: PostgreSQL's hash join of 1M rows a side took a third to half of its hash
+-- aggregate (docs/benchmarks/full-refresh-candidates.md), and as a query that writes nothing it
+-- may run in parallel, as REFRESH MATERIALIZED VIEW does. A pair whose rows differ (by the
+-- columns' identity forms, as full_refresh_sql compares them: 1.0 and 1.00 differ) is the stored
+-- row deleted and the new one inserted, a stored row without a partner is deleted, a new one
+-- inserted: the counts are full_refresh_sql's.
+--
+-- The pairing is exact only when every key is in one pair at most, and with NULLs in no key (`=`
+-- never pairs them). The stored rows' keys are unique (the index), so what can break it is the
+-- query returning a key twice: then a stored row is in two pairs, which the query counts (pairs
+-- with a stored row against the stored rows). A key twice among rows without a stored partner is
+-- inserted twice, which the index refuses, as it refuses the query's rows whichever way they are
+-- written. Keys are compared under COLLATE "C" where they have a collation: finer than any
+-- collation's equality, so of two rows the index deems equal at most one pairs, and the other
+-- meets the index. When the pairing did not hold (or a key was NULL), full_refresh applies the
+-- difference of all columns instead. NULL when the stream table has no such index.
+CREATE OR REPLACE FUNCTION pgtrickle.full_refresh_keyed_sql(st pgtrickle.pgt_stream_tables) RETURNS text
+    LANGUAGE plpgsql STABLE
+AS $fn$
+DECLARE
+    target  text := format('%I.%I', st.pgt_schema, st.pgt_name);
+    key     int2[];
+    cols    text;   -- the stream table's columns
+    q_cols  text;   -- the same of the query's row, j
+    changed text;   -- whether a pair's rows differ
+    pairing text;   -- the join condition on the key
+    nulls   text;   -- whether a row of either side has a NULL in its key
+BEGIN
+    SELECT i.indkey::int2[] INTO key
+      FROM pg_index i
+     WHERE i.indrelid = st.pgt_relid AND i.indisunique AND i.indisvalid AND i.indimmediate
+       AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = i.indnatts
+       AND NOT EXISTS (SELECT FROM unnest(i.indkey::int2[], i.indclass::oid[]) AS k(att, opclass)
+                        JOIN pg_opclass o ON o.oid = k.opclass
+                       WHERE k.att = 0 OR NOT o.opcdefault)
+     ORDER BY i.indnkeyatts, i.indexrelid
+     LIMIT 1;
+    IF key IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT string_agg(format('%I', c.attname), ', ' ORDER BY c.attnum),
+           string_agg(format('j.%I', c.attname), ', ' ORDER BY c.attnum),
+           -- a key column of a type whose equality is identity is equal in every pair
+           coalesce(format('ROW(%s) IS DISTINCT FROM ROW(%s)',
+                           string_agg(replace(c.ident, '$', 'q.' || format('%I', c.attname)), ', ' ORDER BY c.attnum)
+                               FILTER (WHERE NOT (c.by_value AND c.attnum = ANY (key))),
+                           string_agg(replace(c.ident, '$', 's.' || format('%I', c.attname)), ', ' ORDER BY c.attnum)
+                               FILTER (WHERE NOT (c.by_value AND c.attnum = ANY (key)))), 'false'),
+           string_agg(format('q.%1$I = s.%1$I%2$s', c.attname, CASE WHEN c.attcollation <> 0 THEN ' COLLATE "C"' ELSE '' END), ' AND ')
+               FILTER (WHERE c.attnum = ANY (key)),
+           string_agg(format('(s.%1$I IS NULL AND s.ctid IS NOT NULL) OR (q.%1$I IS NULL AND q.__pgt_present)', c.attname), ' OR ')
+               FILTER (WHERE c.attnum = ANY (key))
+      INTO cols, q_cols, changed, pairing, nulls
+      FROM (SELECT a.attname, a.attnum, a.attcollation, v.by_value,
+                   -- the identity forms of full_refresh_sql
+                   CASE WHEN NOT v.by_value THEN '($)::text'
+                        WHEN a.attcollation <> 0 THEN format('($)::%s COLLATE "C"', format_type(a.atttypid, a.atttypmod))
+                        ELSE format('($)::%s', format_type(a.atttypid, a.atttypmod)) END AS ident
+              FROM pg_attribute a
+             CROSS JOIN LATERAL (SELECT a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'oid'::regtype,
+                                                       'bool'::regtype, 'date'::regtype, 'timestamp'::regtype,
+                                                       'timestamptz'::regtype, 'uuid'::regtype, 'bytea'::regtype,
+                                                       'text'::regtype, 'varchar'::regtype)
+                                        OR (a.atttypid = 'numeric'::regtype AND a.atttypmod >= 0) AS by_value) v
+             WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped) c;
+    RETURN format($sql$
+        SELECT p.victims::text, p.rows::text, pg_current_snapshot()::text,
+               p.paired = (SELECT count(*) FROM %2$s) AND NOT p.null_keys
+          FROM (SELECT count(j.__pgt_ctid) AS paired,
+                       coalesce(bool_or(j.__pgt_null_key), false) AS null_keys,
+                       array_agg(j.__pgt_ctid) FILTER (WHERE j.__pgt_ctid IS NOT NULL AND j.__pgt_changed) AS victims,
+                       array_agg(ROW(%3$s)::%2$s) FILTER (WHERE j.__pgt_present AND j.__pgt_changed) AS rows
+                  FROM (SELECT q.*, s.ctid AS __pgt_ctid,
+                               s.ctid IS NULL OR q.__pgt_present IS NULL OR %4$s AS __pgt_changed, %6$s AS __pgt_null_key
+                          FROM (SELECT q0.*, true AS __pgt_present FROM (%1$s) q0(%7$s)) q
+                          FULL JOIN %2$s s ON %5$s) j) p
+        $sql$, st.defining_query, target, q_cols, changed, pairing, nulls, cols);
+END
+$fn$;
+
 -- The statement of a FULL refresh: recompute the query, apply the difference to the stored rows.
 CREATE OR REPLACE FUNCTION pgtrickle.full_refresh_sql(st pgtrickle.pgt_stream_tables) RETURNS text
     LANGUAGE sql STABLE
@@ -499,6 +585,7 @@ DECLARE
     res      text[];
     old_rows text[];
     applied  text[];
+    keyed    text;
 BEGIN
     PERFORM pgtrickle.grant_plan_tables(st);
     IF ratio > 0 AND pending > 0 AND size >= 8 * 1024 * 1024
@@ -517,18 +604,38 @@ BEGIN
             RETURN ARRAY[old_rows[1], res[1], res[2]];
         END IF;
     END IF;
-    -- A small result of large sources (an aggregate, a selective filter): the difference computed
-    -- by a query that writes nothing, which PostgreSQL may run in parallel as REFRESH MATERIALIZED
-    -- VIEW does, then applied by a second statement. Same snapshot as far as the stream table goes:
-    -- only refreshes write it, and this one holds its catalog row. Kept to results of at most 1 MB,
-    -- since the difference travels as text; sources below min_parallel_table_scan_size get no
-    -- workers, so the one statement is cheaper for them.
-    IF st.state_table IS NULL AND st.derived IS NULL AND size <= 1024 * 1024 AND current_setting('max_parallel_workers_per_gather')::int > 0
-       AND (SELECT sum(c.relpages) FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid
-             WHERE d.pgt_id = st.pgt_id) * current_setting('block_size')::bigint
-           >= pg_size_bytes(current_setting('min_parallel_table_scan_size')) THEN
-        res := pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st, true), NULL);
-        IF res[1] = '{}' AND res[2] = '{}' THEN
+    wanted := least(cap, 2 * size / 1024);
+    IF wanted > pg_size_bytes(before) / 1024 THEN
+        PERFORM set_config('work_mem', wanted || 'kB', true);
+    END IF;
+    -- The difference computed by a query that writes nothing, which PostgreSQL may run in parallel
+    -- as REFRESH MATERIALIZED VIEW does, then applied by a second statement. Same snapshot as far
+    -- as the stream table goes: only refreshes write it, and this one holds its catalog row. The
+    -- difference travels as text. Not for a stream table that refills running totals or derived
+    -- tables in the same statement, nor an empty one (everything would travel).
+    IF st.state_table IS NULL AND st.derived IS NULL AND size > 0 THEN
+        -- Paired by a unique key where the stream table has one (full_refresh_keyed_sql): false
+        -- in its fourth column when the pairing did not hold, and the difference of all columns decides.
+        keyed := pgtrickle.full_refresh_keyed_sql(st);
+        IF keyed IS NOT NULL THEN
+            res := pgtrickle.execute_as_owner(st, keyed, NULL);
+            IF NOT res[4]::boolean THEN
+                res := NULL;
+            END IF;
+        END IF;
+        -- Without one, for a small result of large sources (an aggregate, a selective filter): at
+        -- most 1 MB, since all of it may travel; sources below min_parallel_table_scan_size get no
+        -- workers, so the one statement below is cheaper for them.
+        IF res IS NULL AND size <= 1024 * 1024 AND current_setting('max_parallel_workers_per_gather')::int > 0
+           AND (SELECT sum(c.relpages) FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid
+                 WHERE d.pgt_id = st.pgt_id) * current_setting('block_size')::bigint
+               >= pg_size_bytes(current_setting('min_parallel_table_scan_size')) THEN
+            res := pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st, true), NULL);
+        END IF;
+    END IF;
+    IF res IS NOT NULL THEN
+        PERFORM set_config('work_mem', before, true);
+        IF coalesce(res[1], '{}') = '{}' AND coalesce(res[2], '{}') = '{}' THEN
             RETURN ARRAY['0', '0', res[3]];
         END IF;
         -- rows of the table's own type: unnest's columns are the table's, in order
@@ -537,14 +644,9 @@ BEGIN
                  inserted AS (INSERT INTO %1$s SELECT * FROM unnest(%3$L::%1$s[])
                                WHERE (SELECT count(*) FROM deleted) >= 0 RETURNING 1)
             SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM inserted)
-            $sql$, st.pgt_relid::regclass, res[1], res[2]), NULL);
+            $sql$, st.pgt_relid::regclass, coalesce(res[1], '{}'), coalesce(res[2], '{}')), NULL);
         RETURN ARRAY[applied[1], applied[2], res[3]];
     END IF;
-    wanted := least(cap, 2 * size / 1024);
-    IF wanted <= pg_size_bytes(before) / 1024 THEN
-        RETURN pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st), NULL);
-    END IF;
-    PERFORM set_config('work_mem', wanted || 'kB', true);
     res := pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st), NULL);
     PERFORM set_config('work_mem', before, true);
     RETURN res;

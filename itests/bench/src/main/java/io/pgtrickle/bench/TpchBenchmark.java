@@ -168,13 +168,20 @@ public final class TpchBenchmark {
                     c.setAutoCommit(false);
                     s.execute("SELECT pgtrickle.run_refresh(" + ids.get(q) + ", 'MANUAL', true, 0)"
                             + " FROM (SELECT set_config('pgtrickle.truncate_after_commit', 'on', true)) AS engine");
+                    long ran = System.nanoTime();
                     c.commit();
                     c.setAutoCommit(true);
+                    long committed = System.nanoTime();
                     try (Statement truncate = c.createStatement()) {
                         // a statement of its own: s keeps the refresh's warnings (auto_explain's plans)
                         truncate.execute("SELECT pgtrickle.truncate_consumed_change_buffers()");
                     }
-                    refresh.computeIfAbsent(q, k -> new ArrayList<>()).add((System.nanoTime() - t) / 1e6);
+                    long done = System.nanoTime();
+                    refresh.computeIfAbsent(q, k -> new ArrayList<>()).add((done - t) / 1e6);
+                    if (profile) {
+                        log("Q%d profile: run_refresh %.2f ms, commit %.2f ms, truncate_consumed_change_buffers %.2f ms (client wall time)",
+                                q, (ran - t) / 1e6, (committed - ran) / 1e6, (done - committed) / 1e6);
+                    }
                     if (profile) {
                         s.execute("SET track_functions = 'none'");
                         s.execute("SELECT pg_stat_force_next_flush()");

@@ -79,7 +79,8 @@ class SchemaUnitsUpgradeTest {
      * and prepares its probe once per session (so it is VOLATILE, with plan_cache_mode set). The
      * new ones are the two trigger functions through which units meet, the two the refresh unit
      * calls before a differential statement (change statistics, AUTO's cost rule), the FULL refresh
-     * with its work_mem (full_refresh) and its statement that writes nothing (full_refresh_sql with read_only), the create-time judge's view of inlined subqueries
+     * with its work_mem (full_refresh) and its statements that write nothing (full_refresh_sql with read_only, and
+     * full_refresh_keyed_sql, the rows paired by a unique index's key), the create-time judge's view of inlined subqueries
      * (inline_blocker, inlined_queries), a refresh's one-statement probe (pending_changes), and
      * derived tables (0.35.0): set_refresh_plan takes them as a last argument, five functions
      * capture, maintain, refill, grant and drop them, oldest_frontier tells how far back their
@@ -120,6 +121,7 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.drop_orphaned_shadow() -> trigger",
                             String.format(due, "boolean"),
                             "pgtrickle.full_refresh(pgtrickle.pgt_stream_tables,bigint) -> text[]",
+                            "pgtrickle.full_refresh_keyed_sql(pgtrickle.pgt_stream_tables) -> text",
                             "pgtrickle.full_refresh_sql(pgtrickle.pgt_stream_tables,boolean) -> text",
                             history + ", fallback_reason text)",
                             "pgtrickle.grant_plan_tables(pgtrickle.pgt_stream_tables) -> void",
