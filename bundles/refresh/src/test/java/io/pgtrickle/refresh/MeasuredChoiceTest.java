@@ -83,8 +83,12 @@ class MeasuredChoiceTest {
         assertEquals("6|6|50", one("SELECT concat_ws('|', t ->> 'k', t -> 'f' ->> 'at', t -> 'd' ->> 'ms') FROM " + timing()));
         db.assertEqualsItsQuery("per_grp", "after a measured FULL refresh");
 
-        // a window under half the measured one is not judged by it: differential, which measures it
+        // a window under half the measured one is not judged by it: differential, which measures it,
+        // once the running totals the FULL refresh left are refilled (staleRunningTotals...)
         measured("{\"d\": {\"ms\": 50, \"n\": 30, \"at\": 6}, \"f\": {\"ms\": 5, \"n\": 10, \"at\": 6}, \"k\": 6, \"wait\": 8}");
+        exec("UPDATE items SET v = v + 1 WHERE id <= 5");
+        refresh();
+        assertTrue(last().startsWith("FULL|true|the running totals and derived tables were left"), last());
         exec("UPDATE items SET v = v + 1 WHERE id <= 5");
         refresh();
         assertEquals("DIFFERENTIAL|false|", last());
@@ -96,12 +100,83 @@ class MeasuredChoiceTest {
         refresh();
         assertTrue(last().startsWith("FULL|true|measured: the last differential refresh took 50.0 ms for 2 changes"), last());
 
-        // within 1.25 times (or 1 ms) of FULL, the differential refresh stays
+        // within 1.25 times (or 1 ms) of FULL, the differential refresh stays (after the refill)
         measured("{\"d\": {\"ms\": 6, \"n\": 10, \"at\": 8}, \"f\": {\"ms\": 5, \"n\": 10, \"at\": 8}, \"k\": 8, \"wait\": 8}");
+        exec("UPDATE items SET v = v + 1 WHERE id <= 5");
+        refresh();
+        assertTrue(last().startsWith("FULL|true|the running totals"), last());
         exec("UPDATE items SET v = v + 1 WHERE id <= 5");
         refresh();
         assertEquals("DIFFERENTIAL|false|", last());
         db.assertEqualsItsQuery("per_grp", "after the differential refreshes");
+    }
+
+    /**
+     * While AUTO measures FULL the cheaper way, its FULL refreshes leave the running totals (and
+     * derived tables) as they were, where refilling them was most of such a refresh: the frontier
+     * says they are stale. The first refresh that would be differential refills them instead (a
+     * FULL refresh that says why, whose time is not FULL's and which leaves what AUTO measured and
+     * meant to try for the next one), and the differential refreshes after it are right.
+     */
+    @Test
+    void steadyFullRefreshesLeaveTheRunningTotalsToTheNextDifferentialOne() throws SQLException {
+        String state = db.queryString("SELECT state_table FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'per_grp'");
+        String totals = "SELECT string_agg(ROW(s.*)::text, ',' ORDER BY ROW(s.*)::text) FROM " + state + " s";
+        String stale = "SELECT coalesce(frontier ->> 'stale', 'fresh') FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'per_grp'";
+        String before = one(totals);
+        for (int i = 0; i < 2; i++) {
+            measured("{\"d\": {\"ms\": 50, \"n\": 10, \"at\": 5}, \"f\": {\"ms\": 5, \"n\": 10, \"at\": 5}, \"k\": 5, \"wait\": 8}");
+            exec("UPDATE items SET v = v + 1 WHERE id <= 5", "DELETE FROM items WHERE id = " + (900 + i));
+            refresh();
+            assertTrue(last().startsWith("FULL|true|measured: "), last());
+            assertEquals("true", one(stale));
+            assertEquals(before, one(totals), "the running totals are left as they were");
+            db.assertEqualsItsQuery("per_grp", "a steady FULL refresh");
+        }
+        // nothing to do keeps them stale
+        refresh();
+        assertEquals("NO_DATA|false|", last());
+        assertEquals("true", one(stale));
+
+        String timing = "{\"d\": {\"ms\": 5, \"n\": 10, \"at\": 5}, \"f\": {\"ms\": 50, \"n\": 10, \"at\": 5}, \"k\": 5, \"wait\": 8}";
+        measured(timing);
+        exec("UPDATE items SET v = v + 1 WHERE id <= 5");
+        refresh();
+        assertEquals("FULL|true|the running totals and derived tables were left as they were by FULL refreshes: refilled before a differential one",
+                last());
+        assertEquals("fresh", one(stale));
+        assertTrue(!before.equals(one(totals)), "refilled");
+        assertEquals("t", one("SELECT t = '" + timing + "'::jsonb FROM " + timing()), "what AUTO measured is kept");
+        db.assertEqualsItsQuery("per_grp", "the refill");
+        for (int i = 0; i < 3; i++) {
+            exec("UPDATE items SET v = v + 1 WHERE id % 7 = " + i, "INSERT INTO items VALUES (" + (2000 + i) + ", " + i + ", 1)");
+            refresh();
+            assertEquals("DIFFERENTIAL|false|", last());
+            db.assertEqualsItsQuery("per_grp", "a differential refresh on the refilled running totals");
+        }
+    }
+
+    /** The same for a plan's derived table (an aggregating subquery in FROM), kept by the differential refreshes after the refill. */
+    @Test
+    void steadyFullRefreshesLeaveTheDerivedTablesToTheNextDifferentialOne() throws SQLException {
+        exec("SELECT pgtrickle.create_stream_table('sizes', 'SELECT g.n, count(*) AS groups FROM"
+                + " (SELECT grp, count(*) AS n FROM items GROUP BY grp) g GROUP BY g.n', 'calculated')");
+        db.plan("sizes");
+        assertEquals("1", one("SELECT jsonb_array_length(derived) FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'sizes'"));
+        String frontier = "UPDATE pgtrickle.pgt_stream_tables SET frontier = frontier || jsonb_build_object('timing', '%s'::jsonb)"
+                + " WHERE pgt_name = 'sizes'";
+        String fullWins = "{\"d\": {\"ms\": 50, \"n\": 10, \"at\": 5}, \"f\": {\"ms\": 5, \"n\": 10, \"at\": 5}, \"k\": 5, \"wait\": 8}";
+        String diffWins = "{\"d\": {\"ms\": 5, \"n\": 10, \"at\": 5}, \"f\": {\"ms\": 50, \"n\": 10, \"at\": 5}, \"k\": 5, \"wait\": 8}";
+        String[] rounds = {"DELETE FROM items WHERE id % 10 = 3 AND id < 300", "INSERT INTO items SELECT i, 3, i FROM generate_series(3000, 3100) i",
+            "UPDATE items SET grp = 4 WHERE id % 10 = 5 AND id < 500", "DELETE FROM items WHERE grp = 7"};
+        String[] expected = {"FULL|true|measured: ", "FULL|true|measured: ", "FULL|true|the running totals", "DIFFERENTIAL|false|"};
+        for (int i = 0; i < rounds.length; i++) {
+            exec(String.format(frontier, i < 2 ? fullWins : diffWins), rounds[i], "SELECT pgtrickle.refresh_stream_table('sizes')");
+            String action = db.queryString("SELECT action || '|' || was_full_fallback || '|' || coalesce(fallback_reason, '')"
+                    + " FROM pgtrickle.pgt_refresh_history WHERE pgt_id = ? ORDER BY refresh_id DESC LIMIT 1", db.pgtId("sizes"));
+            assertTrue(action.startsWith(expected[i]), rounds[i] + ": " + action);
+            db.assertEqualsItsQuery("sizes", rounds[i]);
+        }
     }
 
     @Test
@@ -123,6 +198,10 @@ class MeasuredChoiceTest {
                 + " for 10 changes", last());
         // lost by more than 128 times: not tried again for 1,024 refreshes (8 times the loss ratio, at most 1,024)
         assertEquals("10|1024", one("SELECT concat_ws('|', t -> 'f' ->> 'at', t ->> 'wait') FROM " + timing()));
+        // the trial left the running totals as they were: refilled first
+        exec("UPDATE items SET v = v + 1 WHERE id <= 5");
+        refresh();
+        assertTrue(last().startsWith("FULL|true|the running totals"), last());
         exec("UPDATE items SET v = v + 1 WHERE id <= 5");
         refresh();
         assertEquals("DIFFERENTIAL|false|", last());
@@ -152,8 +231,12 @@ class MeasuredChoiceTest {
                 last());
 
         // ... and never while the differential refresh takes less than that, however long it runs
+        // (once the running totals the trials left are refilled)
         measured("{\"d\": {\"ms\": 9, \"n\": 10, \"at\": 2, \"c\": 2}, \"f\": {\"ms\": 20, \"at\": 1, \"fill\": true}, \"k\": 2000,"
                 + " \"wait\": 8}");
+        exec("UPDATE items SET v = v + 1 WHERE id <= 5");
+        refresh();
+        assertTrue(last().startsWith("FULL|true|the running totals"), last());
         exec("UPDATE items SET v = v + 1 WHERE id <= 5");
         refresh();
         assertEquals("DIFFERENTIAL|false|", last());

@@ -178,6 +178,12 @@ public final class TpchBenchmark {
                     }
                     long done = System.nanoTime();
                     refresh.computeIfAbsent(q, k -> new ArrayList<>()).add((done - t) / 1e6);
+                    if (PROFILE) {
+                        try (java.sql.ResultSet rs = s.executeQuery("SELECT action || coalesce(' (' || fallback_reason || ')', '')"
+                                + " FROM pgtrickle.pgt_refresh_history WHERE pgt_id = " + ids.get(q) + " ORDER BY refresh_id DESC LIMIT 1")) {
+                            log("Q%d round %d: %.2f ms, %s", q, r, (done - t) / 1e6, rs.next() ? rs.getString(1) : "?");
+                        }
+                    }
                     if (profile) {
                         log("Q%d profile: run_refresh %.2f ms, commit %.2f ms, truncate_consumed_change_buffers %.2f ms (client wall time)",
                                 q, (ran - t) / 1e6, (committed - ran) / 1e6, (done - committed) / 1e6);
