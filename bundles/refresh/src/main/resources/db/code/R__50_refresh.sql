@@ -1253,6 +1253,8 @@ BEGIN
           WHERE d.pgt_id = st.pgt_id AND d.source_type IN ('TABLE', 'STREAM_TABLE')
             AND (counts IS NULL OR counts ? d.source_relid::text);
     END IF;
+    -- for a caller that reads the history row in the same round trip (the engine's StreamTableRefresher)
+    PERFORM set_config('pgtrickle.refresh_id', id::text, true);
     RETURN id;
 END
 $fn$;

@@ -78,30 +78,32 @@ final class StreamTableRefresher {
     private RefreshEvent refresh(Connection c, AtomicReference<Statement> current, long pgtId, String label, Initiator initiator,
                                  boolean wait, int maxConsecutiveErrors) throws RefreshFailedException {
         RefreshEvent event;
+        boolean consumed;
         try {
             c.setAutoCommit(false);
             if (initiator == Initiator.MANUAL) {
                 // the scheduler plans new stream tables on its ticks; a manual refresh may come first
                 RefreshPlanner.planIfNeeded(c, pgtId);
             }
-            Long refreshId = runRefresh(c, current, pgtId, initiator, wait);
-            if (refreshId == null) {
+            Ran ran = runRefresh(c, current, pgtId, initiator, wait);
+            if (ran == null) {
                 c.rollback();
                 return null;
             }
-            event = readEvent(c, refreshId);
+            event = ran.event();
+            consumed = ran.consumed();
             List<Listeners.Entry> called = listeners.snapshot();
             for (Listeners.Entry listener : called) {
                 callListener(listener, event, c);
             }
             if (!called.isEmpty()) {
-                verifyIntact(c, refreshId, called);
+                verifyIntact(c, event.refreshId(), called);
             }
             c.commit();
         } catch (SQLException | RuntimeException e) {
             throw failed(c, pgtId, label, initiator, e, maxConsecutiveErrors);
         }
-        if (event.action() != Action.NO_DATA) {
+        if (consumed) {
             truncateConsumedBuffers(c, label);
         }
         return event;
@@ -125,47 +127,63 @@ final class StreamTableRefresher {
         }
     }
 
-    private Long runRefresh(Connection c, AtomicReference<Statement> current, long pgtId, Initiator initiator, boolean wait)
+    /** A refresh run and not yet committed: its event, and whether its pruning noted buffers to empty. */
+    private record Ran(RefreshEvent event, boolean consumed) {
+    }
+
+    /**
+     * Runs {@code pgtrickle.run_refresh} and reads back the history row it wrote, in one round trip:
+     * two statements sent together (the second sees what the first wrote; run_refresh names its row
+     * in the local setting pgtrickle.refresh_id). Null when {@code wait} is false and another session
+     * is refreshing the stream table.
+     */
+    private Ran runRefresh(Connection c, AtomicReference<Statement> current, long pgtId, Initiator initiator, boolean wait)
             throws SQLException {
         // pgtrickle.truncate_after_commit: the pruning may leave buffers consumed in full to
-        // truncateConsumedBuffers; set first, by the subquery the call's row comes from
+        // truncateConsumedBuffers (noted in pgtrickle.consumed_buffers); set first, by the subquery
+        // the call's row comes from
         try (PreparedStatement ps = c.prepareStatement("SELECT pgtrickle.run_refresh(?, ?, ?, ?)"
-                + " FROM (SELECT set_config('pgtrickle.truncate_after_commit', 'on', true)) AS engine")) {
+                + " FROM (SELECT set_config('pgtrickle.truncate_after_commit', 'on', true)) AS engine;"
+                + " SELECT h.refresh_id, h.pgt_id, st.pgt_schema, st.pgt_name, h.action, h.rows_inserted, h.rows_deleted, h.initiated_by,"
+                + " coalesce(current_setting('pgtrickle.consumed_buffers', true), '') <> ''"
+                + " FROM pgtrickle.pgt_refresh_history h JOIN pgtrickle.pgt_stream_tables st ON st.pgt_id = h.pgt_id"
+                + " WHERE h.refresh_id = nullif(current_setting('pgtrickle.refresh_id', true), '')::bigint")) {
             ps.setLong(1, pgtId);
             ps.setString(2, initiator.name());
             ps.setBoolean(3, wait);
             ps.setInt(4, notifyCoalesceMs);
             current.set(ps);
-            try (ResultSet rs = ps.executeQuery()) {
-                rs.next();
-                long id = rs.getLong(1);
-                return rs.wasNull() ? null : id;
+            try {
+                ps.execute();
+                long refreshId;
+                try (ResultSet rs = ps.getResultSet()) {
+                    rs.next();
+                    refreshId = rs.getLong(1);
+                    if (rs.wasNull()) {
+                        return null;
+                    }
+                }
+                if (!ps.getMoreResults()) {
+                    throw new IllegalStateException("pgtrickle.run_refresh returned refresh_id " + refreshId + " but no history row was read");
+                }
+                try (ResultSet rs = ps.getResultSet()) {
+                    if (!rs.next() || rs.getLong(1) != refreshId) {
+                        throw new IllegalStateException("pgtrickle.run_refresh returned refresh_id " + refreshId
+                                + " but wrote no history row with that id");
+                    }
+                    RefreshEvent event = RefreshEvent.builder()
+                            .refreshId(refreshId)
+                            .pgtId(rs.getLong(2))
+                            .streamTable(rs.getString(3), rs.getString(4))
+                            .action(Action.valueOf(rs.getString(5)))
+                            .rowsInserted(rs.getLong(6))
+                            .rowsDeleted(rs.getLong(7))
+                            .initiatedBy(Initiator.valueOf(rs.getString(8)))
+                            .build();
+                    return new Ran(event, rs.getBoolean(9));
+                }
             } finally {
                 current.set(null);
-            }
-        }
-    }
-
-    private static RefreshEvent readEvent(Connection c, long refreshId) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement(
-                "SELECT h.pgt_id, st.pgt_schema, st.pgt_name, h.action, h.rows_inserted, h.rows_deleted, h.initiated_by"
-                        + " FROM pgtrickle.pgt_refresh_history h JOIN pgtrickle.pgt_stream_tables st ON st.pgt_id = h.pgt_id"
-                        + " WHERE h.refresh_id = ?")) {
-            ps.setLong(1, refreshId);
-            try (ResultSet rs = ps.executeQuery()) {
-                if (!rs.next()) {
-                    throw new IllegalStateException("pgtrickle.run_refresh returned refresh_id " + refreshId
-                            + " but wrote no history row with that id");
-                }
-                return RefreshEvent.builder()
-                        .refreshId(refreshId)
-                        .pgtId(rs.getLong(1))
-                        .streamTable(rs.getString(2), rs.getString(3))
-                        .action(Action.valueOf(rs.getString(4)))
-                        .rowsInserted(rs.getLong(5))
-                        .rowsDeleted(rs.getLong(6))
-                        .initiatedBy(Initiator.valueOf(rs.getString(7)))
-                        .build();
             }
         }
     }
