@@ -350,6 +350,30 @@ AS $fn$
       FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_id = (pgtrickle.find_stream_table(name)).pgt_id
 $fn$;
 
+-- A stream table's columns in order (n counts them from 1), each with the form in which a FULL
+-- refresh compares it (ident, where $ stands for the column): its value where equal values print
+-- the same (by_value: integers, bool, date, timestamp(tz), uuid, bytea, text and varchar under
+-- COLLATE "C", numeric with a declared scale), its text form otherwise (1.0 and 1.00, '1 day' and
+-- '24 hours', case-insensitive collations; json and point have no equality).
+CREATE OR REPLACE FUNCTION pgtrickle.identity_columns(relid oid)
+    RETURNS TABLE (attname name, attnum int2, n bigint, type text, attcollation oid, by_value boolean, ident text)
+    LANGUAGE sql STABLE
+AS $fn$
+    SELECT a.attname, a.attnum, row_number() OVER (ORDER BY a.attnum), format_type(a.atttypid, a.atttypmod), a.attcollation,
+           v.by_value,
+           CASE WHEN NOT v.by_value THEN '($)::text'
+                WHEN a.attcollation <> 0 THEN format('($)::%s COLLATE "C"', format_type(a.atttypid, a.atttypmod))
+                ELSE format('($)::%s', format_type(a.atttypid, a.atttypmod)) END
+      FROM pg_attribute a
+     CROSS JOIN LATERAL (SELECT a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'oid'::regtype,
+                                               'bool'::regtype, 'date'::regtype, 'timestamp'::regtype,
+                                               'timestamptz'::regtype, 'uuid'::regtype, 'bytea'::regtype,
+                                               'text'::regtype, 'varchar'::regtype)
+                                OR (a.atttypid = 'numeric'::regtype AND a.atttypmod >= 0) AS by_value) v
+     WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
+     ORDER BY a.attnum
+$fn$;
+
 -- The FULL refresh of one stream table as a single statement: recompute the query, compare it
 -- with the stored rows as multisets, delete the surplus copies and insert the missing ones.
 -- Unchanged rows are not touched, and the counts are exact: an updated row is one delete and one
@@ -395,18 +419,7 @@ BEGIN
            string_agg(format('__pgt_k%s', c.n), ', ' ORDER BY c.attnum),
            string_agg(CASE WHEN c.by_value THEN format('__pgt_k%s', c.n) ELSE format('__pgt_k%s::%s', c.n, c.type) END, ', ' ORDER BY c.attnum)
       INTO cols, new_ids, old_ids, old_row, keys, rebuilt
-      FROM (SELECT a.attname, a.attnum, row_number() OVER (ORDER BY a.attnum) AS n,
-                   format_type(a.atttypid, a.atttypmod) AS type, v.by_value,
-                   CASE WHEN NOT v.by_value THEN '($)::text'
-                        WHEN a.attcollation <> 0 THEN format('($)::%s COLLATE "C"', format_type(a.atttypid, a.atttypmod))
-                        ELSE format('($)::%s', format_type(a.atttypid, a.atttypmod)) END AS ident
-              FROM pg_attribute a
-             CROSS JOIN LATERAL (SELECT a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'oid'::regtype,
-                                                       'bool'::regtype, 'date'::regtype, 'timestamp'::regtype,
-                                                       'timestamptz'::regtype, 'uuid'::regtype, 'bytea'::regtype,
-                                                       'text'::regtype, 'varchar'::regtype)
-                                        OR (a.atttypid = 'numeric'::regtype AND a.atttypmod >= 0) AS by_value) v
-             WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped) c;
+      FROM pgtrickle.identity_columns(st.pgt_relid) c;
     diff := format($sql$
              diff AS (
                  SELECT %3$s, count(*) - 2 * count(__pgt_ctid) AS __pgt_d, count(__pgt_ctid) AS __pgt_stored,
@@ -520,18 +533,7 @@ BEGIN
            string_agg(format('(s.%1$I IS NULL AND s.ctid IS NOT NULL) OR (q.%1$I IS NULL AND q.__pgt_present)', c.attname), ' OR ')
                FILTER (WHERE c.attnum = ANY (key))
       INTO cols, q_cols, changed, pairing, nulls
-      FROM (SELECT a.attname, a.attnum, a.attcollation, v.by_value,
-                   -- the identity forms of full_refresh_sql
-                   CASE WHEN NOT v.by_value THEN '($)::text'
-                        WHEN a.attcollation <> 0 THEN format('($)::%s COLLATE "C"', format_type(a.atttypid, a.atttypmod))
-                        ELSE format('($)::%s', format_type(a.atttypid, a.atttypmod)) END AS ident
-              FROM pg_attribute a
-             CROSS JOIN LATERAL (SELECT a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'oid'::regtype,
-                                                       'bool'::regtype, 'date'::regtype, 'timestamp'::regtype,
-                                                       'timestamptz'::regtype, 'uuid'::regtype, 'bytea'::regtype,
-                                                       'text'::regtype, 'varchar'::regtype)
-                                        OR (a.atttypid = 'numeric'::regtype AND a.atttypmod >= 0) AS by_value) v
-             WHERE a.attrelid = st.pgt_relid AND a.attnum > 0 AND NOT a.attisdropped) c;
+      FROM pgtrickle.identity_columns(st.pgt_relid) c;
     RETURN format($sql$
         SELECT p.victims::text, p.rows::text, pg_current_snapshot()::text,
                p.paired = (SELECT count(*) FROM %2$s) AND NOT p.null_keys

@@ -80,7 +80,7 @@ class SchemaUnitsUpgradeTest {
      * new ones are the two trigger functions through which units meet, the two the refresh unit
      * calls before a differential statement (change statistics, AUTO's cost rule), the FULL refresh
      * with its work_mem (full_refresh) and its statements that write nothing (full_refresh_sql with read_only, and
-     * full_refresh_keyed_sql, the rows paired by a unique index's key), the create-time judge's view of inlined subqueries
+     * full_refresh_keyed_sql, the rows paired by a unique index's key; identity_columns, the form each column is compared in), the create-time judge's view of inlined subqueries
      * (inline_blocker, inlined_queries), a refresh's one-statement probe (pending_changes), and
      * derived tables (0.35.0): set_refresh_plan takes them as a last argument, five functions
      * capture, maintain, refill, grant and drop them, oldest_frontier tells how far back their
@@ -125,6 +125,8 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.full_refresh_sql(pgtrickle.pgt_stream_tables,boolean) -> text",
                             history + ", fallback_reason text)",
                             "pgtrickle.grant_plan_tables(pgtrickle.pgt_stream_tables) -> void",
+                            "pgtrickle.identity_columns(oid) -> TABLE(attname name, attnum smallint, n bigint, type text, attcollation oid,"
+                                    + " by_value boolean, ident text)",
                             "pgtrickle.in_progress_too(pg_snapshot,xid8) -> pg_snapshot",
                             "pgtrickle.inline_blocker(text) -> text",
                             "pgtrickle.inlined_queries(text) -> TABLE(via text, own text)",
