@@ -523,11 +523,13 @@ BEGIN
     SELECT string_agg(format('%I', c.attname), ', ' ORDER BY c.attnum),
            string_agg(format('j.%I', c.attname), ', ' ORDER BY c.attnum),
            -- a key column of a type whose equality is identity is equal in every pair
-           coalesce(format('ROW(%s) IS DISTINCT FROM ROW(%s)',
-                           string_agg(replace(c.ident, '$', 'q.' || format('%I', c.attname)), ', ' ORDER BY c.attnum)
-                               FILTER (WHERE NOT (c.by_value AND c.attnum = ANY (key))),
-                           string_agg(replace(c.ident, '$', 's.' || format('%I', c.attname)), ', ' ORDER BY c.attnum)
-                               FILTER (WHERE NOT (c.by_value AND c.attnum = ANY (key)))), 'false'),
+           CASE WHEN bool_or(NOT (c.by_value AND c.attnum = ANY (key)))
+                THEN format('ROW(%s) IS DISTINCT FROM ROW(%s)',
+                            string_agg(replace(c.ident, '$', 'q.' || format('%I', c.attname)), ', ' ORDER BY c.attnum)
+                                FILTER (WHERE NOT (c.by_value AND c.attnum = ANY (key))),
+                            string_agg(replace(c.ident, '$', 's.' || format('%I', c.attname)), ', ' ORDER BY c.attnum)
+                                FILTER (WHERE NOT (c.by_value AND c.attnum = ANY (key))))
+                ELSE 'false' END,
            string_agg(format('q.%1$I = s.%1$I%2$s', c.attname, CASE WHEN c.attcollation <> 0 THEN ' COLLATE "C"' ELSE '' END), ' AND ')
                FILTER (WHERE c.attnum = ANY (key)),
            string_agg(format('(s.%1$I IS NULL AND s.ctid IS NOT NULL) OR (q.%1$I IS NULL AND q.__pgt_present)', c.attname), ' OR ')

@@ -282,6 +282,15 @@ class FullRefreshTest {
         assertEquals(0, db.textDifference("items_full"));
         assertEquals(4, last("items_full").inserted(), "3 amounts that print differently, 1 new row");
         assertEquals(4, last("items_full").deleted(), "their old copies, 1 row gone");
+
+        // nothing but the key: a pair never differs
+        db.exec("SELECT pgtrickle.create_stream_table('item_ids', 'SELECT id FROM items', 'calculated', refresh_mode => 'FULL')",
+                "CREATE UNIQUE INDEX item_ids_id ON item_ids (id)", "DELETE FROM items WHERE id IN (1, 2)",
+                "INSERT INTO items VALUES (22, 'c22', 22)", "UPDATE items SET amount = amount + 1");
+        refresh("item_ids");
+        assertEquals(0, db.textDifference("item_ids"));
+        assertEquals(1, last("item_ids").inserted());
+        assertEquals(2, last("item_ids").deleted());
     }
 
     /**
