@@ -74,6 +74,28 @@ class FullRefreshTest {
         return h.get(h.size() - 1);
     }
 
+    /**
+     * Refreshes {@code streamTable} in a session of its own, after {@code settings}, and returns the
+     * plans of the statements it ran (auto_explain's, as warnings).
+     */
+    private List<String> plansOfRefresh(String streamTable, String... settings) throws Exception {
+        List<String> plans = new ArrayList<>();
+        try (java.sql.Connection c = db.connect(); java.sql.Statement s = c.createStatement()) {
+            for (String set : List.of("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0", "SET auto_explain.log_nested_statements = on",
+                    "SET auto_explain.log_level = notice")) {
+                s.execute(set);
+            }
+            for (String set : settings) {
+                s.execute(set);
+            }
+            s.execute("SELECT pgtrickle.run_refresh(" + db.pgtId(streamTable) + ", 'MANUAL')");
+            for (java.sql.SQLWarning w = s.getWarnings(); w != null; w = w.getNextWarning()) {
+                plans.add(w.getMessage());
+            }
+        }
+        return plans;
+    }
+
     /** Rows of {@code a} that {@code b} lacks, as multisets of text forms. */
     private long surplus(String a, String b) throws Exception {
         return db.queryLong("SELECT count(*) FROM (SELECT ROW(x.*)::text FROM " + a + " x EXCEPT ALL SELECT ROW(y.*)::text FROM " + b + " y) d");
@@ -208,20 +230,10 @@ class FullRefreshTest {
                 "SELECT pgtrickle.create_stream_table('per_region', 'SELECT region, sum(amount) AS total, max(id) AS top FROM sales GROUP BY region',"
                         + " 'calculated', refresh_mode => 'FULL')",
                 "UPDATE sales SET amount = amount + 1 WHERE id % 1000 < 5"); // every region
-        try (java.sql.Connection c = db.connect(); java.sql.Statement s = c.createStatement()) {
-            for (String set : List.of("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0", "SET auto_explain.log_nested_statements = on",
-                    "SET auto_explain.log_level = notice", "SET parallel_setup_cost = 0", "SET parallel_tuple_cost = 0",
-                    "SET min_parallel_table_scan_size = 0", "SET max_parallel_workers_per_gather = 2")) {
-                s.execute(set);
-            }
-            s.execute("SELECT pgtrickle.run_refresh(" + db.pgtId("per_region") + ", 'MANUAL')");
-            boolean parallel = false;
-            for (java.sql.SQLWarning w = s.getWarnings(); w != null; w = w.getNextWarning()) {
-                parallel |= w.getMessage().contains("pg_current_snapshot()::text") && w.getMessage().contains("Gather")
-                        && !w.getMessage().contains("DELETE");
-            }
-            assertTrue(parallel, "the statement computing the difference has a Gather");
-        }
+        assertTrue(plansOfRefresh("per_region", "SET parallel_setup_cost = 0", "SET parallel_tuple_cost = 0",
+                        "SET min_parallel_table_scan_size = 0", "SET max_parallel_workers_per_gather = 2").stream()
+                        .anyMatch(p -> p.contains("pg_current_snapshot()::text") && p.contains("Gather") && !p.contains("DELETE")),
+                "the statement computing the difference has a Gather");
         assertEquals(0, db.textDifference("per_region"));
         assertEquals(5, last("per_region").inserted());
         assertEquals(5, last("per_region").deleted());
@@ -267,18 +279,8 @@ class FullRefreshTest {
         db.exec("CREATE UNIQUE INDEX items_code ON items_full (code)");
         assertTrue(db.queryString(keyed).contains("ON q.code = s.code COLLATE \"C\")"), "the index of fewest columns");
         db.exec("UPDATE items SET amount = amount * 1.0 WHERE id <= 3", "DELETE FROM items WHERE id = 4", "INSERT INTO items VALUES (21, 'c21', 21)");
-        try (java.sql.Connection c = db.connect(); java.sql.Statement s = c.createStatement()) {
-            for (String set : List.of("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0", "SET auto_explain.log_nested_statements = on",
-                    "SET auto_explain.log_level = notice")) {
-                s.execute(set);
-            }
-            s.execute("SELECT pgtrickle.run_refresh(" + db.pgtId("items_full") + ", 'MANUAL')");
-            boolean paired = false;
-            for (java.sql.SQLWarning w = s.getWarnings(); w != null; w = w.getNextWarning()) {
-                paired |= w.getMessage().contains("__pgt_null_key") && w.getMessage().contains("Full Join");
-            }
-            assertTrue(paired, "the difference came from the rows paired by their key");
-        }
+        assertTrue(plansOfRefresh("items_full").stream().anyMatch(p -> p.contains("__pgt_null_key") && p.contains("Full Join")),
+                "the difference came from the rows paired by their key");
         assertEquals(0, db.textDifference("items_full"));
         assertEquals(4, last("items_full").inserted(), "3 amounts that print differently, 1 new row");
         assertEquals(4, last("items_full").deleted(), "their old copies, 1 row gone");
@@ -308,18 +310,8 @@ class FullRefreshTest {
         for (String[] round : new String[][] {{"UPDATE wide SET pad = pad || 'y' WHERE id <= 100", "true"},
             {"UPDATE wide SET pad = pad || 'z'", "false"}}) {
             db.exec(round[0]);
-            try (java.sql.Connection c = db.connect(); java.sql.Statement s = c.createStatement()) {
-                for (String set : List.of("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0", "SET auto_explain.log_nested_statements = on",
-                        "SET auto_explain.log_level = notice")) {
-                    s.execute(set);
-                }
-                s.execute("SELECT pgtrickle.run_refresh(" + db.pgtId("wide_full") + ", 'MANUAL')");
-                boolean paired = false;
-                for (java.sql.SQLWarning w = s.getWarnings(); w != null; w = w.getNextWarning()) {
-                    paired |= w.getMessage().contains("__pgt_null_key");
-                }
-                assertEquals(Boolean.parseBoolean(round[1]), paired, round[0]);
-            }
+            assertEquals(Boolean.parseBoolean(round[1]), plansOfRefresh("wide_full").stream().anyMatch(p -> p.contains("__pgt_null_key")),
+                    round[0]);
             assertEquals(0, db.textDifference("wide_full"), round[0]);
         }
         assertEquals(20000, last("wide_full").inserted());

@@ -172,8 +172,7 @@ class MeasuredChoiceTest {
         String[] expected = {"FULL|true|measured: ", "FULL|true|measured: ", "FULL|true|the running totals", "DIFFERENTIAL|false|"};
         for (int i = 0; i < rounds.length; i++) {
             exec(String.format(frontier, i < 2 ? fullWins : diffWins), rounds[i], "SELECT pgtrickle.refresh_stream_table('sizes')");
-            String action = db.queryString("SELECT action || '|' || was_full_fallback || '|' || coalesce(fallback_reason, '')"
-                    + " FROM pgtrickle.pgt_refresh_history WHERE pgt_id = ? ORDER BY refresh_id DESC LIMIT 1", db.pgtId("sizes"));
+            String action = last("sizes");
             assertTrue(action.startsWith(expected[i]), rounds[i] + ": " + action);
             db.assertEqualsItsQuery("sizes", rounds[i]);
         }
@@ -299,8 +298,13 @@ class MeasuredChoiceTest {
     }
 
     private String last() throws SQLException {
+        return last("per_grp");
+    }
+
+    /** The last refresh of {@code streamTable}: action|was_full_fallback|fallback_reason. */
+    private String last(String streamTable) throws SQLException {
         return db.queryString("SELECT action || '|' || was_full_fallback || '|' || coalesce(fallback_reason, '')"
-                + " FROM pgtrickle.pgt_refresh_history WHERE pgt_id = ? ORDER BY refresh_id DESC LIMIT 1", db.pgtId("per_grp"));
+                + " FROM pgtrickle.pgt_refresh_history WHERE pgt_id = ? ORDER BY refresh_id DESC LIMIT 1", db.pgtId(streamTable));
     }
 
     private String one(String sql) throws SQLException {
