@@ -40,6 +40,15 @@ BEGIN
 END
 $fn$;
 
+-- The sources' estimated rows together (pg_class.reltuples, the planner's), which AUTO's rules and
+-- the FULL refresh weigh pending changes against; NULL when a source was never analysed (or
+-- vacuumed) and so has no estimate.
+CREATE OR REPLACE FUNCTION pgtrickle.source_row_estimate(pgt_id bigint) RETURNS double precision
+    LANGUAGE sql STABLE
+    RETURN (SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) END
+              FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid
+             WHERE d.pgt_id = source_row_estimate.pgt_id);
+
 -- A whole-number setting (milliseconds, days): the default when unset, and when invalid, with
 -- warn_invalid_setting's one warning naming the default.
 CREATE OR REPLACE FUNCTION pgtrickle.setting_number(setting text, default_value integer, unit text DEFAULT 'milliseconds')
@@ -595,8 +604,7 @@ BEGIN
     IF ratio > 0 AND pending > 0 AND size >= 8 * 1024 * 1024
        AND has_table_privilege(st.pgt_relid, 'TRUNCATE')
        AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.confrelid = st.pgt_relid) THEN
-        SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) END INTO estimate
-          FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid WHERE d.pgt_id = st.pgt_id;
+        estimate := pgtrickle.source_row_estimate(st.pgt_id);
         IF estimate IS NOT NULL AND pending >= ratio * greatest(estimate, 1) THEN
             old_rows := pgtrickle.execute_as_owner(st, format('SELECT count(*) FROM %s', st.pgt_relid::regclass), NULL);
             EXECUTE format('TRUNCATE %s', st.pgt_relid::regclass);
@@ -623,9 +631,7 @@ BEGIN
         -- decides. Only while what travels is small: a result of at most 1 MB, or pending changes
         -- of at most a tenth of the sources' estimated rows. Every row of 1M changed took 22 times
         -- REFRESH MATERIALIZED VIEW as text, where the one statement below writes them directly.
-        SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) END INTO estimate
-          FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid WHERE d.pgt_id = st.pgt_id;
-        keyed := CASE WHEN size <= 1024 * 1024 OR (pending > 0 AND pending <= 0.1 * estimate)
+        keyed := CASE WHEN size <= 1024 * 1024 OR (pending > 0 AND pending <= 0.1 * pgtrickle.source_row_estimate(st.pgt_id))
                       THEN pgtrickle.full_refresh_keyed_sql(st) END;
         IF keyed IS NOT NULL THEN
             res := pgtrickle.execute_as_owner(st, keyed, NULL);
@@ -1029,8 +1035,7 @@ BEGIN
     -- analysed has no estimate, and then the rule does not apply.
     IF st.requested_refresh_mode = 'AUTO' AND st.refresh_mode = 'DIFFERENTIAL' AND pending > 0 THEN
         ratio := pgtrickle.setting_ratio('pg_trickle.differential_max_change_ratio', 0.5);
-        SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) END INTO estimate
-          FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid WHERE d.pgt_id = st.pgt_id;
+        estimate := pgtrickle.source_row_estimate(st.pgt_id);
         fallback := ratio > 0 AND estimate IS NOT NULL AND pending > ratio * greatest(estimate, 1);
         IF fallback THEN
             why := format('%s changed rows > pg_trickle.differential_max_change_ratio %s of %s source rows', pending, ratio, round(estimate::numeric));

@@ -165,8 +165,7 @@ BEGIN
     IF ratio <= 0 THEN
         RETURN;
     END IF;
-    SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples) END INTO rows
-      FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid WHERE d.pgt_id = st.pgt_id;
+    rows := pgtrickle.source_row_estimate(st.pgt_id);
     IF rows IS NULL OR pending < 1000 OR pending < ratio * greatest(rows, 1) THEN
         RETURN;
     END IF;

@@ -80,7 +80,7 @@ class SchemaUnitsUpgradeTest {
      * new ones are the two trigger functions through which units meet, the two the refresh unit
      * calls before a differential statement (change statistics, AUTO's cost rule), the FULL refresh
      * with its work_mem (full_refresh) and its statements that write nothing (full_refresh_sql with read_only, and
-     * full_refresh_keyed_sql, the rows paired by a unique index's key; identity_columns, the form each column is compared in), the create-time judge's view of inlined subqueries
+     * full_refresh_keyed_sql, the rows paired by a unique index's key; identity_columns, the form each column is compared in; source_row_estimate, the sources' rows the rules weigh changes against), the create-time judge's view of inlined subqueries
      * (inline_blocker, inlined_queries), a refresh's one-statement probe (pending_changes), and
      * derived tables (0.35.0): set_refresh_plan takes them as a last argument, five functions
      * capture, maintain, refill, grant and drop them, oldest_frontier tells how far back their
@@ -141,6 +141,7 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.refill_ctes(text,text,jsonb,text) -> text",
                             "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb,bigint) -> jsonb",
                             "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text,jsonb) -> boolean",
+                            "pgtrickle.source_row_estimate(bigint) -> double precision",
                             "pgtrickle.staleness(pgtrickle.pgt_stream_tables) -> interval",
                             "pgtrickle.tracked_change_buffer(regclass) -> regclass",
                             "pgtrickle.truncate_consumed_change_buffers() -> integer"),
