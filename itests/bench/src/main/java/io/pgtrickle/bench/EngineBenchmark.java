@@ -31,9 +31,9 @@ import java.util.Map;
  * <ul>
  *   <li>{@code REFRESH MATERIALIZED VIEW} (with a unique index, rebuilt by the refresh),</li>
  *   <li>{@code REFRESH MATERIALIZED VIEW CONCURRENTLY} (same unique index),</li>
- *   <li>{@code pgtrickle.refresh_stream_table} of a stream table in FULL mode (recompute and apply the
- *       multiset difference) and of one in DIFFERENTIAL mode (apply the change of the query derived
- *       from the change buffers); each with the same unique index,</li>
+ *   <li>a refresh as the container's engine runs it ({@link EngineRefresh}) of a stream table in FULL
+ *       mode (recompute and apply the multiset difference) and of one in DIFFERENTIAL mode (apply the
+ *       change of the query derived from the change buffers); each with the same unique index,</li>
  *   <li>the physical floor: the precomputed delta written straight into a copy of the result with the
  *       same unique index ({@code DELETE} affected keys, {@code INSERT} their new rows, {@code COMMIT}),
  *       once right after a CHECKPOINT (cold) and once again straight away (warm);</li>
@@ -96,6 +96,7 @@ public final class EngineBenchmark implements SqlStatements {
     private final Map<String, String> ourAction = new LinkedHashMap<>();
     private final Map<String, List<Double>> noop = new LinkedHashMap<>();
     private final Map<String, String> noopAction = new LinkedHashMap<>();
+    private final Map<String, Long> pgtIds = new LinkedHashMap<>();
     private final Map<String, List<Double>> capture = new LinkedHashMap<>();
     private final Map<String, List<Double>> captureLatency = new LinkedHashMap<>();
     private final List<String> checks = new ArrayList<>();
@@ -283,9 +284,9 @@ public final class EngineBenchmark implements SqlStatements {
             String cell = s + "|" + lv + "|";
             add(cell + "plain", time("REFRESH MATERIALIZED VIEW mv_" + s));
             add(cell + "conc", time("REFRESH MATERIALIZED VIEW CONCURRENTLY mvc_" + s));
-            add(cell + "full", time("SELECT pgtrickle.refresh_stream_table('st_" + s + "')"));
+            add(cell + "full", engineRefresh("st_" + s));
             ourAction.put(s + "|" + lv + "|full", lastRefresh("st_" + s));
-            add(cell + "diff", time("SELECT pgtrickle.refresh_stream_table('sd_" + s + "')"));
+            add(cell + "diff", engineRefresh("sd_" + s));
             ourAction.put(s + "|" + lv + "|diff", lastRefresh("sd_" + s));
             add(cell + "floorCold", floor(s));
             add(cell + "floorWarm", floor(s));
@@ -293,9 +294,9 @@ public final class EngineBenchmark implements SqlStatements {
         // nothing changed since: every stream table refresh is a no-op (NO_DATA)
         for (String s : SHAPES) {
             for (int i = 0; i < Math.max(1, noopReps / reps); i++) {
-                noop.computeIfAbsent(s, x -> new ArrayList<>()).add(time("SELECT pgtrickle.refresh_stream_table('sd_" + s + "')"));
+                noop.computeIfAbsent(s, x -> new ArrayList<>()).add(engineRefresh("sd_" + s));
             }
-            exec("SELECT pgtrickle.refresh_stream_table('st_" + s + "')");
+            engineRefresh("st_" + s);
             noopAction.put(s, lastRefresh("sd_" + s));
         }
         exec("VACUUM ANALYZE");
@@ -585,7 +586,10 @@ public final class EngineBenchmark implements SqlStatements {
                 + "(affected keys: the touched order ids, for agg the regions of the old and new customers, for the shapes after "
                 + "agg exactly the keys whose rows differ between the new result and the old; and those keys' new "
                 + "result rows), `CHECKPOINT`, then per shape time back to back: plain REFRESH, REFRESH CONCURRENTLY, "
-                + "`refresh_stream_table` of each stream table, the floor (`DELETE ... WHERE key IN (keys); INSERT new rows; COMMIT`, cold: first "
+                + "a refresh of each stream table as the container's engine runs it (`run_refresh` with `pgtrickle.truncate_after_commit` "
+                + "and the read of its history row in one round trip, the commit, then `truncate_consumed_change_buffers()` when the refresh "
+                + "noted buffers every stream table has passed; `refresh_stream_table` from SQL deletes consumed rows inside the refresh "
+                + "instead), the floor (`DELETE ... WHERE key IN (keys); INSERT new rows; COMMIT`, cold: first "
                 + "write of those pages since the checkpoint) and the same floor again (warm). Then the no-op refreshes, then "
                 + "`VACUUM ANALYZE` (untimed). Levels are interleaved 0.1% → 1% → 10% within each repetition; "
                 + String.format(Locale.ROOT, "%d repetitions, so n = %d per cell. ", reps, reps)
@@ -802,6 +806,20 @@ public final class EngineBenchmark implements SqlStatements {
     private double last(String key) {
         List<Double> v = samples.containsKey(key) ? samples.get(key) : capture.get(key);
         return v.get(v.size() - 1);
+    }
+
+    /** A refresh as the container's engine runs it, client wall time in ms (see {@link EngineRefresh}). */
+    private double engineRefresh(String streamTable) throws SQLException {
+        long id = pgtIds.computeIfAbsent(streamTable, st -> {
+            try {
+                return EngineRefresh.pgtId(c, st);
+            } catch (SQLException e) {
+                throw new IllegalStateException(e);
+            }
+        });
+        try (Statement s = c.createStatement()) {
+            return EngineRefresh.refresh(c, s, id).totalMs();
+        }
     }
 
     private double time(String sql) throws SQLException {

@@ -163,43 +163,17 @@ public final class TpchBenchmark {
                         s.execute("SET track_functions = 'all'");
                         s.execute("SELECT pg_stat_reset()");
                     }
-                    long t = System.nanoTime();
-                    // as the engine's scheduler refreshes (StreamTableRefresher): run_refresh and its
-                    // history row in one round trip, the commit, then, when the refresh noted buffers
-                    // every consumer has passed, their TRUNCATE (not a DELETE), all of it timed
-                    c.setAutoCommit(false);
-                    s.execute("SELECT pgtrickle.run_refresh(" + ids.get(q) + ", 'MANUAL', true, 0)"
-                            + " FROM (SELECT set_config('pgtrickle.truncate_after_commit', 'on', true)) AS engine;"
-                            + " SELECT h.action, coalesce(current_setting('pgtrickle.consumed_buffers', true), '') <> ''"
-                            + " FROM pgtrickle.pgt_refresh_history h"
-                            + " WHERE h.refresh_id = nullif(current_setting('pgtrickle.refresh_id', true), '')::bigint");
-                    boolean consumed;
-                    s.getMoreResults();
-                    try (java.sql.ResultSet rs = s.getResultSet()) {
-                        rs.next();
-                        consumed = rs.getBoolean(2);
-                    }
-                    long ran = System.nanoTime();
-                    c.commit();
-                    c.setAutoCommit(true);
-                    long committed = System.nanoTime();
-                    if (consumed) {
-                        try (Statement truncate = c.createStatement()) {
-                            // a statement of its own: s keeps the refresh's warnings (auto_explain's plans)
-                            truncate.execute("SELECT pgtrickle.truncate_consumed_change_buffers()");
-                        }
-                    }
-                    long done = System.nanoTime();
-                    refresh.computeIfAbsent(q, k -> new ArrayList<>()).add((done - t) / 1e6);
+                    EngineRefresh.Timing timing = EngineRefresh.refresh(c, s, ids.get(q));
+                    refresh.computeIfAbsent(q, k -> new ArrayList<>()).add(timing.totalMs());
                     if (PROFILE) {
                         try (java.sql.ResultSet rs = s.executeQuery("SELECT action || coalesce(' (' || fallback_reason || ')', '')"
                                 + " FROM pgtrickle.pgt_refresh_history WHERE pgt_id = " + ids.get(q) + " ORDER BY refresh_id DESC LIMIT 1")) {
-                            log("Q%d round %d: %.2f ms, %s", q, r, (done - t) / 1e6, rs.next() ? rs.getString(1) : "?");
+                            log("Q%d round %d: %.2f ms, %s", q, r, timing.totalMs(), rs.next() ? rs.getString(1) : "?");
                         }
                     }
                     if (profile) {
                         log("Q%d profile: run_refresh %.2f ms, commit %.2f ms, truncate_consumed_change_buffers %.2f ms (client wall time)",
-                                q, (ran - t) / 1e6, (committed - ran) / 1e6, (done - committed) / 1e6);
+                                q, timing.runMs(), timing.commitMs(), timing.truncateMs());
                     }
                     if (profile) {
                         s.execute("SET track_functions = 'none'");
@@ -245,15 +219,14 @@ public final class TpchBenchmark {
                             }
                         }
                     }
-                    modes.computeIfAbsent(q, k -> new java.util.TreeSet<>()).add(string(s, "SELECT h.action FROM pgtrickle.pgt_refresh_history h"
-                            + " WHERE h.pgt_id = (pgtrickle.find_stream_table('tpch_q" + q + "')).pgt_id ORDER BY h.refresh_id DESC LIMIT 1"));
+                    modes.computeIfAbsent(q, k -> new java.util.TreeSet<>()).add(timing.action());
                     if (TIMING) {
                         log("Q%d round %d: %s", q, r, string(s, "SELECT h.action || ' ' || round(extract(epoch FROM h.end_time - h.start_time)"
                                 + " * 1000, 1) || ' ms, timing ' || (s.frontier -> 'timing')::text FROM pgtrickle.pgt_refresh_history h"
                                 + " JOIN pgtrickle.pgt_stream_tables s USING (pgt_id) WHERE s.pgt_name = 'tpch_q" + q + "'"
                                 + " ORDER BY h.refresh_id DESC LIMIT 1"));
                     }
-                    t = System.nanoTime();
+                    long t = System.nanoTime();
                     s.execute("REFRESH MATERIALIZED VIEW mv_q" + q);
                     mv.computeIfAbsent(q, k -> new ArrayList<>()).add((System.nanoTime() - t) / 1e6);
                     correct.merge(q, equal(s, "tpch_q" + q, e.getValue()), Boolean::logicalAnd);
