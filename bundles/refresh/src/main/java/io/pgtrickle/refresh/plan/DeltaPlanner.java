@@ -207,6 +207,10 @@ public final class DeltaPlanner {
             return s;
         };
         if (setOps != null) {
+            Plan counted = setOps.counted(to, sources, consolidate);
+            if (counted != null) {
+                return counted.reading(found);
+            }
             return touched(setOps.keysQuery(), setOps.restricted("__pgt_keys"), false, columns, target, columns, sources, consolidate)
                     .reading(found);
         }
