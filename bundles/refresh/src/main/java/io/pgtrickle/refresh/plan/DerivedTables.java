@@ -54,9 +54,10 @@ final class DerivedTables {
 
     /**
      * Cuts the derived tables out of {@code query}; {@code names} gives the n-th (from 1) its
-     * table's name. A query with none comes back as given, byte for byte.
+     * table's name; {@code indexes} tells which EXISTS subqueries read their keys by an index
+     * ({@link ExistsCounts}; null: none is counted). A query with none comes back as given, byte for byte.
      */
-    static Extraction extract(String query, IntFunction<String> names) throws PlanRefusedException {
+    static Extraction extract(String query, IntFunction<String> names, ExistsCounts.Indexes indexes) throws PlanRefusedException {
         Select top = DeltaPlanner.select(query);
         if (top == null) {
             return new Extraction(query, List.of());
@@ -96,6 +97,9 @@ final class DerivedTables {
                     j.setRightItem(fromItem(j.getRightItem(), kept, derived, names));
                 }
             }
+        }
+        if (top instanceof PlainSelect ps) {
+            ExistsCounts.rewrite(ps, derived, names, indexes);
         }
         if (derived.isEmpty()) {
             return new Extraction(query, List.of());

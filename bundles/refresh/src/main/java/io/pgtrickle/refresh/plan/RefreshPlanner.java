@@ -10,6 +10,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -82,7 +83,8 @@ public final class RefreshPlanner {
         for (boolean consolidate : misread != null ? new boolean[0] : new boolean[] {true, false}) {
             Savepoint before = c.setSavepoint();
             try {
-                DerivedTables.Extraction extraction = DerivedTables.extract(query, n -> "pgtrickle_changes.derived_" + pgtId + "_" + n);
+                DerivedTables.Extraction extraction = DerivedTables.extract(query, n -> "pgtrickle_changes.derived_" + pgtId + "_" + n,
+                        (table, keys) -> leadingIndex(c, table, keys));
                 List<Derived> made = new ArrayList<>();
                 // a derived table's own plan may read the ones made before it
                 Source.Lookup lookup = name -> {
@@ -186,6 +188,27 @@ public final class RefreshPlanner {
      * A derived table as planned (see {@link DerivedTables}): where it and its changes are, the query
      * that fills it, its statement, its running totals if any, and how the query's plan reads it.
      */
+    /**
+     * Whether an index of {@code table} has one of {@code columns} (as the query spells them) as its
+     * first column; true for a table not found, so that its subquery stays as written.
+     */
+    private static boolean leadingIndex(Connection c, String table, Set<String> columns) {
+        try (PreparedStatement ps = c.prepareStatement("SELECT x.r IS NULL OR EXISTS (SELECT FROM pg_index i JOIN pg_attribute a"
+                + " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = x.r AND a.attname = ANY (?))"
+                + " FROM (SELECT to_regclass(?) AS r) x")) {
+            ps.setArray(1, c.createArrayOf("text", columns.stream()
+                    .map(k -> k.startsWith("\"") ? k.substring(1, k.length() - 1).replace("\"\"", "\"") : k.toLowerCase(java.util.Locale.ROOT))
+                    .toArray()));
+            ps.setString(2, table);
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return rs.getBoolean(1);
+            }
+        } catch (SQLException e) {
+            throw new IllegalStateException("could not read the indexes of " + table, e);
+        }
+    }
+
     private record Derived(String table, String buffer, String fill, String deltaSql, String stateTable, String stateSql,
             Source source, Map<String, List<String>> read) {
 
