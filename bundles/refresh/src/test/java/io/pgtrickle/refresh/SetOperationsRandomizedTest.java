@@ -38,6 +38,9 @@ class SetOperationsRandomizedTest {
         {"so_exists", "SELECT a, b FROM x WHERE EXISTS (SELECT FROM y WHERE y.a = x.a) EXCEPT SELECT b, a FROM y"},
         {"so_types", "SELECT a FROM x UNION SELECT a FROM z"},
         {"so_types_all", "SELECT a, b FROM z EXCEPT ALL SELECT b, a FROM x"},
+        // INTERSECT ALL under a UNION ALL, and INTERSECT binding tighter than EXCEPT
+        {"so_under_union_all", "(SELECT a FROM x INTERSECT ALL SELECT a FROM y) UNION ALL SELECT b FROM x"},
+        {"so_precedence", "SELECT a FROM x EXCEPT ALL SELECT a FROM y INTERSECT ALL SELECT b FROM y"},
     };
 
     @Test

@@ -27,6 +27,9 @@ class SublinksRandomizedTest {
 
     static final String[][] STREAM_TABLES = {
         {"sl_exists", "SELECT id, v FROM o WHERE EXISTS (SELECT FROM l WHERE l.k = o.k AND l.flag)"},
+        // two keys, and NOT EXISTS under running totals: counted per key in a derived table (no index on l)
+        {"sl_exists_two_keys", "SELECT id, g FROM o WHERE EXISTS (SELECT FROM l WHERE l.k = o.k AND l.m = o.g AND l.flag IS NOT TRUE)"},
+        {"sl_not_exists_totals", "SELECT g, count(*) AS n, sum(v) AS s FROM o WHERE NOT EXISTS (SELECT FROM l x WHERE x.k = o.k AND x.m > 1) GROUP BY g"},
         {"sl_not_exists", "SELECT id FROM o WHERE NOT EXISTS (SELECT FROM l WHERE l.k = o.k) AND v IS DISTINCT FROM 3"},
         {"sl_in", "SELECT id, k FROM o WHERE k IN (SELECT l.k FROM l WHERE l.m > 1)"},
         {"sl_not_in", "SELECT id, k FROM o WHERE k NOT IN (SELECT l.m FROM l)"},

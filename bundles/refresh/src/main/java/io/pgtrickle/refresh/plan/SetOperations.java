@@ -52,7 +52,7 @@ final class SetOperations {
         if (!(select instanceof SetOperationList union) || select.getWithItemsList() != null && !select.getWithItemsList().isEmpty()) {
             return null;
         }
-        if (union.getOperations().stream().allMatch(op -> op instanceof UnionOp u && u.isAll())) {
+        if (onlyUnionAll(union)) {
             return null;
         }
         for (PlainSelect b : branches(union)) {
@@ -248,6 +248,23 @@ final class SetOperations {
             casts.add(DeltaPlanner.parseExpression("CAST((" + b.getSelectItems().get(i).getExpression() + ") AS " + types.get(i) + ")"));
         }
         return casts;
+    }
+
+    /** Whether every operation, nested ones included, is UNION ALL: (A INTERSECT B) UNION ALL C is not. */
+    private static boolean onlyUnionAll(SetOperationList union) {
+        if (!union.getOperations().stream().allMatch(op -> op instanceof UnionOp u && u.isAll())) {
+            return false;
+        }
+        for (Select s : union.getSelects()) {
+            Select inner = s;
+            while (inner instanceof ParenthesedSelect p) {
+                inner = p.getSelect();
+            }
+            if (inner instanceof SetOperationList nested && !onlyUnionAll(nested)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** The plain SELECTs of a set operation, nested ones included, in order. */
