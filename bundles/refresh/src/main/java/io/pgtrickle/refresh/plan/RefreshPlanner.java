@@ -185,10 +185,6 @@ public final class RefreshPlanner {
     }
 
     /**
-     * A derived table as planned (see {@link DerivedTables}): where it and its changes are, the query
-     * that fills it, its statement, its running totals if any, and how the query's plan reads it.
-     */
-    /**
      * Whether an index of {@code table} has one of {@code columns} (as the query spells them) as its
      * first column; true for a table not found, so that its subquery stays as written.
      */
@@ -209,6 +205,10 @@ public final class RefreshPlanner {
         }
     }
 
+    /**
+     * A derived table as planned (see {@link DerivedTables}): where it and its changes are, the query
+     * that fills it, its statement, its running totals if any, and how the query's plan reads it.
+     */
     private record Derived(String table, String buffer, String fill, String deltaSql, String stateTable, String stateSql,
             Source source, Map<String, List<String>> read) {
 
