@@ -236,6 +236,13 @@ public final class DeltaPlanner {
             }
         }
         if (parsed.branches.size() == 1 && (parsed.branches.get(0).grouped() || parsed.branches.get(0).aggregates)) {
+            String counted = distinctCounted(parsed.branches.get(0), to);
+            if (counted != null) {
+                Plan totals = RunningTotals.plan(counted, to, sources, consolidate, parse(counted, sources).branches.get(0), apply);
+                if (totals != null) {
+                    return totals.reading(found);
+                }
+            }
             Plan totals = RunningTotals.plan(query, to, sources, consolidate, parsed.branches.get(0), apply);
             if (totals != null) {
                 return totals.reading(found);
@@ -248,6 +255,28 @@ public final class DeltaPlanner {
             return groups(query, target, columns, sources, parsed.branches.get(0), consolidate, apply).reading(found);
         }
         return rows(query, target, columns, !to.identical().contains(false), sources, parsed, consolidate, apply).reading(found);
+    }
+
+    /**
+     * A {@code SELECT DISTINCT} (no aggregates, no GROUP BY) written as a GROUP BY of its select
+     * list, so that running totals keep each row's count: a refresh then reads the changes and the
+     * counts of the rows they touch, where recomputing those rows (GROUPS) reads the sources by
+     * their values, which no index finds, so whole. Null when the query is not of that form, or a
+     * column's equal values may print differently (which one DISTINCT prints is the one it meets
+     * first: recomputed, it is PostgreSQL's own).
+     */
+    private static String distinctCounted(Branch b, Target to) {
+        PlainSelect ps = b.select;
+        if (ps.getDistinct() == null || ps.getDistinct().getOnSelectItems() != null || ps.getGroupBy() != null || ps.getHaving() != null
+                || b.aggregates || to.stateTable() == null || to.identical().contains(false)
+                || ps.getSelectItems().stream().anyMatch(i -> i.getExpression() instanceof net.sf.jsqlparser.statement.select.AllColumns)
+                || !(select(ps.toString()) instanceof PlainSelect copy)) {
+            return null;
+        }
+        copy.setDistinct(null);
+        copy.setGroupByElement(new net.sf.jsqlparser.statement.select.GroupByElement().withGroupByExpressions(
+                new ExpressionList<>(copy.getSelectItems().stream().map(i -> (Expression) i.getExpression()).toList())));
+        return copy.toString();
     }
 
     // ---------------------------------------------------------------- ROWS
