@@ -164,6 +164,11 @@ public final class TpchBenchmark {
                         s.execute("SELECT pg_stat_reset()");
                     }
                     EngineRefresh.Timing timing = EngineRefresh.refresh(c, s, ids.get(q));
+                    // the refresh's plans (auto_explain's notices), before the profile's statements on s clear them
+                    List<String> plans = new ArrayList<>();
+                    for (java.sql.SQLWarning w = explain ? s.getWarnings() : null; w != null; w = w.getNextWarning()) {
+                        plans.add(w.getMessage());
+                    }
                     refresh.computeIfAbsent(q, k -> new ArrayList<>()).add(timing.totalMs());
                     if (PROFILE) {
                         try (java.sql.ResultSet rs = s.executeQuery("SELECT action || coalesce(' (' || fallback_reason || ')', '')"
@@ -203,9 +208,8 @@ public final class TpchBenchmark {
                         c.setAutoCommit(true);
                     }
                     if (explain) {
-                        // before the next statement, which clears them
-                        for (java.sql.SQLWarning w = s.getWarnings(); w != null; w = w.getNextWarning()) {
-                            log("Q%d refresh: %s", q, w.getMessage());
+                        for (String plan : plans) {
+                            log("Q%d refresh: %s", q, plan);
                         }
                         s.execute("SET auto_explain.log_min_duration = -1");
                         // planning is outside auto_explain's durations: the stored statement, planned as the refresh plans it
