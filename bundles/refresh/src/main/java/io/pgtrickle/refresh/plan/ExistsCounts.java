@@ -11,6 +11,7 @@ import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
 import net.sf.jsqlparser.expression.NotExpression;
 import net.sf.jsqlparser.expression.operators.relational.EqualsTo;
 import net.sf.jsqlparser.expression.operators.relational.ExistsExpression;
+import net.sf.jsqlparser.expression.operators.relational.InExpression;
 import net.sf.jsqlparser.schema.Column;
 import net.sf.jsqlparser.schema.Table;
 import net.sf.jsqlparser.statement.select.ParenthesedSelect;
@@ -18,15 +19,17 @@ import net.sf.jsqlparser.statement.select.PlainSelect;
 import net.sf.jsqlparser.statement.select.SelectItem;
 
 /**
- * {@code EXISTS} and {@code NOT EXISTS} over one table correlated by key equalities only, whose
- * keys no index of that table leads with, read instead a derived table of the subquery's rows
- * counted per key ({@code SELECT k, count(*) FROM t WHERE <its own conditions> GROUP BY k}), kept
- * as running totals. The subquery's verdict for an outer row is whether its keys have a row there.
- * A refresh then looks up the changed keys' counts by the derived table's key index, where it
- * counted the subquery's rows of those keys in the table itself: without an index on the keys, a
- * read of the whole table (the engine benchmark's customers with an order over 999: as long as
- * REFRESH MATERIALIZED VIEW at 0.1% of the orders changed). With such an index the table is read
- * by it, and the derived table would only add its own maintenance.
+ * {@code EXISTS}, {@code NOT EXISTS}, {@code IN} and {@code NOT IN} over one table, correlated by
+ * key equalities only (or not at all, for IN), whose keys (IN's tested column among them) no index
+ * of that table leads with, read instead a derived table of the subquery's rows counted per key
+ * ({@code SELECT k, count(*) FROM t WHERE <its own conditions> GROUP BY k}), kept as running
+ * totals. The subquery's verdict for an outer row is whether its keys have a row there; for IN and
+ * NOT IN, the derived table has the same distinct values, NULL included, per correlation. A refresh
+ * then looks up the changed keys' counts by the derived table's key index, where it counted the
+ * subquery's rows of those keys in the table itself: without an index on the keys, a read of the
+ * whole table (the engine benchmark's customers with an order over 999: as long as REFRESH
+ * MATERIALIZED VIEW at 0.1% of the orders changed). With such an index the table is read by it,
+ * and the derived table would only add its own maintenance.
  */
 final class ExistsCounts {
 
@@ -53,11 +56,12 @@ final class ExistsCounts {
             while (e instanceof NotExpression n) {
                 e = Sublinks.unparen(n.getExpression());
             }
-            if (!(e instanceof ExistsExpression exists) || !(Sublinks.unparen(exists.getRightExpression()) instanceof ParenthesedSelect sub)
-                    || !(sub.getSelect() instanceof PlainSelect inner)) {
+            Expression right = e instanceof ExistsExpression exists ? exists.getRightExpression()
+                    : e instanceof InExpression in && !Sublinks.hasSubquery(in.getLeftExpression()) ? in.getRightExpression() : null;
+            if (!(right != null && Sublinks.unparen(right) instanceof ParenthesedSelect sub) || !(sub.getSelect() instanceof PlainSelect inner)) {
                 continue;
             }
-            Counted counted = counted(inner);
+            Counted counted = counted(inner, e instanceof InExpression);
             if (counted == null || indexes.leadsWithOneOf(counted.table.getFullyQualifiedName(), counted.keyColumns)) {
                 continue;
             }
@@ -78,8 +82,11 @@ final class ExistsCounts {
             replacement.setName(table.substring(dot + 1));
             replacement.setAlias(new net.sf.jsqlparser.expression.Alias(alias, false));
             inner.setFromItem(replacement);
-            inner.setSelectItems(List.of(SelectItem.from(DeltaPlanner.parseExpression("1"))));
-            inner.setWhere(DeltaPlanner.parseExpression(String.join(" AND ", counted.keyConditions.stream().map(k -> "(" + k + ")").toList())));
+            if (!(e instanceof InExpression)) {
+                inner.setSelectItems(List.of(SelectItem.from(DeltaPlanner.parseExpression("1"))));
+            }
+            inner.setWhere(counted.keyConditions.isEmpty() ? null
+                    : DeltaPlanner.parseExpression(String.join(" AND ", counted.keyConditions.stream().map(k -> "(" + k + ")").toList())));
         }
     }
 
@@ -93,16 +100,25 @@ final class ExistsCounts {
      * not of that form: joins, grouping, aggregates, DISTINCT, LIMIT, subqueries, an unqualified
      * column (whose table is not certain), any other correlation, or no key at all.
      */
-    private static Counted counted(PlainSelect inner) throws PlanRefusedException {
+    private static Counted counted(PlainSelect inner, boolean in) throws PlanRefusedException {
         if (!(inner.getFromItem() instanceof Table t) || inner.getJoins() != null && !inner.getJoins().isEmpty()
                 || inner.getGroupBy() != null || inner.getHaving() != null || inner.getDistinct() != null || inner.getLimit() != null
                 || inner.getOffset() != null || inner.getFetch() != null || inner.getWithItemsList() != null
-                || inner.getWindowDefinitions() != null || inner.getWhere() == null
+                || inner.getWindowDefinitions() != null || inner.getWhere() == null && !in
                 || inner.getSelectItems().stream().anyMatch(i -> DeltaPlanner.aggregates(i.getExpression()) || Sublinks.hasSubquery(i.getExpression()))) {
             return null;
         }
         String alias = t.getAlias() != null ? t.getAlias().getName() : t.getName();
         Set<String> keyColumns = new LinkedHashSet<>();
+        if (in) {
+            // x IN (SELECT t.c ...): t.c is a key too, and stays the select list (its NULLs and
+            // distinct values, all IN and NOT IN look at, are those of the derived table's groups)
+            String tested = inner.getSelectItems().size() == 1 ? innerColumn(inner.getSelectItems().get(0).getExpression(), alias) : null;
+            if (tested == null) {
+                return null;
+            }
+            keyColumns.add(tested);
+        }
         List<Expression> keyConditions = new ArrayList<>();
         List<Expression> own = new ArrayList<>();
         for (Expression c : Sublinks.conjuncts(inner.getWhere())) {
