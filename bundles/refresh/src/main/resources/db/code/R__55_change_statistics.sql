@@ -162,11 +162,12 @@ DECLARE
     d       jsonb;
     i       bigint;
 BEGIN
-    IF ratio <= 0 THEN
+    -- a small window first: most refreshes, which need no estimate of the sources (a catalog query)
+    IF ratio <= 0 OR pending < 1000 THEN
         RETURN;
     END IF;
     rows := pgtrickle.source_row_estimate(st.pgt_id);
-    IF rows IS NULL OR pending < 1000 OR pending < ratio * greatest(rows, 1) THEN
+    IF rows IS NULL OR pending < ratio * greatest(rows, 1) THEN
         RETURN;
     END IF;
     key := md5(st.delta_sql || '|' || coalesce(current_setting('pgtrickle.live_buffers', true), ''));
