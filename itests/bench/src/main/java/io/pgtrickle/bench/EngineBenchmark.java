@@ -810,13 +810,11 @@ public final class EngineBenchmark implements SqlStatements {
 
     /** A refresh as the container's engine runs it, client wall time in ms (see {@link EngineRefresh}). */
     private double engineRefresh(String streamTable) throws SQLException {
-        long id = pgtIds.computeIfAbsent(streamTable, st -> {
-            try {
-                return EngineRefresh.pgtId(c, st);
-            } catch (SQLException e) {
-                throw new IllegalStateException(e);
-            }
-        });
+        Long id = pgtIds.get(streamTable);
+        if (id == null) {
+            id = EngineRefresh.pgtId(c, streamTable);
+            pgtIds.put(streamTable, id);
+        }
         try (Statement s = c.createStatement()) {
             return EngineRefresh.refresh(c, s, id).totalMs();
         }

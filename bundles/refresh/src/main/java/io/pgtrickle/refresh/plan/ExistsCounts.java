@@ -3,7 +3,6 @@ package io.pgtrickle.refresh.plan;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Locale;
 import java.util.Set;
 import java.util.function.IntFunction;
 import net.sf.jsqlparser.expression.Expression;
@@ -155,7 +154,7 @@ final class ExistsCounts {
     /** The column's name when the expression is a plain column of the subquery's table, else null. */
     private static String innerColumn(Expression e, String alias) {
         return Sublinks.unparen(e) instanceof Column col && col.getTable() != null && col.getTable().getName() != null
-                && norm(col.getTable().getName()).equals(norm(alias)) ? col.getColumnName() : null;
+                && QueryInliner.norm(col.getTable().getName()).equals(QueryInliner.norm(alias)) ? col.getColumnName() : null;
     }
 
     private static final class Sides {
@@ -172,7 +171,7 @@ final class ExistsCounts {
             public <S> Void visit(Column column, S context) {
                 if (column.getTable() == null || column.getTable().getName() == null) {
                     s.unqualified = true;
-                } else if (norm(column.getTable().getName()).equals(norm(alias))) {
+                } else if (QueryInliner.norm(column.getTable().getName()).equals(QueryInliner.norm(alias))) {
                     s.inner = true;
                 } else {
                     s.outer = true;
@@ -181,9 +180,5 @@ final class ExistsCounts {
             }
         }, null);
         return s;
-    }
-
-    private static String norm(String name) {
-        return name.startsWith("\"") ? name.substring(1, name.length() - 1) : name.toLowerCase(Locale.ROOT);
     }
 }

@@ -193,7 +193,7 @@ public final class RefreshPlanner {
                 + " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = x.r AND a.attname = ANY (?))"
                 + " FROM (SELECT to_regclass(?) AS r) x")) {
             ps.setArray(1, c.createArrayOf("text", columns.stream()
-                    .map(k -> k.startsWith("\"") ? k.substring(1, k.length() - 1).replace("\"\"", "\"") : k.toLowerCase(java.util.Locale.ROOT))
+                    .map(QueryInliner::norm)
                     .toArray()));
             ps.setString(2, table);
             try (ResultSet rs = ps.executeQuery()) {

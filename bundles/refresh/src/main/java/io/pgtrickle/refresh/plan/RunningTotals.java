@@ -253,6 +253,25 @@ final class RunningTotals {
         b.select.setHaving(null);
     }
 
+    /**
+     * The CTEs that write a state table's new rows, from CTE __pgt_state_new ({@code columns}, the
+     * key h first, and __pgt_existed): the rows {@code gone} says are empty deleted, the others
+     * updated where they existed and inserted where not; nothing after a TRUNCATE in the window
+     * (CTE __pgt_trunc).
+     */
+    static String stateWrites(String state, List<String> columns, String gone) {
+        String sets = columns.subList(1, columns.size()).stream().map(c -> c + " = s." + c).collect(Collectors.joining(", "));
+        return """
+                __pgt_state_del AS (
+                    DELETE FROM %1$s a USING __pgt_state_new s WHERE a.h = s.h AND %2$s AND NOT (SELECT t FROM __pgt_trunc)),
+                __pgt_state_upd AS (
+                    UPDATE %1$s a SET %3$s FROM __pgt_state_new s WHERE a.h = s.h AND NOT (%2$s) AND NOT (SELECT t FROM __pgt_trunc)),
+                __pgt_state_ins AS (
+                    INSERT INTO %1$s (%4$s) SELECT %5$s FROM __pgt_state_new s
+                     WHERE NOT (%2$s) AND NOT s.__pgt_existed AND NOT (SELECT t FROM __pgt_trunc))""".formatted(state, gone, sets,
+                String.join(", ", columns), DeltaPlanner.prefixed("s.", columns));
+    }
+
     /** The plan, or null when the query is not of this form (GROUPS then handles it). */
     static Plan plan(String query, Target to, Source.Lookup sources, boolean consolidate, Branch shape,
             DeltaPlanner.Apply apply) throws PlanRefusedException {
@@ -418,25 +437,18 @@ final class RunningTotals {
         // a group with no rows has no result row, except the one group of an aggregate without GROUP BY
         String shown = (global ? "true" : "s.n > 0") + (havingSql == null ? "" : " AND (" + havingSql + ")");
         String cols = String.join(", ", to.columns());
-        String sets = all.subList(1, all.size()).stream().map(c -> c + " = s." + c).collect(Collectors.joining(", "));
         String delta = """
                 WITH %1$s,
                 __pgt_trunc AS MATERIALIZED (SELECT %2$s AS t),
                 __pgt_dg AS MATERIALIZED (%3$s),
                 __pgt_state_old AS MATERIALIZED (SELECT a.* FROM %4$s a WHERE a.h IN (SELECT __pgt_dg.h FROM __pgt_dg)),
                 __pgt_state_new AS MATERIALIZED (%5$s),
-                __pgt_state_del AS (
-                    DELETE FROM %4$s a USING __pgt_state_new s WHERE a.h = s.h AND s.n = 0 AND NOT (SELECT t FROM __pgt_trunc)),
-                __pgt_state_upd AS (
-                    UPDATE %4$s a SET %6$s FROM __pgt_state_new s WHERE a.h = s.h AND s.n <> 0 AND NOT (SELECT t FROM __pgt_trunc)),
-                __pgt_state_ins AS (
-                    INSERT INTO %4$s (%7$s) SELECT %8$s FROM __pgt_state_new s
-                     WHERE s.n <> 0 AND NOT s.__pgt_existed AND NOT (SELECT t FROM __pgt_trunc)),
+                %6$s,
                 __pgt_new AS MATERIALIZED (
                     SELECT ROW(q.*)::text AS __pgt_key, q.*
-                      FROM (SELECT %9$s FROM __pgt_state_new s WHERE %12$s) q(%10$s)),
-                %11$s""".formatted(deltas.definitions(), DeltaPlanner.truncated(new Parsed(List.of(shape))), dg, state, next, sets,
-                String.join(", ", all), DeltaPlanner.prefixed("s.", all), String.join(", ", visible), cols,
+                      FROM (SELECT %7$s FROM __pgt_state_new s WHERE %10$s) q(%8$s)),
+                %9$s""".formatted(deltas.definitions(), DeltaPlanner.truncated(new Parsed(List.of(shape))), dg, state, next,
+                stateWrites(state, all, "s.n = 0"), String.join(", ", visible), cols,
                 apply.groups(to.name(), to.columns(), keyColumns, "__pgt_dg"), shown);
         return new Plan(Strategy.RUNNING_TOTALS, delta, keyColumns, ddl.toString(), stateSql);
     }

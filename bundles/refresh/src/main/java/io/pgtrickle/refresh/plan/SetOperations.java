@@ -133,7 +133,8 @@ final class SetOperations {
         String ddl = "CREATE TABLE " + state + " (h bigint PRIMARY KEY, "
                 + counts.stream().map(c -> c + " bigint NOT NULL").collect(Collectors.joining(", ")) + ")";
 
-        String gone = counts.stream().map(c -> "s." + c + " = 0").collect(Collectors.joining(" AND "));
+        List<String> stateColumns = new ArrayList<>(List.of("h"));
+        stateColumns.addAll(counts);
         String delta = """
                 WITH %1$s,
                 __pgt_trunc AS MATERIALIZED (SELECT %2$s AS t),
@@ -144,25 +145,17 @@ final class SetOperations {
                 __pgt_state_new AS MATERIALIZED (
                     SELECT d.h, %7$s, %8$s, %9$s, o.h IS NOT NULL AS __pgt_existed
                       FROM __pgt_dg d LEFT JOIN __pgt_state_old o ON o.h = d.h),
-                __pgt_state_del AS (
-                    DELETE FROM %6$s a USING __pgt_state_new s WHERE a.h = s.h AND %10$s AND NOT (SELECT t FROM __pgt_trunc)),
-                __pgt_state_upd AS (
-                    UPDATE %6$s a SET %11$s FROM __pgt_state_new s WHERE a.h = s.h AND NOT (%10$s) AND NOT (SELECT t FROM __pgt_trunc)),
-                __pgt_state_ins AS (
-                    INSERT INTO %6$s (h, %12$s) SELECT s.h, %13$s FROM __pgt_state_new s
-                     WHERE NOT (%10$s) AND NOT s.__pgt_existed AND NOT (SELECT t FROM __pgt_trunc)),
+                %10$s,
                 __pgt_delta AS MATERIALIZED (
-                    SELECT %14$s, (%15$s - %16$s)::bigint AS __pgt_w FROM __pgt_state_new s WHERE %15$s <> %16$s),
-                %17$s""".formatted(deltas.definitions(), DeltaPlanner.truncated(shape),
+                    SELECT %11$s, (%12$s - %13$s)::bigint AS __pgt_w FROM __pgt_state_new s WHERE %12$s <> %13$s),
+                %14$s""".formatted(deltas.definitions(), DeltaPlanner.truncated(shape),
                 values.stream().map(v -> "(array_agg(t." + v + "))[1] AS " + v).collect(Collectors.joining(", ")),
                 counts.stream().map(c -> "sum(t." + c + ") AS " + c).collect(Collectors.joining(", ")),
                 Legs.union(terms), state,
                 DeltaPlanner.prefixed("d.", values),
                 counts.stream().map(c -> "coalesce(o." + c + ", 0) AS o" + c.substring(1)).collect(Collectors.joining(", ")),
                 counts.stream().map(c -> "coalesce(o." + c + ", 0) + d." + c + " AS " + c).collect(Collectors.joining(", ")),
-                gone,
-                counts.stream().map(c -> c + " = s." + c).collect(Collectors.joining(", ")),
-                String.join(", ", counts), DeltaPlanner.prefixed("s.", counts),
+                RunningTotals.stateWrites(state, stateColumns, counts.stream().map(c -> "s." + c + " = 0").collect(Collectors.joining(" AND "))),
                 IntStream.range(0, m).mapToObj(k -> "s.k" + k + " AS " + to.columns().get(k)).collect(Collectors.joining(", ")),
                 multiplicityNew, multiplicityOld,
                 DeltaPlanner.applyRows(to.name(), to.columns(), true));

@@ -129,7 +129,7 @@ final class TopK implements DeltaPlanner.Apply {
                 SelectItem<?> item = items.get(i);
                 String name = item.getAlias() != null ? item.getAlias().getName()
                         : item.getExpression() instanceof Column ic ? ic.getColumnName() : null;
-                if (name != null && unquoted(name).equals(unquoted(c.getColumnName()))) {
+                if (name != null && QueryInliner.norm(name).equals(QueryInliner.norm(c.getColumnName()))) {
                     named.add(i);
                 }
             }
@@ -152,13 +152,6 @@ final class TopK implements DeltaPlanner.Apply {
             }
         }
         return -1;
-    }
-
-    /** A name as PostgreSQL folds it: quoted names as written, others in lower case. */
-    private static String unquoted(String name) {
-        return name.length() > 1 && name.startsWith("\"") && name.endsWith("\"")
-                ? name.substring(1, name.length() - 1).replace("\"\"", "\"")
-                : name.toLowerCase(java.util.Locale.ROOT);
     }
 
     /** The query without ORDER BY and LIMIT, for the strategy that maintains it. */
