@@ -69,6 +69,14 @@ class SublinksRandomizedTest {
         {"sl_scalar_and_keyed", "SELECT id, v FROM o WHERE NOT EXISTS (SELECT FROM l WHERE l.k = o.k) AND v > (SELECT avg(p.w) FROM p)"},
         {"sl_scalar_and_keyed_totals", "SELECT g, count(*) AS n, sum(v) AS s FROM o WHERE v + 3 >= (SELECT avg(p.w) FROM p)"
                 + " AND NOT EXISTS (SELECT FROM l WHERE l.k = o.k AND l.flag) GROUP BY g"},
+        // uncorrelated aggregates kept as one-row derived tables: over the outer table itself, over a
+        // join, inside a subquery in FROM that is pulled up, over no rows; max stays a subquery
+        {"sl_scalar_self", "SELECT id, v FROM o WHERE v > (SELECT avg(x.v) FROM o x WHERE x.k IS NOT NULL)"},
+        {"sl_scalar_join", "SELECT g, count(*) AS n FROM o WHERE k >= (SELECT sum(l.m) / 4 FROM l JOIN p ON p.m = l.k WHERE l.flag) GROUP BY g"},
+        {"sl_scalar_join_max", "SELECT g, count(*) AS n FROM o WHERE k >= (SELECT max(l.m) - 2 FROM l JOIN p ON p.m = l.k WHERE l.flag) GROUP BY g"},
+        {"sl_scalar_in_from", "SELECT s.g, sum(s.v) AS s FROM (SELECT o.g, o.v FROM o WHERE o.v < (SELECT avg(p.w) + 3 FROM p)"
+                + " AND NOT EXISTS (SELECT FROM l WHERE l.k = o.k)) s GROUP BY s.g"},
+        {"sl_scalar_none", "SELECT id FROM o WHERE coalesce(v, 0) >= (SELECT count(*) FROM l WHERE l.m > 4 AND l.flag)"},
         {"sl_in_and_keyed", "SELECT id FROM o WHERE g IN (SELECT p.m FROM p WHERE p.w > 4) AND EXISTS (SELECT FROM l WHERE l.k = o.k)"},
         {"sl_union", "SELECT id FROM o WHERE k IN (SELECT k FROM l) UNION ALL SELECT m FROM p WHERE EXISTS (SELECT FROM l WHERE l.m = p.m)"},
     };

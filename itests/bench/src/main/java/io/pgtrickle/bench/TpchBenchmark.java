@@ -48,6 +48,11 @@ public final class TpchBenchmark {
     /** Only these queries (comma-separated numbers), for a look at a few; all 22 when unset. */
     private static final String ONLY = System.getProperty("bench.tpch.queries", "");
     /**
+     * The refresh mode the stream tables are created with: AUTO as a user would, or DIFFERENTIAL to
+     * look at the differential statement of a query AUTO runs FULL (a diagnosis aid).
+     */
+    private static final String MODE = System.getProperty("bench.tpch.mode", "AUTO");
+    /**
      * Prints the plans (EXPLAIN ANALYZE, by auto_explain) of every statement of the last round's
      * refreshes that took at least this many milliseconds; off when negative. A diagnosis aid:
      * the times it reports include auto_explain's own cost.
@@ -125,7 +130,7 @@ public final class TpchBenchmark {
                 }
                 String sql = queries.get(i).replace("{FRACTION}", fraction);
                 try {
-                    s.execute("SELECT pgtrickle.create_stream_table('tpch_q" + q + "', " + literal(sql) + ", 'calculated', 'AUTO')");
+                    s.execute("SELECT pgtrickle.create_stream_table('tpch_q" + q + "', " + literal(sql) + ", 'calculated', " + literal(MODE) + ")");
                     s.execute("CREATE MATERIALIZED VIEW mv_q" + q + " AS " + sql);
                     long id = Long.parseLong(string(s, "SELECT (pgtrickle.find_stream_table('tpch_q" + q + "')).pgt_id"));
                     c.setAutoCommit(false);

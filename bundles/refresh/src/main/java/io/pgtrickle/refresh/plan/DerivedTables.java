@@ -45,8 +45,11 @@ final class DerivedTables {
     record Derived(String table, String query, List<String> columns) {
     }
 
-    /** The query reading derived tables instead, and the derived tables in the order they are maintained. */
-    record Extraction(String query, List<Derived> derived) {
+    /**
+     * The query reading derived tables instead, the derived tables in the order they are maintained,
+     * and whether some hold a scalar subquery's value ({@link ScalarAggregates}).
+     */
+    record Extraction(String query, List<Derived> derived, boolean scalars) {
     }
 
     private DerivedTables() {
@@ -55,19 +58,22 @@ final class DerivedTables {
     /**
      * Cuts the derived tables out of {@code query}; {@code names} gives the n-th (from 1) its
      * table's name; {@code indexes} tells which EXISTS subqueries read their keys by an index
-     * ({@link ExistsCounts}; null: none is counted). A query with none comes back as given, byte for byte.
+     * ({@link ExistsCounts}; null: none is counted); {@code scalars}: whether uncorrelated scalar
+     * aggregates are kept as derived tables ({@link ScalarAggregates}). A query with none comes back
+     * as given, byte for byte.
      */
-    static Extraction extract(String query, IntFunction<String> names, ExistsCounts.Indexes indexes) throws PlanRefusedException {
+    static Extraction extract(String query, IntFunction<String> names, ExistsCounts.Indexes indexes, boolean scalars)
+            throws PlanRefusedException {
         Select top = DeltaPlanner.select(query);
         if (top == null) {
-            return new Extraction(query, List.of());
+            return new Extraction(query, List.of(), false);
         }
         List<Derived> derived = new ArrayList<>();
         List<WithItem<?>> kept = new ArrayList<>();
         List<WithItem<?>> items = top.getWithItemsList() == null ? List.of() : new ArrayList<>(top.getWithItemsList());
         for (WithItem<?> w : items) {
             if (w.isRecursive()) {
-                return new Extraction(query, List.of()); // WITH RECURSIVE: refused with its reason elsewhere
+                return new Extraction(query, List.of(), false); // WITH RECURSIVE: refused with its reason elsewhere
             }
         }
         for (WithItem<?> w : items) {
@@ -101,8 +107,12 @@ final class DerivedTables {
         if (top instanceof PlainSelect ps) {
             ExistsCounts.rewrite(ps, derived, names, indexes);
         }
+        int before = derived.size();
+        if (scalars && top instanceof PlainSelect ps) {
+            ScalarAggregates.rewrite(ps, derived, names);
+        }
         if (derived.isEmpty()) {
-            return new Extraction(query, List.of());
+            return new Extraction(query, List.of(), false);
         }
         top.setWithItemsList(kept.isEmpty() ? null : kept);
         // a derived table may read those before it (a WITH query that aggregates another), never one after
@@ -113,7 +123,7 @@ final class DerivedTables {
                 }
             }
         }
-        return new Extraction(top.toString(), List.copyOf(derived));
+        return new Extraction(top.toString(), List.copyOf(derived), derived.size() > before);
     }
 
     /** The item, or the derived table that takes its place (inside parenthesised joins too). */

@@ -260,13 +260,13 @@ final class QueryInliner {
         }
     }
 
-    private static boolean innerOn(Join j) {
+    static boolean innerOn(Join j) {
         return !j.isSimple() && !j.isCross() && !j.isOuter() && !j.isLeft() && !j.isRight() && !j.isFull() && !j.isNatural()
                 && !j.isSemi() && !j.isApply() && !j.isStraight() && (j.getUsingColumns() == null || j.getUsingColumns().isEmpty())
                 && j.getOnExpressions() != null && !j.getOnExpressions().isEmpty();
     }
 
-    private static boolean crossOrComma(Join j) {
+    static boolean crossOrComma(Join j) {
         return (j.isSimple() || j.isCross()) && !j.isOuter() && !j.isLeft() && !j.isRight() && !j.isFull() && !j.isNatural()
                 && !j.isSemi() && !j.isApply() && (j.getOnExpressions() == null || j.getOnExpressions().isEmpty())
                 && (j.getUsingColumns() == null || j.getUsingColumns().isEmpty());

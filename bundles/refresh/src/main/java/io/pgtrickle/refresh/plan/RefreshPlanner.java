@@ -80,11 +80,16 @@ public final class RefreshPlanner {
             reason = misread;
         }
         // consolidated first; a source column without equality (json, point) makes that invalid SQL
-        for (boolean consolidate : misread != null ? new boolean[0] : new boolean[] {true, false}) {
+        boolean[] consolidation = misread != null ? new boolean[0] : new boolean[] {true, false};
+        // scalar subqueries' values as derived tables where their aggregates can be kept so, else as written
+        boolean scalars = true;
+        for (int attempt = 0; attempt < consolidation.length; attempt++) {
+            boolean consolidate = consolidation[attempt];
             Savepoint before = c.setSavepoint();
+            DerivedTables.Extraction extraction = null;
             try {
-                DerivedTables.Extraction extraction = DerivedTables.extract(query, n -> "pgtrickle_changes.derived_" + pgtId + "_" + n,
-                        (table, keys) -> leadingIndex(c, table, keys));
+                extraction = DerivedTables.extract(query, n -> "pgtrickle_changes.derived_" + pgtId + "_" + n,
+                        (table, keys) -> leadingIndex(c, table, keys), scalars);
                 List<Derived> made = new ArrayList<>();
                 // a derived table's own plan may read the ones made before it
                 Source.Lookup lookup = name -> {
@@ -125,6 +130,11 @@ public final class RefreshPlanner {
                 // nothing of a refused plan stays (its derived tables)
                 c.rollback(before);
                 reason = e.getMessage();
+                if (extraction != null && extraction.scalars()) {
+                    scalars = false;
+                    attempt--;
+                    continue;
+                }
                 break;
             } catch (SQLException e) {
                 c.rollback(before);

@@ -310,7 +310,7 @@ final class Sublinks {
      * The one scalar subquery of a condition such as {@code v > (SELECT avg(m) ...) - 2}, or null
      * when it has none, several, or an EXISTS or IN inside a larger expression.
      */
-    private static ParenthesedSelect scalarSubquery(Expression condition) {
+    static ParenthesedSelect scalarSubquery(Expression condition) {
         List<ParenthesedSelect> found = new ArrayList<>();
         boolean[] other = {false};
         condition.accept(new ExpressionVisitorAdapter<Void>() {
@@ -665,7 +665,7 @@ final class Sublinks {
             }
             if (s.global()) {
                 String changed = "(SELECT t FROM " + changedName(child(path, i)) + ")";
-                affected.add(nows == null || s.correlated ? changed : "(" + changed + " AND (CASE WHEN " + nows.get(i)
+                affected.add(nows == null || s.correlated || befores.get(i) == null ? changed : "(" + changed + " AND (CASE WHEN " + nows.get(i)
                         + " THEN 1 ELSE 0 END) <> (CASE WHEN " + befores.get(i) + " THEN 1 ELSE 0 END))");
             }
         }
@@ -709,14 +709,20 @@ final class Sublinks {
             }
             befores.add("(" + s.condition + ")");
         }
-        where.add(affected(b, List.of(bi)));
-        b.select.setWhere(DeltaPlanner.parseExpression(String.join(" AND ", where)));
-        // Per row, the old verdicts are computed only where one can differ from the new. An
-        // uncorrelated subquery whose result changed reaches every row, but a row's own verdict of
+        // An uncorrelated subquery whose result changed reaches every row, but a row's own verdict of
         // it (two values computed once, compared) changes for few: for TPC-H Q22's c_acctbal > (SELECT
-        // avg(...)), those between the old and the new average. The other subqueries' old verdicts
-        // (a NOT EXISTS over the old rows, per row) are then skipped for the rest.
+        // avg(...)), those between the old and the new average. Only those, and the rows of changed
+        // keys, go on to the factor, which computes the other subqueries' verdicts (a NOT EXISTS
+        // over the old rows, per row): in the factor alone, every row went through it.
         List<String> reached = affected(b, List.of(bi), nows, befores);
+        // (in WHERE, which is parsed, without the old verdicts of the other subqueries, whose text
+        // nests the old rows of their tables: see FACTOR)
+        List<String> constants = new ArrayList<>();
+        for (int i = 0; i < b.sublinks.size(); i++) {
+            constants.add(constant(b.sublinks.get(i)) ? befores.get(i) : null);
+        }
+        where.add("(" + String.join(" OR ", affected(b, List.of(bi), nows, constants)) + ")");
+        b.select.setWhere(DeltaPlanner.parseExpression(String.join(" AND ", where)));
         return "(CASE WHEN " + String.join(" OR ", reached) + " THEN (CASE WHEN " + String.join(" AND ", nows)
                 + " THEN 1 ELSE 0 END) - (CASE WHEN " + String.join(" AND ", befores) + " THEN 1 ELSE 0 END) ELSE 0 END)";
     }
