@@ -383,6 +383,28 @@ AS $fn$
      ORDER BY a.attnum
 $fn$;
 
+-- The columns (attribute numbers, in the index's order) of the unique index a differential refresh
+-- finds a stream table's stored rows by, instead of the engine's row index over a hash of all
+-- columns (DeltaPlanner.applyRows): valid, immediate, not partial, plain columns with their default
+-- operator classes and collations, and of several columns only if every one is NOT NULL (a row
+-- with a NULL in its one key column is found by the index's IS NULL); the one with the fewest
+-- columns. NULL when there is none. A plan made with one names it at its end
+-- (/*pgtrickle row_key ...*/): run_refresh plans again when the stream table's key changed.
+CREATE OR REPLACE FUNCTION pgtrickle.row_key(relid oid) RETURNS int2[]
+    LANGUAGE sql STABLE
+AS $fn$
+    SELECT i.indkey::int2[]
+      FROM pg_index i
+     WHERE i.indrelid = relid AND i.indisunique AND i.indisvalid AND i.indimmediate
+       AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = i.indnatts
+       AND NOT EXISTS (SELECT FROM unnest(i.indkey::int2[], i.indclass::oid[], i.indcollation::oid[]) AS k(att, opclass, coll)
+                        JOIN pg_opclass o ON o.oid = k.opclass
+                        LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.att
+                       WHERE k.att = 0 OR NOT o.opcdefault OR k.coll <> a.attcollation OR NOT a.attnotnull AND i.indnkeyatts > 1)
+     ORDER BY i.indnkeyatts, i.indexrelid
+     LIMIT 1
+$fn$;
+
 -- The FULL refresh of one stream table as a single statement: recompute the query, compare it
 -- with the stored rows as multisets, delete the surplus copies and insert the missing ones.
 -- Unchanged rows are not touched, and the counts are exact: an updated row is one delete and one
@@ -998,6 +1020,15 @@ BEGIN
         RAISE EXCEPTION 'pgtrickle: no stream table with pgt_id %', run_refresh.pgt_id USING ERRCODE = 'undefined_table';
     END IF;
     stale := coalesce((st.frontier ->> 'stale')::boolean, false);
+    -- A plan that finds the stored rows by a unique index of the stream table (pgtrickle.row_key)
+    -- would read all of them per changed row without it: an index dropped or changed since, or a
+    -- key column made nullable, and the plan is made again, after this refresh recomputes.
+    IF st.delta_sql IS NOT NULL AND position('/*pgtrickle row_key ' IN st.delta_sql) > 0
+       AND substring(st.delta_sql FROM '/\*pgtrickle row_key ([0-9,]*)\*/') IS DISTINCT FROM array_to_string(pgtrickle.row_key(st.pgt_relid), ',') THEN
+        UPDATE pgtrickle.pgt_stream_tables s SET needs_reinit = true, delta_sql = NULL, updated_at = now() WHERE s.pgt_id = st.pgt_id;
+        st.needs_reinit := true;
+        st.delta_sql := NULL;
+    END IF;
     -- A refresh would reset the error count of a stream table an operator has not resumed.
     IF st.status = 'SUSPENDED' THEN
         RAISE EXCEPTION 'pgtrickle: stream table %.% is SUSPENDED after % consecutive errors (last: %)',

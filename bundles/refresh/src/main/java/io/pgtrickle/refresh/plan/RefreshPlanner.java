@@ -74,7 +74,8 @@ public final class RefreshPlanner {
         Map<String, List<String>> read = Map.of();
         List<Derived> derived = List.of();
         Columns stored = columns(c, relid);
-        DeltaPlanner.Target to = new DeltaPlanner.Target(target, stored.names(), stored.types(), stateTable, stored.identical());
+        DeltaPlanner.Target to = new DeltaPlanner.Target(target, stored.names(), stored.types(), stateTable, stored.identical(),
+                rowKey(c, relid));
         String misread = misreading(c, query);
         if (misread != null) {
             reason = misread;
@@ -104,7 +105,20 @@ public final class RefreshPlanner {
                     made.add(derive(c, d, consolidate, lookup, made));
                 }
                 DeltaPlanner.Plan plan = DeltaPlanner.plan(extraction.query(), to, lookup, consolidate);
-                createRowIndex(c, schema, "pgt_" + pgtId + "_row_hash", target, plan.keyColumns());
+                String keyMark = "";
+                if (!to.rowKey().isEmpty() && plan.keyColumns().equals(to.rowKey())) {
+                    // the stream table's unique index finds its rows (DeltaPlanner.applyRows), and
+                    // run_refresh checks that it still does
+                    try (Statement s = c.createStatement()) {
+                        s.execute("DROP INDEX IF EXISTS " + quote(schema) + "." + quote("pgt_" + pgtId + "_row_hash"));
+                        try (ResultSet rs = s.executeQuery("SELECT array_to_string(pgtrickle.row_key(" + relid + "), ',')")) {
+                            rs.next();
+                            keyMark = "\n/*pgtrickle row_key " + rs.getString(1) + "*/";
+                        }
+                    }
+                } else {
+                    createRowIndex(c, schema, "pgt_" + pgtId + "_row_hash", target, plan.keyColumns());
+                }
                 try (Statement s = c.createStatement()) {
                     s.execute("DROP TABLE IF EXISTS " + stateTable);
                     if (plan.stateDdl() != null) {
@@ -113,7 +127,7 @@ public final class RefreshPlanner {
                     }
                 }
                 explain(c, plan.deltaSql());
-                sql = plan.deltaSql();
+                sql = plan.deltaSql() + keyMark;
                 // a FULL refresh refills the running totals in the statement that refills the
                 // derived tables, so from the sources, not from the derived tables
                 stateSql = plan.stateSql() == null ? null : Derived.fromSources(plan.stateSql(), made);
@@ -464,6 +478,25 @@ public final class RefreshPlanner {
             s.execute("DROP INDEX IF EXISTS " + quote(schema) + "." + quote(index));
             s.execute("CREATE INDEX " + quote(index) + " ON " + target + " (hash_record_extended(ROW(" + keys + "), 0))");
             s.execute("COMMENT ON INDEX " + quote(schema) + "." + quote(index) + " IS '" + keys.replace("'", "''") + "'");
+        }
+    }
+
+    /**
+     * The columns (quoted) of the unique index a differential refresh may find the stream table's
+     * rows by (pgtrickle.row_key, R__50_refresh.sql), or an empty list.
+     */
+    private static List<String> rowKey(Connection c, long relid) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT quote_ident(a.attname) FROM unnest(pgtrickle.row_key(?)) WITH ORDINALITY AS u(k, n)"
+                + " JOIN pg_attribute a ON a.attrelid = ? AND a.attnum = u.k ORDER BY u.n")) {
+            ps.setLong(1, relid);
+            ps.setLong(2, relid);
+            List<String> key = new ArrayList<>();
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    key.add(rs.getString(1));
+                }
+            }
+            return key;
         }
     }
 

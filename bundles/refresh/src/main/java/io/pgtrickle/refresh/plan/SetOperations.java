@@ -158,8 +158,9 @@ final class SetOperations {
                 RunningTotals.stateWrites(state, stateColumns, counts.stream().map(c -> "s." + c + " = 0").collect(Collectors.joining(" AND "))),
                 IntStream.range(0, m).mapToObj(k -> "s.k" + k + " AS " + to.columns().get(k)).collect(Collectors.joining(", ")),
                 multiplicityNew, multiplicityOld,
-                DeltaPlanner.applyRows(to.name(), to.columns(), true));
-        return new DeltaPlanner.Plan(DeltaPlanner.Strategy.RUNNING_TOTALS, delta, to.columns(), ddl, stateSql);
+                DeltaPlanner.applyRows(to.name(), to.columns(), true, to.rowKey()));
+        return new DeltaPlanner.Plan(DeltaPlanner.Strategy.RUNNING_TOTALS, delta, to.rowKey().isEmpty() ? to.columns() : to.rowKey(), ddl,
+                stateSql);
     }
 
     /**

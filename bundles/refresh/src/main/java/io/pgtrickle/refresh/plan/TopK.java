@@ -171,7 +171,7 @@ final class TopK implements DeltaPlanner.Apply {
     // ---------------------------------------------------------------- the end of the statement
 
     @Override
-    public String rows(String target, List<String> columns, boolean identical) {
+    public String rows(String target, List<String> columns, boolean identical, List<String> rowKey) {
         String d = DeltaPlanner.prefixed("d.", columns);
         // the stored copies less the deleted ones (a deleted copy outside the top k is simply not
         // among them), plus the inserted copies
