@@ -105,6 +105,21 @@ class RowKeyTest {
         }
     }
 
+    @Test
+    void aGroupedStreamTableKeepsItsRowIndexOverTheGroupKey() throws SQLException {
+        // its groups are replaced through the engine's index over the group key, which a unique
+        // index on the same columns does not stand in for
+        db.exec("SELECT pgtrickle.create_stream_table('per_ck', $q$SELECT o.ck, count(*) AS n, max(o.amount) AS top FROM o GROUP BY o.ck$q$,"
+                + " 'calculated')", "CREATE UNIQUE INDEX per_ck_ck ON per_ck (ck)");
+        db.plan("per_ck");
+        assertNotNull(rowIndex("per_ck"), "the engine's row index over the group key");
+        assertFalse(deltaSql("per_ck").contains("/*pgtrickle row_key"));
+        db.exec("UPDATE o SET amount = amount + 500 WHERE id % 61 = 0", "DELETE FROM o WHERE ck = 17");
+        db.exec("SELECT pgtrickle.refresh_stream_table('per_ck')");
+        assertEquals("DIFFERENTIAL", db.lastRefresh("per_ck").action());
+        db.assertEqualsItsQuery("per_ck", "after the refresh");
+    }
+
     private String rowIndex(String streamTable) throws SQLException {
         return db.queryString("SELECT to_regclass('public.pgt_' || ? || '_row_hash')::text", db.pgtId(streamTable));
     }

@@ -67,9 +67,17 @@ public final class DeltaPlanner {
      * it from scratch (a FULL refresh runs it), else null.
      */
     public record Plan(Strategy strategy, String deltaSql, List<String> keyColumns, String stateDdl, String stateSql,
-            Map<String, List<String>> columnsRead) {
+            Map<String, List<String>> columnsRead, boolean rowKeyed) {
         Plan(Strategy strategy, String deltaSql, List<String> keyColumns, String stateDdl, String stateSql) {
-            this(strategy, deltaSql, keyColumns, stateDdl, stateSql, Map.of());
+            this(strategy, deltaSql, keyColumns, stateDdl, stateSql, Map.of(), false);
+        }
+
+        /**
+         * The same plan, its stored rows found by the stream table's unique index over
+         * {@code keyColumns} ({@link Target#rowKey()}), not by an engine row index.
+         */
+        Plan keyed() {
+            return new Plan(strategy, deltaSql, keyColumns, stateDdl, stateSql, columnsRead, true);
         }
 
         Plan(Strategy strategy, String deltaSql, List<String> keyColumns) {
@@ -80,7 +88,7 @@ public final class DeltaPlanner {
         Plan reading(Map<String, Source> sources) {
             Map<String, List<String>> read = new LinkedHashMap<>();
             sources.values().forEach(s -> read.put(s.name(), s.columns()));
-            return new Plan(strategy, deltaSql, keyColumns, stateDdl, stateSql, java.util.Collections.unmodifiableMap(read));
+            return new Plan(strategy, deltaSql, keyColumns, stateDdl, stateSql, java.util.Collections.unmodifiableMap(read), rowKeyed);
         }
     }
 
@@ -173,7 +181,7 @@ public final class DeltaPlanner {
     public static Plan plan(String query, Target to, Source.Lookup sources, boolean consolidate) throws PlanRefusedException {
         Plan p = planned(query, to, sources, consolidate);
         return new Plan(p.strategy(), Legs.marked(p.deltaSql()), p.keyColumns(), Legs.marked(p.stateDdl()), Legs.marked(p.stateSql()),
-                p.columnsRead());
+                p.columnsRead(), p.rowKeyed());
     }
 
     private static Plan planned(String query, Target to, Source.Lookup sources, boolean consolidate) throws PlanRefusedException {
@@ -318,7 +326,7 @@ public final class DeltaPlanner {
             }
         }
         String d = prefixed("d.", columns);
-        return new Plan(Strategy.ROWS, """
+        Plan plan = new Plan(Strategy.ROWS, """
                 WITH %4$s,
                 __pgt_delta AS MATERIALIZED (
                     SELECT %1$s, sum(d.__pgt_w)::bigint AS __pgt_w
@@ -329,6 +337,7 @@ public final class DeltaPlanner {
                 %6$s""".formatted(d, Legs.union(terms), truncated(shape), deltas.definitions(),
                 identical ? "" : ", ROW(" + d + ")::text", apply.rows(target, columns, identical, rowKey)),
                 rowKey.isEmpty() ? columns : rowKey);
+        return rowKey.isEmpty() ? plan : plan.keyed();
     }
 
     /**

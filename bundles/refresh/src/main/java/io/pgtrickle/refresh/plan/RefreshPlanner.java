@@ -74,8 +74,9 @@ public final class RefreshPlanner {
         Map<String, List<String>> read = Map.of();
         List<Derived> derived = List.of();
         Columns stored = columns(c, relid);
+        RowKey key = rowKey(c, relid);
         DeltaPlanner.Target to = new DeltaPlanner.Target(target, stored.names(), stored.types(), stateTable, stored.identical(),
-                rowKey(c, relid));
+                key.columns());
         String misread = misreading(c, query);
         if (misread != null) {
             reason = misread;
@@ -106,16 +107,13 @@ public final class RefreshPlanner {
                 }
                 DeltaPlanner.Plan plan = DeltaPlanner.plan(extraction.query(), to, lookup, consolidate);
                 String keyMark = "";
-                if (!to.rowKey().isEmpty() && plan.keyColumns().equals(to.rowKey())) {
+                if (plan.rowKeyed()) {
                     // the stream table's unique index finds its rows (DeltaPlanner.applyRows), and
                     // run_refresh checks that it still does
                     try (Statement s = c.createStatement()) {
                         s.execute("DROP INDEX IF EXISTS " + quote(schema) + "." + quote("pgt_" + pgtId + "_row_hash"));
-                        try (ResultSet rs = s.executeQuery("SELECT array_to_string(pgtrickle.row_key(" + relid + "), ',')")) {
-                            rs.next();
-                            keyMark = "\n/*pgtrickle row_key " + rs.getString(1) + "*/";
-                        }
                     }
+                    keyMark = "\n/*pgtrickle row_key " + key.attnums() + "*/";
                 } else {
                     createRowIndex(c, schema, "pgt_" + pgtId + "_row_hash", target, plan.keyColumns());
                 }
@@ -482,21 +480,27 @@ public final class RefreshPlanner {
     }
 
     /**
-     * The columns (quoted) of the unique index a differential refresh may find the stream table's
-     * rows by (pgtrickle.row_key, R__50_refresh.sql), or an empty list.
+     * The unique index a differential refresh may find the stream table's rows by
+     * (pgtrickle.row_key, R__50_refresh.sql): its columns, quoted (none: no such index), and their
+     * attribute numbers as the plan's mark names them.
      */
-    private static List<String> rowKey(Connection c, long relid) throws SQLException {
-        try (PreparedStatement ps = c.prepareStatement("SELECT quote_ident(a.attname) FROM unnest(pgtrickle.row_key(?)) WITH ORDINALITY AS u(k, n)"
+    private record RowKey(List<String> columns, String attnums) {
+    }
+
+    private static RowKey rowKey(Connection c, long relid) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement("SELECT quote_ident(a.attname), u.k FROM unnest(pgtrickle.row_key(?)) WITH ORDINALITY AS u(k, n)"
                 + " JOIN pg_attribute a ON a.attrelid = ? AND a.attnum = u.k ORDER BY u.n")) {
             ps.setLong(1, relid);
             ps.setLong(2, relid);
-            List<String> key = new ArrayList<>();
+            List<String> columns = new ArrayList<>();
+            List<String> attnums = new ArrayList<>();
             try (ResultSet rs = ps.executeQuery()) {
                 while (rs.next()) {
-                    key.add(rs.getString(1));
+                    columns.add(rs.getString(1));
+                    attnums.add(rs.getString(2));
                 }
             }
-            return key;
+            return new RowKey(columns, String.join(",", attnums));
         }
     }
 

@@ -159,8 +159,9 @@ final class SetOperations {
                 IntStream.range(0, m).mapToObj(k -> "s.k" + k + " AS " + to.columns().get(k)).collect(Collectors.joining(", ")),
                 multiplicityNew, multiplicityOld,
                 DeltaPlanner.applyRows(to.name(), to.columns(), true, to.rowKey()));
-        return new DeltaPlanner.Plan(DeltaPlanner.Strategy.RUNNING_TOTALS, delta, to.rowKey().isEmpty() ? to.columns() : to.rowKey(), ddl,
-                stateSql);
+        DeltaPlanner.Plan plan = new DeltaPlanner.Plan(DeltaPlanner.Strategy.RUNNING_TOTALS, delta,
+                to.rowKey().isEmpty() ? to.columns() : to.rowKey(), ddl, stateSql);
+        return to.rowKey().isEmpty() ? plan : plan.keyed();
     }
 
     /**
