@@ -5,9 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.sql.Connection;
 import java.sql.SQLException;
-import java.sql.Statement;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -50,22 +48,19 @@ class ExistsCountsTest {
         };
         for (String[] st : stream) {
             db.createDifferential(st[0], st[1]);
-            assertNotNull(derived(st[0]), st[0] + ": the subquery's rows are counted per key in a derived table");
+            assertNotNull(db.derived(st[0]), st[0] + ": the subquery's rows are counted per key in a derived table");
         }
         // orders crossing the threshold both ways, a customer's last big order gone, one with a NULL key
         db.exec("UPDATE o SET v = 995 WHERE id % 997 = 0", "UPDATE o SET v = 10 WHERE ck = 12 AND v > 990",
                 "DELETE FROM o WHERE ck = 13", "INSERT INTO o VALUES (60001, NULL, 999), (60002, 14, 999)");
         for (String[] st : stream) {
-            assertEquals(0, refreshScanningOrders(st[0]), st[0] + ": the refresh did not read the orders");
+            assertEquals(0, db.refreshScanning(st[0], "o"), st[0] + ": the refresh did not read the orders");
             assertEquals("DIFFERENTIAL", db.lastRefresh(st[0]).action(), st[0]);
             db.assertEqualsItsQuery(st[0], "after the refresh");
         }
         // a FULL refresh refills the counts, and differential refreshes go on from them
         for (String[] st : stream) {
-            db.exec("SELECT pgtrickle.alter_stream_table('" + st[0] + "', refresh_mode => 'FULL')",
-                    "SELECT pgtrickle.refresh_stream_table('" + st[0] + "')",
-                    "SELECT pgtrickle.alter_stream_table('" + st[0] + "', refresh_mode => 'DIFFERENTIAL')");
-            db.plan(st[0]);
+            db.refreshFullThenDifferential(st[0]);
         }
         db.exec("UPDATE o SET v = 999 WHERE ck = 12", "DELETE FROM o WHERE v > 990 AND ck < 100");
         for (String[] st : stream) {
@@ -78,32 +73,15 @@ class ExistsCountsTest {
     void existsWhoseKeysAnIndexFindsReadsTheTable() throws SQLException {
         db.exec("CREATE INDEX o_ck ON o (ck)");
         db.createDifferential("big_buyers", "SELECT c.id, c.region FROM c WHERE EXISTS (SELECT FROM o WHERE o.ck = c.id AND o.v > 990)");
-        assertNull(derived("big_buyers"), "no derived table: the index finds a key's rows");
+        assertNull(db.derived("big_buyers"), "no derived table: the index finds a key's rows");
         // a correlation other than key equalities keeps the subquery as written too
         db.exec("DROP INDEX o_ck");
         db.createDifferential("other", "SELECT c.id FROM c WHERE EXISTS (SELECT FROM o WHERE o.ck = c.id AND o.v > c.id)");
-        assertNull(derived("other"), "no derived table for a correlation that is not a key equality");
+        assertNull(db.derived("other"), "no derived table for a correlation that is not a key equality");
         db.exec("UPDATE o SET v = 995 WHERE id % 997 = 0");
         for (String st : new String[] {"big_buyers", "other"}) {
-            assertTrue(refreshScanningOrders(st) > 0, st + ": the orders were read");
+            assertTrue(db.refreshScanning(st, "o") > 0, st + ": the orders were read");
             db.assertEqualsItsQuery(st, "after the refresh");
-        }
-    }
-
-    private String derived(String streamTable) throws SQLException {
-        return db.queryString("SELECT derived::text FROM pgtrickle.pgt_stream_tables WHERE pgt_id = ?", db.pgtId(streamTable));
-    }
-
-    /** Refreshes the stream table and returns how often it scanned o (within its transaction's counters). */
-    private long refreshScanningOrders(String streamTable) throws SQLException {
-        String counters = "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = 'o'";
-        try (Connection conn = db.connect(); Statement s = conn.createStatement()) {
-            conn.setAutoCommit(false);
-            long before = RefreshDatabase.row(s, counters)[0];
-            s.execute("SELECT pgtrickle.refresh_stream_table('" + streamTable + "')");
-            long after = RefreshDatabase.row(s, counters)[0];
-            conn.commit();
-            return after - before;
         }
     }
 }

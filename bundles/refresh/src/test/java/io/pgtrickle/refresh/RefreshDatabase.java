@@ -134,4 +134,33 @@ final class RefreshDatabase extends MigratedDatabase {
         String fresh = "SELECT ROW(q.*)::text FROM (" + query + ") q";
         return queryLong("SELECT count(*) FROM ((" + stored + " EXCEPT ALL " + fresh + ") UNION ALL (" + fresh + " EXCEPT ALL " + stored + ")) d");
     }
+
+    /** The stream table's derived tables as the catalog holds them (null: none). */
+    String derived(String streamTable) throws SQLException {
+        return queryString("SELECT derived::text FROM pgtrickle.pgt_stream_tables WHERE pgt_id = ?", pgtId(streamTable));
+    }
+
+    /** Refreshes the stream table and returns how often the refresh scanned {@code table} (its transaction's counters). */
+    long refreshScanning(String streamTable, String table) throws SQLException {
+        String counters = "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = '" + table + "'";
+        try (Connection conn = connect(); Statement s = conn.createStatement()) {
+            conn.setAutoCommit(false);
+            long before = row(s, counters)[0];
+            s.execute("SELECT pgtrickle.refresh_stream_table('" + streamTable + "')");
+            long after = row(s, counters)[0];
+            conn.commit();
+            return after - before;
+        }
+    }
+
+    /**
+     * One FULL refresh (which refills running totals and derived tables), then DIFFERENTIAL again,
+     * planned as the engine's scheduler would.
+     */
+    void refreshFullThenDifferential(String streamTable) throws SQLException {
+        exec("SELECT pgtrickle.alter_stream_table('" + streamTable + "', refresh_mode => 'FULL')",
+                "SELECT pgtrickle.refresh_stream_table('" + streamTable + "')",
+                "SELECT pgtrickle.alter_stream_table('" + streamTable + "', refresh_mode => 'DIFFERENTIAL')");
+        plan(streamTable);
+    }
 }

@@ -3,11 +3,8 @@ package io.pgtrickle.refresh;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.sql.Connection;
 import java.sql.SQLException;
-import java.sql.Statement;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -55,7 +52,7 @@ class ScalarAggregatesTest {
         };
         for (String[] st : stream) {
             db.createDifferential(st[0], st[1]);
-            assertNotNull(derived(st[0]), st[0] + ": the subquery's value is a derived table");
+            assertNotNull(db.derived(st[0]), st[0] + ": the subquery's value is a derived table");
             db.assertEqualsItsQuery(st[0], "after the first fill");
         }
         db.exec("UPDATE c SET bal = bal + 400 WHERE id % 97 = 0", "UPDATE c SET bal = -1 WHERE id % 89 = 0",
@@ -79,10 +76,7 @@ class ScalarAggregatesTest {
         }
         // a FULL refresh refills the value, and differential refreshes go on from it
         for (String[] st : stream) {
-            db.exec("SELECT pgtrickle.alter_stream_table('" + st[0] + "', refresh_mode => 'FULL')",
-                    "SELECT pgtrickle.refresh_stream_table('" + st[0] + "')",
-                    "SELECT pgtrickle.alter_stream_table('" + st[0] + "', refresh_mode => 'DIFFERENTIAL')");
-            db.plan(st[0]);
+            db.refreshFullThenDifferential(st[0]);
         }
         db.exec("UPDATE c SET bal = bal - 100 WHERE id % 7 = 0", "UPDATE p SET w = 49 WHERE id = 10");
         for (String[] st : stream) {
@@ -97,44 +91,26 @@ class ScalarAggregatesTest {
         db.createDifferential("richer", "SELECT c.id, c.region FROM c WHERE c.bal > (SELECT avg(x.bal) FROM c x WHERE x.bal > 0)");
         // a change the subquery filters out leaves its value: c is not read at all
         db.exec("UPDATE c SET region = 'r9' WHERE id IN (SELECT id FROM c WHERE bal <= 0 LIMIT 1)");
-        assertEquals(0, refreshScanning("richer", "c"), "the value did not move: only the changes were read");
+        assertEquals(0, db.refreshScanning("richer", "c"), "the value did not move: only the changes were read");
         db.assertEqualsItsQuery("richer", "after a change the subquery does not see");
         // one that moves it: c is read once, for the rows between the old and the new value
         db.exec("UPDATE c SET bal = bal + 1000 WHERE id = 11");
-        assertEquals(1, refreshScanning("richer", "c"), "one read of c: the rows the value moved past");
+        assertEquals(1, db.refreshScanning("richer", "c"), "one read of c: the rows the value moved past");
         db.assertEqualsItsQuery("richer", "after a change that moved the average");
     }
 
     @Test
     void aCorrelatedScalarOrOneWithoutRunningTotalsStaysAsWritten() throws SQLException {
         db.createDifferential("above_own", "SELECT o.id FROM o WHERE o.v > (SELECT avg(o2.v) FROM o o2 WHERE o2.ck = o.ck)");
-        assertNull(derived("above_own"), "a correlated subquery is not one value");
+        assertNull(db.derived("above_own"), "a correlated subquery is not one value");
         // max without GROUP BY has no running total: its derived table would be refused, and with it the query
         db.createDifferential("near_the_top", "SELECT o.id FROM o WHERE o.v > (SELECT max(o2.v) - 3 FROM o o2)");
-        assertNull(derived("near_the_top"), "max over all rows stays a subquery");
+        assertNull(db.derived("near_the_top"), "max over all rows stays a subquery");
         db.exec("UPDATE o SET v = 0 WHERE id % 333 = 0", "UPDATE o SET v = 1200 WHERE id = 5");
         for (String st : new String[] {"above_own", "near_the_top"}) {
             db.exec("SELECT pgtrickle.refresh_stream_table('" + st + "')");
             assertEquals("DIFFERENTIAL", db.lastRefresh(st).action(), st);
             db.assertEqualsItsQuery(st, "after the refresh");
-        }
-    }
-
-    private String derived(String streamTable) throws SQLException {
-        return db.queryString("SELECT derived::text FROM pgtrickle.pgt_stream_tables WHERE pgt_id = ?", db.pgtId(streamTable));
-    }
-
-    /** Refreshes the stream table and returns how often it scanned the table (within its transaction's counters). */
-    private long refreshScanning(String streamTable, String table) throws SQLException {
-        String counters = "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = '" + table + "'";
-        try (Connection conn = db.connect(); Statement s = conn.createStatement()) {
-            conn.setAutoCommit(false);
-            long before = RefreshDatabase.row(s, counters)[0];
-            s.execute("SELECT pgtrickle.refresh_stream_table('" + streamTable + "')");
-            long after = RefreshDatabase.row(s, counters)[0];
-            conn.commit();
-            assertTrue(after >= before);
-            return after - before;
         }
     }
 }
