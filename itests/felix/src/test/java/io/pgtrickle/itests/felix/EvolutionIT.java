@@ -174,9 +174,13 @@ public class EvolutionIT {
 
             awaitEqual(ds, LOAD_NEW, "load_big", 120);
             awaitEqual(ds, DOWNSTREAM, "load_per_customer", 120);
-            // the user's index kept; the engine's row index is the shadow's, handed over at the swap (none left behind)
-            assertEquals("load_big_id,pgt_" + query(ds, "SELECT pgt_id FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'load_big'") + "_row_hash",
-                    query(ds, "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'load_big'"));
+            // the user's unique index kept under its name; it finds the stored rows (RowKeyTest), so an
+            // engine row index is there only if the shadow was planned with one before it had the
+            // user's index: then it is the one handed over at the swap (none left behind)
+            String indexes = query(ds, "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'load_big'");
+            String own = "pgt_" + query(ds, "SELECT pgt_id FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'load_big'") + "_row_hash";
+            assertTrue("the user's index, and no engine row index but the stream table's own: " + indexes,
+                    indexes.equals("load_big_id") || indexes.equals("load_big_id," + own));
             assertEquals("0", query(ds, "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'pgt\\_%\\_row\\_hash'"
                     + " AND indexname NOT IN (SELECT format('pgt_%s_row_hash', pgt_id) FROM pgtrickle.pgt_stream_tables)"));
 
