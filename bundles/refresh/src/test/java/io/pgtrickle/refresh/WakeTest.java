@@ -119,10 +119,19 @@ class WakeTest {
         engine.start();
         await("a few ticks with nothing due", () -> engine.stats().ticks() >= 10 && db.queryLong("SELECT count(*) FROM pgtrickle.pgt_stream_tables"
                 + " WHERE delta_sql IS NOT NULL") == 1);
-        RefreshEngine.Stats idle = engine.stats();
-        await("ten more ticks", () -> engine.stats().ticks() >= idle.ticks() + 10);
-        RefreshEngine.Stats later = engine.stats();
-        assertEquals(idle.probingTicks(), later.probingTicks(), "nothing committed in between: no tick probed");
+        // The engine's own first commits after the plan (a refresh of st when its schedule comes
+        // round) may fall in a window on a busy machine, and rightly make the next tick probe: a
+        // window of ten ticks without any probing must come, and soon, where every tick probing
+        // would never give one.
+        RefreshEngine.Stats later = null;
+        boolean quietWindow = false;
+        for (int window = 0; window < 5 && !quietWindow; window++) {
+            RefreshEngine.Stats idle = engine.stats();
+            await("ten more ticks", () -> engine.stats().ticks() >= idle.ticks() + 10);
+            later = engine.stats();
+            quietWindow = later.probingTicks() == idle.probingTicks();
+        }
+        assertTrue(quietWindow, "nothing committed in a window of ten ticks: no tick probed (five windows tried)");
 
         db.exec("INSERT INTO src VALUES (100, 50)");
         await("the commit is probed for and applied", () -> db.queryLong("SELECT count(*) FROM st") == 6);
