@@ -90,7 +90,8 @@ class SchemaUnitsUpgradeTest {
      * which waits for a commit in the database (await_snapshot_change); change buffers every consumer has
      * passed in full are emptied with TRUNCATE after the refresh commits (change_horizon,
      * truncate_consumed_change_buffers, and tracked_change_buffer, the buffer as the tracking records it); and whether a differential statement reads a source, so needs
-     * statistics of the changes (delta_reads_sources).
+     * statistics of the changes (delta_reads_sources); and the unique index a differential refresh finds a stream table's
+     * rows by (row_key).
      */
     @Test
     void theSqlSurfaceIsTheReleasedOnePlusItsDeliberateChanges() throws SQLException {
@@ -140,6 +141,7 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.pending_changes(bigint,pg_snapshot) -> record",
                             "pgtrickle.refill_ctes(text,text,jsonb,text) -> text",
                             "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb,bigint) -> jsonb",
+                            "pgtrickle.row_key(oid) -> smallint[]",
                             "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text,jsonb) -> boolean",
                             "pgtrickle.source_row_estimate(bigint) -> double precision",
                             "pgtrickle.staleness(pgtrickle.pgt_stream_tables) -> interval",
