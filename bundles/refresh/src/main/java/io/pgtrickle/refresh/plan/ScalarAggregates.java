@@ -5,11 +5,9 @@ import java.util.List;
 import java.util.Set;
 import java.util.function.IntFunction;
 import java.util.stream.Collectors;
-import net.sf.jsqlparser.JSQLParserException;
 import net.sf.jsqlparser.expression.AnalyticExpression;
 import net.sf.jsqlparser.expression.Expression;
 import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
-import net.sf.jsqlparser.parser.CCJSqlParserUtil;
 import net.sf.jsqlparser.schema.Column;
 import net.sf.jsqlparser.schema.Table;
 import net.sf.jsqlparser.statement.select.FromItem;
@@ -69,10 +67,10 @@ final class ScalarAggregates {
             }
             String table = names.apply(derived.size() + 1);
             String alias = table.substring(table.indexOf('.') + 1);
-            PlainSelect value = copy(inner);
+            PlainSelect value = Sublinks.plainSelect(inner.toString());
             value.getSelectItems().get(0).setAlias(new net.sf.jsqlparser.expression.Alias(COLUMN, true));
             derived.add(new DerivedTables.Derived(table, value.toString(), null));
-            sub.setSelect(parse("SELECT " + alias + "." + COLUMN + " FROM " + table + " " + alias));
+            sub.setSelect(Sublinks.plainSelect("SELECT " + alias + "." + COLUMN + " FROM " + table + " " + alias));
         }
     }
 
@@ -112,9 +110,6 @@ final class ScalarAggregates {
                     return false;
                 }
                 tables.add(t);
-                if (j.getOnExpressions() != null && j.getOnExpressions().stream().anyMatch(Sublinks::hasSubquery)) {
-                    return false;
-                }
             }
         }
         Set<String> aliases = tables.stream().map(t -> QueryInliner.norm(t.getAlias() != null ? t.getAlias().getName() : t.getName()))
@@ -143,22 +138,16 @@ final class ScalarAggregates {
         if (inner.getJoins() != null) {
             for (Join j : inner.getJoins()) {
                 if (j.getOnExpressions() != null) {
-                    j.getOnExpressions().forEach(e -> e.accept(columns, null));
+                    for (Expression on : j.getOnExpressions()) {
+                        if (Sublinks.hasSubquery(on)) {
+                            return false;
+                        }
+                        on.accept(columns, null);
+                    }
                 }
             }
         }
         return !foreign[0];
     }
 
-    private static PlainSelect copy(PlainSelect ps) throws PlanRefusedException {
-        return parse(ps.toString());
-    }
-
-    private static PlainSelect parse(String sql) throws PlanRefusedException {
-        try {
-            return (PlainSelect) CCJSqlParserUtil.parse(sql);
-        } catch (JSQLParserException e) {
-            throw new PlanRefusedException("the engine could not rewrite a scalar subquery: " + e.getMessage());
-        }
-    }
 }

@@ -727,7 +727,7 @@ final class Sublinks {
                 + " THEN 1 ELSE 0 END) - (CASE WHEN " + String.join(" AND ", befores) + " THEN 1 ELSE 0 END) ELSE 0 END)";
     }
 
-    private static PlainSelect plainSelect(String sql) throws PlanRefusedException {
+    static PlainSelect plainSelect(String sql) throws PlanRefusedException {
         try {
             return (PlainSelect) net.sf.jsqlparser.parser.CCJSqlParserUtil.parse(sql);
         } catch (net.sf.jsqlparser.JSQLParserException e) {
