@@ -112,6 +112,29 @@ class ChangeStatisticsTest {
         exec("ROLLBACK");
     }
 
+    @Test
+    void theWindowIsSampledSmallTheColumnsAnalysedOnceAtTheSessionsTarget() throws SQLException {
+        // 30 writers of 20 orders each: at PostgreSQL's default target all 30 xids would be most common values
+        exec("UPDATE orders SET o_prio = o_prio + 1 WHERE o_id = 1", "ANALYZE " + buffer("orders"),
+                "SELECT pgtrickle.refresh_stream_table('per_mode')");
+        for (int i = 0; i < 30; i++) {
+            exec("UPDATE orders SET o_prio = o_prio + 1 WHERE o_id BETWEEN " + (1000 + 20 * i) + " AND " + (1019 + 20 * i));
+        }
+        exec("DELETE FROM pg_statistic WHERE starelid = '" + buffer("orders") + "'::regclass");
+        exec("BEGIN");
+        one("SELECT pgtrickle.refresh_change_statistics(" + frontier() + ", " + counts() + ")::text");
+        double analysed = estimate();
+        assertTrue(analysed >= 600 && analysed <= 2400, "the window of 1,200 rows is estimated at " + analysed);
+        long xids = Long.parseLong(one("SELECT count(*) FROM pg_stats ps, unnest(ps.most_common_vals::text::text[]) v WHERE ps.schemaname = 'pgtrickle_changes'"
+                + " AND ps.tablename = (SELECT relname FROM pg_class WHERE oid = '" + buffer("orders") + "'::regclass) AND ps.attname = 'xid'"));
+        assertTrue(xids > 0 && xids <= 10, "xid from a sample at statistics target 10: " + xids + " most common values");
+        long bounds = Long.parseLong(one("SELECT coalesce(array_length(ps.histogram_bounds::text::text[], 1), 0) FROM pg_stats ps WHERE ps.schemaname = 'pgtrickle_changes'"
+                + " AND ps.tablename = (SELECT relname FROM pg_class WHERE oid = '" + buffer("orders") + "'::regclass) AND ps.attname = 'o_id'"));
+        assertTrue(bounds > 11, "o_id, analysed for the first time, at the session's target: " + bounds + " histogram bounds");
+        assertEquals("100", one("SELECT current_setting('default_statistics_target')"), "the session's target is restored");
+        exec("ROLLBACK");
+    }
+
     /** A column's statistics in the orders buffer (most common values and distinct count), on this test's connection. */
     private String columnStatistics(String column) throws SQLException {
         try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT coalesce(ps.most_common_vals::text, '') || '|' || ps.n_distinct"
