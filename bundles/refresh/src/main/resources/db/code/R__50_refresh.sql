@@ -104,7 +104,12 @@ $fn$;
 -- (CURRENT_DATE, now(), current_user, current_setting(), ...), or calls stable functions of its
 -- own, which may read tables whose changes nobody captures. Stable built-ins that depend only on
 -- settings (to_char, time zone arithmetic) are fine: every refresh applies query_settings.
-CREATE OR REPLACE FUNCTION pgtrickle.recompute_reason(tree text) RETURNS text
+-- With `transaction_clock`, the transaction's clock (now(), transaction_timestamp(), CURRENT_DATE,
+-- CURRENT_TIMESTAMP, LOCALTIMESTAMP, ...: one value for every statement of a refresh) is no reason
+-- to refuse a differential plan: the engine's planner maintains comparisons with it AND-ed in WHERE
+-- (TemporalFilters) and refuses the plan, with its reason, for any other use of it.
+-- statement_timestamp(), timeofday() and age(x) stay reasons.
+CREATE OR REPLACE FUNCTION pgtrickle.recompute_reason(tree text, transaction_clock boolean) RETURNS text
     LANGUAGE plpgsql STABLE
 AS $fn$
 DECLARE
@@ -117,8 +122,9 @@ BEGIN
     -- as random(), so from the tree
     SELECT string_agg(f.signature, ', ' ORDER BY f.signature) FILTER (WHERE f.provolatile = 'v'),
            string_agg(f.signature, ', ' ORDER BY f.signature) FILTER (WHERE f.provolatile = 's' AND f.builtin
-                AND (f.proname IN ('now', 'transaction_timestamp', 'statement_timestamp', 'timeofday', 'current_date',
-                                   'localtimestamp', 'current_timestamp', 'localtime', 'current_time')
+                AND (f.proname IN ('statement_timestamp', 'timeofday')
+                     OR (f.proname IN ('now', 'transaction_timestamp', 'current_date', 'localtimestamp', 'current_timestamp',
+                                       'localtime', 'current_time') AND NOT transaction_clock)
                      OR (f.proname = 'age' AND f.pronargs = 1))),
            string_agg(f.signature, ', ' ORDER BY f.signature) FILTER (WHERE f.provolatile = 's' AND f.builtin
                 AND f.proname ~ '^(current_|session_user$|user$|pg_|has_|to_reg|inet_|version$|txid_|obj_description$|col_description$|shobj_description$)'),
@@ -133,7 +139,7 @@ BEGIN
     END IF;
     -- CURRENT_DATE, CURRENT_TIME, CURRENT_TIMESTAMP, LOCALTIME, LOCALTIMESTAMP (with or without a
     -- precision) are SQLValueFunction nodes with ops 0 to 8, not function calls
-    IF clock_calls IS NOT NULL OR tree ~ '\{SQLVALUEFUNCTION :op [0-8] ' THEN
+    IF clock_calls IS NOT NULL OR (tree ~ '\{SQLVALUEFUNCTION :op [0-8] ' AND NOT transaction_clock) THEN
         RETURN 'the query reads the current time (' || coalesce(clock_calls, 'CURRENT_DATE, CURRENT_TIME, LOCALTIMESTAMP or the like') || ')';
     END IF;
     -- before PostgreSQL 16, CURRENT_USER, SESSION_USER, CURRENT_SCHEMA and the like were
@@ -148,6 +154,12 @@ BEGIN
     RETURN NULL;
 END
 $fn$;
+
+-- Every clock a reason: the stream table's recompute_reason, which says that its result moves
+-- without its sources (so it is never skipped as NO_DATA), differentially maintained or not.
+CREATE OR REPLACE FUNCTION pgtrickle.recompute_reason(tree text) RETURNS text
+    LANGUAGE sql STABLE
+    RETURN pgtrickle.recompute_reason(tree, false);
 
 -- The current values of the settings that change what a query returns or how its values print:
 -- the time zone and date, interval and float output (a row's text form is its identity), the
@@ -241,9 +253,10 @@ DECLARE
 BEGIN
     SELECT r.ev_action::text INTO tree FROM pg_rewrite r WHERE r.ev_class = view_oid;
 
-    -- A result that moves without its sources (the time, volatile functions) cannot be maintained
-    -- from their changes.
-    found := pgtrickle.recompute_reason(tree);
+    -- A result that moves without its sources (volatile functions, the session) cannot be maintained
+    -- from their changes; one that moves with the transaction's clock can, where the engine's
+    -- planner finds the clock compared in WHERE (its refusal says why not).
+    found := pgtrickle.recompute_reason(tree, true);
     IF found IS NOT NULL THEN
         RETURN found;
     END IF;
@@ -710,8 +723,10 @@ BEGIN
     -- Running totals and derived tables must match the stored rows, i.e. the sources at the
     -- frontier. With no change since the frontier the sources now are the sources then: fill them
     -- now, in one statement with the check. Otherwise the next refresh runs FULL, which fills them.
+    -- So does a plan with temporal filters: the stored rows are of the clock at the last refresh,
+    -- and a clock's derived table filled now would hold the time now.
     IF (set_refresh_plan.state_sql IS NOT NULL OR set_refresh_plan.derived IS NOT NULL) AND st.frontier ? 'snapshot'
-       AND st.defining_query = planned_query THEN
+       AND st.defining_query = planned_query AND position('/*pgtrickle clock*/' IN coalesce(set_refresh_plan.delta_sql, '')) = 0 THEN
         EXECUTE format('WITH pending AS (SELECT coalesce(sum(pgtrickle.pending_change_count(d.source_relid::regclass, $1)), 0) AS n'
                        '                   FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = $2)%s'
                        ' SELECT (SELECT n FROM pending) = 0',
@@ -1004,6 +1019,11 @@ DECLARE
     stale     boolean;
     refilled  boolean := false;
     lean      pgtrickle.pgt_stream_tables;
+    -- a plan with temporal filters (the engine's TemporalFilters): the clock moves without any
+    -- source changing, so its statement runs at every refresh
+    clock     boolean;
+    -- nothing to do: no source changed since the frontier, and no clock moves the result
+    idle      boolean;
 BEGIN
     -- A transaction that wrote before it refreshes has an id already; the lock below gives one to
     -- every other, which writes nothing this refresh must read back (see written_by below).
@@ -1044,14 +1064,18 @@ BEGIN
     -- Nothing to do when every source is captured and none has a change past the frontier; the
     -- probe and the snapshot it is judged in come from one statement. A query without captured
     -- sources (no tables, or views over catalogs, matviews, foreign tables), or whose result moves
-    -- without its sources (now(), volatile functions: recompute_reason), is always recomputed.
+    -- without its sources (now(), volatile functions: recompute_reason), is always recomputed;
+    -- unless that is only the transaction's clock, compared in WHERE, which its plan maintains
+    -- (then the probe's snapshot and counts serve the differential statement, which always runs).
+    clock := st.refresh_mode = 'DIFFERENTIAL' AND position('/*pgtrickle clock*/' IN coalesce(st.delta_sql, '')) > 0;
     SELECT bool_and(d.source_type IN ('TABLE', 'STREAM_TABLE')) INTO captured
       FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id;
     IF st.is_populated AND NOT st.needs_reinit AND st.frontier ? 'snapshot' AND coalesce(captured, false)
-       AND st.recompute_reason IS NULL THEN
+       AND (st.recompute_reason IS NULL OR clock) THEN
         SELECT p.total, p.counts, p.buffers, pg_current_snapshot()::text INTO pending, counts, live, snapshot
           FROM pgtrickle.pending_changes(st.pgt_id, pgtrickle.oldest_frontier(st.frontier)) p;
     END IF;
+    idle := pending = 0 AND snapshot IS NOT NULL AND NOT clock;
 
     -- A transaction that wrote to a source before refreshing: its rows are consumed now and, as it
     -- is still in progress, again by the next refresh (see below). FULL needs no such bookkeeping.
@@ -1085,7 +1109,7 @@ BEGIN
     -- The differential statement reads the change buffers, which hold every column and every row
     -- of the sources: only for an owner who may read all of that. Otherwise recompute, as the owner.
     -- (Nothing of this for a refresh that has nothing to do: the no-op path stays a probe.)
-    IF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL AND NOT (pending = 0 AND snapshot IS NOT NULL) THEN
+    IF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL AND NOT idle THEN
         readable := pgtrickle.owner_reads_changes(st);
     END IF;
 
@@ -1093,16 +1117,17 @@ BEGIN
     -- the container and psql compute the same rows. Only around the statements that run it: a
     -- refresh from SQL runs in its caller's transaction, and a changed search_path makes plpgsql
     -- plan this function's statements again.
-    FOR setting IN SELECT * FROM jsonb_each_text(coalesce(st.query_settings, '{}')) WHERE NOT (pending = 0 AND snapshot IS NOT NULL) LOOP
+    FOR setting IN SELECT * FROM jsonb_each_text(coalesce(st.query_settings, '{}')) WHERE NOT idle LOOP
         IF current_setting(setting.key) IS DISTINCT FROM setting.value THEN
             restore := restore || jsonb_build_object(setting.key, current_setting(setting.key));
             PERFORM set_config(setting.key, setting.value, true);
         END IF;
     END LOOP;
     -- The buffers with changes, for the differential statement to plan only their terms ($2 of
-    -- pgtrickle.execute_as_owner). Its statement checks them again in its own snapshot.
-    IF pending > 0 THEN
-        PERFORM set_config('pgtrickle.live_buffers', live::text, true);
+    -- pgtrickle.execute_as_owner). Its statement checks them again in its own snapshot. (None, when
+    -- only the clock moved: its derived table's statement adds its buffer, pgtrickle.maintain_derived.)
+    IF pending > 0 OR (clock AND snapshot IS NOT NULL) THEN
+        PERFORM set_config('pgtrickle.live_buffers', coalesce(live, '{}')::text, true);
     END IF;
     -- A differential statement finds the rows the changes join, and the groups they touch, by
     -- index: pages the sources' recent writes and earlier refreshes keep in memory. At
@@ -1112,7 +1137,7 @@ BEGIN
     -- statistics and AUTO's cost rule are planned at pg_trickle.differential_random_page_cost
     -- (default 1.1, what PostgreSQL's documentation suggests for data that is mostly cached; 0
     -- keeps the session's), never above the session's own.
-    IF pending > 0 AND st.delta_sql IS NOT NULL THEN
+    IF (pending > 0 OR clock) AND st.delta_sql IS NOT NULL THEN
         page_cost := pgtrickle.setting_ratio('pg_trickle.differential_random_page_cost', 1.1);
         IF page_cost > 0 AND page_cost < current_setting('random_page_cost')::double precision THEN
             -- a value restore holds already is the session's own
@@ -1150,7 +1175,7 @@ BEGIN
     END IF;
     -- the guard on the stream table (R__40_guards.sql) lets this transaction's refresh writes through
     PERFORM set_config('pgtrickle.refreshing', 'on', true);
-    IF pending = 0 AND snapshot IS NOT NULL THEN
+    IF idle THEN
         act := 'NO_DATA';
     ELSIF st.refresh_mode = 'DIFFERENTIAL' AND st.delta_sql IS NOT NULL AND snapshot IS NOT NULL AND NOT fallback AND readable
           AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) AND NOT full_next AND NOT stale THEN

@@ -139,6 +139,7 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.next_timing(jsonb,text,double precision,bigint,boolean) -> jsonb",
                             "pgtrickle.oldest_frontier(jsonb) -> pg_snapshot",
                             "pgtrickle.pending_changes(bigint,pg_snapshot) -> record",
+                            "pgtrickle.recompute_reason(text,boolean) -> text",
                             "pgtrickle.refill_ctes(text,text,jsonb,text) -> text",
                             "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb,bigint) -> jsonb",
                             "pgtrickle.row_key(oid) -> smallint[]",

@@ -43,6 +43,11 @@ final class DerivedTables {
      *                (null: the SELECT's own)
      */
     record Derived(String table, String query, List<String> columns) {
+
+        /** Whether it holds the transaction's clock ({@link TemporalFilters}), not rows of the sources. */
+        boolean clock() {
+            return TemporalFilters.isClock(table);
+        }
     }
 
     /**
@@ -111,6 +116,11 @@ final class DerivedTables {
         if (scalars && top instanceof PlainSelect ps) {
             ScalarAggregates.rewrite(ps, derived, names);
         }
+        boolean scalar = derived.size() > before;
+        if (top instanceof PlainSelect ps) {
+            TemporalFilters.rewrite(ps, derived, names);
+        }
+        TemporalFilters.refuseRemaining(top, derived);
         if (derived.isEmpty()) {
             return new Extraction(query, List.of(), false);
         }
@@ -123,7 +133,7 @@ final class DerivedTables {
                 }
             }
         }
-        return new Extraction(top.toString(), List.copyOf(derived), derived.size() > before);
+        return new Extraction(top.toString(), List.copyOf(derived), scalar);
     }
 
     /** The item, or the derived table that takes its place (inside parenthesised joins too). */

@@ -28,6 +28,12 @@ public final class RefreshPlanner {
 
     private static final Logger LOG = LoggerFactory.getLogger(RefreshPlanner.class);
 
+    /**
+     * Ends the differential statement of a query with temporal filters ({@link TemporalFilters}):
+     * run_refresh runs it at every refresh, since the clock moves when no source changed.
+     */
+    static final String CLOCK_MARK = "/*pgtrickle clock*/";
+
     /** Stream tables waiting for a plan. */
     public static List<Long> unplanned(Connection c) throws SQLException {
         List<Long> ids = new ArrayList<>();
@@ -125,7 +131,9 @@ public final class RefreshPlanner {
                     }
                 }
                 explain(c, plan.deltaSql());
-                sql = plan.deltaSql() + keyMark;
+                // the result moves with the clock: run_refresh runs the statement when no source changed too
+                String clockMark = made.stream().anyMatch(d -> TemporalFilters.isClock(d.table())) ? "\n" + CLOCK_MARK : "";
+                sql = plan.deltaSql() + keyMark + clockMark;
                 // a FULL refresh refills the running totals in the statement that refills the
                 // derived tables, so from the sources, not from the derived tables
                 stateSql = plan.stateSql() == null ? null : Derived.fromSources(plan.stateSql(), made);
@@ -272,6 +280,9 @@ public final class RefreshPlanner {
             }
         }
         Columns columns = columns(c, relid);
+        if (d.clock()) {
+            return clock(c, d, table, buffer, columns);
+        }
         DeltaPlanner.Plan plan;
         try {
             plan = DeltaPlanner.plan(d.query(), new DeltaPlanner.Target(table, columns.names(), columns.types(), stateTable,
@@ -304,6 +315,25 @@ public final class RefreshPlanner {
                 + ")", before), deltaSql, plan.stateDdl() == null ? null : stateTable,
                 plan.stateSql() == null ? null : Derived.fromSources(plan.stateSql(), before),
                 new Source(table, buffer, columns.names(), columns.storedTypes(), columns.identical()), plan.columnsRead());
+    }
+
+    /**
+     * A clock's derived table ({@link TemporalFilters}): its statement sets the one row to the
+     * clock's value in this transaction when it moved, which the triggers record as the row deleted
+     * and inserted, and reports a missing row (never filled) as a row its statement could not find,
+     * so that the refresh recomputes in FULL and fills it.
+     */
+    private static Derived clock(Connection c, DerivedTables.Derived d, String table, String buffer, Columns columns)
+            throws SQLException {
+        String value = ScalarAggregates.COLUMN;
+        String deltaSql = "WITH __pgt_clear AS (DELETE FROM " + buffer + "),\n"
+                + "__pgt_moved AS (UPDATE " + table + " t SET " + value + " = v." + value + " FROM (" + d.query() + ") v"
+                + " WHERE t." + value + " IS DISTINCT FROM v." + value + " RETURNING 1)\n"
+                + "SELECT (SELECT count(*) FROM __pgt_moved), (SELECT count(*) FROM __pgt_moved), pg_current_snapshot()::text, false,"
+                + " CASE WHEN EXISTS (SELECT FROM " + table + ") THEN 0 ELSE 1 END";
+        explain(c, deltaSql);
+        return new Derived(table, buffer, "SELECT * FROM (" + d.query() + ") __pgt_q(" + value + ")", deltaSql, null, null,
+                new Source(table, buffer, columns.names(), columns.storedTypes(), columns.identical()), Map.of());
     }
 
     private static final AtomicLong READ_BACKS = new AtomicLong();

@@ -414,6 +414,12 @@ final class Sublinks {
         return s.kind == Kind.SCALAR && !s.correlated;
     }
 
+    /** A scalar subquery reading a clock's derived table ({@link TemporalFilters}): never NULL. */
+    private static boolean clock(Sublink s) {
+        return constant(s) && s.inner.occurrences.size() == 1 && s.inner.sublinks.isEmpty()
+                && TemporalFilters.isClock(s.inner.occurrences.get(0).source.name());
+    }
+
     private static List<Integer> child(List<Integer> path, int i) {
         List<Integer> c = new ArrayList<>(path);
         c.add(i);
@@ -648,14 +654,16 @@ final class Sublinks {
 
     /** "The row's verdict can have changed", for the sublinks of branch {@code b} at {@code path}. */
     private static String affected(Branch b, List<Integer> path) {
-        return "(" + String.join(" OR ", affected(b, path, null, null)) + ")";
+        return "(" + String.join(" OR ", affected(b, path, null, null, null)) + ")";
     }
 
     /**
      * The same as alternatives; given each sublink's condition now and before ({@code nows},
-     * {@code befores}), an uncorrelated one reaches only the rows whose own verdict of it changed.
+     * {@code befores}), an uncorrelated one reaches only the rows whose own verdict of it changed,
+     * and those only within its range where {@code ranges} has one (a clock's: see
+     * {@link TemporalFilters#flipRange}; null: none).
      */
-    private static List<String> affected(Branch b, List<Integer> path, List<String> nows, List<String> befores) {
+    private static List<String> affected(Branch b, List<Integer> path, List<String> nows, List<String> befores, List<String> ranges) {
         List<String> affected = new ArrayList<>();
         for (int i = 0; i < b.sublinks.size(); i++) {
             Sublink s = b.sublinks.get(i);
@@ -665,8 +673,9 @@ final class Sublinks {
             }
             if (s.global()) {
                 String changed = "(SELECT t FROM " + changedName(child(path, i)) + ")";
-                affected.add(nows == null || s.correlated || befores.get(i) == null ? changed : "(" + changed + " AND (CASE WHEN " + nows.get(i)
-                        + " THEN 1 ELSE 0 END) <> (CASE WHEN " + befores.get(i) + " THEN 1 ELSE 0 END))");
+                String range = ranges == null || ranges.get(i) == null ? "" : " AND " + ranges.get(i);
+                affected.add(nows == null || s.correlated || befores.get(i) == null ? changed : "(" + changed + range + " AND (CASE WHEN "
+                        + nows.get(i) + " THEN 1 ELSE 0 END) <> (CASE WHEN " + befores.get(i) + " THEN 1 ELSE 0 END))");
             }
         }
         return affected;
@@ -696,10 +705,14 @@ final class Sublinks {
         }
         List<String> nows = new ArrayList<>();
         List<String> befores = new ArrayList<>();
+        List<String> ranges = new ArrayList<>();
         for (int i = 0; i < b.sublinks.size(); i++) {
             Sublink s = b.sublinks.get(i);
+            String values = valuesName(child(List.of(bi), i));
+            // a clock's rows are found by the range its move swept, by index where there is one
+            ranges.add(clock(s) ? TemporalFilters.flipRange(s.condition, "(SELECT " + values + ".o FROM " + values + ")",
+                    "(SELECT " + values + ".n FROM " + values + ")") : null);
             if (constant(s)) {
-                String values = valuesName(child(List.of(bi), i));
                 s.subquery.setSelect(plainSelect("SELECT " + values + ".n FROM " + values));
                 nows.add("(" + s.condition + ")");
                 s.subquery.setSelect(plainSelect("SELECT " + values + ".o FROM " + values));
@@ -714,14 +727,14 @@ final class Sublinks {
         // avg(...)), those between the old and the new average. Only those, and the rows of changed
         // keys, go on to the factor, which computes the other subqueries' verdicts (a NOT EXISTS
         // over the old rows, per row): in the factor alone, every row went through it.
-        List<String> reached = affected(b, List.of(bi), nows, befores);
+        List<String> reached = affected(b, List.of(bi), nows, befores, null);
         // (in WHERE, which is parsed, without the old verdicts of the other subqueries, whose text
         // nests the old rows of their tables: see FACTOR)
         List<String> constants = new ArrayList<>();
         for (int i = 0; i < b.sublinks.size(); i++) {
             constants.add(constant(b.sublinks.get(i)) ? befores.get(i) : null);
         }
-        where.add("(" + String.join(" OR ", affected(b, List.of(bi), nows, constants)) + ")");
+        where.add("(" + String.join(" OR ", affected(b, List.of(bi), nows, constants, ranges)) + ")");
         b.select.setWhere(DeltaPlanner.parseExpression(String.join(" AND ", where)));
         return "(CASE WHEN " + String.join(" OR ", reached) + " THEN (CASE WHEN " + String.join(" AND ", nows)
                 + " THEN 1 ELSE 0 END) - (CASE WHEN " + String.join(" AND ", befores) + " THEN 1 ELSE 0 END) ELSE 0 END)";
