@@ -31,7 +31,8 @@ public final class TemporalBenchmark {
     private static final int ROWS = Integer.getInteger("bench.temporal.rows", 1_000_000);
     private static final int ROUNDS = Integer.getInteger("bench.temporal.rounds", 15);
     private static final int PER_SECOND = Integer.getInteger("bench.temporal.rate", 20);
-    private static final String WINDOW = "10 minutes";
+    /** Windows of about 1% and 12% of the rows. */
+    private static final List<String> WINDOWS = List.of("10 minutes", "2 hours");
 
     private TemporalBenchmark() {
     }
@@ -54,8 +55,9 @@ public final class TemporalBenchmark {
             s.execute("CREATE INDEX events_ts ON events (ts)");
             s.execute("ANALYZE");
             b.append("`events(id bigint PRIMARY KEY, ts timestamptz, v int)`, ").append(String.format("%,d", ROWS))
-                    .append(" rows one every ").append(span).append(" ms back from the start, so the window `ts > now() - interval '")
-                    .append(WINDOW).append("'` holds about ").append(String.format("%,d", ROWS / 100)).append(" of them; with an index on `ts`, and")
+                    .append(" rows one every ").append(span).append(" ms back from the start, so the window `ts > now() - interval '10 minutes'`")
+                    .append(" holds about ").append(String.format("%,d", ROWS / 100)).append(" of them and `'2 hours'` ")
+                    .append(String.format("%,d", ROWS * 12 / 100)).append("; with an index on `ts`, and")
                     .append(" a copy `events_noindex` without one. A round inserts ").append(PER_SECOND).append(" rows dated now, waits a second")
                     .append(" (about as many rows age out), then refreshes, one after the other: the stream table as planned (AUTO:")
                     .append(" DIFFERENTIAL, the clock a derived table), the same query as a stream table in FULL mode (how every")
@@ -65,8 +67,11 @@ public final class TemporalBenchmark {
                     .append(" after the round (untimed). ").append(ROUNDS).append(" rounds; medians, with min–max.\n\n")
                     .append("| table | query | differential | FULL (recomputed) | REFRESH MATERIALIZED VIEW | rows added / removed per refresh (median) |")
                     .append(" REFRESH / differential | FULL / differential |\n|---|---|---|---|---|---|---|---|\n");
+            int n = 0;
             for (String t : List.of("events", "events_noindex")) {
-                b.append(table(c, s, t));
+                for (String window : WINDOWS) {
+                    b.append(table(c, s, t, window, ++n));
+                }
             }
         } finally {
             db.drop();
@@ -77,11 +82,11 @@ public final class TemporalBenchmark {
                 (System.nanoTime() - t0) / 60e9);
     }
 
-    private static String table(Connection c, Statement s, String t) throws Exception {
-        String query = "SELECT id, v FROM " + t + " WHERE ts > now() - interval '" + WINDOW + "'";
+    private static String table(Connection c, Statement s, String t, String window, int n) throws Exception {
+        String query = "SELECT id, v FROM " + t + " WHERE ts > now() - interval '" + window + "'";
         Map<String, Long> ids = new LinkedHashMap<>();
         for (String mode : List.of("DIFFERENTIAL", "FULL")) {
-            String name = t + "_" + mode.toLowerCase();
+            String name = "w" + n + "_" + mode.toLowerCase();
             s.execute("SELECT pgtrickle.create_stream_table('" + name + "', $q$" + query + "$q$, '24h', '" + mode + "')");
             long id = Long.parseLong(string(s, "SELECT (pgtrickle.find_stream_table('" + name + "')).pgt_id"));
             c.setAutoCommit(false);
@@ -92,12 +97,12 @@ public final class TemporalBenchmark {
             // the plan's first refresh fills its clock (FULL)
             EngineRefresh.refresh(c, s, id);
         }
-        s.execute("CREATE MATERIALIZED VIEW " + t + "_mv AS " + query);
+        s.execute("CREATE MATERIALIZED VIEW w" + n + "_mv AS " + query);
         List<Double> diff = new ArrayList<>();
         List<Double> full = new ArrayList<>();
         List<Double> mv = new ArrayList<>();
         List<Long> moved = new ArrayList<>();
-        long next = ROWS + 1;
+        long next = Long.parseLong(string(s, "SELECT max(id) + 1 FROM " + t));
         String diffAction = null;
         for (int r = 0; r < ROUNDS; r++) {
             s.execute("INSERT INTO " + t + " SELECT g, clock_timestamp(), g % 1000 FROM generate_series(" + next + ", " + (next + PER_SECOND - 1) + ") g");
@@ -108,17 +113,17 @@ public final class TemporalBenchmark {
             diff.add(d.totalMs());
             full.add(EngineRefresh.refresh(c, s, ids.get("FULL")).totalMs());
             long m0 = System.nanoTime();
-            s.execute("REFRESH MATERIALIZED VIEW " + t + "_mv");
+            s.execute("REFRESH MATERIALIZED VIEW w" + n + "_mv");
             mv.add((System.nanoTime() - m0) / 1e6);
             moved.add(Long.parseLong(string(s, "SELECT rows_inserted || '' FROM pgtrickle.pgt_refresh_history WHERE pgt_id = "
                     + ids.get("DIFFERENTIAL") + " ORDER BY refresh_id DESC LIMIT 1")) * 1_000_000
                     + Long.parseLong(string(s, "SELECT rows_deleted || '' FROM pgtrickle.pgt_refresh_history WHERE pgt_id = "
                     + ids.get("DIFFERENTIAL") + " ORDER BY refresh_id DESC LIMIT 1")));
             for (String mode : ids.keySet()) {
-                equal(c, s, t + "_" + mode.toLowerCase(), query);
+                equal(c, s, "w" + n + "_" + mode.toLowerCase(), query);
             }
         }
-        log("%s: differential %s ms (%s), FULL %s ms, REFRESH %s ms", t, ms(BenchOutput.pct(diff, 50)), diffAction, ms(BenchOutput.pct(full, 50)),
+        log("%s, %s: differential %s ms (%s), FULL %s ms, REFRESH %s ms", t, window, ms(BenchOutput.pct(diff, 50)), diffAction, ms(BenchOutput.pct(full, 50)),
                 ms(BenchOutput.pct(mv, 50)));
         List<Double> added = moved.stream().map(m -> (double) (m / 1_000_000)).toList();
         List<Double> removed = moved.stream().map(m -> (double) (m % 1_000_000)).toList();
