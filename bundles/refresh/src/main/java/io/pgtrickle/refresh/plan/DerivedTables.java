@@ -111,6 +111,7 @@ final class DerivedTables {
         }
         if (top instanceof PlainSelect ps) {
             ExistsCounts.rewrite(ps, derived, names, indexes);
+            SelectListAggregates.rewrite(ps, derived, names);
         }
         int before = derived.size();
         if (scalars && top instanceof PlainSelect ps) {

@@ -215,7 +215,8 @@ final class TemporalFilters {
             }
 
             @Override
-            public <S> Void visit(ParenthesedSelect select, S context) {
+            public <S> Void visit(net.sf.jsqlparser.statement.select.Select select, S context) {
+                // (the adapter hands a subquery to this overload)
                 other[0] = true;
                 return null;
             }

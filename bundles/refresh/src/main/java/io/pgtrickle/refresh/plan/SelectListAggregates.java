@@ -1,0 +1,229 @@
+package io.pgtrickle.refresh.plan;
+
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.function.IntFunction;
+import java.util.stream.Collectors;
+import net.sf.jsqlparser.expression.Alias;
+import net.sf.jsqlparser.expression.Expression;
+import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
+import net.sf.jsqlparser.expression.Function;
+import net.sf.jsqlparser.expression.operators.relational.EqualsTo;
+import net.sf.jsqlparser.schema.Column;
+import net.sf.jsqlparser.schema.Table;
+import net.sf.jsqlparser.statement.select.FromItem;
+import net.sf.jsqlparser.statement.select.Join;
+import net.sf.jsqlparser.statement.select.ParenthesedSelect;
+import net.sf.jsqlparser.statement.select.PlainSelect;
+import net.sf.jsqlparser.statement.select.SelectItem;
+
+/**
+ * A scalar subquery in the select list that aggregates one table correlated by key equalities
+ * ({@code (SELECT count(*) FROM comments c WHERE c.post_id = p.id AND c.visible) AS comments})
+ * reads instead a derived table of that aggregate per key ({@code SELECT c.post_id AS key_1,
+ * count(*) AS scalar_value FROM comments c WHERE c.visible GROUP BY c.post_id}, kept as running
+ * totals or touched groups), joined to the query by a LEFT JOIN on the keys: a row without any
+ * subquery row meets no key, and its value is what the subquery gives over no rows (0 for
+ * {@code count}, NULL for {@code sum}, {@code avg}, {@code min}, {@code max}). The query is then
+ * an outer join ({@link OuterJoins}): a change of the subquery's table changes the derived table's
+ * rows of its keys, and the query's rows of those keys follow, where a subquery in the select list
+ * left the whole query recomputed.
+ *
+ * <p>Only the select list of a query that does not group or aggregate, a subquery over one table with no grouping, DISTINCT,
+ * ORDER BY, LIMIT, window or subquery of its own, one call of one of those aggregates, and a WHERE
+ * of equalities between a column of its table and an expression of the query's tables (at least
+ * one) and conditions of its own table alone. Comma joins of the query become CROSS JOINs (the
+ * same rows), so that the LEFT JOIN's condition may read every table before it.
+ */
+final class SelectListAggregates {
+
+    /** The aggregates whose value over no rows is known: count's is 0, the others' NULL. */
+    private static final Set<String> AGGREGATES = Set.of("count", "sum", "avg", "min", "max");
+
+    private SelectListAggregates() {
+    }
+
+    /**
+     * Rewrites the qualifying select items of {@code ps} in place, adding their derived tables to
+     * {@code derived} ({@code names} gives the n-th, from 1, its name).
+     */
+    static void rewrite(PlainSelect ps, List<DerivedTables.Derived> derived, IntFunction<String> names) throws PlanRefusedException {
+        // grouped, the derived table's value would have to be a group key or aggregated
+        if (ps.getFromItem() == null || ps.getGroupBy() != null || ps.getHaving() != null
+                || ps.getSelectItems().stream().anyMatch(i -> DeltaPlanner.aggregates(i.getExpression()))) {
+            return;
+        }
+        Set<String> outer = new HashSet<>();
+        if (!alias(ps.getFromItem(), outer)) {
+            return;
+        }
+        if (ps.getJoins() != null) {
+            for (Join j : ps.getJoins()) {
+                if (!alias(j.getRightItem(), outer)) {
+                    return;
+                }
+            }
+        }
+        for (SelectItem<?> item : ps.getSelectItems()) {
+            Expression e = Sublinks.unparen(item.getExpression());
+            while (e instanceof ParenthesedSelect p && p.getSelect() instanceof ParenthesedSelect inner) {
+                e = inner;
+            }
+            if (!(e instanceof ParenthesedSelect sub) || !(sub.getSelect() instanceof PlainSelect inner)) {
+                continue;
+            }
+            Shape shape = shape(inner, outer);
+            if (shape == null || !qualified(ps)) {
+                continue;
+            }
+            String table = names.apply(derived.size() + 1);
+            String alias = table.substring(table.lastIndexOf('.') + 1);
+            List<String> select = new ArrayList<>();
+            List<String> groupBy = new ArrayList<>();
+            List<String> on = new ArrayList<>();
+            for (int k = 0; k < shape.innerKeys.size(); k++) {
+                select.add(shape.innerKeys.get(k) + " AS key_" + (k + 1));
+                groupBy.add(shape.innerKeys.get(k).toString());
+                on.add(alias + ".key_" + (k + 1) + " = " + shape.outerKeys.get(k));
+            }
+            select.add(shape.aggregate + " AS " + ScalarAggregates.COLUMN);
+            derived.add(new DerivedTables.Derived(table, "SELECT " + String.join(", ", select) + " FROM " + inner.getFromItem()
+                    + (shape.local.isEmpty() ? "" : " WHERE " + shape.local.stream().map(c -> "(" + c + ")").collect(Collectors.joining(" AND ")))
+                    + " GROUP BY " + String.join(", ", groupBy), null));
+            if (ps.getJoins() != null) {
+                for (Join j : ps.getJoins()) {
+                    if (j.isSimple()) {
+                        // FROM a, b LEFT JOIN d ON d.k = a.x would join d to b alone
+                        j.setSimple(false);
+                        j.setCross(true);
+                    }
+                }
+            }
+            Join join = new Join();
+            join.setLeft(true);
+            join.setRightItem(new Table(table.substring(0, table.lastIndexOf('.')), alias).withAlias(new Alias(alias, false)));
+            join.addOnExpression(DeltaPlanner.parseExpression(String.join(" AND ", on)));
+            ps.addJoins(join);
+            String name = item.getAlias() != null ? item.getAlias().getName() : shape.function;
+            String value = alias + "." + ScalarAggregates.COLUMN;
+            @SuppressWarnings("unchecked")
+            SelectItem<Expression> replaced = (SelectItem<Expression>) item;
+            replaced.setExpression(DeltaPlanner.parseExpression(shape.function.equals("count") ? "coalesce(" + value + ", 0)" : value));
+            replaced.setAlias(new Alias(name, true));
+        }
+    }
+
+    /**
+     * Qualifies the bare columns of a query of one FROM item (PostgreSQL prints them bare) in its
+     * select list and WHERE, so that they stay its columns beside the derived tables joined to it;
+     * false when some cannot be (a bare column in a subquery, DISTINCT ON). ORDER BY may name a
+     * result column and is left alone.
+     */
+    private static boolean qualified(PlainSelect ps) {
+        if (ps.getJoins() != null && !ps.getJoins().isEmpty()) {
+            return true; // several FROM items: PostgreSQL qualifies every column (their analysis refuses what is not)
+        }
+        if (ps.getDistinct() != null && ps.getDistinct().getOnSelectItems() != null) {
+            return false;
+        }
+        String name = ps.getFromItem().getAlias() != null ? ps.getFromItem().getAlias().getName()
+                : ps.getFromItem() instanceof Table t ? t.getName() : null;
+        if (name == null) {
+            return false;
+        }
+        QueryInliner.References refs = new QueryInliner.References(QueryInliner.norm(name), true);
+        ps.getSelectItems().forEach(i -> refs.scan(i.getExpression()));
+        refs.scan(ps.getWhere());
+        if (refs.unresolved) {
+            return false;
+        }
+        for (Column c : refs.found) {
+            if (c.getTable() == null || c.getTable().getName() == null) {
+                c.setTable(new Table(name));
+            }
+        }
+        return true;
+    }
+
+    /** Adds the name a FROM item is known by; false when it has none (nothing is rewritten then). */
+    private static boolean alias(FromItem item, Set<String> names) {
+        if (item.getAlias() != null) {
+            names.add(QueryInliner.norm(item.getAlias().getName()));
+            return true;
+        }
+        if (item instanceof Table t) {
+            names.add(QueryInliner.norm(t.getName()));
+            return true;
+        }
+        return false;
+    }
+
+    /** A qualifying subquery's parts. */
+    private record Shape(String function, String aggregate, List<Expression> innerKeys, List<Expression> outerKeys, List<Expression> local) {
+    }
+
+    private static Shape shape(PlainSelect inner, Set<String> outer) {
+        if (!(inner.getFromItem() instanceof Table t) || inner.getJoins() != null || inner.getGroupBy() != null || inner.getHaving() != null
+                || inner.getDistinct() != null || inner.getOrderByElements() != null || inner.getLimit() != null || inner.getOffset() != null
+                || inner.getFetch() != null || inner.getWithItemsList() != null || inner.getWindowDefinitions() != null
+                || inner.getSelectItems().size() != 1 || inner.getWhere() == null
+                || !(inner.getSelectItems().get(0).getExpression() instanceof Function f) || f.getName() == null
+                || !AGGREGATES.contains(f.getName().toLowerCase(Locale.ROOT)) || Sublinks.hasSubquery(f)) {
+            return null;
+        }
+        String own = QueryInliner.norm(t.getAlias() != null ? t.getAlias().getName() : t.getName());
+        if (outer.contains(own) || !reads(f, Set.of(own))) {
+            return null;
+        }
+        List<Expression> innerKeys = new ArrayList<>();
+        List<Expression> outerKeys = new ArrayList<>();
+        List<Expression> local = new ArrayList<>();
+        for (Expression c : Sublinks.conjuncts(inner.getWhere())) {
+            if (Sublinks.hasSubquery(c)) {
+                return null;
+            }
+            Expression u = Sublinks.unparen(c);
+            if (u instanceof EqualsTo eq && Sublinks.unparen(eq.getLeftExpression()) instanceof Column l && reads(l, Set.of(own))
+                    && reads(eq.getRightExpression(), outer)) {
+                innerKeys.add(l);
+                outerKeys.add(eq.getRightExpression());
+            } else if (u instanceof EqualsTo eq && Sublinks.unparen(eq.getRightExpression()) instanceof Column r && reads(r, Set.of(own))
+                    && reads(eq.getLeftExpression(), outer)) {
+                innerKeys.add(r);
+                outerKeys.add(eq.getLeftExpression());
+            } else if (reads(u, Set.of(own))) {
+                local.add(u);
+            } else {
+                return null;
+            }
+        }
+        if (innerKeys.isEmpty()) {
+            return null;
+        }
+        return new Shape(f.getName().toLowerCase(Locale.ROOT), f.toString(), innerKeys, outerKeys, local);
+    }
+
+    /**
+     * Whether every column of the expression is qualified by one of {@code aliases}, and it has
+     * at least one column. An unqualified column's table is not certain.
+     */
+    private static boolean reads(Expression e, Set<String> aliases) {
+        boolean[] any = {false};
+        boolean[] foreign = {false};
+        e.accept(new ExpressionVisitorAdapter<Void>() {
+            @Override
+            public <S> Void visit(Column column, S context) {
+                any[0] = true;
+                if (column.getTable() == null || column.getTable().getName() == null
+                        || !aliases.contains(QueryInliner.norm(column.getTable().getName()))) {
+                    foreign[0] = true;
+                }
+                return null;
+            }
+        }, null);
+        return !foreign[0] && (any[0] || e instanceof Function);
+    }
+}
