@@ -35,6 +35,12 @@ class SelectListAggregatesTest {
                 + " FROM posts p"},
         // unaliased: the column keeps the subquery's name
         {"unaliased", "SELECT p.id, (SELECT count(*) FROM comments c WHERE c.post_id = p.id) FROM posts p"},
+        // lookups by a unique key: the table itself LEFT JOINed (NULL without a match), beside an aggregate
+        {"lookups", "SELECT p.id, (SELECT u.name FROM users u WHERE u.id = p.author) AS author_name,"
+                + " (SELECT q.title FROM posts q WHERE q.id = p.ref AND q.author <> 3), (SELECT count(*) FROM comments c WHERE c.post_id = p.id) AS n"
+                + " FROM posts p"},
+        // a lookup alone: no derived table
+        {"author_names", "SELECT p.id, p.title, (SELECT u.name FROM users u WHERE u.id = p.author) AS author_name FROM posts p WHERE p.id > 5"},
     };
 
     private RefreshDatabase db;
@@ -61,10 +67,13 @@ class SelectListAggregatesTest {
     void anAggregatingSubqueryOfTheSelectListIsADerivedTableLeftJoined() throws Exception {
         for (String[] st : STREAM) {
             db.createDifferential(st[0], st[1]);
-            assertNotNull(db.derived(st[0]), st[0] + ": the subquery's aggregate per key is a derived table");
+            if (!st[0].equals("author_names")) {
+                assertNotNull(db.derived(st[0]), st[0] + ": the subquery's aggregate per key is a derived table");
+            }
             db.assertEqualsItsQuery(st[0], "after the first fill");
         }
         assertEquals("count", db.queryString("SELECT attname FROM pg_attribute WHERE attrelid = 'unaliased'::regclass AND attnum = 2"));
+        assertEquals("title", db.queryString("SELECT attname FROM pg_attribute WHERE attrelid = 'lookups'::regclass AND attnum = 3"));
         long seed = RandomizedRefreshTest.seed("SelectListAggregatesTest");
         Random rnd = new Random(seed);
         int next = 10000;
@@ -96,7 +105,7 @@ class SelectListAggregatesTest {
         int k = 0;
         for (String[] st : STREAM) {
             db.refreshFullThenDifferential(st[0]);
-            db.exec("DELETE FROM comments WHERE id % 7 = " + k++);
+            db.exec("DELETE FROM comments WHERE id % 7 = " + k, "UPDATE users SET name = name || 'z' WHERE id % 7 = " + k++);
             db.exec("SELECT pgtrickle.refresh_stream_table('" + st[0] + "')");
             assertEquals("DIFFERENTIAL", db.lastRefresh(st[0]).action(), st[0]);
             db.assertEqualsItsQuery(st[0], "after a FULL refresh");
@@ -118,7 +127,13 @@ class SelectListAggregatesTest {
         db.exec("SELECT pgtrickle.create_stream_table('not_by_key', $q$SELECT p.id, (SELECT count(*) FROM comments c WHERE c.score > p.id) AS n"
                 + " FROM posts p$q$, 'calculated')");
         db.plan("not_by_key");
-        assertEquals("FULL|the query has subqueries (EXISTS, IN or scalar) outside the AND-ed conditions of WHERE",
-                db.queryString("SELECT effective_mode || '|' || downgrade_reason FROM pgtrickle.explain_refresh_mode('not_by_key')"));
+        // a lookup by columns without a unique key: the subquery may fail with more than one row, a join would repeat the row
+        db.exec("SELECT pgtrickle.create_stream_table('not_unique', $q$SELECT p.id, (SELECT u.id FROM users u WHERE u.name = p.title) AS uid"
+                + " FROM posts p$q$, 'calculated')");
+        db.plan("not_unique");
+        for (String st : List.of("not_by_key", "not_unique")) {
+            assertEquals("FULL|the query has subqueries (EXISTS, IN or scalar) outside the AND-ed conditions of WHERE",
+                    db.queryString("SELECT effective_mode || '|' || downgrade_reason FROM pgtrickle.explain_refresh_mode(?)", st), st);
+        }
     }
 }

@@ -64,8 +64,8 @@ final class DerivedTables {
      * Cuts the derived tables out of {@code query}; {@code names} gives the n-th (from 1) its
      * table's name; {@code indexes} tells which EXISTS subqueries read their keys by an index
      * ({@link ExistsCounts}; null: none is counted); {@code scalars}: whether uncorrelated scalar
-     * aggregates are kept as derived tables ({@link ScalarAggregates}). A query with none comes back
-     * as given, byte for byte.
+     * aggregates are kept as derived tables ({@link ScalarAggregates}). A query with none, and no
+     * select-list lookup joined ({@link SelectListAggregates}), comes back as given, byte for byte.
      */
     static Extraction extract(String query, IntFunction<String> names, ExistsCounts.Indexes indexes, boolean scalars)
             throws PlanRefusedException {
@@ -109,9 +109,10 @@ final class DerivedTables {
                 }
             }
         }
+        boolean joined = false;
         if (top instanceof PlainSelect ps) {
             ExistsCounts.rewrite(ps, derived, names, indexes);
-            SelectListAggregates.rewrite(ps, derived, names);
+            joined = SelectListAggregates.rewrite(ps, derived, names, indexes);
         }
         int before = derived.size();
         if (scalars && top instanceof PlainSelect ps) {
@@ -122,7 +123,7 @@ final class DerivedTables {
             TemporalFilters.rewrite(ps, derived, names);
         }
         TemporalFilters.refuseRemaining(top, derived);
-        if (derived.isEmpty()) {
+        if (derived.isEmpty() && !joined) {
             return new Extraction(query, List.of(), false);
         }
         top.setWithItemsList(kept.isEmpty() ? null : kept);

@@ -32,10 +32,16 @@ import net.sf.jsqlparser.statement.select.SelectItem;
  */
 final class ExistsCounts {
 
-    /** Whether a table (as the query names it) has an index whose first column is one of the columns. */
+    /** What the indexes of a table (as the query names it) tell the planner. */
     @FunctionalInterface
     interface Indexes {
+        /** Whether it has an index whose first column is one of the columns. */
         boolean leadsWithOneOf(String table, Set<String> columns);
+
+        /** Whether the columns hold a unique key: a valid, immediate unique index on some of them alone. */
+        default boolean uniqueOn(String table, Set<String> columns) {
+            return false;
+        }
     }
 
     private ExistsCounts() {

@@ -97,7 +97,7 @@ public final class RefreshPlanner {
             DerivedTables.Extraction extraction = null;
             try {
                 extraction = DerivedTables.extract(query, n -> "pgtrickle_changes.derived_" + pgtId + "_" + n,
-                        (table, keys) -> leadingIndex(c, table, keys), scalars);
+                        indexes(c), scalars);
                 List<Derived> made = new ArrayList<>();
                 // a derived table's own plan may read the ones made before it
                 Source.Lookup lookup = name -> {
@@ -218,6 +218,41 @@ public final class RefreshPlanner {
      * Whether an index of {@code table} has one of {@code columns} (as the query spells them) as its
      * first column; true for a table not found, so that its subquery stays as written.
      */
+    /** The indexes of the query's tables, read from the catalog as the extraction asks. */
+    private static ExistsCounts.Indexes indexes(Connection c) {
+        return new ExistsCounts.Indexes() {
+            @Override
+            public boolean leadsWithOneOf(String table, Set<String> columns) {
+                return leadingIndex(c, table, columns);
+            }
+
+            @Override
+            public boolean uniqueOn(String table, Set<String> columns) {
+                return uniqueIndex(c, table, columns);
+            }
+        };
+    }
+
+    /**
+     * Whether a unique index of the table (valid, immediate, not partial, of plain columns) has all
+     * its columns among {@code columns}: then the rows equal on those columns are one at most.
+     */
+    private static boolean uniqueIndex(Connection c, String table, Set<String> columns) {
+        try (PreparedStatement ps = c.prepareStatement("SELECT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = to_regclass(?)"
+                + " AND i.indisunique AND i.indisvalid AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL"
+                + " AND NOT EXISTS (SELECT FROM unnest(i.indkey::int2[]) k(att) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.att"
+                + " WHERE NOT (a.attname = ANY (?))))")) {
+            ps.setString(1, table);
+            ps.setArray(2, c.createArrayOf("text", columns.stream().map(QueryInliner::norm).toArray()));
+            try (ResultSet rs = ps.executeQuery()) {
+                rs.next();
+                return rs.getBoolean(1);
+            }
+        } catch (SQLException e) {
+            throw new IllegalStateException("could not read the indexes of " + table, e);
+        }
+    }
+
     private static boolean leadingIndex(Connection c, String table, Set<String> columns) {
         try (PreparedStatement ps = c.prepareStatement("SELECT x.r IS NULL OR EXISTS (SELECT FROM pg_index i JOIN pg_attribute a"
                 + " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = x.r AND a.attname = ANY (?))"

@@ -30,7 +30,9 @@ import net.sf.jsqlparser.statement.select.SelectItem;
  * {@code count}, NULL for {@code sum}, {@code avg}, {@code min}, {@code max}). The query is then
  * an outer join ({@link OuterJoins}): a change of the subquery's table changes the derived table's
  * rows of its keys, and the query's rows of those keys follow, where a subquery in the select list
- * left the whole query recomputed.
+ * left the whole query recomputed. A subquery that looks up one column of one table by columns
+ * holding a unique key of it ({@code (SELECT u.name FROM users u WHERE u.id = p.author)}) is that
+ * table LEFT JOINed with the subquery's conditions as ON.
  *
  * <p>Only the select list of a query that does not group or aggregate, a subquery over one table with no grouping, DISTINCT,
  * ORDER BY, LIMIT, window or subquery of its own, one call of one of those aggregates, and a WHERE
@@ -48,25 +50,29 @@ final class SelectListAggregates {
 
     /**
      * Rewrites the qualifying select items of {@code ps} in place, adding their derived tables to
-     * {@code derived} ({@code names} gives the n-th, from 1, its name).
+     * {@code derived} ({@code names} gives the n-th, from 1, its name); {@code indexes} tells which
+     * columns hold a unique key of a table (null: lookups are left alone). Returns whether it
+     * rewrote any (a lookup adds no derived table).
      */
-    static void rewrite(PlainSelect ps, List<DerivedTables.Derived> derived, IntFunction<String> names) throws PlanRefusedException {
+    static boolean rewrite(PlainSelect ps, List<DerivedTables.Derived> derived, IntFunction<String> names, ExistsCounts.Indexes indexes)
+            throws PlanRefusedException {
         // grouped, the derived table's value would have to be a group key or aggregated
         if (ps.getFromItem() == null || ps.getGroupBy() != null || ps.getHaving() != null
                 || ps.getSelectItems().stream().anyMatch(i -> DeltaPlanner.aggregates(i.getExpression()))) {
-            return;
+            return false;
         }
         Set<String> outer = new HashSet<>();
         if (!alias(ps.getFromItem(), outer)) {
-            return;
+            return false;
         }
         if (ps.getJoins() != null) {
             for (Join j : ps.getJoins()) {
                 if (!alias(j.getRightItem(), outer)) {
-                    return;
+                    return false;
                 }
             }
         }
+        boolean rewritten = false;
         for (SelectItem<?> item : ps.getSelectItems()) {
             Expression e = Sublinks.unparen(item.getExpression());
             while (e instanceof ParenthesedSelect p && p.getSelect() instanceof ParenthesedSelect inner) {
@@ -76,23 +82,10 @@ final class SelectListAggregates {
                 continue;
             }
             Shape shape = shape(inner, outer);
-            if (shape == null || !qualified(ps)) {
+            Lookup lookup = shape == null && indexes != null ? lookup(inner, outer, indexes) : null;
+            if (shape == null && lookup == null || !qualified(ps)) {
                 continue;
             }
-            String table = names.apply(derived.size() + 1);
-            String alias = table.substring(table.lastIndexOf('.') + 1);
-            List<String> select = new ArrayList<>();
-            List<String> groupBy = new ArrayList<>();
-            List<String> on = new ArrayList<>();
-            for (int k = 0; k < shape.innerKeys.size(); k++) {
-                select.add(shape.innerKeys.get(k) + " AS key_" + (k + 1));
-                groupBy.add(shape.innerKeys.get(k).toString());
-                on.add(alias + ".key_" + (k + 1) + " = " + shape.outerKeys.get(k));
-            }
-            select.add(shape.aggregate + " AS " + ScalarAggregates.COLUMN);
-            derived.add(new DerivedTables.Derived(table, "SELECT " + String.join(", ", select) + " FROM " + inner.getFromItem()
-                    + (shape.local.isEmpty() ? "" : " WHERE " + shape.local.stream().map(c -> "(" + c + ")").collect(Collectors.joining(" AND ")))
-                    + " GROUP BY " + String.join(", ", groupBy), null));
             if (ps.getJoins() != null) {
                 for (Join j : ps.getJoins()) {
                     if (j.isSimple()) {
@@ -104,16 +97,88 @@ final class SelectListAggregates {
             }
             Join join = new Join();
             join.setLeft(true);
-            join.setRightItem(new Table(table.substring(0, table.lastIndexOf('.')), alias).withAlias(new Alias(alias, false)));
-            join.addOnExpression(DeltaPlanner.parseExpression(String.join(" AND ", on)));
+            String name;
+            String value;
+            if (shape != null) {
+                String table = names.apply(derived.size() + 1);
+                String alias = table.substring(table.lastIndexOf('.') + 1);
+                List<String> select = new ArrayList<>();
+                List<String> groupBy = new ArrayList<>();
+                List<String> on = new ArrayList<>();
+                for (int k = 0; k < shape.innerKeys.size(); k++) {
+                    select.add(shape.innerKeys.get(k) + " AS key_" + (k + 1));
+                    groupBy.add(shape.innerKeys.get(k).toString());
+                    on.add(alias + ".key_" + (k + 1) + " = " + shape.outerKeys.get(k));
+                }
+                select.add(shape.aggregate + " AS " + ScalarAggregates.COLUMN);
+                derived.add(new DerivedTables.Derived(table, "SELECT " + String.join(", ", select) + " FROM " + inner.getFromItem()
+                        + (shape.local.isEmpty() ? "" : " WHERE " + shape.local.stream().map(c -> "(" + c + ")").collect(Collectors.joining(" AND ")))
+                        + " GROUP BY " + String.join(", ", groupBy), null));
+                join.setRightItem(new Table(table.substring(0, table.lastIndexOf('.')), alias).withAlias(new Alias(alias, false)));
+                join.addOnExpression(DeltaPlanner.parseExpression(String.join(" AND ", on)));
+                name = shape.function;
+                String v = alias + "." + ScalarAggregates.COLUMN;
+                value = shape.function.equals("count") ? "coalesce(" + v + ", 0)" : v;
+            } else {
+                // the looked-up table itself, its conditions in ON: at most one row matches (a unique key)
+                join.setRightItem(inner.getFromItem());
+                join.addOnExpression(inner.getWhere());
+                outer.add(lookup.alias);
+                name = lookup.column.getColumnName();
+                value = lookup.column.toString();
+            }
             ps.addJoins(join);
-            String name = item.getAlias() != null ? item.getAlias().getName() : shape.function;
-            String value = alias + "." + ScalarAggregates.COLUMN;
             @SuppressWarnings("unchecked")
             SelectItem<Expression> replaced = (SelectItem<Expression>) item;
-            replaced.setExpression(DeltaPlanner.parseExpression(shape.function.equals("count") ? "coalesce(" + value + ", 0)" : value));
-            replaced.setAlias(new Alias(name, true));
+            replaced.setExpression(DeltaPlanner.parseExpression(value));
+            replaced.setAlias(new Alias(item.getAlias() != null ? item.getAlias().getName() : name, true));
+            rewritten = true;
         }
+        return rewritten;
+    }
+
+    /** A lookup's parts: the looked-up table's alias and the column it returns. */
+    private record Lookup(String alias, Column column) {
+    }
+
+    /**
+     * A subquery returning one column of one table whose correlated columns hold a unique key
+     * ({@code (SELECT u.name FROM users u WHERE u.id = p.author)}): at most one row, so a LEFT JOIN
+     * gives the same value (NULL without a match), where without a unique key the subquery could
+     * fail with more than one row and the join would repeat the query's row.
+     */
+    private static Lookup lookup(PlainSelect inner, Set<String> outer, ExistsCounts.Indexes indexes) {
+        if (!(inner.getFromItem() instanceof Table t) || inner.getJoins() != null || inner.getGroupBy() != null || inner.getHaving() != null
+                || inner.getDistinct() != null || inner.getOrderByElements() != null || inner.getLimit() != null || inner.getOffset() != null
+                || inner.getFetch() != null || inner.getWithItemsList() != null || inner.getWindowDefinitions() != null
+                || inner.getSelectItems().size() != 1 || inner.getWhere() == null
+                || !(inner.getSelectItems().get(0).getExpression() instanceof Column column)) {
+            return null;
+        }
+        String own = QueryInliner.norm(t.getAlias() != null ? t.getAlias().getName() : t.getName());
+        if (outer.contains(own) || !reads(column, Set.of(own))) {
+            return null;
+        }
+        Set<String> keys = new HashSet<>();
+        for (Expression c : Sublinks.conjuncts(inner.getWhere())) {
+            if (Sublinks.hasSubquery(c)) {
+                return null;
+            }
+            Expression u = Sublinks.unparen(c);
+            if (u instanceof EqualsTo eq && Sublinks.unparen(eq.getLeftExpression()) instanceof Column l && reads(l, Set.of(own))
+                    && reads(eq.getRightExpression(), outer)) {
+                keys.add(l.getColumnName());
+            } else if (u instanceof EqualsTo eq && Sublinks.unparen(eq.getRightExpression()) instanceof Column r && reads(r, Set.of(own))
+                    && reads(eq.getLeftExpression(), outer)) {
+                keys.add(r.getColumnName());
+            } else if (!reads(u, Set.of(own))) {
+                return null;
+            }
+        }
+        if (keys.isEmpty() || !indexes.uniqueOn(t.getFullyQualifiedName(), keys)) {
+            return null;
+        }
+        return new Lookup(own, column);
     }
 
     /**
