@@ -200,6 +200,40 @@ final class DerivedTables {
         t.setName(qualified.substring(dot + 1));
     }
 
+    /** A rewrite of one SELECT's own clauses. */
+    @FunctionalInterface
+    interface SelectRewrite {
+        void apply(PlainSelect ps) throws PlanRefusedException;
+    }
+
+    /**
+     * Applies {@code rewrite} to the subqueries in {@code ps}'s FROM that {@link QueryInliner} pulls
+     * up into it (inside parenthesised joins too, not LATERAL ones), then to {@code ps} itself: what
+     * is AND-ed in their WHERE lands in its WHERE.
+     */
+    static void pulledUp(PlainSelect ps, SelectRewrite rewrite) throws PlanRefusedException {
+        pulledUp(ps.getFromItem(), rewrite);
+        if (ps.getJoins() != null) {
+            for (Join j : ps.getJoins()) {
+                pulledUp(j.getRightItem(), rewrite);
+            }
+        }
+        rewrite.apply(ps);
+    }
+
+    private static void pulledUp(FromItem item, SelectRewrite rewrite) throws PlanRefusedException {
+        if (item instanceof ParenthesedFromItem p) {
+            pulledUp(p.getFromItem(), rewrite);
+            if (p.getJoins() != null) {
+                for (Join j : p.getJoins()) {
+                    pulledUp(j.getRightItem(), rewrite);
+                }
+            }
+        } else if (item instanceof ParenthesedSelect p && !(item instanceof LateralSubSelect) && p.getSelect() instanceof PlainSelect inner) {
+            pulledUp(inner, rewrite);
+        }
+    }
+
     /** Whether SQL text names the table (a whole word: derived_1_1 is not derived_1_10). */
     static boolean mentions(String sql, String table) {
         int from = 0;

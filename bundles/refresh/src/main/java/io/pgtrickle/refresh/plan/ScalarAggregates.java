@@ -10,10 +10,7 @@ import net.sf.jsqlparser.expression.Expression;
 import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
 import net.sf.jsqlparser.schema.Column;
 import net.sf.jsqlparser.schema.Table;
-import net.sf.jsqlparser.statement.select.FromItem;
 import net.sf.jsqlparser.statement.select.Join;
-import net.sf.jsqlparser.statement.select.LateralSubSelect;
-import net.sf.jsqlparser.statement.select.ParenthesedFromItem;
 import net.sf.jsqlparser.statement.select.ParenthesedSelect;
 import net.sf.jsqlparser.statement.select.PlainSelect;
 
@@ -47,12 +44,10 @@ final class ScalarAggregates {
      * uncorrelated subquery means the same wherever it is.
      */
     static void rewrite(PlainSelect ps, List<DerivedTables.Derived> derived, IntFunction<String> names) throws PlanRefusedException {
-        fromItem(ps.getFromItem(), derived, names);
-        if (ps.getJoins() != null) {
-            for (Join j : ps.getJoins()) {
-                fromItem(j.getRightItem(), derived, names);
-            }
-        }
+        DerivedTables.pulledUp(ps, s -> conditions(s, derived, names));
+    }
+
+    private static void conditions(PlainSelect ps, List<DerivedTables.Derived> derived, IntFunction<String> names) throws PlanRefusedException {
         if (ps.getWhere() == null) {
             return;
         }
@@ -71,19 +66,6 @@ final class ScalarAggregates {
             value.getSelectItems().get(0).setAlias(new net.sf.jsqlparser.expression.Alias(COLUMN, true));
             derived.add(new DerivedTables.Derived(table, value.toString(), null));
             sub.setSelect(Sublinks.plainSelect("SELECT " + alias + "." + COLUMN + " FROM " + table + " " + alias));
-        }
-    }
-
-    private static void fromItem(FromItem item, List<DerivedTables.Derived> derived, IntFunction<String> names) throws PlanRefusedException {
-        if (item instanceof ParenthesedFromItem p) {
-            fromItem(p.getFromItem(), derived, names);
-            if (p.getJoins() != null) {
-                for (Join j : p.getJoins()) {
-                    fromItem(j.getRightItem(), derived, names);
-                }
-            }
-        } else if (item instanceof ParenthesedSelect p && !(item instanceof LateralSubSelect) && p.getSelect() instanceof PlainSelect inner) {
-            rewrite(inner, derived, names);
         }
     }
 

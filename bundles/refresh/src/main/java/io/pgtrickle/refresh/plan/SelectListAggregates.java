@@ -148,18 +148,38 @@ final class SelectListAggregates {
      * fail with more than one row and the join would repeat the query's row.
      */
     private static Lookup lookup(PlainSelect inner, Set<String> outer, ExistsCounts.Indexes indexes) {
-        if (!(inner.getFromItem() instanceof Table t) || inner.getJoins() != null || inner.getGroupBy() != null || inner.getHaving() != null
-                || inner.getDistinct() != null || inner.getOrderByElements() != null || inner.getLimit() != null || inner.getOffset() != null
-                || inner.getFetch() != null || inner.getWithItemsList() != null || inner.getWindowDefinitions() != null
-                || inner.getSelectItems().size() != 1 || inner.getWhere() == null
-                || !(inner.getSelectItems().get(0).getExpression() instanceof Column column)) {
+        Table t = oneTable(inner);
+        if (t == null || !(inner.getSelectItems().get(0).getExpression() instanceof Column column)) {
             return null;
         }
         String own = QueryInliner.norm(t.getAlias() != null ? t.getAlias().getName() : t.getName());
-        if (outer.contains(own) || !reads(column, Set.of(own))) {
+        Correlation k = outer.contains(own) || !reads(column, Set.of(own)) ? null : correlation(inner, own, outer);
+        if (k == null || !indexes.uniqueOn(t.getFullyQualifiedName(), k.innerKeys.stream().map(Column::getColumnName).collect(Collectors.toSet()))) {
             return null;
         }
-        Set<String> keys = new HashSet<>();
+        return new Lookup(own, column);
+    }
+
+    /** The subquery's one table, when it reads one table and returns one value, and nothing else (grouping, DISTINCT, LIMIT, ...). */
+    private static Table oneTable(PlainSelect inner) {
+        if (!(inner.getFromItem() instanceof Table t) || inner.getJoins() != null || inner.getGroupBy() != null || inner.getHaving() != null
+                || inner.getDistinct() != null || inner.getOrderByElements() != null || inner.getLimit() != null || inner.getOffset() != null
+                || inner.getFetch() != null || inner.getWithItemsList() != null || inner.getWindowDefinitions() != null
+                || inner.getSelectItems().size() != 1 || inner.getWhere() == null) {
+            return null;
+        }
+        return t;
+    }
+
+    /** A subquery's WHERE: equalities of its columns with expressions of the query's tables, and conditions of its own table. */
+    private record Correlation(List<Column> innerKeys, List<Expression> outerKeys, List<Expression> local) {
+    }
+
+    /** The correlation, or null when a condition is neither, or none is an equality. */
+    private static Correlation correlation(PlainSelect inner, String own, Set<String> outer) {
+        List<Column> innerKeys = new ArrayList<>();
+        List<Expression> outerKeys = new ArrayList<>();
+        List<Expression> local = new ArrayList<>();
         for (Expression c : Sublinks.conjuncts(inner.getWhere())) {
             if (Sublinks.hasSubquery(c)) {
                 return null;
@@ -167,18 +187,19 @@ final class SelectListAggregates {
             Expression u = Sublinks.unparen(c);
             if (u instanceof EqualsTo eq && Sublinks.unparen(eq.getLeftExpression()) instanceof Column l && reads(l, Set.of(own))
                     && reads(eq.getRightExpression(), outer)) {
-                keys.add(l.getColumnName());
+                innerKeys.add(l);
+                outerKeys.add(eq.getRightExpression());
             } else if (u instanceof EqualsTo eq && Sublinks.unparen(eq.getRightExpression()) instanceof Column r && reads(r, Set.of(own))
                     && reads(eq.getLeftExpression(), outer)) {
-                keys.add(r.getColumnName());
-            } else if (!reads(u, Set.of(own))) {
+                innerKeys.add(r);
+                outerKeys.add(eq.getLeftExpression());
+            } else if (reads(u, Set.of(own))) {
+                local.add(u);
+            } else {
                 return null;
             }
         }
-        if (keys.isEmpty() || !indexes.uniqueOn(t.getFullyQualifiedName(), keys)) {
-            return null;
-        }
-        return new Lookup(own, column);
+        return innerKeys.isEmpty() ? null : new Correlation(innerKeys, outerKeys, local);
     }
 
     /**
@@ -227,48 +248,21 @@ final class SelectListAggregates {
     }
 
     /** A qualifying subquery's parts. */
-    private record Shape(String function, String aggregate, List<Expression> innerKeys, List<Expression> outerKeys, List<Expression> local) {
+    private record Shape(String function, String aggregate, List<Column> innerKeys, List<Expression> outerKeys, List<Expression> local) {
     }
 
     private static Shape shape(PlainSelect inner, Set<String> outer) {
-        if (!(inner.getFromItem() instanceof Table t) || inner.getJoins() != null || inner.getGroupBy() != null || inner.getHaving() != null
-                || inner.getDistinct() != null || inner.getOrderByElements() != null || inner.getLimit() != null || inner.getOffset() != null
-                || inner.getFetch() != null || inner.getWithItemsList() != null || inner.getWindowDefinitions() != null
-                || inner.getSelectItems().size() != 1 || inner.getWhere() == null
-                || !(inner.getSelectItems().get(0).getExpression() instanceof Function f) || f.getName() == null
+        Table t = oneTable(inner);
+        if (t == null || !(inner.getSelectItems().get(0).getExpression() instanceof Function f) || f.getName() == null
                 || !AGGREGATES.contains(f.getName().toLowerCase(Locale.ROOT)) || Sublinks.hasSubquery(f)) {
             return null;
         }
         String own = QueryInliner.norm(t.getAlias() != null ? t.getAlias().getName() : t.getName());
-        if (outer.contains(own) || !reads(f, Set.of(own))) {
+        Correlation k = outer.contains(own) || !reads(f, Set.of(own)) ? null : correlation(inner, own, outer);
+        if (k == null) {
             return null;
         }
-        List<Expression> innerKeys = new ArrayList<>();
-        List<Expression> outerKeys = new ArrayList<>();
-        List<Expression> local = new ArrayList<>();
-        for (Expression c : Sublinks.conjuncts(inner.getWhere())) {
-            if (Sublinks.hasSubquery(c)) {
-                return null;
-            }
-            Expression u = Sublinks.unparen(c);
-            if (u instanceof EqualsTo eq && Sublinks.unparen(eq.getLeftExpression()) instanceof Column l && reads(l, Set.of(own))
-                    && reads(eq.getRightExpression(), outer)) {
-                innerKeys.add(l);
-                outerKeys.add(eq.getRightExpression());
-            } else if (u instanceof EqualsTo eq && Sublinks.unparen(eq.getRightExpression()) instanceof Column r && reads(r, Set.of(own))
-                    && reads(eq.getLeftExpression(), outer)) {
-                innerKeys.add(r);
-                outerKeys.add(eq.getLeftExpression());
-            } else if (reads(u, Set.of(own))) {
-                local.add(u);
-            } else {
-                return null;
-            }
-        }
-        if (innerKeys.isEmpty()) {
-            return null;
-        }
-        return new Shape(f.getName().toLowerCase(Locale.ROOT), f.toString(), innerKeys, outerKeys, local);
+        return new Shape(f.getName().toLowerCase(Locale.ROOT), f.toString(), k.innerKeys, k.outerKeys, k.local);
     }
 
     /**

@@ -11,10 +11,6 @@ import net.sf.jsqlparser.expression.Function;
 import net.sf.jsqlparser.expression.TimeKeyExpression;
 import net.sf.jsqlparser.expression.operators.relational.ComparisonOperator;
 import net.sf.jsqlparser.schema.Column;
-import net.sf.jsqlparser.statement.select.FromItem;
-import net.sf.jsqlparser.statement.select.Join;
-import net.sf.jsqlparser.statement.select.LateralSubSelect;
-import net.sf.jsqlparser.statement.select.ParenthesedFromItem;
 import net.sf.jsqlparser.statement.select.ParenthesedSelect;
 import net.sf.jsqlparser.statement.select.PlainSelect;
 import net.sf.jsqlparser.statement.select.Select;
@@ -65,12 +61,10 @@ final class TemporalFilters {
      * derived table (from 1) its name, which the clock table takes with {@link #PREFIX}.
      */
     static void rewrite(PlainSelect ps, List<DerivedTables.Derived> derived, IntFunction<String> names) throws PlanRefusedException {
-        fromItem(ps.getFromItem(), derived, names);
-        if (ps.getJoins() != null) {
-            for (Join j : ps.getJoins()) {
-                fromItem(j.getRightItem(), derived, names);
-            }
-        }
+        DerivedTables.pulledUp(ps, s -> comparisons(s, derived, names));
+    }
+
+    private static void comparisons(PlainSelect ps, List<DerivedTables.Derived> derived, IntFunction<String> names) throws PlanRefusedException {
         if (ps.getWhere() == null) {
             return;
         }
@@ -96,19 +90,6 @@ final class TemporalFilters {
             } else {
                 comparison.setRightExpression(value);
             }
-        }
-    }
-
-    private static void fromItem(FromItem item, List<DerivedTables.Derived> derived, IntFunction<String> names) throws PlanRefusedException {
-        if (item instanceof ParenthesedFromItem p) {
-            fromItem(p.getFromItem(), derived, names);
-            if (p.getJoins() != null) {
-                for (Join j : p.getJoins()) {
-                    fromItem(j.getRightItem(), derived, names);
-                }
-            }
-        } else if (item instanceof ParenthesedSelect p && !(item instanceof LateralSubSelect) && p.getSelect() instanceof PlainSelect inner) {
-            rewrite(inner, derived, names);
         }
     }
 
