@@ -4,7 +4,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.function.IntFunction;
-import net.sf.jsqlparser.expression.BinaryExpression;
 import net.sf.jsqlparser.expression.Expression;
 import net.sf.jsqlparser.expression.ExpressionVisitorAdapter;
 import net.sf.jsqlparser.expression.Function;
@@ -122,10 +121,8 @@ final class TemporalFilters {
 
             @Override
             public <S> Void visit(Function f, S context) {
-                String name = f.getName() == null ? "" : f.getName().toLowerCase(Locale.ROOT);
-                if (found[0] == null && (TRANSACTION_CLOCK.contains(name) || OTHER_CLOCK.contains(name)
-                        || name.equals("age") && f.getParameters() != null && f.getParameters().size() == 1)) {
-                    found[0] = name + "()";
+                if (found[0] == null && (transactionClock(f) || movingClock(f))) {
+                    found[0] = f.getName().toLowerCase(Locale.ROOT) + "()";
                 }
                 return super.visit(f, context);
             }
@@ -140,13 +137,29 @@ final class TemporalFilters {
 
             @Override
             public <S> Void visit(TimeKeyExpression t, S context) {
-                if (found[0] == null && TRANSACTION_CLOCK.contains(t.getStringValue().toLowerCase(Locale.ROOT).replaceAll("\\(.*", ""))) {
+                if (found[0] == null && transactionClock(t)) {
                     found[0] = t.getStringValue();
                 }
                 return null;
             }
         }.getTables((net.sf.jsqlparser.statement.Statement) s);
         return found[0];
+    }
+
+    /** A call of the transaction's clock. */
+    private static boolean transactionClock(Function f) {
+        return f.getName() != null && TRANSACTION_CLOCK.contains(f.getName().toLowerCase(Locale.ROOT));
+    }
+
+    /** CURRENT_DATE, CURRENT_TIMESTAMP and the like, with or without a precision. */
+    private static boolean transactionClock(TimeKeyExpression t) {
+        return TRANSACTION_CLOCK.contains(t.getStringValue().toLowerCase(Locale.ROOT).replaceAll("\\(.*", ""));
+    }
+
+    /** A clock that moves within a transaction, or age(x), which reads the clock. */
+    private static boolean movingClock(Function f) {
+        String name = f.getName() == null ? "" : f.getName().toLowerCase(Locale.ROOT);
+        return OTHER_CLOCK.contains(name) || name.equals("age") && f.getParameters() != null && f.getParameters().size() == 1;
     }
 
     /**
@@ -168,10 +181,10 @@ final class TemporalFilters {
         e.accept(new ExpressionVisitorAdapter<Void>() {
             @Override
             public <S> Void visit(Function f, S context) {
-                String name = f.getName() == null ? "" : f.getName().toLowerCase(Locale.ROOT);
-                if (TRANSACTION_CLOCK.contains(name)) {
+                if (transactionClock(f)) {
                     clock[0] = true;
-                } else if (OTHER_CLOCK.contains(name) || name.equals("age")) {
+                } else if (movingClock(f) || "age".equalsIgnoreCase(f.getName())) {
+                    // (age of two values reads no clock, but is not worth telling apart here)
                     other[0] = true;
                 }
                 return super.visit(f, context);
@@ -179,7 +192,7 @@ final class TemporalFilters {
 
             @Override
             public <S> Void visit(TimeKeyExpression t, S context) {
-                if (TRANSACTION_CLOCK.contains(t.getStringValue().toLowerCase(Locale.ROOT).replaceAll("\\(.*", ""))) {
+                if (transactionClock(t)) {
                     clock[0] = true;
                 }
                 return null;
@@ -214,7 +227,7 @@ final class TemporalFilters {
      * greatest of the two.
      */
     static String flipRange(Expression condition, String o, String n) {
-        if (!(Sublinks.unparen(condition) instanceof BinaryExpression b) || !(b instanceof ComparisonOperator)) {
+        if (!(Sublinks.unparen(condition) instanceof ComparisonOperator b)) {
             return null;
         }
         String op = b.getStringExpression().trim();
