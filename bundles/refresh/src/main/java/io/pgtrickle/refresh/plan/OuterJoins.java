@@ -288,7 +288,7 @@ final class OuterJoins {
     /** The tables of an item that {@link #tables} accepts, by the name the query uses for each. */
     private static void collect(FromItem item, Map<String, Table> into) {
         if (item instanceof Table t) {
-            into.put(QueryInliner.norm(t.getAlias() != null ? t.getAlias().getName() : t.getName()), t);
+            into.put(QueryInliner.knownAs(t), t);
         } else if (item instanceof ParenthesedFromItem p) {
             collect(p.getFromItem(), into);
             for (Join j : p.getJoins() == null ? List.<Join>of() : p.getJoins()) {

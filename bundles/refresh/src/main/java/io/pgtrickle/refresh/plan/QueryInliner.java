@@ -134,6 +134,11 @@ final class QueryInliner {
         return name.toLowerCase(Locale.ROOT);
     }
 
+    /** The name a table of a FROM list is known by in the query: its alias, else its own name (normalised). */
+    static String knownAs(Table t) {
+        return norm(t.getAlias() != null ? t.getAlias().getName() : t.getName());
+    }
+
     /** The identifiers of a text (outside string literals), normalised. */
     static List<Token> tokens(String sql) {
         List<Token> out = new ArrayList<>();
@@ -298,7 +303,7 @@ final class QueryInliner {
             if (t.getSampleClause() != null || t.getPivot() != null || t.getUnPivot() != null) {
                 return false;
             }
-            names.add(norm(t.getAlias() != null ? t.getAlias().getName() : t.getName()));
+            names.add(knownAs(t));
             slots.add(slot);
             return true;
         }
@@ -869,7 +874,7 @@ final class QueryInliner {
             // nothing was refused: from here on the tree changes
             for (Slot is : innerSlots) {
                 FromItem fi = is.item();
-                String n = fi instanceof Table t ? norm(t.getAlias() != null ? t.getAlias().getName() : t.getName())
+                String n = fi instanceof Table t ? knownAs(t)
                         : norm(((ParenthesedSelect) fi).getAlias().getName());
                 String to = renames.get(n);
                 if (to == null) {

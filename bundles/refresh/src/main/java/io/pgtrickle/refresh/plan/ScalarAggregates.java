@@ -94,7 +94,7 @@ final class ScalarAggregates {
                 tables.add(t);
             }
         }
-        Set<String> aliases = tables.stream().map(t -> QueryInliner.norm(t.getAlias() != null ? t.getAlias().getName() : t.getName()))
+        Set<String> aliases = tables.stream().map(QueryInliner::knownAs)
                 .collect(Collectors.toSet());
         boolean[] foreign = {false};
         ExpressionVisitorAdapter<Void> columns = new ExpressionVisitorAdapter<>() {

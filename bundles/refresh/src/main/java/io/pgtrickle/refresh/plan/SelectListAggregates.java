@@ -152,7 +152,7 @@ final class SelectListAggregates {
         if (t == null || !(inner.getSelectItems().get(0).getExpression() instanceof Column column)) {
             return null;
         }
-        String own = QueryInliner.norm(t.getAlias() != null ? t.getAlias().getName() : t.getName());
+        String own = QueryInliner.knownAs(t);
         Correlation k = outer.contains(own) || !reads(column, Set.of(own)) ? null : correlation(inner, own, outer);
         if (k == null || !indexes.uniqueOn(t.getFullyQualifiedName(), k.innerKeys.stream().map(Column::getColumnName).collect(Collectors.toSet()))) {
             return null;
@@ -236,12 +236,12 @@ final class SelectListAggregates {
 
     /** Adds the name a FROM item is known by; false when it has none (nothing is rewritten then). */
     private static boolean alias(FromItem item, Set<String> names) {
-        if (item.getAlias() != null) {
-            names.add(QueryInliner.norm(item.getAlias().getName()));
+        if (item instanceof Table t) {
+            names.add(QueryInliner.knownAs(t));
             return true;
         }
-        if (item instanceof Table t) {
-            names.add(QueryInliner.norm(t.getName()));
+        if (item.getAlias() != null) {
+            names.add(QueryInliner.norm(item.getAlias().getName()));
             return true;
         }
         return false;
@@ -257,7 +257,7 @@ final class SelectListAggregates {
                 || !AGGREGATES.contains(f.getName().toLowerCase(Locale.ROOT)) || Sublinks.hasSubquery(f)) {
             return null;
         }
-        String own = QueryInliner.norm(t.getAlias() != null ? t.getAlias().getName() : t.getName());
+        String own = QueryInliner.knownAs(t);
         Correlation k = outer.contains(own) || !reads(f, Set.of(own)) ? null : correlation(inner, own, outer);
         if (k == null) {
             return null;
