@@ -33,7 +33,7 @@ class RunningTotalsRandomizedTest {
     };
 
     static final String[][] STREAM_TABLES = {
-        {"rt_global", "SELECT count(*) AS n, sum(amt) AS s, avg(amt) AS a, count(rate) AS nr FROM facts"},
+        {"rt_global", "SELECT count(*) AS n, sum(amt) AS s, avg(amt) AS a, count(rate) AS nr, sum(rate) AS sr, avg(rate) AS ar FROM facts"},
         {"rt_global_empty", "SELECT count(*) AS n, sum(q) AS s, avg(rate) AS a FROM facts WHERE g = 1"},
         {"rt_widths", "SELECT sum(q) AS sq, sum(big) AS sb, avg(q) AS aq, avg(big) AS ab, sum(id) AS si, sum(q * k) AS sqk FROM facts"},
         {"rt_scales", "SELECT g, sum(CASE WHEN k > 2 THEN amt * rate ELSE 0 END) AS mixed, avg(amt * (1 - rate)) AS m2,"
@@ -107,6 +107,10 @@ class RunningTotalsRandomizedTest {
             assertNotNull(db.queryString("SELECT state_table FROM pgtrickle.pgt_stream_tables WHERE pgt_id = ?", db.pgtId(st[0])),
                     st[0] + " keeps running totals");
         }
+        // sum, avg and count of one argument keep one sum and one count (amt, rate)
+        assertEquals("2 2", db.queryString("SELECT count(*) FILTER (WHERE attname ~ '^s[0-9]+$') || ' ' || count(*) FILTER (WHERE attname ~ '^c[0-9]+$')"
+                + " FROM pg_attribute WHERE attnum > 0 AND NOT attisdropped"
+                + " AND attrelid = (SELECT state_table FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'rt_global')::regclass"));
         compareAll("seed=" + seed + " initial", false);
 
         for (int round = 1; round <= ROUNDS; round++) {
