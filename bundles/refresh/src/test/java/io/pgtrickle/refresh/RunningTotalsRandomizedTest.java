@@ -71,11 +71,12 @@ class RunningTotalsRandomizedTest {
         // sums of products of several scales: the result's scale is kept with the totals
         db.createDifferential("sc_alone", "SELECT g, sum(v) AS s, sum(CASE WHEN id > 3 THEN v * r ELSE 0 END) AS vr, count(*) AS n FROM sc GROUP BY g");
         db.createDifferential("sc_joined", "SELECT d.name, sum(c.v) AS s FROM sc c JOIN sd d ON d.g = c.g GROUP BY d.name");
-        String consolidated = "HAVING sum(x.__pgt_w) <> 0";
+        // the CTE of the changes (the statement's check of a source it leaves out consolidates them too)
+        String consolidated = "(?s).*__pgt_d0 AS MATERIALIZED \\([^\\n]*HAVING sum\\(x.__pgt_w\\) <> 0\\),\\n.*";
         assertEquals(false, db.queryString("SELECT delta_sql FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'sc_alone'")
-                .contains(consolidated), "one table: its deletes and inserts cancel in the sums");
+                .matches(consolidated), "one table: its deletes and inserts cancel in the sums");
         assertEquals(true, db.queryString("SELECT delta_sql FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'sc_joined'")
-                .contains(consolidated), "joined: consolidated first");
+                .matches(consolidated), "joined: consolidated first");
         db.exec("SELECT pgtrickle.refresh_stream_table('sc_alone')", "SELECT pgtrickle.refresh_stream_table('sc_joined')");
         // back and forth in one window, and equal values that print differently
         db.exec("UPDATE sc SET v = v + 1 WHERE id <= 10", "UPDATE sc SET v = v - 1 WHERE id <= 10", "UPDATE sc SET id = 3 WHERE id = 4",

@@ -690,24 +690,32 @@ public final class DeltaPlanner {
          */
         String definitions() {
             return sources.values().stream()
-                    .map(s -> {
-                        String changes = "SELECT " + prefixed("b.", s.columns()) + ", CASE WHEN b.action = 'I' THEN 1 ELSE -1 END AS __pgt_w FROM "
-                                + s.buffer() + " b WHERE " + WINDOW + " AND b.action <> 'T'"
-                                + (filters.containsKey(s.buffer()) ? " AND (" + filters.get(s.buffer()) + ")" : "");
-                        // by value and, where equal values can print differently, by text: the
-                        // delete of 1.0 and the insert of 1.000 must both reach the stream table
-                        String positions = IntStream.rangeClosed(1, s.columns().size()).mapToObj(Integer::toString)
-                                .collect(Collectors.joining(", "))
-                                + IntStream.range(0, s.columns().size()).filter(i -> !s.identical().get(i))
-                                        .mapToObj(i -> ", " + s.columns().get(i) + "::text").collect(Collectors.joining());
-                        return names.get(s.buffer()) + " AS MATERIALIZED (" + (consolidate
-                                ? "SELECT " + String.join(", ", s.columns()) + ", sum(x.__pgt_w)::integer AS __pgt_w FROM (" + changes
-                                        + ") x GROUP BY " + positions + " HAVING sum(x.__pgt_w) <> 0"
-                                : changes) + ")";
-                    })
+                    .map(s -> names.get(s.buffer()) + " AS MATERIALIZED ("
+                            + (consolidate ? consolidated(s, filters.get(s.buffer())) : changes(s, filters.get(s.buffer()))) + ")")
                     .collect(Collectors.joining(",\n"))
                     + defined.entrySet().stream().map(e -> ",\n" + e.getKey() + " AS MATERIALIZED (" + e.getValue() + ")")
                             .collect(Collectors.joining());
+        }
+
+        /** The window's changed rows of a source that satisfy {@code filter} (null: all), each with its weight. */
+        private static String changes(Source s, String filter) {
+            return "SELECT " + prefixed("b.", s.columns()) + ", CASE WHEN b.action = 'I' THEN 1 ELSE -1 END AS __pgt_w FROM "
+                    + s.buffer() + " b WHERE " + WINDOW + " AND b.action <> 'T'" + (filter != null ? " AND (" + filter + ")" : "");
+        }
+
+        /**
+         * The same, consolidated over the columns read: an update that left them as they were nets
+         * out, as does a row updated back and forth. By value and, where equal values can print
+         * differently, by text: the delete of 1.0 and the insert of 1.000 must both reach the stream
+         * table.
+         */
+        static String consolidated(Source s, String filter) {
+            String positions = IntStream.rangeClosed(1, s.columns().size()).mapToObj(Integer::toString)
+                    .collect(Collectors.joining(", "))
+                    + IntStream.range(0, s.columns().size()).filter(i -> !s.identical().get(i))
+                            .mapToObj(i -> ", " + s.columns().get(i) + "::text").collect(Collectors.joining());
+            return "SELECT " + String.join(", ", s.columns()) + ", sum(x.__pgt_w)::integer AS __pgt_w FROM (" + changes(s, filter)
+                    + ") x GROUP BY " + positions + " HAVING sum(x.__pgt_w) <> 0";
         }
 
         /** CTEs the terms read besides the changes (see {@link Sublinks#define}), after them. */
@@ -767,9 +775,15 @@ public final class DeltaPlanner {
 
     /**
      * Whether a TRUNCATE of a source is in the window (then nothing is written and the caller runs
-     * FULL), or a source the refresh said had no changes ({@code $2}) has some: a writer committed
-     * between the refresh's probe and this statement, and the terms of its changes were not planned.
-     * Nothing is written then either, and the caller runs the statement again without {@code $2}.
+     * FULL), or a source the refresh left out of the statement ({@code $2}) has changes that matter
+     * to it: a writer committed between the refresh's probe and this statement, and the terms of
+     * its changes were not planned. Nothing is written then either, and the caller runs the
+     * statement again without {@code $2}. Changes that matter: those that remain once an update's
+     * delete and insert that agree on every column the statement reads (by value and text form)
+     * cancel, of rows that satisfy the source's filter (see {@link Deltas#consolidated}). The
+     * refresh leaves a source out when it had no changes, or only changes that do not matter
+     * (pgtrickle.relevant_buffers): the statement's terms over them would add nothing, and its old
+     * states of the source are, in what it reads, the table as it is.
      */
     static String truncated(Parsed parsed) {
         Map<String, Source> distinct = new LinkedHashMap<>();
@@ -778,8 +792,10 @@ public final class DeltaPlanner {
                 distinct.putIfAbsent(o.source.buffer(), o.source);
             }
         }
+        Map<String, String> filters = ChangeReads.filters(parsed);
         return distinct.values().stream()
-                .map(s -> "EXISTS (SELECT FROM " + s.buffer() + " b WHERE " + WINDOW + " AND (b.action = 'T' OR NOT " + live(s) + "))")
+                .map(s -> "EXISTS (SELECT FROM " + s.buffer() + " b WHERE " + WINDOW + " AND b.action = 'T') OR (NOT " + live(s)
+                        + " AND EXISTS (" + Deltas.consolidated(s, filters.get(s.buffer())) + "))")
                 .collect(Collectors.joining(" OR "));
     }
 
