@@ -790,11 +790,17 @@ $fn$;
 -- for TPC-H's Q8 took 47 ms to plan with the customers' and suppliers' updated balances and 3.5 ms
 -- without. run_refresh asks only of buffers whose window has as many inserts as deletes
 -- (pending_changes' `balanced`): any other has a change that matters. A window of more than
--- 10,000 rows is kept unjudged: grouping it costs more than planning its terms saves. The statement judges a buffer left out again, in its own snapshot and
--- by the columns it reads (DeltaPlanner.truncated): a change that matters after all makes the
--- refresh run it again with every term. `counts`: rows in the window per source, as the probe
--- (pending_changes) counted them.
-CREATE OR REPLACE FUNCTION pgtrickle.relevant_buffers(pgt_id bigint, live text[], counts jsonb, since pg_snapshot) RETURNS text[]
+-- 10,000 rows is kept unjudged: grouping it costs more than planning its terms saves. The
+-- statement judges a buffer left out again, in its own snapshot and by the columns it reads
+-- (DeltaPlanner.truncated): a change that matters after all makes the refresh run it again with
+-- every term. `counts`: rows in the window per source, as the probe (pending_changes) counted them.
+-- The window is the probe's: rows not visible in `since` that are visible in `upto`, the probe's
+-- snapshot, which a refresh that runs no statement takes as its frontier. Rows committed since the
+-- probe are the next refresh's; judged with this one, a change the probe saw (r1 -> r0) and one
+-- it did not (r0 -> r1) would cancel, and the first be passed over unapplied.
+DROP FUNCTION IF EXISTS pgtrickle.relevant_buffers(bigint, text[], jsonb, pg_snapshot);
+CREATE OR REPLACE FUNCTION pgtrickle.relevant_buffers(pgt_id bigint, live text[], counts jsonb, since pg_snapshot,
+                                                      upto pg_snapshot) RETURNS text[]
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -825,15 +831,16 @@ BEGIN
             -- the deletes); then, exactly, the window's rows counted per text, which the first two
             -- cannot settle (x, x, y inserted and x, y, y deleted)
             EXECUTE format('SELECT EXISTS (SELECT FROM %1$s b WHERE b.xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(b.xid, $1)'
-                           '               AND b.action = ''T'')'
+                           '               AND pg_visible_in_snapshot(b.xid, $2) AND b.action = ''T'')'
                            '    OR EXISTS (SELECT FROM %1$s b WHERE b.xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(b.xid, $1)'
-                           '               AND b.action = ''I'' AND NOT EXISTS (SELECT FROM %1$s d WHERE d.xid >= pg_snapshot_xmin($1)'
-                           '               AND NOT pg_visible_in_snapshot(d.xid, $1) AND d.action = ''D'' AND ROW(%3$s)::text = ROW(%2$s)::text))'
+                           '               AND pg_visible_in_snapshot(b.xid, $2) AND b.action = ''I'''
+                           '               AND NOT EXISTS (SELECT FROM %1$s d WHERE d.xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(d.xid, $1)'
+                           '               AND pg_visible_in_snapshot(d.xid, $2) AND d.action = ''D'' AND ROW(%3$s)::text = ROW(%2$s)::text))'
                            '    OR EXISTS (SELECT FROM %1$s b WHERE b.xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(b.xid, $1)'
-                           '               AND b.action <> ''T'' GROUP BY ROW(%2$s)::text'
+                           '               AND pg_visible_in_snapshot(b.xid, $2) AND b.action <> ''T'' GROUP BY ROW(%2$s)::text'
                            '               HAVING sum(CASE WHEN b.action = ''I'' THEN 1 ELSE -1 END) <> 0)',
                            src.buffer, columns, deleted)
-               INTO matters USING since;
+               INTO matters USING since, upto;
         END IF;
         IF matters THEN
             kept := kept || src.buffer;
@@ -1199,7 +1206,8 @@ BEGIN
     IF cardinality(balanced) > 0 AND readable AND st.delta_sql IS NOT NULL AND NOT fallback AND NOT full_next
        AND NOT stale AND NOT coalesce((st.frontier ->> 'full_next')::boolean, false) THEN
         irrelevant := ARRAY(SELECT unnest(balanced) EXCEPT SELECT unnest(pgtrickle.relevant_buffers(st.pgt_id, balanced, counts,
-                                                                                                  pgtrickle.oldest_frontier(st.frontier))));
+                                                                                                  pgtrickle.oldest_frontier(st.frontier),
+                                                                                                  snapshot::pg_snapshot)));
         IF cardinality(irrelevant) > 0 THEN
             live := ARRAY(SELECT b FROM unnest(live) WITH ORDINALITY AS l(b, i) WHERE b <> ALL (irrelevant) ORDER BY i);
             -- (counts stays whole: pruning passes what this refresh consumed, mattering or not)
@@ -1270,8 +1278,9 @@ BEGIN
         IF st.derived IS NOT NULL AND derived_at IS NULL THEN
             res := ARRAY['0', '0', NULL, 'true', '0'];
         ELSIF cardinality(live) = 0 AND cardinality(irrelevant) > 0 AND st.derived IS NULL AND NOT clock THEN
-            -- only changes that do not matter, judged in a snapshot at least as late as the
-            -- probe's: the stream table is as it would be at the probe's snapshot
+            -- only changes that do not matter among those the probe saw (relevant_buffers judges
+            -- the window up to the probe's snapshot): the stream table is as it would be at that
+            -- snapshot, the frontier
             res := ARRAY['0', '0', snapshot, 'false', '0'];
         ELSE
             res := pgtrickle.execute_as_owner(st, st.delta_sql, (st.frontier ->> 'snapshot')::pg_snapshot);

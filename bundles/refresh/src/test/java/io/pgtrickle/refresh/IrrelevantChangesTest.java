@@ -23,7 +23,8 @@ class IrrelevantChangesTest {
     /** pgtrickle.relevant_buffers of customers' buffer, with the probe's count of its rows as the parameter: it or ''. */
     private static final String JUDGE = "SELECT coalesce(array_to_string(pgtrickle.relevant_buffers(s.pgt_id,"
             + " ARRAY[pgtrickle.change_buffer('customers')::text], jsonb_build_object('customers'::regclass::oid::text, ?::bigint),"
-            + " (s.frontier ->> 'snapshot')::pg_snapshot), ','), '') FROM pgtrickle.pgt_stream_tables s WHERE s.pgt_name = 'by_region'";
+            + " (s.frontier ->> 'snapshot')::pg_snapshot, pg_current_snapshot()), ','), '') FROM pgtrickle.pgt_stream_tables s"
+            + " WHERE s.pgt_name = 'by_region'";
 
     private RefreshDatabase db;
 
@@ -94,6 +95,25 @@ class IrrelevantChangesTest {
         db.exec("SELECT pgtrickle.refresh_stream_table('per_region')");
         db.assertEqualsItsQuery("per_region", "r1 -> r0 once");
         assertEquals(1, db.queryLong("SELECT count(*) FROM per_region WHERE region = 'r0' AND n = 1501"));
+    }
+
+    @Test
+    void onlyTheChangesTheProbeSawAreJudged() throws SQLException {
+        db.exec("SELECT pgtrickle.create_stream_table('per_region', 'SELECT region, count(*) AS n FROM customers GROUP BY region',"
+                + " 'calculated', 'DIFFERENTIAL')");
+        db.plan("per_region");
+        db.exec("SELECT pgtrickle.refresh_stream_table('per_region')");
+        db.exec("UPDATE customers SET region = 'r0' WHERE id = 1");
+        String probe = db.queryString("SELECT pg_current_snapshot()::text");
+        // committed after the probe: undoes what the probe saw, by the columns read
+        db.exec("UPDATE customers SET region = 'r1' WHERE id = 4");
+        String judge = JUDGE.replace("'by_region'", "'per_region'");
+        String buffer = db.queryString("SELECT pgtrickle.change_buffer('customers')::text");
+        assertEquals(buffer, db.queryString(judge.replace("pg_current_snapshot()", "'" + probe + "'::pg_snapshot"), 2),
+                "r1 -> r0, as far as the probe saw: it matters");
+        assertEquals("", db.queryString(judge, 4), "with r0 -> r1 after it, nothing does");
+        db.exec("SELECT pgtrickle.refresh_stream_table('per_region')");
+        db.assertEqualsItsQuery("per_region", "moved and back");
     }
 
     @Test

@@ -142,7 +142,7 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.recompute_reason(text,boolean) -> text",
                             "pgtrickle.refill_ctes(text,text,jsonb,text) -> text",
                             "pgtrickle.refresh_change_statistics(pg_snapshot,jsonb,bigint) -> jsonb",
-                            "pgtrickle.relevant_buffers(bigint,text[],jsonb,pg_snapshot) -> text[]",
+                            "pgtrickle.relevant_buffers(bigint,text[],jsonb,pg_snapshot,pg_snapshot) -> text[]",
                             "pgtrickle.row_key(oid) -> smallint[]",
                             "pgtrickle.set_refresh_plan(bigint,text,text,text,text,text,jsonb) -> boolean",
                             "pgtrickle.source_row_estimate(bigint) -> double precision",
