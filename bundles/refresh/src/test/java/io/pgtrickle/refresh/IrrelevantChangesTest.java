@@ -84,10 +84,7 @@ class IrrelevantChangesTest {
 
     @Test
     void howManyRowsHaveAValueMattersThoughEveryValueIsBothInsertedAndDeleted() throws SQLException {
-        db.exec("SELECT pgtrickle.create_stream_table('per_region', 'SELECT region, count(*) AS n FROM customers GROUP BY region',"
-                + " 'calculated', 'DIFFERENTIAL')");
-        db.plan("per_region");
-        db.exec("SELECT pgtrickle.refresh_stream_table('per_region')");
+        createPerRegion();
         // deleted r1, r0, r1 and inserted r0, r0, r1: each text is on both sides, the counts are not
         db.exec("UPDATE customers SET region = CASE WHEN id = 5 THEN region ELSE 'r0' END WHERE id IN (1, 4, 5)");
         String buffer = db.queryString("SELECT pgtrickle.change_buffer('customers')::text");
@@ -99,10 +96,7 @@ class IrrelevantChangesTest {
 
     @Test
     void onlyTheChangesTheProbeSawAreJudged() throws SQLException {
-        db.exec("SELECT pgtrickle.create_stream_table('per_region', 'SELECT region, count(*) AS n FROM customers GROUP BY region',"
-                + " 'calculated', 'DIFFERENTIAL')");
-        db.plan("per_region");
-        db.exec("SELECT pgtrickle.refresh_stream_table('per_region')");
+        createPerRegion();
         db.exec("UPDATE customers SET region = 'r0' WHERE id = 1");
         String probe = db.queryString("SELECT pg_current_snapshot()::text");
         // committed after the probe: undoes what the probe saw, by the columns read
@@ -139,6 +133,14 @@ class IrrelevantChangesTest {
             db.exec("UPDATE customers SET rating = 2 WHERE id = 5");
             assertEquals("t", nothingWritten(c, s, run), "a rating read by the statement changed: it wrote nothing");
         }
+    }
+
+    /** A stream table reading only customers' region, refreshed. */
+    private void createPerRegion() throws SQLException {
+        db.exec("SELECT pgtrickle.create_stream_table('per_region', 'SELECT region, count(*) AS n FROM customers GROUP BY region',"
+                + " 'calculated', 'DIFFERENTIAL')");
+        db.plan("per_region");
+        db.exec("SELECT pgtrickle.refresh_stream_table('per_region')");
     }
 
     /** Refreshes by_region and returns how many differential statements (pgtrickle.execute_as_owner) it ran. */
