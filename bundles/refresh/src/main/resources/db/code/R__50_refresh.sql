@@ -669,7 +669,7 @@ BEGIN
         keyed := CASE WHEN size <= 1024 * 1024 OR (pending > 0 AND pending <= 0.1 * pgtrickle.source_row_estimate(st.pgt_id))
                       THEN pgtrickle.full_refresh_keyed_sql(st) END;
         IF keyed IS NOT NULL THEN
-            res := pgtrickle.execute_as_owner(st, keyed, NULL);
+            res := pgtrickle.execute_as_owner(st, '/*pgtrickle plan once*/' || keyed, NULL);
             IF NOT res[4]::boolean THEN
                 res := NULL;
             END IF;
@@ -681,7 +681,7 @@ BEGIN
            AND (SELECT sum(c.relpages) FROM pgtrickle.pgt_dependencies d JOIN pg_class c ON c.oid = d.source_relid
                  WHERE d.pgt_id = st.pgt_id) * current_setting('block_size')::bigint
                >= pg_size_bytes(current_setting('min_parallel_table_scan_size')) THEN
-            res := pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st, true), NULL);
+            res := pgtrickle.execute_as_owner(st, '/*pgtrickle plan once*/' || pgtrickle.full_refresh_sql(st, true), NULL);
         END IF;
     END IF;
     IF res IS NOT NULL THEN
@@ -698,7 +698,7 @@ BEGIN
             $sql$, st.pgt_relid::regclass, coalesce(res[1], '{}'), coalesce(res[2], '{}')), NULL);
         RETURN ARRAY[applied[1], applied[2], res[3]];
     END IF;
-    res := pgtrickle.execute_as_owner(st, pgtrickle.full_refresh_sql(st), NULL);
+    res := pgtrickle.execute_as_owner(st, '/*pgtrickle plan once*/' || pgtrickle.full_refresh_sql(st), NULL);
     PERFORM set_config('work_mem', before, true);
     RETURN res;
 END
@@ -808,9 +808,8 @@ DECLARE
     src     record;
     matters boolean;
     kept    text[] := '{}';
-    -- the columns read, of the window's rows (b) and of its deleted rows (d)
+    -- the columns read, of the window's rows (b)
     columns text;
-    deleted text;
 BEGIN
     FOR src IN SELECT l.buffer, d.columns_used, (counts ->> d.source_relid::text)::bigint AS n
                  FROM unnest(live) WITH ORDINALITY AS l(buffer, i)
@@ -820,26 +819,23 @@ BEGIN
                 ORDER BY l.i LOOP
         matters := true;
         -- every column read, as the buffer has it (a column it lacks: not judged)
-        SELECT CASE WHEN bool_and(a.attname IS NOT NULL) THEN string_agg('b.' || quote_ident(u.c), ', ' ORDER BY u.i) END,
-               string_agg('d.' || quote_ident(u.c), ', ' ORDER BY u.i)
-          INTO columns, deleted
+        SELECT CASE WHEN bool_and(a.attname IS NOT NULL) THEN string_agg('b.' || quote_ident(u.c), ', ' ORDER BY u.i) END
+          INTO columns
           FROM unnest(src.columns_used) WITH ORDINALITY AS u(c, i)
           LEFT JOIN pg_attribute a ON a.attrelid = to_regclass(src.buffer) AND a.attname = u.c AND NOT a.attisdropped;
         IF columns IS NOT NULL AND src.n <= 10000 THEN
-            -- OR evaluates its subqueries in order, up to the first true: a TRUNCATE; an inserted row
-            -- no deleted one has the text of (new rows, as most windows have: found after hashing
-            -- the deletes); then, exactly, the window's rows counted per text, which the first two
-            -- cannot settle (x, x, y inserted and x, y, y deleted)
+            -- OR evaluates its subqueries in order, up to the first true: a TRUNCATE; then, exactly,
+            -- the window's rows counted per text (inserted x, x, y and deleted x, y, y matter). One
+            -- sort or hash of the window, whatever the planner believes of its size: an anti-join
+            -- of inserted rows against deleted ones, which could stop at the first new row, was
+            -- planned as a nested loop on the buffer's statistics of an older window (1 row
+            -- expected, 300 found) and took 20-40 ms for TPC-H's orders where this takes 1.
             EXECUTE format('SELECT EXISTS (SELECT FROM %1$s b WHERE b.xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(b.xid, $1)'
                            '               AND pg_visible_in_snapshot(b.xid, $2) AND b.action = ''T'')'
                            '    OR EXISTS (SELECT FROM %1$s b WHERE b.xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(b.xid, $1)'
-                           '               AND pg_visible_in_snapshot(b.xid, $2) AND b.action = ''I'''
-                           '               AND NOT EXISTS (SELECT FROM %1$s d WHERE d.xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(d.xid, $1)'
-                           '               AND pg_visible_in_snapshot(d.xid, $2) AND d.action = ''D'' AND ROW(%3$s)::text = ROW(%2$s)::text))'
-                           '    OR EXISTS (SELECT FROM %1$s b WHERE b.xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(b.xid, $1)'
                            '               AND pg_visible_in_snapshot(b.xid, $2) AND b.action <> ''T'' GROUP BY ROW(%2$s)::text'
                            '               HAVING sum(CASE WHEN b.action = ''I'' THEN 1 ELSE -1 END) <> 0)',
-                           src.buffer, columns, deleted)
+                           src.buffer, columns)
                INTO matters USING since, upto;
         END IF;
         IF matters THEN
@@ -922,6 +918,46 @@ CREATE OR REPLACE FUNCTION pgtrickle.live_statement(statement text) RETURNS text
     LANGUAGE sql STABLE
     RETURN pgtrickle.live_legs(statement, nullif(current_setting('pgtrickle.live_buffers', true), '')::text[]);
 
+-- Runs a refresh statement as the current user (execute_as_owner's: the stream table's owner) and
+-- returns its one row as text, columns in order. Its parameters: $1 the frontier, $2 the change
+-- buffers with changes (pgtrickle.live_buffers). Its body is also that of each stream table's
+-- runner pgt_<id>_refresh, which runs as an owner who may not use the schema pgtrickle: so it
+-- names nothing of pgtrickle's. A statement that starts with
+-- /*pgtrickle plan once*/ (a FULL refresh's: it takes no parameter, so the plan PostgreSQL would
+-- make for it each time is always the same) is prepared once per session and executed from then
+-- on: planning was most of a FULL refresh of a small result (TPC-H Q2 at SF 0.1: 6.3 ms of
+-- planning, 1.5 of execution, where REFRESH MATERIALIZED VIEW took 3.2 in all). PostgreSQL plans
+-- it again when a table it reads changes (DDL, ANALYZE) or search_path does. At most 100 per
+-- session, the oldest deallocated first. A differential statement is planned at every refresh,
+-- for the window's true size (refresh_change_statistics): a plan kept from a small window was
+-- 240 times slower than recomputing on a large one.
+CREATE OR REPLACE FUNCTION pgtrickle.execute_statement(statement text, frontier pg_snapshot) RETURNS text[]
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    result   record;
+    prepared text;
+    oldest   text;
+BEGIN
+    IF starts_with(statement, '/*pgtrickle plan once*/') THEN
+        prepared := 'pgtrickle_once_' || md5(statement);
+        IF NOT EXISTS (SELECT FROM pg_prepared_statements p WHERE p.name = prepared) THEN
+            IF (SELECT count(*) FROM pg_prepared_statements p WHERE p.name LIKE 'pgtrickle\_once\_%') >= 100 THEN
+                SELECT p.name INTO oldest FROM pg_prepared_statements p WHERE p.name LIKE 'pgtrickle\_once\_%'
+                 ORDER BY p.prepare_time LIMIT 1;
+                EXECUTE format('DEALLOCATE %I', oldest);
+            END IF;
+            EXECUTE format('PREPARE %I AS %s', prepared, statement);
+        END IF;
+        EXECUTE format('EXECUTE %I', prepared) INTO result;
+    ELSE
+        EXECUTE statement INTO result USING frontier, nullif(current_setting('pgtrickle.live_buffers', true), '')::text[];
+    END IF;
+    -- json, not jsonb: keeps the columns in order, duplicate names included
+    RETURN ARRAY(SELECT value FROM json_each_text(row_to_json(result)));
+END
+$fn$;
+
 -- Runs one of a refresh's data statements (it may use $1, the frontier) with the privileges of
 -- the stream table's owner, and returns its one result row as text, column by column. A
 -- differential statement also uses $2, the text[] of the change buffers the refresh found changes
@@ -938,20 +974,22 @@ DECLARE
     -- (it must to own the table), and may not in pgtrickle_changes
     runner   text := format('%I.%I', st.pgt_schema, 'pgt_' || st.pgt_id || '_refresh');
     found    regprocedure;
-    result   record;
+    body     text := (SELECT p.prosrc FROM pg_proc p WHERE p.oid = 'pgtrickle.execute_statement(text, pg_snapshot)'::regprocedure);
     answer   text[];
 BEGIN
     statement := pgtrickle.live_statement(statement);
     IF owner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user) THEN
-        EXECUTE statement INTO result USING frontier, nullif(current_setting('pgtrickle.live_buffers', true), '')::text[];
-        -- json, not jsonb: keeps the columns in order, duplicate names included
-        RETURN ARRAY(SELECT value FROM json_each_text(row_to_json(result)));
+        RETURN pgtrickle.execute_statement(statement, frontier);
     END IF;
     found := to_regprocedure(runner || '(text, pg_snapshot)');
     IF found IS NULL OR (SELECT p.proowner FROM pg_proc p WHERE p.oid = found) <> owner
                      OR NOT has_function_privilege(found, 'EXECUTE')
                      -- made by an engine that passed the frontier only
-                     OR NOT (SELECT p.prosrc LIKE '%pgtrickle.live_buffers%' FROM pg_proc p WHERE p.oid = found) THEN
+                     OR NOT (SELECT p.prosrc LIKE '%pgtrickle.live_buffers%' FROM pg_proc p WHERE p.oid = found)
+                     -- made by another version of the engine: made again where this role may,
+                     -- used as it is where not
+                     OR ((SELECT p.prosrc FROM pg_proc p WHERE p.oid = found) IS DISTINCT FROM body
+                         AND pg_has_role(current_user, owner, 'MEMBER')) THEN
         -- setting it up takes a role that may act as the owner
         IF NOT pg_has_role(current_user, owner, 'MEMBER') THEN
             RAISE EXCEPTION 'pgtrickle: stream table %.% is refreshed with the privileges of its owner %, which % may not assume',
@@ -961,17 +999,9 @@ BEGIN
                                     owner::regrole, owner::regrole, current_user);
         END IF;
         EXECUTE format('DROP FUNCTION IF EXISTS %s(text, pg_snapshot)', runner);
-        EXECUTE format($f$
-            CREATE FUNCTION %s(statement text, frontier pg_snapshot) RETURNS text[]
-                LANGUAGE plpgsql SECURITY DEFINER
-            AS $body$
-            DECLARE
-                result record;
-            BEGIN
-                EXECUTE statement INTO result USING frontier, nullif(current_setting('pgtrickle.live_buffers', true), '')::text[];
-                RETURN ARRAY(SELECT value FROM json_each_text(row_to_json(result)));
-            END
-            $body$$f$, runner);
+        -- execute_statement's own body: the owner may not use the schema pgtrickle
+        EXECUTE format('CREATE FUNCTION %s(statement text, frontier pg_snapshot) RETURNS text[] LANGUAGE plpgsql SECURITY DEFINER AS %L',
+                       runner, body);
         EXECUTE format('REVOKE ALL ON FUNCTION %s(text, pg_snapshot) FROM PUBLIC', runner);
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s(text, pg_snapshot) TO %s', runner,
                        (SELECT n.nspowner::regrole FROM pg_namespace n WHERE n.nspname = 'pgtrickle'));

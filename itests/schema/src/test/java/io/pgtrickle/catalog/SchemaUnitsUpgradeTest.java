@@ -121,6 +121,7 @@ class SchemaUnitsUpgradeTest {
                             "pgtrickle.drop_derived_tables() -> trigger",
                             "pgtrickle.drop_orphaned_shadow() -> trigger",
                             String.format(due, "boolean"),
+                            "pgtrickle.execute_statement(text,pg_snapshot) -> text[]",
                             "pgtrickle.full_refresh(pgtrickle.pgt_stream_tables,bigint) -> text[]",
                             "pgtrickle.full_refresh_keyed_sql(pgtrickle.pgt_stream_tables) -> text",
                             "pgtrickle.full_refresh_sql(pgtrickle.pgt_stream_tables,boolean) -> text",

@@ -1,0 +1,109 @@
+package io.pgtrickle.refresh;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A FULL refresh's statement takes no parameter, so it is planned once per session and executed
+ * from then on (pgtrickle.execute_statement): PostgreSQL plans it again when what it reads changes.
+ * A differential statement is planned at every refresh, for the window it reads. The refreshes
+ * run in one session, {@link #session}, as the engine's pooled connections run them.
+ */
+class FullRefreshPlansTest {
+
+    private static final String PREPARED = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgtrickle\\_once\\_%'";
+    /** How many times the session ran the FULL statements from a plan it kept. */
+    private static final String KEPT_PLANS = "SELECT coalesce(sum(generic_plans), 0) FROM pg_prepared_statements WHERE name LIKE 'pgtrickle\\_once\\_%'";
+
+    private RefreshDatabase db;
+    private Connection session;
+
+    @BeforeEach
+    void setUp() throws SQLException {
+        db = new RefreshDatabase("refresh_full_plans");
+        session = db.connect();
+        db.exec("CREATE TABLE items (id int PRIMARY KEY, grp int NOT NULL, v numeric NOT NULL)",
+                "INSERT INTO items SELECT i, i % 7, i / 3.0 FROM generate_series(1, 500) i", "ANALYZE items");
+    }
+
+    @AfterEach
+    void tearDown() throws SQLException {
+        session.close();
+        db.close();
+    }
+
+    private void run(String... statements) throws SQLException {
+        try (Statement s = session.createStatement()) {
+            for (String statement : statements) {
+                s.execute(statement);
+            }
+        }
+    }
+
+    private long sessionLong(String query) throws SQLException {
+        try (Statement s = session.createStatement(); ResultSet rs = s.executeQuery(query)) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+
+    @Test
+    void aFullRefreshIsPlannedOncePerSession() throws SQLException {
+        db.exec("SELECT pgtrickle.create_stream_table('per_group', 'SELECT grp, sum(v) AS total, count(*) AS n FROM items GROUP BY grp',"
+                + " 'calculated', 'FULL')");
+        for (int round = 1; round <= 4; round++) {
+            db.exec("UPDATE items SET v = v + 1 WHERE id % 50 = " + round, "INSERT INTO items VALUES (" + (1000 + round) + ", 9, 1.50)");
+            run("SELECT pgtrickle.refresh_stream_table('per_group')");
+            assertEquals("FULL", db.lastRefresh("per_group").action());
+            db.assertEqualsItsQuery("per_group", "round " + round);
+        }
+        assertEquals(1, sessionLong(PREPARED), "one statement prepared for the stream table");
+        assertEquals(4, sessionLong(KEPT_PLANS), "every refresh ran it from the plan kept");
+    }
+
+    @Test
+    void aStreamTableMadeAgainUnderTheSameNameIsPlannedAgain() throws SQLException {
+        String create = "SELECT pgtrickle.create_stream_table('big_items', 'SELECT id, v FROM items WHERE v > 100', 'calculated', 'FULL')";
+        run(create, "UPDATE items SET v = v + 1 WHERE id < 10", "SELECT pgtrickle.refresh_stream_table('big_items')");
+        db.assertEqualsItsQuery("big_items", "first");
+        // the same statement's text, another stream table and row index
+        run("SELECT pgtrickle.drop_stream_table('big_items')", "ALTER TABLE items ADD COLUMN note text",
+                "UPDATE items SET v = v * 2 WHERE id % 3 = 0", create,
+                "UPDATE items SET v = v + 1 WHERE id > 400", "SELECT pgtrickle.refresh_stream_table('big_items')");
+        assertEquals("FULL", db.lastRefresh("big_items").action());
+        db.assertEqualsItsQuery("big_items", "made again, its source altered");
+    }
+
+    @Test
+    void aSessionKeepsAtMostAHundredPlans() throws SQLException {
+        for (int i = 0; i < 100; i++) {
+            run(String.format("PREPARE pgtrickle_once_%03d AS SELECT %d", i, i));
+        }
+        run("SELECT pgtrickle.create_stream_table('per_group', 'SELECT grp, count(*) AS n FROM items GROUP BY grp', 'calculated', 'FULL')",
+                "INSERT INTO items VALUES (2000, 3, 1)", "SELECT pgtrickle.refresh_stream_table('per_group')");
+        db.assertEqualsItsQuery("per_group", "refreshed with a hundred plans kept");
+        assertEquals(100, sessionLong(PREPARED));
+        assertEquals(0, sessionLong("SELECT count(*) FROM pg_prepared_statements WHERE name = 'pgtrickle_once_000'"),
+                "the oldest plan went");
+        assertEquals(1, sessionLong("SELECT count(*) FROM pg_prepared_statements WHERE name = 'pgtrickle_once_001'"));
+    }
+
+    @Test
+    void aDifferentialStatementIsPlannedAtEveryRefresh() throws SQLException {
+        db.exec("SELECT pgtrickle.create_stream_table('big_items', 'SELECT id, v FROM items WHERE v > 100', 'calculated', 'DIFFERENTIAL')");
+        db.plan("big_items");
+        for (int round = 1; round <= 3; round++) {
+            run("UPDATE items SET v = v + 50 WHERE id % 40 = " + round, "SELECT pgtrickle.refresh_stream_table('big_items')");
+            assertEquals("DIFFERENTIAL", db.lastRefresh("big_items").action());
+            db.assertEqualsItsQuery("big_items", "round " + round);
+        }
+        assertEquals(0, sessionLong(PREPARED), "no plan kept for the differential statement");
+    }
+}
