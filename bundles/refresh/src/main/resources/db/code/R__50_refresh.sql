@@ -922,36 +922,54 @@ CREATE OR REPLACE FUNCTION pgtrickle.live_statement(statement text) RETURNS text
 -- returns its one row as text, columns in order. Its parameters: $1 the frontier, $2 the change
 -- buffers with changes (pgtrickle.live_buffers). Its body is also that of each stream table's
 -- runner pgt_<id>_refresh, which runs as an owner who may not use the schema pgtrickle: so it
--- names nothing of pgtrickle's. A statement that starts with
--- /*pgtrickle plan once*/ (a FULL refresh's: it takes no parameter, so the plan PostgreSQL would
--- make for it each time is always the same) is prepared once per session and executed from then
--- on: planning was most of a FULL refresh of a small result (TPC-H Q2 at SF 0.1: 6.3 ms of
--- planning, 1.5 of execution, where REFRESH MATERIALIZED VIEW took 3.2 in all). PostgreSQL plans
--- it again when a table it reads changes (DDL, ANALYZE) or search_path does. At most 100 per
--- session, the oldest deallocated first. A differential statement is planned at every refresh,
--- for the window's true size (refresh_change_statistics): a plan kept from a small window was
--- 240 times slower than recomputing on a large one.
+-- names nothing of pgtrickle's.
+--
+-- Statements are prepared once per session and executed from then on, since parsing and
+-- planning were much of a refresh:
+-- - one that starts with /*pgtrickle plan once*/ (a FULL refresh's) takes no parameter, so the plan
+--   PostgreSQL would make for it each time is always the same: kept (pgtrickle_once_<md5>). TPC-H
+--   Q2 at SF 0.1 planned 6.3 ms and ran 1.5, where REFRESH MATERIALIZED VIEW took 3.2 in all.
+-- - a differential one (with a frontier; not an EXPLAIN) is parsed once (pgtrickle_each_<md5>) and
+--   planned at every execution for its parameters' values (plan_cache_mode force_custom_plan, as
+--   a statement run once is): for the window's true size (refresh_change_statistics), and without
+--   the terms of sources without changes, $2 being a constant to the planner. A plan kept from a
+--   small window was 240 times slower than recomputing on a large one. Parsing TPC-H Q9's took
+--   5-6 ms, planning it 7-9.
+-- PostgreSQL parses and plans one again when a table it reads changes (DDL; ANALYZE for a kept
+-- plan) or search_path does. At most 50 per session, the oldest deallocated first: a prepared
+-- differential statement of TPC-H's size holds about 1 MB.
 CREATE OR REPLACE FUNCTION pgtrickle.execute_statement(statement text, frontier pg_snapshot) RETURNS text[]
     LANGUAGE plpgsql
+    SET plan_cache_mode = force_custom_plan
 AS $fn$
 DECLARE
     result   record;
+    live     text[] := nullif(current_setting('pgtrickle.live_buffers', true), '')::text[];
+    once     boolean := starts_with(statement, '/*pgtrickle plan once*/');
     prepared text;
     oldest   text;
 BEGIN
-    IF starts_with(statement, '/*pgtrickle plan once*/') THEN
-        prepared := 'pgtrickle_once_' || md5(statement);
+    IF NOT once AND (frontier IS NULL OR starts_with(statement, 'EXPLAIN')) THEN
+        EXECUTE statement INTO result USING frontier, live;
+    ELSE
+        prepared := CASE WHEN once THEN 'pgtrickle_once_' ELSE 'pgtrickle_each_' END || md5(statement);
         IF NOT EXISTS (SELECT FROM pg_prepared_statements p WHERE p.name = prepared) THEN
-            IF (SELECT count(*) FROM pg_prepared_statements p WHERE p.name LIKE 'pgtrickle\_once\_%') >= 100 THEN
-                SELECT p.name INTO oldest FROM pg_prepared_statements p WHERE p.name LIKE 'pgtrickle\_once\_%'
+            SELECT p.name INTO oldest FROM pg_prepared_statements p
+             WHERE p.name LIKE 'pgtrickle\_once\_%' OR p.name LIKE 'pgtrickle\_each\_%'
+             ORDER BY p.prepare_time OFFSET 49 LIMIT 1;
+            IF oldest IS NOT NULL THEN
+                SELECT p.name INTO oldest FROM pg_prepared_statements p
+                 WHERE p.name LIKE 'pgtrickle\_once\_%' OR p.name LIKE 'pgtrickle\_each\_%'
                  ORDER BY p.prepare_time LIMIT 1;
                 EXECUTE format('DEALLOCATE %I', oldest);
             END IF;
-            EXECUTE format('PREPARE %I AS %s', prepared, statement);
+            EXECUTE format(CASE WHEN once THEN 'PREPARE %I AS %s' ELSE 'PREPARE %I(pg_snapshot, text[]) AS %s' END, prepared, statement);
         END IF;
-        EXECUTE format('EXECUTE %I', prepared) INTO result;
-    ELSE
-        EXECUTE statement INTO result USING frontier, nullif(current_setting('pgtrickle.live_buffers', true), '')::text[];
+        IF once THEN
+            EXECUTE format('EXECUTE %I', prepared) INTO result;
+        ELSE
+            EXECUTE format('EXECUTE %I(%L::pg_snapshot, %L::text[])', prepared, frontier, live) INTO result;
+        END IF;
     END IF;
     -- json, not jsonb: keeps the columns in order, duplicate names included
     RETURN ARRAY(SELECT value FROM json_each_text(row_to_json(result)));
@@ -974,7 +992,9 @@ DECLARE
     -- (it must to own the table), and may not in pgtrickle_changes
     runner   text := format('%I.%I', st.pgt_schema, 'pgt_' || st.pgt_id || '_refresh');
     found    regprocedure;
+    -- execute_statement's own body and settings: the owner may not use the schema pgtrickle
     body     text := (SELECT p.prosrc FROM pg_proc p WHERE p.oid = 'pgtrickle.execute_statement(text, pg_snapshot)'::regprocedure);
+    config   text[] := (SELECT p.proconfig FROM pg_proc p WHERE p.oid = 'pgtrickle.execute_statement(text, pg_snapshot)'::regprocedure);
     answer   text[];
 BEGIN
     statement := pgtrickle.live_statement(statement);
@@ -988,7 +1008,7 @@ BEGIN
                      OR NOT (SELECT p.prosrc LIKE '%pgtrickle.live_buffers%' FROM pg_proc p WHERE p.oid = found)
                      -- made by another version of the engine: made again where this role may,
                      -- used as it is where not
-                     OR ((SELECT p.prosrc FROM pg_proc p WHERE p.oid = found) IS DISTINCT FROM body
+                     OR ((SELECT p.prosrc IS DISTINCT FROM body OR p.proconfig IS DISTINCT FROM config FROM pg_proc p WHERE p.oid = found)
                          AND pg_has_role(current_user, owner, 'MEMBER')) THEN
         -- setting it up takes a role that may act as the owner
         IF NOT pg_has_role(current_user, owner, 'MEMBER') THEN
@@ -999,9 +1019,9 @@ BEGIN
                                     owner::regrole, owner::regrole, current_user);
         END IF;
         EXECUTE format('DROP FUNCTION IF EXISTS %s(text, pg_snapshot)', runner);
-        -- execute_statement's own body: the owner may not use the schema pgtrickle
-        EXECUTE format('CREATE FUNCTION %s(statement text, frontier pg_snapshot) RETURNS text[] LANGUAGE plpgsql SECURITY DEFINER AS %L',
-                       runner, body);
+        EXECUTE format('CREATE FUNCTION %s(statement text, frontier pg_snapshot) RETURNS text[] LANGUAGE plpgsql SECURITY DEFINER%s AS %L',
+                       runner, (SELECT string_agg(format(' SET %s = %L', split_part(c, '=', 1), substr(c, strpos(c, '=') + 1)), '')
+                                  FROM unnest(config) c), body);
         EXECUTE format('REVOKE ALL ON FUNCTION %s(text, pg_snapshot) FROM PUBLIC', runner);
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s(text, pg_snapshot) TO %s', runner,
                        (SELECT n.nspowner::regrole FROM pg_namespace n WHERE n.nspname = 'pgtrickle'));

@@ -112,4 +112,28 @@ class PrivilegesTest extends MigratedDatabaseTest {
         assertTrue(e.getMessage().contains("security-definer"), e.getMessage());
         assertFalse(e.getMessage().isEmpty());
     }
+
+    @Test
+    void aRefreshFunctionMadeByAnotherVersionIsMadeAgain() throws SQLException {
+        exec("ALTER TABLE copied OWNER TO " + alice);
+        exec("GRANT SELECT ON src TO " + alice);
+        exec("INSERT INTO src VALUES (3, 'alice', 30)");
+        exec("SELECT pgtrickle.refresh_stream_table('copied')");
+        String runner = "(SELECT p.oid FROM pg_proc p WHERE p.proname LIKE 'pgt\\_%\\_refresh')";
+        String same = "SELECT r.prosrc = e.prosrc AND r.proconfig IS NOT DISTINCT FROM e.proconfig AND r.prosecdef"
+                + " FROM pg_proc r, pg_proc e WHERE r.oid = " + runner
+                + " AND e.oid = 'pgtrickle.execute_statement(text, pg_snapshot)'::regprocedure";
+        assertEquals("t", string(same), "pgtrickle.execute_statement's body and settings, as alice");
+        // as an engine before statements were prepared made it: every statement planned each time
+        exec("DO $$ BEGIN EXECUTE format('CREATE OR REPLACE FUNCTION %s(statement text, frontier pg_snapshot) RETURNS text[]"
+                + " LANGUAGE plpgsql SECURITY DEFINER AS %L', " + runner + "::regproc,"
+                + " 'DECLARE result record; BEGIN EXECUTE statement INTO result USING frontier,"
+                + " nullif(current_setting(''pgtrickle.live_buffers'', true), '''')::text[];"
+                + " RETURN ARRAY(SELECT value FROM json_each_text(row_to_json(result))); END'); END $$");
+        assertEquals("f", string(same));
+        exec("UPDATE src SET v = v + 1");
+        exec("SELECT pgtrickle.refresh_stream_table('copied')");
+        assertEquals("t", string(same), "made again by the refresh");
+        assertEquals(List.of("1|11", "2|21", "3|31"), strings("SELECT id || '|' || v FROM copied ORDER BY id"));
+    }
 }
