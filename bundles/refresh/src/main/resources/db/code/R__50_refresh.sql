@@ -993,14 +993,15 @@ DECLARE
     runner   text := format('%I.%I', st.pgt_schema, 'pgt_' || st.pgt_id || '_refresh');
     found    regprocedure;
     -- execute_statement's own body and settings: the owner may not use the schema pgtrickle
-    body     text := (SELECT p.prosrc FROM pg_proc p WHERE p.oid = 'pgtrickle.execute_statement(text, pg_snapshot)'::regprocedure);
-    config   text[] := (SELECT p.proconfig FROM pg_proc p WHERE p.oid = 'pgtrickle.execute_statement(text, pg_snapshot)'::regprocedure);
+    body     text;
+    config   text[];
     answer   text[];
 BEGIN
     statement := pgtrickle.live_statement(statement);
     IF owner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user) THEN
         RETURN pgtrickle.execute_statement(statement, frontier);
     END IF;
+    SELECT p.prosrc, p.proconfig INTO body, config FROM pg_proc p WHERE p.oid = 'pgtrickle.execute_statement(text, pg_snapshot)'::regprocedure;
     found := to_regprocedure(runner || '(text, pg_snapshot)');
     IF found IS NULL OR (SELECT p.proowner FROM pg_proc p WHERE p.oid = found) <> owner
                      OR NOT has_function_privilege(found, 'EXECUTE')
