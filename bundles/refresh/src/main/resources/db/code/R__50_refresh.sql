@@ -948,28 +948,42 @@ DECLARE
     once     boolean := starts_with(statement, '/*pgtrickle plan once*/');
     prepared text;
     oldest   text;
+    run      text;
 BEGIN
     IF NOT once AND (frontier IS NULL OR starts_with(statement, 'EXPLAIN')) THEN
         EXECUTE statement INTO result USING frontier, live;
     ELSE
         prepared := CASE WHEN once THEN 'pgtrickle_once_' ELSE 'pgtrickle_each_' END || md5(statement);
-        IF NOT EXISTS (SELECT FROM pg_prepared_statements p WHERE p.name = prepared) THEN
-            SELECT p.name INTO oldest FROM pg_prepared_statements p
-             WHERE p.name LIKE 'pgtrickle\_once\_%' OR p.name LIKE 'pgtrickle\_each\_%'
-             ORDER BY p.prepare_time OFFSET 49 LIMIT 1;
-            IF oldest IS NOT NULL THEN
+        -- pg_prepared_statements renders every statement the session holds (up to 50 of up to 1 MB
+        -- each): asking it whether one is there took 0.3 ms of every refresh. The names this
+        -- function prepared are listed in a session setting instead. One it lacks is looked up
+        -- there (a PREPARE whose transaction rolled back is kept, the setting is not); one it lists
+        -- that is gone (DEALLOCATE by the session's user) is prepared again when its EXECUTE fails.
+        IF strpos(coalesce(current_setting('pgtrickle.prepared_statements', true), ''), prepared) = 0 THEN
+            IF NOT EXISTS (SELECT FROM pg_prepared_statements p WHERE p.name = prepared) THEN
                 SELECT p.name INTO oldest FROM pg_prepared_statements p
                  WHERE p.name LIKE 'pgtrickle\_once\_%' OR p.name LIKE 'pgtrickle\_each\_%'
-                 ORDER BY p.prepare_time LIMIT 1;
-                EXECUTE format('DEALLOCATE %I', oldest);
+                 ORDER BY p.prepare_time OFFSET 49 LIMIT 1;
+                IF oldest IS NOT NULL THEN
+                    SELECT p.name INTO oldest FROM pg_prepared_statements p
+                     WHERE p.name LIKE 'pgtrickle\_once\_%' OR p.name LIKE 'pgtrickle\_each\_%'
+                     ORDER BY p.prepare_time LIMIT 1;
+                    EXECUTE format('DEALLOCATE %I', oldest);
+                END IF;
+                EXECUTE format(CASE WHEN once THEN 'PREPARE %I AS %s' ELSE 'PREPARE %I(pg_snapshot, text[]) AS %s' END, prepared, statement);
             END IF;
+            PERFORM set_config('pgtrickle.prepared_statements',
+                               (SELECT string_agg(p.name, ',') FROM pg_prepared_statements p
+                                 WHERE p.name LIKE 'pgtrickle\_once\_%' OR p.name LIKE 'pgtrickle\_each\_%'), false);
+        END IF;
+        run := CASE WHEN once THEN format('EXECUTE %I', prepared)
+                    ELSE format('EXECUTE %I(%L::pg_snapshot, %L::text[])', prepared, frontier, live) END;
+        BEGIN
+            EXECUTE run INTO result;
+        EXCEPTION WHEN invalid_sql_statement_name THEN
             EXECUTE format(CASE WHEN once THEN 'PREPARE %I AS %s' ELSE 'PREPARE %I(pg_snapshot, text[]) AS %s' END, prepared, statement);
-        END IF;
-        IF once THEN
-            EXECUTE format('EXECUTE %I', prepared) INTO result;
-        ELSE
-            EXECUTE format('EXECUTE %I(%L::pg_snapshot, %L::text[])', prepared, frontier, live) INTO result;
-        END IF;
+            EXECUTE run INTO result;
+        END;
     END IF;
     -- json, not jsonb: keeps the columns in order, duplicate names included
     RETURN ARRAY(SELECT value FROM json_each_text(row_to_json(result)));

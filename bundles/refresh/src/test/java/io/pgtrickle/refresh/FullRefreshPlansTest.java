@@ -118,4 +118,29 @@ class FullRefreshPlansTest {
         assertEquals(0, sessionLong(PREPARED), "no plan kept for the differential statement");
         assertEquals("1 0 8", sessionString(PARSED), "one statement, planned at each of the 8 refreshes for its window");
     }
+
+    @Test
+    void theSessionListsWhatItPreparedAndMakesAgainWhatWentElsewhere() throws SQLException {
+        db.exec("SELECT pgtrickle.create_stream_table('per_group', 'SELECT grp, count(*) AS n FROM items GROUP BY grp', 'calculated', 'FULL')");
+        run("INSERT INTO items VALUES (3000, 1, 1)", "SELECT pgtrickle.refresh_stream_table('per_group')");
+        String name = sessionString("SELECT name FROM pg_prepared_statements WHERE name LIKE 'pgtrickle\\_once\\_%'");
+        assertEquals(name, sessionString("SELECT current_setting('pgtrickle.prepared_statements')"),
+                "the name is listed, and later refreshes ask the list, not pg_prepared_statements");
+
+        // gone behind the list's back: EXECUTE fails, and the refresh prepares it again
+        run("DEALLOCATE ALL", "INSERT INTO items VALUES (3001, 2, 1)", "SELECT pgtrickle.refresh_stream_table('per_group')");
+        assertEquals("FULL", db.lastRefresh("per_group").action());
+        db.assertEqualsItsQuery("per_group", "after DEALLOCATE ALL");
+        assertEquals(1, sessionLong(PREPARED));
+
+        // prepared in a transaction that rolled back: the statement stays, the list does not; found, not prepared twice
+        run("DEALLOCATE ALL", "SET pgtrickle.prepared_statements = ''", "INSERT INTO items VALUES (3002, 3, 1)",
+                "BEGIN", "SELECT pgtrickle.refresh_stream_table('per_group')", "ROLLBACK");
+        assertEquals("", sessionString("SELECT current_setting('pgtrickle.prepared_statements')"));
+        assertEquals(1, sessionLong(PREPARED));
+        run("SELECT pgtrickle.refresh_stream_table('per_group')");
+        assertEquals("FULL", db.lastRefresh("per_group").action());
+        db.assertEqualsItsQuery("per_group", "after a rolled back refresh");
+        assertEquals(name, sessionString("SELECT current_setting('pgtrickle.prepared_statements')"));
+    }
 }
