@@ -79,6 +79,11 @@ class SublinksRandomizedTest {
         {"sl_scalar_none", "SELECT id FROM o WHERE coalesce(v, 0) >= (SELECT count(*) FROM l WHERE l.m > 4 AND l.flag)"},
         {"sl_in_and_keyed", "SELECT id FROM o WHERE g IN (SELECT p.m FROM p WHERE p.w > 4) AND EXISTS (SELECT FROM l WHERE l.k = o.k)"},
         {"sl_union", "SELECT id FROM o WHERE k IN (SELECT k FROM l) UNION ALL SELECT m FROM p WHERE EXISTS (SELECT FROM l WHERE l.m = p.m)"},
+        // SELECT * in EXISTS, which PostgreSQL spells out as every column: read as SELECT 1 (l.m only by the select list), and
+        // a select list with an aggregate, which makes a row of no rows, kept
+        {"sl_exists_star", "SELECT id, v FROM o WHERE EXISTS (SELECT * FROM l WHERE l.k = o.k AND l.flag)"
+                + " AND NOT EXISTS (SELECT l.m, l.k FROM l WHERE l.k = o.g AND l.flag IS NOT TRUE)"},
+        {"sl_exists_aggregate", "SELECT id FROM o WHERE EXISTS (SELECT max(l.m) FROM l WHERE l.k = o.k AND l.m > o.v)"},
     };
 
     @Test

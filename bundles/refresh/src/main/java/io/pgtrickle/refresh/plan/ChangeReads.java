@@ -59,6 +59,134 @@ final class ChangeReads {
     }
 
     /**
+     * The query with the select list of every {@code EXISTS} subquery that lists only columns
+     * written {@code SELECT 1}: what such a subquery selects does not change whether it has rows.
+     * PostgreSQL's normalised text spells {@code EXISTS (SELECT * FROM lineitem ...)} out as every
+     * column of the table, which {@link #narrowed} then kept, so the changes of all sixteen of
+     * lineitem's columns were netted for TPC-H Q4, which reads three. A list with anything but
+     * column names (an aggregate makes a subquery of one row) is kept, as is {@code DISTINCT}.
+     */
+    static String existsSelectingOne(String sql) {
+        StringBuilder out = new StringBuilder(sql.length());
+        int n = sql.length();
+        int i = 0;
+        int copied = 0;
+        while (i < n) {
+            char c = sql.charAt(i);
+            if (c == '\'' || c == '"') {
+                i = quotedEnd(sql, i);
+                continue;
+            }
+            if (!Character.isLetter(c) && c != '_') {
+                i++;
+                continue;
+            }
+            int start = i;
+            i = wordEnd(sql, i);
+            if (!sql.substring(start, i).equalsIgnoreCase("exists") || (start > 0 && isWordChar(sql.charAt(start - 1)))) {
+                continue;
+            }
+            int j = spaceEnd(sql, i);
+            if (j >= n || sql.charAt(j) != '(') {
+                continue;
+            }
+            j = spaceEnd(sql, j + 1);
+            int selectEnd = wordEnd(sql, j);
+            if (!sql.substring(j, selectEnd).equalsIgnoreCase("select")) {
+                continue;
+            }
+            int listStart = spaceEnd(sql, selectEnd);
+            int listEnd = columnListEnd(sql, listStart);
+            if (listEnd < 0) {
+                continue;
+            }
+            out.append(sql, copied, listStart).append("1 ");
+            copied = listEnd;
+            i = listEnd;
+        }
+        return copied == 0 ? sql : out.append(sql, copied, n).toString();
+    }
+
+    /**
+     * Where the {@code FROM} after a select list of column names only ({@code a.b, "C"}) starts,
+     * or -1 when the list at {@code i} is anything else, or empty.
+     */
+    private static int columnListEnd(String sql, int i) {
+        int n = sql.length();
+        boolean any = false;
+        while (true) {
+            // one name: identifiers joined by dots
+            while (true) {
+                if (i < n && sql.charAt(i) == '"') {
+                    i = quotedEnd(sql, i);
+                } else if (i < n && (Character.isLetter(sql.charAt(i)) || sql.charAt(i) == '_')) {
+                    int end = wordEnd(sql, i);
+                    String word = sql.substring(i, end);
+                    if (word.equalsIgnoreCase("from")) {
+                        return any ? i : -1;
+                    }
+                    if (word.equalsIgnoreCase("distinct") || word.equalsIgnoreCase("all")) {
+                        return -1;
+                    }
+                    i = end;
+                } else {
+                    return -1;
+                }
+                int j = spaceEnd(sql, i);
+                if (j < n && sql.charAt(j) == '.') {
+                    i = spaceEnd(sql, j + 1);
+                    continue;
+                }
+                i = j;
+                break;
+            }
+            any = true;
+            if (i < n && sql.charAt(i) == ',') {
+                i = spaceEnd(sql, i + 1);
+                continue;
+            }
+            int end = wordEnd(sql, i);
+            return end > i && sql.substring(i, end).equalsIgnoreCase("from") ? i : -1;
+        }
+    }
+
+    private static boolean isWordChar(char c) {
+        return Character.isLetterOrDigit(c) || c == '_' || c == '$';
+    }
+
+    private static int wordEnd(String sql, int i) {
+        while (i < sql.length() && isWordChar(sql.charAt(i))) {
+            i++;
+        }
+        return i;
+    }
+
+    private static int spaceEnd(String sql, int i) {
+        while (i < sql.length() && Character.isWhitespace(sql.charAt(i))) {
+            i++;
+        }
+        return i;
+    }
+
+    /** Past the closing quote of the literal or quoted identifier at {@code i} (a doubled quote stays inside). */
+    private static int quotedEnd(String sql, int i) {
+        char q = sql.charAt(i);
+        int n = sql.length();
+        i++;
+        while (i < n) {
+            if (sql.charAt(i) == q) {
+                if (i + 1 < n && sql.charAt(i + 1) == q) {
+                    i += 2;
+                    continue;
+                }
+                return i + 1;
+            }
+            i++;
+        }
+        return n;
+    }
+
+    /**
      * Whether the query reads some table's whole row, which PostgreSQL's normalised text always
      * writes {@code t.*} ({@code row_to_json(t)} prints as {@code row_to_json(t.*)}). A term reads a
      * table's changes through a relation of the same name that also carries the change's weight,

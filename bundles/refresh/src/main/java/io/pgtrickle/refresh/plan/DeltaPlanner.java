@@ -186,6 +186,7 @@ public final class DeltaPlanner {
 
     private static Plan planned(String query, Target to, Source.Lookup sources, boolean consolidate) throws PlanRefusedException {
         query = QueryInliner.inline(query); // subqueries in FROM and WITH queries, where PostgreSQL would pull them up
+        query = ChangeReads.existsSelectingOne(query);
         String target = to.name();
         List<String> columns = to.columns();
         // DISTINCT ON keeps its ORDER BY (it picks the rows), so it is read before TopK takes ORDER BY away
