@@ -135,6 +135,31 @@ class IrrelevantChangesTest {
         }
     }
 
+    @Test
+    void aSourceWhoseChangesKeepMatteringIsJudgedOnlyNowAndThen() throws SQLException {
+        String verdicts = "SELECT frontier -> 'judged' ->> pgtrickle.change_buffer('customers')::text FROM pgtrickle.pgt_stream_tables"
+                + " WHERE pgt_name = 'by_region'";
+        // balances only: judged every time, never mattering, and no statement runs
+        for (int round = 1; round <= 3; round++) {
+            db.exec("UPDATE customers SET balance = balance + 1 WHERE id <= 20");
+            assertEquals(0, statementsRun(), "round " + round);
+            assertEquals("[0, 0]", db.queryString(verdicts));
+        }
+        // ratings, which the stream table reads: judged twice, then passed over 16 times, then judged again
+        for (int round = 1; round <= 20; round++) {
+            db.exec("UPDATE customers SET rating = rating + 1 WHERE id <= 20");
+            assertEquals(1, statementsRun(), "round " + round);
+            db.assertEqualsItsQuery("by_region", "ratings, round " + round);
+            String expected = round <= 2 ? "[" + round + ", 0]" : round <= 18 ? "[2, " + (round - 2) + "]" : "[3, " + (round - 19) + "]";
+            assertEquals(expected, db.queryString(verdicts), "round " + round);
+        }
+        // passed over, balances only: the statement runs, finds nothing that matters and writes nothing
+        db.exec("UPDATE customers SET balance = balance + 1 WHERE id <= 20");
+        assertEquals(1, statementsRun());
+        assertEquals(0, db.lastRefresh("by_region").inserted() + db.lastRefresh("by_region").deleted());
+        db.assertEqualsItsQuery("by_region", "balances while passed over");
+    }
+
     /** A stream table reading only customers' region, refreshed. */
     private void createPerRegion() throws SQLException {
         db.exec("SELECT pgtrickle.create_stream_table('per_region', 'SELECT region, count(*) AS n FROM customers GROUP BY region',"
