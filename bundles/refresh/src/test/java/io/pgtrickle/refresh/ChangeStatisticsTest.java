@@ -174,10 +174,13 @@ class ChangeStatisticsTest {
     @Test
     void aStatementThatReadsOnlyTheChangesTakesNoStatistics() throws SQLException {
         exec("SELECT pgtrickle.create_stream_table('per_prio', 'SELECT o_prio, count(*) AS n FROM orders GROUP BY o_prio', 'calculated')",
-                "SELECT pgtrickle.create_stream_table('urgent', 'SELECT o_id FROM orders WHERE o_prio = 1', 'calculated')");
+                "SELECT pgtrickle.create_stream_table('urgent', 'SELECT o_id FROM orders WHERE o_prio = 1', 'calculated')",
+                // named after its source: its statement names public.orders_urgent, which is not public.orders
+                "SELECT pgtrickle.create_stream_table('orders_urgent', 'SELECT o_id FROM orders WHERE o_prio = 2', 'calculated')");
         db.plan("per_prio");
         db.plan("urgent");
-        assertEquals("per_mode true, per_prio false, urgent false", db.queryString("SELECT string_agg(s.pgt_name || ' ' || pgtrickle.delta_reads_sources(s),"
+        db.plan("orders_urgent");
+        assertEquals("orders_urgent false, per_mode true, per_prio false, urgent false", db.queryString("SELECT string_agg(s.pgt_name || ' ' || pgtrickle.delta_reads_sources(s),"
                 + " ', ' ORDER BY s.pgt_name) FROM pgtrickle.pgt_stream_tables s"));
         exec("SELECT pgtrickle.refresh_stream_table('per_prio')", "SELECT pgtrickle.refresh_stream_table('urgent')");
         staleBatch();
