@@ -1163,8 +1163,9 @@ DECLARE
     relevant_counts jsonb;
     -- buffers whose window has as many inserts as deletes (pending_changes)
     balanced  text[];
-    -- relevant_buffers' verdicts per buffer, and the balanced buffers not asked of it this time
+    -- relevant_buffers' verdicts per buffer, and the balanced buffers asked of it this time and not
     judged    jsonb;
+    asked     text[];
     unasked   text[];
 BEGIN
     -- A transaction that wrote before it refreshes has an id already; the lock below gives one to
@@ -1281,12 +1282,12 @@ BEGIN
         judged := coalesce(st.frontier -> 'judged', '{}');
         unasked := ARRAY(SELECT b FROM unnest(balanced) b
                           WHERE coalesce((judged -> b ->> 0)::int, 0) >= 2 AND coalesce((judged -> b ->> 1)::int, 0) < 16);
+        asked := ARRAY(SELECT b FROM unnest(balanced) b WHERE b <> ALL (unasked));
         irrelevant := '{}';
-        IF cardinality(unasked) < cardinality(balanced) THEN
-            irrelevant := ARRAY(SELECT b FROM unnest(balanced) b WHERE b <> ALL (unasked)
-                                EXCEPT SELECT unnest(pgtrickle.relevant_buffers(st.pgt_id, ARRAY(SELECT b FROM unnest(balanced) b WHERE b <> ALL (unasked)),
-                                                                                counts, pgtrickle.oldest_frontier(st.frontier),
-                                                                                snapshot::pg_snapshot)));
+        IF cardinality(asked) > 0 THEN
+            irrelevant := ARRAY(SELECT unnest(asked) EXCEPT SELECT unnest(pgtrickle.relevant_buffers(st.pgt_id, asked, counts,
+                                                                                               pgtrickle.oldest_frontier(st.frontier),
+                                                                                               snapshot::pg_snapshot)));
         END IF;
         judged := judged || (SELECT jsonb_object_agg(b, CASE WHEN b = ANY (unasked)
                                                              THEN jsonb_build_array((judged -> b ->> 0)::int, coalesce((judged -> b ->> 1)::int, 0) + 1)

@@ -214,40 +214,25 @@ final class ChangeReads {
         while (i < n) {
             char c = sql.charAt(i);
             if (c == '\'') {
-                i++;
-                while (i < n && !(sql.charAt(i) == '\'' && (i + 1 >= n || sql.charAt(i + 1) != '\''))) {
-                    i += sql.charAt(i) == '\'' ? 2 : 1;
-                }
-                i++;
+                i = quotedEnd(sql, i);
                 continue;
             }
-            String word = null;
+            String word;
             if (c == '"') {
-                int start = i++;
-                while (i < n && !(sql.charAt(i) == '"' && (i + 1 >= n || sql.charAt(i + 1) != '"'))) {
-                    i += sql.charAt(i) == '"' ? 2 : 1;
-                }
-                i++;
-                word = sql.substring(start, Math.min(i, n));
+                int start = i;
+                i = quotedEnd(sql, i);
+                word = sql.substring(start, i);
             } else if (Character.isLetter(c) || c == '_') {
                 int start = i;
-                while (i < n && (Character.isLetterOrDigit(sql.charAt(i)) || sql.charAt(i) == '_' || sql.charAt(i) == '$')) {
-                    i++;
-                }
+                i = wordEnd(sql, i);
                 word = sql.substring(start, i).toLowerCase(Locale.ROOT);
             } else {
                 i++;
                 continue;
             }
-            int j = i;
-            while (j < n && Character.isWhitespace(sql.charAt(j))) {
-                j++;
-            }
+            int j = spaceEnd(sql, i);
             if (j < n && sql.charAt(j) == '.') {
-                int k = j + 1;
-                while (k < n && Character.isWhitespace(sql.charAt(k))) {
-                    k++;
-                }
+                int k = spaceEnd(sql, j + 1);
                 wholeRows |= k < n && sql.charAt(k) == '*';
             } else {
                 bare.add(word);
