@@ -1215,7 +1215,7 @@ BEGIN
       FROM pgtrickle.pgt_dependencies d WHERE d.pgt_id = st.pgt_id;
     IF st.is_populated AND NOT st.needs_reinit AND st.frontier ? 'snapshot' AND coalesce(captured, false)
        AND (st.recompute_reason IS NULL OR clock) THEN
-        SELECT p.total, p.counts, p.buffers, p.balanced, pg_current_snapshot()::text INTO pending, counts, live, balanced, snapshot
+        SELECT p.total, p.counts, p.buffers, p.balanced, p.snapshot INTO pending, counts, live, balanced, snapshot
           FROM pgtrickle.pending_changes(st.pgt_id, pgtrickle.oldest_frontier(st.frontier)) p;
     END IF;
     idle := pending = 0 AND snapshot IS NOT NULL AND NOT clock;

@@ -1,6 +1,7 @@
 package io.pgtrickle.refresh;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.sql.Connection;
 import java.sql.ResultSet;
@@ -142,5 +143,35 @@ class FullRefreshPlansTest {
         assertEquals("FULL", db.lastRefresh("per_group").action());
         db.assertEqualsItsQuery("per_group", "after a rolled back refresh");
         assertEquals(name, sessionString("SELECT current_setting('pgtrickle.prepared_statements')"));
+    }
+
+    @Test
+    void theProbeIsPlannedOnceAndReadsTheBufferByItsIndex() throws SQLException {
+        db.exec("SELECT pgtrickle.create_stream_table('big_items', 'SELECT id, v FROM items WHERE v > 100', 'calculated', 'DIFFERENTIAL')");
+        db.plan("big_items");
+        // a buffer whose statistics say it holds 2,000 rows (the refresh deletes them, the statistics stay)
+        run("UPDATE items SET v = v + 1", "UPDATE items SET v = v + 1",
+                "ANALYZE " + db.queryString("SELECT pgtrickle.change_buffer('items')::text"),
+                "SELECT pgtrickle.refresh_stream_table('big_items')");
+        assertEquals("DIFFERENTIAL", db.lastRefresh("big_items").action());
+        String probes = "SELECT count(*) || ' ' || coalesce(sum(generic_plans), 0) || ' ' || coalesce(sum(custom_plans), 0)"
+                + " FROM pg_prepared_statements WHERE name LIKE 'pgtrickle\\_pending\\_%'";
+        for (int round = 1; round <= 3; round++) {
+            run("SELECT pgtrickle.refresh_stream_table('big_items')");
+            assertEquals("NO_DATA", db.lastRefresh("big_items").action(), "round " + round);
+        }
+        assertEquals("1 4 0", sessionString(probes), "one probe, run from one plan by this refresh and the three no-ops");
+        String plan = sessionString("SELECT format('EXPLAIN (FORMAT JSON) EXECUTE %I(%L)', name, '1:1:') FROM pg_prepared_statements"
+                + " WHERE name LIKE 'pgtrickle\\_pending\\_%'");
+        run("SET plan_cache_mode = force_generic_plan");
+        String kept = sessionString(plan);
+        run("RESET plan_cache_mode");
+        assertTrue(kept.contains("\"Index Name\""), "the plan kept reads the xid index: " + kept);
+
+        // gone (DEALLOCATE ALL): prepared again; a change is counted by it
+        run("DEALLOCATE ALL", "UPDATE items SET v = v + 1 WHERE id = 7", "SELECT pgtrickle.refresh_stream_table('big_items')");
+        assertEquals("DIFFERENTIAL", db.lastRefresh("big_items").action());
+        db.assertEqualsItsQuery("big_items", "after DEALLOCATE ALL");
+        assertEquals("1 1 0", sessionString(probes));
     }
 }
