@@ -54,8 +54,9 @@ final class ChangeReads {
             kept = List.of(0);
         }
         List<Integer> k = kept;
-        return new Source(s.name(), s.buffer(), k.stream().map(s.columns()::get).toList(), k.stream().map(s.types()::get).toList(),
-                k.stream().map(s.identical()::get).toList(), s.rows());
+        List<String> columns = k.stream().map(s.columns()::get).toList();
+        return new Source(s.name(), s.buffer(), columns, k.stream().map(s.types()::get).toList(),
+                k.stream().map(s.identical()::get).toList(), s.rows(), s.uniqueKeys().stream().filter(columns::containsAll).toList());
     }
 
     /**

@@ -668,11 +668,18 @@ public final class DeltaPlanner {
         private final Map<String, Source> sources = new LinkedHashMap<>();
         private final Map<String, String> names = new LinkedHashMap<>();
         private final boolean consolidate;
+        /** Buffers whose changes are read unconsolidated even so (see {@link UniqueJoins}). */
+        private final Set<String> unconsolidated;
         /** Per buffer, the condition the changes a term can use satisfy (see {@link ChangeReads#filters}). */
         private final Map<String, String> filters;
 
         Deltas(Parsed parsed, boolean consolidate) {
+            this(parsed, consolidate, Set.of());
+        }
+
+        Deltas(Parsed parsed, boolean consolidate, Set<String> unconsolidated) {
             this.consolidate = consolidate;
+            this.unconsolidated = unconsolidated;
             this.filters = ChangeReads.filters(parsed);
             for (Branch b : parsed.branches) {
                 for (Occurrence o : b.allOccurrences()) {
@@ -692,7 +699,8 @@ public final class DeltaPlanner {
         String definitions() {
             return sources.values().stream()
                     .map(s -> names.get(s.buffer()) + " AS MATERIALIZED ("
-                            + (consolidate ? consolidated(s, filters.get(s.buffer())) : changes(s, filters.get(s.buffer()))) + ")")
+                            + (consolidate && !unconsolidated.contains(s.buffer()) ? consolidated(s, filters.get(s.buffer()))
+                                    : changes(s, filters.get(s.buffer()))) + ")")
                     .collect(Collectors.joining(",\n"))
                     + defined.entrySet().stream().map(e -> ",\n" + e.getKey() + " AS MATERIALIZED (" + e.getValue() + ")")
                             .collect(Collectors.joining());

@@ -510,11 +510,29 @@ public final class RefreshPlanner {
                 }
                 Columns columns = columns(c, rs.getLong(3));
                 return new Source(rs.getString(1), rs.getString(2), columns.names(), columns.storedTypes(), columns.identical(),
-                        rs.getDouble(5));
+                        rs.getDouble(5), uniqueKeys(c, rs.getLong(3)));
             }
         } catch (SQLException e) {
             throw new PlanRefusedException("the engine could not look up " + name + ": " + e.getMessage());
         }
+    }
+
+    /** The key columns (quoted) of each valid unique index of {@code relid} without predicate or expression. */
+    private static List<List<String>> uniqueKeys(Connection c, long relid) throws SQLException {
+        List<List<String>> keys = new ArrayList<>();
+        try (PreparedStatement ps = c.prepareStatement(
+                "SELECT (SELECT array_agg(quote_ident(a.attname) ORDER BY k.n) FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)"
+                        + "   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE k.n <= i.indnkeyatts)"
+                        + " FROM pg_index i WHERE i.indrelid = ? AND i.indisunique AND i.indisvalid"
+                        + " AND i.indpred IS NULL AND i.indexprs IS NULL ORDER BY i.indexrelid")) {
+            ps.setLong(1, relid);
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    keys.add(List.of((String[]) rs.getArray(1).getArray()));
+                }
+            }
+        }
+        return keys;
     }
 
     /**

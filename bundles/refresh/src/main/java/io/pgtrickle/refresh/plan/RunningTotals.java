@@ -402,9 +402,9 @@ final class RunningTotals {
         // subqueries, unconsolidated: a row's delete and insert that cancel add up to nothing in
         // the sums anyway, and consolidating (a GROUP BY over every column the query reads, and the
         // text forms of those that print differently) was 3.7 of TPC-H Q1's 8.5 ms of execution.
-        // With a join they are consolidated, or each would multiply through the other tables.
-        boolean alone = shape.occurrences.size() == 1 && shape.sublinks.isEmpty();
-        Deltas deltas = new Deltas(new Parsed(List.of(shape)), consolidate && !alone);
+        // With a join they are consolidated, or each would multiply through the other tables;
+        // unless the joins find one row per change (UniqueJoins).
+        Deltas deltas = new Deltas(new Parsed(List.of(shape)), consolidate, UniqueJoins.unconsolidated(shape));
         List<String> termColumns = new ArrayList<>(List.of("h"));
         IntStream.range(0, keys.size()).forEach(k -> termColumns.add("k" + k));
         termColumns.add("w");

@@ -14,13 +14,22 @@ import java.util.List;
  *                  floats ({@code 0 = -0}), jsonb, text under a nondeterministic collation
  * @param rows      PostgreSQL's estimate of its rows when the plan was made, or -1 when it has none;
  *                  it only decides which tables a plan reads by index (see DeltaPlanner.Term)
+ * @param uniqueKeys the columns (quoted, as in {@code columns}) of each of its unique indexes without
+ *                  predicate or expression: rows equal in one of these are one row. They only decide
+ *                  which changes a plan may join unconsolidated (see {@link UniqueJoins})
  */
-public record Source(String name, String buffer, List<String> columns, List<String> types, List<Boolean> identical, double rows) {
+public record Source(String name, String buffer, List<String> columns, List<String> types, List<Boolean> identical, double rows,
+        List<List<String>> uniqueKeys) {
 
     public Source {
         columns = List.copyOf(columns);
         types = List.copyOf(types);
         identical = List.copyOf(identical);
+        uniqueKeys = uniqueKeys.stream().map(List::copyOf).toList();
+    }
+
+    public Source(String name, String buffer, List<String> columns, List<String> types, List<Boolean> identical, double rows) {
+        this(name, buffer, columns, types, identical, rows, List.of());
     }
 
     public Source(String name, String buffer, List<String> columns, List<String> types, List<Boolean> identical) {
