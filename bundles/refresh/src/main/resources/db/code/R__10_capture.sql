@@ -113,9 +113,10 @@ $fn$;
 -- and 0.6; running the statement takes about 0.02 ms a source). Its plan is generic, made once and
 -- kept until a buffer changes (DDL, a TRUNCATE). It still reads each buffer by its xid index, from
 -- the frontier's xmin on, as the custom plan of a literal frontier did: PostgreSQL takes an
--- inequality with a parameter to keep a third of the rows, which it reads by the index (so it did
--- for 20,000 rows in random xid order; FullRefreshPlansTest). VOLATILE: PREPARE is refused in a STABLE function (so each statement in
--- it takes a snapshot of its own, and the counting one returns its own).
+-- inequality with a parameter to keep a third of the rows, which it reads by the index
+-- (FullRefreshPlansTest; so it did for 20,000 rows in random xid order). VOLATILE: PREPARE is
+-- refused in a STABLE function (so each statement in it takes a snapshot of its own, and the
+-- counting one returns its own).
 DROP FUNCTION IF EXISTS pgtrickle.pending_changes(bigint, pg_snapshot);
 CREATE OR REPLACE FUNCTION pgtrickle.pending_changes(pgt_id bigint, since pg_snapshot,
                                                      OUT total bigint, OUT counts jsonb, OUT buffers text[],
