@@ -117,10 +117,15 @@ $fn$;
 -- (FullRefreshPlansTest; so it did for 20,000 rows in random xid order). VOLATILE: PREPARE is
 -- refused in a STABLE function (so each statement in it takes a snapshot of its own, and the
 -- counting one returns its own).
+--
+-- cap: count at most this many rows of a buffer (NULL: all). `capped` says a buffer reached it: its
+-- count, the total and `balanced` are then only as far as counted, and the window has at least
+-- `cap` rows, which is what a refresh that recomputes whatever the window above some size needs to
+-- know (run_refresh, differential_cost_fallback's floor); counting is about 0.4 us a row.
 DROP FUNCTION IF EXISTS pgtrickle.pending_changes(bigint, pg_snapshot);
-CREATE OR REPLACE FUNCTION pgtrickle.pending_changes(pgt_id bigint, since pg_snapshot,
+CREATE OR REPLACE FUNCTION pgtrickle.pending_changes(pgt_id bigint, since pg_snapshot, cap bigint DEFAULT NULL,
                                                      OUT total bigint, OUT counts jsonb, OUT buffers text[],
-                                                     OUT balanced text[], OUT snapshot text)
+                                                     OUT balanced text[], OUT snapshot text, OUT capped boolean)
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
     SET plan_cache_mode = force_generic_plan
@@ -131,6 +136,7 @@ DECLARE
     n         bigint[];
     statement text;
     prepared  text;
+    run       text;
 BEGIN
     -- a stored name that resolves to nothing (a buffer renamed in this very transaction): the long way
     SELECT array_agg(d.source_relid ORDER BY b.name::text),
@@ -146,13 +152,15 @@ BEGIN
             USING ERRCODE = 'undefined_object';
     END IF;
     total := 0;
+    capped := false;
     IF sources IS NULL THEN
         snapshot := pg_current_snapshot()::text;
         RETURN;
     END IF;
     -- per buffer {rows, inserted - deleted}: a two-dimensional array
-    statement := 'SELECT ARRAY[' || (SELECT string_agg(format('(SELECT ARRAY[count(*), coalesce(sum(CASE action WHEN ''I'' THEN 1 WHEN ''D'' THEN -1 ELSE 0 END), 0)] FROM %s%s)', b,
-                                                    CASE WHEN since IS NOT NULL THEN ' WHERE xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(xid, $1)' END),
+    statement := 'SELECT ARRAY[' || (SELECT string_agg(format('(SELECT ARRAY[count(*), coalesce(sum(CASE action WHEN ''I'' THEN 1 WHEN ''D'' THEN -1 ELSE 0 END), 0)] FROM %s)',
+                                                           CASE WHEN since IS NULL THEN b::text
+                                                                ELSE format('(SELECT action FROM %s WHERE xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(xid, $1) LIMIT $2) w', b) END),
                                              ', ' ORDER BY i)
                                         FROM unnest(names) WITH ORDINALITY AS u(b, i)) || '], pg_current_snapshot()::text';
     IF since IS NULL THEN
@@ -161,17 +169,19 @@ BEGIN
         -- a prepared statement outlives a rolled back transaction and is the session's to
         -- DEALLOCATE: whether it is there is known only by running it
         prepared := 'pgtrickle_pending_' || md5(statement);
+        run := format('EXECUTE %I(%L, %L)', prepared, since, cap);
         BEGIN
-            EXECUTE format('EXECUTE %I(%L)', prepared, since) INTO n, snapshot;
+            EXECUTE run INTO n, snapshot;
         EXCEPTION WHEN invalid_sql_statement_name THEN
-            EXECUTE format('PREPARE %I(pg_snapshot) AS %s', prepared, statement);
-            EXECUTE format('EXECUTE %I(%L)', prepared, since) INTO n, snapshot;
+            EXECUTE format('PREPARE %I(pg_snapshot, bigint) AS %s', prepared, statement);
+            EXECUTE run INTO n, snapshot;
         END;
     END IF;
     SELECT sum(n[c.i][1]), jsonb_object_agg(c.relid, n[c.i][1]) FILTER (WHERE n[c.i][1] > 0),
            array_agg(c.buffer::text ORDER BY c.i) FILTER (WHERE n[c.i][1] > 0),
-           array_agg(c.buffer::text ORDER BY c.i) FILTER (WHERE n[c.i][1] > 0 AND n[c.i][2] = 0)
-      INTO total, counts, buffers, balanced
+           array_agg(c.buffer::text ORDER BY c.i) FILTER (WHERE n[c.i][1] > 0 AND n[c.i][2] = 0),
+           coalesce(bool_or(n[c.i][1] >= cap), false)
+      INTO total, counts, buffers, balanced, capped
       FROM unnest(sources, names) WITH ORDINALITY AS c(relid, buffer, i);
 END
 $fn$;

@@ -161,14 +161,24 @@ $fn$;
 --
 -- Planning is most of a refresh of a few thousand changes (TPC-H at SF 0.1: 7 to 22 ms of 30 to
 -- 60), so the verdict is remembered (`memo`, the last one, which run_refresh keeps in the
--- frontier) and reused while the statement and the sources with changes are the same and the
--- window is within half to twice the one it was asked for, at most 50 times. remembered_only: the
--- remembered verdict or nothing (verdict NULL), so that one for FULL is known before the change
--- statistics, which only a differential statement needs, are taken.
+-- frontier) and reused while the statement and the sources with changes (`buffers`, the probe's)
+-- are the same and the window is within half to twice the one it was asked for, at most 50 times.
+-- A verdict for FULL is also reused for any larger window, and for one down to its `floor`: the
+-- differential statement costs more the more changes it reads, recomputing the same, so what lost
+-- at a window loses at every larger one. The floor is twice the window at which the two would cost
+-- the same were the differential cost proportional to the window (it is less than proportional:
+-- the floor errs towards asking), and no less than a window the rule asks about (1,000 rows and
+-- the ratio of the sources). run_refresh
+-- counts a window only up to the least window the verdict holds for (pgtrickle.pending_changes'
+-- cap): TPC-H Q20 at SF 1 counted 25,000 changed rows at every refresh to learn that recomputing
+-- 4 ms still beat the differential statement. remembered_only: the remembered verdict or nothing
+-- (verdict NULL), so that one for FULL is known before relevant_buffers and the change statistics,
+-- which only a differential statement needs, are taken.
 DROP FUNCTION IF EXISTS pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables, pg_snapshot, bigint);
 DROP FUNCTION IF EXISTS pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables, pg_snapshot, bigint, jsonb);
+DROP FUNCTION IF EXISTS pgtrickle.differential_cost_fallback(pgtrickle.pgt_stream_tables, pg_snapshot, bigint, jsonb, boolean);
 CREATE OR REPLACE FUNCTION pgtrickle.differential_cost_fallback(st pgtrickle.pgt_stream_tables, frontier pg_snapshot, pending bigint,
-                                                     memo jsonb, remembered_only boolean DEFAULT false,
+                                                     memo jsonb, buffers text[], remembered_only boolean DEFAULT false,
                                                      OUT why text, OUT verdict jsonb)
     LANGUAGE plpgsql
 AS $fn$
@@ -189,9 +199,10 @@ BEGIN
     IF rows IS NULL OR pending < ratio * greatest(rows, 1) THEN
         RETURN;
     END IF;
-    key := md5(st.delta_sql || '|' || coalesce(current_setting('pgtrickle.live_buffers', true), ''));
-    IF memo ->> 'key' = key AND pending BETWEEN (memo ->> 'pending')::bigint / 2 AND (memo ->> 'pending')::bigint * 2
-       AND (memo ->> 'uses')::int < 50 THEN
+    key := md5(st.delta_sql || '|' || coalesce(buffers::text, ''));
+    IF memo ->> 'key' = key AND (memo ->> 'uses')::int < 50
+       AND (pending BETWEEN (memo ->> 'pending')::bigint / 2 AND (memo ->> 'pending')::bigint * 2
+            OR (memo ->> 'why' IS NOT NULL AND pending >= pgtrickle.cost_verdict_floor(memo))) THEN
         why := memo ->> 'why';
         verdict := memo || jsonb_build_object('uses', (memo ->> 'uses')::int + 1);
         RETURN;
@@ -213,9 +224,20 @@ BEGIN
         why := format('estimated cost of the differential statement %s > of recomputing %s (%s changed rows, %s source rows)',
                       round(delta::numeric), round(recompute::numeric), pending, round(rows::numeric));
     END IF;
-    verdict := jsonb_build_object('key', key, 'pending', pending, 'why', why, 'uses', 0);
+    verdict := jsonb_build_object('key', key, 'pending', pending, 'why', why, 'uses', 0)
+               || CASE WHEN why IS NOT NULL
+                       THEN jsonb_build_object('floor', greatest(1000, ceil(ratio * rows), ceil(2 * pending * recompute / delta))::bigint)
+                       ELSE '{}' END::jsonb;
 END
 $fn$;
+
+-- The least window a remembered verdict for FULL holds for (see differential_cost_fallback): its
+-- floor, or half the window it was asked for if less, and no less than 1,000. NULL for a verdict
+-- for the differential statement, or none.
+CREATE OR REPLACE FUNCTION pgtrickle.cost_verdict_floor(memo jsonb) RETURNS bigint
+    LANGUAGE sql IMMUTABLE
+    RETURN CASE WHEN memo ->> 'why' IS NOT NULL
+                THEN greatest(1000, least(coalesce((memo ->> 'floor')::bigint, (memo ->> 'pending')::bigint), ((memo ->> 'pending')::bigint + 1) / 2)) END;
 
 -- AUTO's measured rule. The cost rule above compares the planner's estimates, which leave out
 -- planning itself and are often far off for a differential statement: on TPC-H at SF 0.1, Q2's

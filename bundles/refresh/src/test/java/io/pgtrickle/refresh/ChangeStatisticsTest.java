@@ -249,18 +249,36 @@ class ChangeStatisticsTest {
         assertTrue(why.startsWith("FULL|true|estimated cost"), why);
         assertEquals("0|40000", memo());
 
-        // the same window again: the remembered verdict, not asked again, and no statistics taken for it
+        // the same window again: the remembered verdict, not asked again, and no statistics taken for it, nor
+        // the window judged for changes that do not matter (relevant_buffers: the frontier's count of judgements)
+        String judged = one("SELECT frontier ->> 'judged' FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'per_mode'");
+        assertTrue(judged.contains("[1, 0]"), judged);
         exec("UPDATE lines SET l_mode = (l_mode + 1) % 7");
         long analysed = analyses("lines");
         exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
         assertEquals(why, last());
         assertEquals("1|40000", memo());
         assertEquals(analysed, analyses("lines"), "a remembered verdict for FULL needs no statistics of the changes");
+        assertEquals(judged, one("SELECT frontier ->> 'judged' FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'per_mode'"));
 
-        // a window of less than half of it is asked about anew
-        exec("UPDATE lines SET l_mode = (l_mode + 1) % 7 WHERE l_order % 4 = 0");
+        // a verdict for FULL holds for every larger window: three times every line (120,000 rows, more than twice
+        // the window asked about) is not asked about, and counted only up to the least window the verdict holds for
+        long least = Long.parseLong(one("SELECT pgtrickle.cost_verdict_floor(frontier -> 'cost') FROM pgtrickle.pgt_stream_tables"
+                + " WHERE pgt_name = 'per_mode'"));
+        assertTrue(least >= 1000 && least <= 20000, "at least 1,000, at most half the window: " + least);
+        exec("UPDATE lines SET l_mode = (l_mode + 1) % 7", "UPDATE lines SET l_mode = (l_mode + 1) % 7", "UPDATE lines SET l_mode = (l_mode + 1) % 7");
         exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
-        assertTrue(memo().startsWith("0|") && !memo().equals("0|40000"), memo());
+        assertEquals(why, last());
+        assertEquals("2|40000", memo());
+        long counted = Long.parseLong(one("SELECT frontier -> 'timing' -> 'f' ->> 'n' FROM pgtrickle.pgt_stream_tables WHERE pgt_name = 'per_mode'"));
+        assertTrue(counted >= least && counted < 120000, "counted " + counted + " of 120,000 changed rows, the least window " + least);
+        assertEquals(0, db.difference("per_mode"));
+
+        // a window below that is asked about anew
+        long lines = (least - 1) / 2;
+        exec("UPDATE lines SET l_mode = (l_mode + 1) % 7 WHERE (l_order, l_no) IN (SELECT l_order, l_no FROM lines ORDER BY 1, 2 LIMIT " + lines + ")");
+        exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
+        assertEquals("0|" + 2 * lines, memo());
         assertEquals(0, db.difference("per_mode"));
 
         // off: nothing remembered is used
@@ -268,6 +286,15 @@ class ChangeStatisticsTest {
         exec("SELECT pgtrickle.refresh_stream_table('per_mode')");
         assertEquals("DIFFERENTIAL|false|", last());
         assertEquals(0, db.difference("per_mode"));
+    }
+
+    @Test
+    void aVerdictForFullHoldsFromItsFloorOrHalfItsWindowAndAtLeast1000Rows() throws SQLException {
+        assertEquals("3000", one("SELECT pgtrickle.cost_verdict_floor('{\"why\": \"x\", \"pending\": 40000, \"floor\": 3000}')"));
+        assertEquals("20000", one("SELECT pgtrickle.cost_verdict_floor('{\"why\": \"x\", \"pending\": 40000, \"floor\": 61384}')"));
+        assertEquals("1000", one("SELECT pgtrickle.cost_verdict_floor('{\"why\": \"x\", \"pending\": 1500, \"floor\": 1000}')"));
+        assertEquals("20000", one("SELECT pgtrickle.cost_verdict_floor('{\"why\": \"x\", \"pending\": 40000}')"), "a verdict from before floors");
+        assertNull(one("SELECT pgtrickle.cost_verdict_floor('{\"why\": null, \"pending\": 40000, \"floor\": 3000}')"), "a verdict for DIFFERENTIAL");
     }
 
     /** The cost rule's remembered verdict of per_mode: times reused | window it was asked for. */

@@ -161,7 +161,7 @@ class FullRefreshPlansTest {
             assertEquals("NO_DATA", db.lastRefresh("big_items").action(), "round " + round);
         }
         assertEquals("1 4 0", sessionString(probes), "one probe, run from one plan by this refresh and the three no-ops");
-        String plan = sessionString("SELECT format('EXPLAIN (FORMAT JSON) EXECUTE %I(%L)', name, '1:1:') FROM pg_prepared_statements"
+        String plan = sessionString("SELECT format('EXPLAIN (FORMAT JSON) EXECUTE %I(%L, NULL)', name, '1:1:') FROM pg_prepared_statements"
                 + " WHERE name LIKE 'pgtrickle\\_pending\\_%'");
         run("SET plan_cache_mode = force_generic_plan");
         String kept = sessionString(plan);
