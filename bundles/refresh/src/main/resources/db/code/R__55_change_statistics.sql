@@ -167,8 +167,8 @@ $fn$;
 -- differential statement costs more the more changes it reads, recomputing the same, so what lost
 -- at a window loses at every larger one. The floor is twice the window at which the two would cost
 -- the same were the differential cost proportional to the window (it is less than proportional:
--- the floor errs towards asking), and no less than a window the rule asks about (1,000 rows and
--- the ratio of the sources). run_refresh
+-- the floor errs towards asking), and at least 1,000 rows; below the ratio of the sources that a
+-- window must reach to be asked about, too (the verdict knows better than the ratio). run_refresh
 -- counts a window only up to the least window the verdict holds for (pgtrickle.pending_changes'
 -- cap): TPC-H Q20 at SF 1 counted 25,000 changed rows at every refresh to learn that recomputing
 -- 4 ms still beat the differential statement. remembered_only: the remembered verdict or nothing
@@ -195,10 +195,6 @@ BEGIN
     IF ratio <= 0 OR pending < 1000 THEN
         RETURN;
     END IF;
-    rows := pgtrickle.source_row_estimate(st.pgt_id);
-    IF rows IS NULL OR pending < ratio * greatest(rows, 1) THEN
-        RETURN;
-    END IF;
     key := md5(st.delta_sql || '|' || coalesce(buffers::text, ''));
     IF memo ->> 'key' = key AND (memo ->> 'uses')::int < 50
        AND (pending BETWEEN (memo ->> 'pending')::bigint / 2 AND (memo ->> 'pending')::bigint * 2
@@ -208,6 +204,10 @@ BEGIN
         RETURN;
     END IF;
     IF remembered_only THEN
+        RETURN;
+    END IF;
+    rows := pgtrickle.source_row_estimate(st.pgt_id);
+    IF rows IS NULL OR pending < ratio * greatest(rows, 1) THEN
         RETURN;
     END IF;
     delta := ((pgtrickle.execute_as_owner(st, 'EXPLAIN (FORMAT JSON) ' || pgtrickle.live_statement(st.delta_sql), frontier))[1]::json
@@ -226,7 +226,7 @@ BEGIN
     END IF;
     verdict := jsonb_build_object('key', key, 'pending', pending, 'why', why, 'uses', 0)
                || CASE WHEN why IS NOT NULL
-                       THEN jsonb_build_object('floor', greatest(1000, ceil(ratio * rows), ceil(2 * pending * recompute / delta))::bigint)
+                       THEN jsonb_build_object('floor', greatest(1000, ceil(2 * pending * recompute / delta))::bigint)
                        ELSE '{}' END::jsonb;
 END
 $fn$;
