@@ -1246,6 +1246,27 @@ BEGIN
         probed := live;
     END IF;
     idle := pending = 0 AND snapshot IS NOT NULL AND NOT clock;
+    -- Nothing to do, in a transaction that wrote nothing before: the history row and the frontier
+    -- at the probe's snapshot, and nothing else (what follows below would only find, statement by
+    -- statement, that there is nothing to do). The frontier keeps all else it holds, as the
+    -- refresh's UPDATE below does for NO_DATA.
+    IF idle AND own IS NULL THEN
+        PERFORM set_config('pgtrickle.notify_coalesce_default', coalesce(run_refresh.notify_coalesce_ms::text, ''), true);
+        INSERT INTO pgtrickle.pgt_refresh_history
+               (pgt_id, data_timestamp, start_time, end_time, action, rows_inserted, rows_deleted, delta_row_count, status,
+                initiated_by, was_full_fallback)
+        VALUES (st.pgt_id, now(), started, clock_timestamp(), 'NO_DATA', 0, 0, 0, 'COMPLETED', run_refresh.initiated_by, false)
+        RETURNING refresh_id INTO id;
+        -- (the lock above gave this transaction an id: counted as in progress, see below)
+        UPDATE pgtrickle.pgt_stream_tables s
+           SET frontier = st.frontier || jsonb_build_object('snapshot',
+                              coalesce(pgtrickle.in_progress_too(snapshot::pg_snapshot, pg_current_xact_id_if_assigned())::text, snapshot)),
+               data_timestamp = now(), last_refresh_at = now(), consecutive_errors = 0,
+               status = CASE WHEN s.status = 'INITIALIZING' THEN 'ACTIVE' ELSE s.status END, updated_at = now()
+         WHERE s.pgt_id = st.pgt_id;
+        PERFORM set_config('pgtrickle.refresh_id', id::text, true);
+        RETURN id;
+    END IF;
 
     -- A transaction that wrote to a source before refreshing: its rows are consumed now and, as it
     -- is still in progress, again by the next refresh (see below). FULL needs no such bookkeeping.
