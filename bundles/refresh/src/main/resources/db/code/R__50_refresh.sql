@@ -1260,7 +1260,7 @@ BEGIN
         -- (the lock above gave this transaction an id: counted as in progress, see below)
         UPDATE pgtrickle.pgt_stream_tables s
            SET frontier = st.frontier || jsonb_build_object('snapshot',
-                              coalesce(pgtrickle.in_progress_too(snapshot::pg_snapshot, pg_current_xact_id_if_assigned())::text, snapshot)),
+                              pgtrickle.in_progress_too(snapshot::pg_snapshot, pg_current_xact_id_if_assigned())::text),
                data_timestamp = now(), last_refresh_at = now(), consecutive_errors = 0,
                status = CASE WHEN s.status = 'INITIALIZING' THEN 'ACTIVE' ELSE s.status END, updated_at = now()
          WHERE s.pgt_id = st.pgt_id;
